@@ -1,0 +1,64 @@
+"""Atomic, safe checkpoints: written via temp file + rename, read with ``weights_only=True``."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, truncated or not one of ours; the message names the file."""
+
+
+FORMAT = "nas_kd.checkpoint.v1"
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
+    """Write ``state`` (tensors, numbers, strings, lists, dicts) atomically to ``path``.
+
+    A crash mid-write leaves the previous file intact: the data goes to a temp file in the
+    same directory, is flushed to disk, then renamed over ``path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save({"format": FORMAT, **state}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path, *, require_format: bool = True) -> dict[str, Any]:
+    """Load a checkpoint without unpickling arbitrary objects.
+
+    With ``require_format`` the file must have been written by :func:`save_checkpoint`;
+    without it a plain state dict is accepted too (e.g. a user's teacher weights).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for truncated / foreign files
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or foreign file?): {reason}") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: expected a dict of tensors, found {type(state).__name__}")
+    if require_format and state.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a nas_kd checkpoint (format {state.get('format')!r}, expected {FORMAT!r})")
+    return state
+
+
+def model_state(state: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The model weights in a nas_kd checkpoint, or ``state`` itself if it is a plain state dict."""
+    if state.get("format") == FORMAT:
+        return state["model"]
+    return state

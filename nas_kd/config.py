@@ -1,0 +1,194 @@
+"""Recipes: YAML files validated into typed dataclasses, with ``--set key.sub=value`` overrides."""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class RecipeError(ValueError):
+    """A recipe is invalid; the message names the file and the key."""
+
+
+@dataclass
+class DataConfig:
+    """Which dataset, where it lives, how it is split, batched and augmented."""
+
+    dataset: str = "fashion-mnist"
+    root: str | None = None  # default: $NAS_KD_DATA, else the dataset's Debian install path
+    val_size: int = 5000
+    split_seed: int = 0
+    batch_size: int = 128
+    eval_batch_size: int = 1000
+    augment_pad: int = 2  # random-crop padding in pixels; 0 disables cropping
+    flip: bool = True  # horizontal flips, only where the dataset allows them
+    limit_train: int | None = None
+    limit_test: int | None = None
+
+
+@dataclass
+class TeacherConfig:
+    """The fixed teacher: a built-in model, a user factory + state dict, or a TorchScript file."""
+
+    model: str = "resnet_fmnist"  # a name in nas_kd.models.MODELS, or 'package.module:function'
+    kwargs: dict = field(default_factory=dict)
+    checkpoint: str | None = None  # state dict (or nas-kd checkpoint) to load
+    torchscript: str | None = None  # a TorchScript file; replaces model/kwargs/checkpoint
+    stages: list[str] = field(default_factory=lambda: ["stem", "stage1", "stage2", "stage3", "stage4"])
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation schedule shared by the trainers."""
+
+    epochs: int = 20
+    optimizer: str = "sgd"  # sgd | adamw
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4  # never applied to BatchNorm parameters or biases
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.0
+    channels_last: bool = True
+    checkpoint_every_steps: int = 0  # 0: only at the end of each epoch
+    threads: int | None = None  # torch intra-op threads; default: torch's choice
+
+
+@dataclass
+class RunConfig:
+    """Where a run writes its outputs."""
+
+    out_dir: str = "runs"
+    name: str = "run"
+
+
+@dataclass
+class Recipe:
+    """A complete run configuration; each command reads the sections it needs."""
+
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict:
+        """Plain-data form (what is saved beside a run)."""
+        return dataclasses.asdict(self)
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check ``value`` against annotation ``tp``; ints are accepted where floats are expected."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except RecipeError:
+                pass
+        raise RecipeError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise RecipeError(f"{where}: expected a mapping, got {value!r}")
+        return _build(tp, value, where)
+    if origin is list:
+        if not isinstance(value, list):
+            raise RecipeError(f"{where}: expected a list, got {value!r}")
+        (item,) = typing.get_args(tp) or (Any,)
+        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if tp is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise RecipeError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is Any:
+        return value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is float and isinstance(value, str):  # PyYAML reads 5e-4 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if tp is int and isinstance(value, bool) or not isinstance(value, tp):
+        raise RecipeError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    return value
+
+
+def _build(cls: type, data: dict, where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise RecipeError(f"{where}: unknown key {key!r}{hint}; allowed: {', '.join(names)}")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        sub = f"{where}.{f.name}" if where else f.name
+        if f.name in data:
+            kwargs[f.name] = _coerce(data[f.name], hints[f.name], sub)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise RecipeError(f"{where or 'recipe'}: missing required key {f.name!r}")
+    return cls(**kwargs)
+
+
+def apply_override(data: dict, assignment: str) -> None:
+    """Apply one ``key.sub=value`` override to nested ``data`` (value parsed as YAML)."""
+    if "=" not in assignment:
+        raise RecipeError(f"--set {assignment!r}: expected key.sub=value")
+    key, raw = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise RecipeError(f"--set {assignment!r}: {part!r} is not a section")
+    node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+
+
+def load_recipe(path: str | Path | None, overrides: list[str] = (), cls: type = Recipe) -> Any:
+    """Load and validate a recipe file (``None``: defaults only), then apply ``overrides``.
+
+    Errors name the file and the key: unknown keys (with a close match), wrong types and
+    missing required keys all raise :class:`RecipeError`.
+    """
+    data: dict = {}
+    where = "recipe"
+    if path is not None:
+        where = str(path)
+        try:
+            text = Path(path).read_text()
+        except OSError as e:
+            raise RecipeError(f"{path}: cannot read recipe ({e.strerror})") from None
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as e:
+            raise RecipeError(f"{path}: not valid YAML ({e})") from None
+        if not isinstance(data, dict):
+            raise RecipeError(f"{path}: a recipe must be a mapping of sections")
+    for assignment in overrides:
+        apply_override(data, assignment)
+    try:
+        return _build(cls, data, "")
+    except RecipeError as e:
+        raise RecipeError(f"{where}: {e}") from None
+
+
+def dump_recipe(recipe: Any, path: str | Path) -> None:
+    """Write the resolved recipe as YAML."""
+    Path(path).write_text(yaml.safe_dump(dataclasses.asdict(recipe), sort_keys=False))

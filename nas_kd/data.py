@@ -1,0 +1,288 @@
+"""Dataset loading (IDX, CIFAR-10 python batches), seeded splits and in-memory batch iteration.
+
+Datasets here are small, so they are held as tensors in memory. Every random choice
+(shuffle, augmentation) is a pure function of ``(seed, epoch, step)``, which makes a run
+resumable at any step and repeatable on one machine.
+"""
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+DATA_ENV = "NAS_KD_DATA"
+IDX_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+# IDX magic: two zero bytes, a type code (0x08 = unsigned byte), the number of dimensions.
+_IDX_MAGIC = {3: 0x00000803, 1: 0x00000801}
+
+
+class DatasetError(ValueError):
+    """A dataset file is missing or malformed; the message names the file and the problem."""
+
+
+def default_root(dataset: str) -> str:
+    """Default directory of ``dataset``: ``$NAS_KD_DATA`` if set, else Debian's install path."""
+    if os.environ.get(DATA_ENV):
+        return os.environ[DATA_ENV]
+    if dataset == "fashion-mnist":
+        return FASHION_MNIST_DIR
+    if dataset == "mnist":
+        return "/usr/share/datasets/mnist"
+    raise DatasetError(f"dataset {dataset!r} has no default directory: set data.root or ${DATA_ENV}")
+
+
+def _open_bytes(path: Path) -> bytes:
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise DatasetError(f"{path}: cannot read ({e.strerror})") from None
+    if path.suffix == ".gz":
+        try:
+            return gzip.decompress(raw)
+        except (OSError, EOFError) as e:
+            raise DatasetError(f"{path}: corrupt gzip data ({e})") from None
+    return raw
+
+
+def read_idx(path: str | Path, ndim: int) -> np.ndarray:
+    """Read an IDX file of unsigned bytes with ``ndim`` dimensions (3: images, 1: labels)."""
+    path = Path(path)
+    data = _open_bytes(path)
+    if len(data) < 4 + 4 * ndim:
+        raise DatasetError(f"{path}: truncated header ({len(data)} bytes)")
+    magic = int.from_bytes(data[:4], "big")
+    if magic != _IDX_MAGIC[ndim]:
+        raise DatasetError(
+            f"{path}: wrong IDX magic number 0x{magic:08x}, expected 0x{_IDX_MAGIC[ndim]:08x} "
+            f"({ndim}-d unsigned bytes)"
+        )
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    body = data[4 + 4 * ndim :]
+    expected = int(np.prod(dims))
+    if len(body) != expected:
+        raise DatasetError(
+            f"{path}: truncated or padded file: header says {dims} = {expected} bytes, found {len(body)}"
+        )
+    return np.frombuffer(body, dtype=np.uint8).reshape(dims)
+
+
+def _find(root: Path, stem: str) -> Path:
+    for candidate in (root / stem, root / f"{stem}.gz"):
+        if candidate.exists():
+            return candidate
+    raise DatasetError(
+        f"{root}: missing {stem} (or {stem}.gz). Put the four IDX files there "
+        f"({', '.join(IDX_FILES.values())}) or point data.root / ${DATA_ENV} at them"
+        + (" (on Debian: apt-get install dataset-fashion-mnist)" if str(root) == FASHION_MNIST_DIR else "")
+    )
+
+
+def _pair(images: np.ndarray, labels: np.ndarray, img_path: Path, lbl_path: Path):
+    if len(images) != len(labels):
+        raise DatasetError(
+            f"{img_path} has {len(images)} images but {lbl_path} has {len(labels)} labels"
+        )
+    return torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
+
+
+def load_idx(root: str | Path) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """Load an IDX dataset directory (MNIST layout) as uint8 ``(N,1,H,W)`` images and int64 labels."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: dataset directory does not exist")
+    out = []
+    for split in ("train", "test"):
+        ip, lp = _find(root, IDX_FILES[f"{split}_images"]), _find(root, IDX_FILES[f"{split}_labels"])
+        out.append(_pair(read_idx(ip, 3), read_idx(lp, 1), ip, lp))
+    return out[0], out[1]
+
+
+class _SafeUnpickler(pickle.Unpickler):
+    """Unpickles CIFAR batches: plain containers and numpy arrays only, never arbitrary objects."""
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+
+def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        d = _SafeUnpickler(io.BytesIO(path.read_bytes()), encoding="bytes").load()
+        x = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        y = np.asarray(d[b"labels"], dtype=np.int64)
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: missing CIFAR-10 batch file") from None
+    except (pickle.UnpicklingError, KeyError, ValueError, EOFError, TypeError) as e:
+        raise DatasetError(f"{path}: not a CIFAR-10 python batch ({e})") from None
+    return x, y
+
+
+def load_cifar10(root: str | Path):
+    """Load CIFAR-10 python batches (``data_batch_1..5``, ``test_batch``) from ``root``."""
+    root = Path(root)
+    parts = [_cifar_batch(root / f"data_batch_{i}") for i in range(1, 6)]
+    tx, ty = _cifar_batch(root / "test_batch")
+    x = np.concatenate([p[0] for p in parts])
+    y = np.concatenate([p[1] for p in parts])
+    train = _pair(x, y, root / "data_batch_*", root / "data_batch_*")
+    return (train[0].squeeze(1), train[1]), _pair(tx, ty, root / "test_batch", root / "test_batch")
+
+
+DATASETS = {"fashion-mnist": "idx", "mnist": "idx", "idx": "idx", "cifar10": "cifar10"}
+# Horizontal flips keep the label for clothes and natural images, not for digits.
+_FLIP_OK = {"fashion-mnist": True, "mnist": False, "idx": False, "cifar10": True}
+
+
+@dataclass
+class Split:
+    """Normalised images ``x`` (float32, NCHW) and labels ``y`` (int64)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def head(self, n: int) -> "Split":
+        """The first ``n`` examples."""
+        return Split(self.x[:n], self.y[:n])
+
+
+@dataclass
+class DataBundle:
+    """Train / val / test splits plus what augmentation needs to know."""
+
+    train: Split
+    val: Split
+    test: Split
+    num_classes: int
+    in_channels: int
+    image_size: int
+    pad_value: torch.Tensor  # per-channel value of a black pixel after normalisation
+    flip: bool
+
+
+def load_dataset(
+    name: str,
+    root: str | None = None,
+    *,
+    val_size: int = 5000,
+    split_seed: int = 0,
+    limit_train: int | None = None,
+    limit_test: int | None = None,
+) -> DataBundle:
+    """Load ``name`` (``fashion-mnist``, ``mnist``, ``idx`` or ``cifar10``) into normalised splits.
+
+    The validation split is carved from the train set with a permutation seeded by
+    ``split_seed``; the test set is kept apart. ``limit_*`` keep the first examples (for tests).
+    Normalisation uses the train split's per-channel mean and std.
+    """
+    if name not in DATASETS:
+        raise DatasetError(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}")
+    root = root or default_root(name)
+    (xtr, ytr), (xte, yte) = load_idx(root) if DATASETS[name] == "idx" else load_cifar10(root)
+    if not 0 <= val_size < len(ytr):
+        raise DatasetError(f"data.val_size={val_size} must be in [0, {len(ytr)})")
+    perm = torch.randperm(len(ytr), generator=torch.Generator().manual_seed(split_seed))
+    val_idx, train_idx = perm[:val_size], perm[val_size:]
+    if limit_train is not None:
+        train_idx = train_idx[:limit_train]
+        val_idx = val_idx[: max(1, min(val_size, limit_train // 5))]
+    if limit_test is not None:
+        xte, yte = xte[:limit_test], yte[:limit_test]
+    xtrain = xtr[train_idx].float() / 255.0
+    mean = xtrain.mean(dim=(0, 2, 3), keepdim=True)
+    std = xtrain.std(dim=(0, 2, 3), keepdim=True)
+
+    def norm(x: torch.Tensor) -> torch.Tensor:
+        return ((x.float() / 255.0 - mean) / std).contiguous()
+
+    return DataBundle(
+        train=Split((xtrain - mean) / std, ytr[train_idx]),
+        val=Split(norm(xtr[val_idx]), ytr[val_idx]),
+        test=Split(norm(xte), yte),
+        num_classes=int(max(ytr.max(), yte.max())) + 1,
+        in_channels=xtr.shape[1],
+        image_size=xtr.shape[-1],
+        pad_value=(-mean / std).view(-1),
+        flip=_FLIP_OK[name],
+    )
+
+
+def _rng(seed: int, epoch: int, step: int = -1) -> torch.Generator:
+    state = np.random.SeedSequence([seed, epoch, step + 1]).generate_state(1)[0]
+    return torch.Generator().manual_seed(int(state))
+
+
+def augment(x: torch.Tensor, gen: torch.Generator, pad: int, pad_value: torch.Tensor, flip: bool) -> torch.Tensor:
+    """Random crop after ``pad`` pixels of (black) padding, and a random horizontal flip if ``flip``."""
+    n, c, h, w = x.shape
+    padded = pad_value.view(1, c, 1, 1).expand(n, c, h + 2 * pad, w + 2 * pad).clone()
+    padded[:, :, pad : pad + h, pad : pad + w] = x
+    rows = torch.randint(0, 2 * pad + 1, (n, 1), generator=gen) + torch.arange(h)
+    cols = torch.randint(0, 2 * pad + 1, (n, 1), generator=gen) + torch.arange(w)
+    if flip:
+        cols = torch.where(torch.rand(n, 1, generator=gen) < 0.5, cols.flip(-1), cols)
+    batch, chan = torch.arange(n).view(n, 1, 1, 1), torch.arange(c).view(1, c, 1, 1)
+    return padded[batch, chan, rows.view(n, 1, h, 1), cols.view(n, 1, 1, w)]
+
+
+class BatchIterator:
+    """Iterates a :class:`Split` in batches; shuffling and augmentation derive from (seed, epoch, step)."""
+
+    def __init__(
+        self,
+        split: Split,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        seed: int = 0,
+        augment_pad: int = 0,
+        pad_value: torch.Tensor | None = None,
+        flip: bool = False,
+        drop_last: bool = False,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.split, self.batch_size, self.shuffle, self.seed = split, batch_size, shuffle, seed
+        self.augment_pad, self.flip, self.drop_last = augment_pad, flip, drop_last
+        self.pad_value = pad_value if pad_value is not None else torch.zeros(split.x.shape[1])
+
+    def __len__(self) -> int:
+        n = len(self.split)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def epoch(self, epoch: int, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Batches of ``epoch`` from ``start_step`` on (to resume mid-epoch)."""
+        n = len(self.split)
+        order = torch.randperm(n, generator=_rng(self.seed, epoch)) if self.shuffle else torch.arange(n)
+        for step in range(start_step, len(self)):
+            idx = order[step * self.batch_size : (step + 1) * self.batch_size]
+            x, y = self.split.x[idx], self.split.y[idx]
+            if self.augment_pad or self.flip:
+                x = augment(x, _rng(self.seed, epoch, step), self.augment_pad, self.pad_value, self.flip)
+            yield x, y
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self.epoch(0)

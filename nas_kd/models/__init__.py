@@ -1,0 +1,5 @@
+"""Built-in models, chosen by name (``MODELS``): the reference teachers."""
+from nas_kd.models.registry import MODELS
+from nas_kd.models import resnet_teacher  # noqa: F401  (registers the built-in teachers)
+
+__all__ = ["MODELS"]

@@ -1,0 +1,53 @@
+"""Where a result came from: the command line, the git commit and the wall time."""
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def git_commit() -> str:
+    """The current git commit (with ``-dirty`` if the tree has uncommitted changes), or ``unknown``."""
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return sha + ("-dirty" if dirty else "")
+
+
+def command_line() -> str:
+    """The command that started this process, as a copyable shell line."""
+    prog = Path(sys.argv[0]).name
+    if prog in {"__main__.py", "-c"}:
+        prog = "python -m nas_kd"
+    return " ".join([prog, *map(shlex.quote, sys.argv[1:])])
+
+
+class Stopwatch:
+    """Wall-clock timer started at construction."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.start
+
+
+def origin() -> dict[str, str]:
+    """``command`` and ``git_commit`` of this process; take it when a run starts, not when it ends."""
+    return {"command": command_line(), "git_commit": git_commit()}
+
+
+def write_result(path: str | Path, payload: dict[str, Any], wall_seconds: float, started: dict[str, str]) -> dict:
+    """Write a result JSON: ``payload`` plus ``command``, ``git_commit`` (from ``started``) and ``wall_seconds``."""
+    record = {**payload, **started, "wall_seconds": round(wall_seconds, 2)}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return record

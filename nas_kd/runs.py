@@ -1,0 +1,59 @@
+"""Run directories: resolved config snapshot, JSONL metrics log, checkpoints, final metrics."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from nas_kd.config import Recipe, dump_recipe
+
+
+class RunDirError(RuntimeError):
+    """The run directory cannot be used as asked (exists without --resume, or missing with it)."""
+
+
+class RunDir:
+    """``<out_dir>/<name>/`` holding ``config.yaml``, ``metrics.jsonl``, ``checkpoints/`` and ``final.json``."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    @classmethod
+    def open(cls, recipe: Recipe, resume: bool) -> "RunDir":
+        """Create a fresh run directory, or reopen one to resume; never overwrites a finished run silently."""
+        run = cls(Path(recipe.run.out_dir) / recipe.run.name)
+        if resume:
+            if not run.last_checkpoint.exists():
+                raise RunDirError(f"{run.path}: nothing to resume (no {run.last_checkpoint.name}); drop --resume to start")
+        elif run.path.exists() and any(run.path.iterdir()):
+            raise RunDirError(
+                f"{run.path} already holds a run: pass --resume to continue it, "
+                "or choose another name with --set run.name=NAME"
+            )
+        run.path.mkdir(parents=True, exist_ok=True)
+        dump_recipe(recipe, run.path / "config.yaml")
+        return run
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.path / "checkpoints" / "last.pt"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    def log(self, record: dict[str, Any]) -> None:
+        """Append one metrics record."""
+        with self.metrics_path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def metrics(self) -> list[dict[str, Any]]:
+        """All metrics records, in order."""
+        if not self.metrics_path.exists():
+            return []
+        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+
+    def truncate_metrics(self, epoch: int) -> None:
+        """Drop records of epochs >= ``epoch`` (they are redone after a resume)."""
+        kept = [r for r in self.metrics() if r.get("epoch", -1) < epoch]
+        self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in kept))

@@ -1,0 +1,54 @@
+"""Load any model as a frozen teacher: a built-in name, a ``package.module:function`` factory, or TorchScript."""
+from __future__ import annotations
+
+import importlib
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+from nas_kd.checkpoint import CheckpointError, load_checkpoint, model_state
+from nas_kd.config import TeacherConfig
+from nas_kd.models import MODELS
+
+
+def resolve_factory(spec: str) -> Callable[..., nn.Module]:
+    """A built-in model name, or ``package.module:function`` importable from ``sys.path``."""
+    if ":" not in spec:
+        return MODELS.get(spec)
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ValueError(f"teacher.model {spec!r}: cannot import {module_name!r} ({e})") from None
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise ValueError(f"teacher.model {spec!r}: {module_name} has no callable {attr!r}")
+    return factory
+
+
+def build_model(cfg: TeacherConfig, num_classes: int, in_channels: int) -> nn.Module:
+    """The (untrained) model a :class:`TeacherConfig` describes."""
+    return resolve_factory(cfg.model)(num_classes=num_classes, in_channels=in_channels, **cfg.kwargs)
+
+
+def load_teacher(cfg: TeacherConfig, num_classes: int = 10, in_channels: int = 1) -> nn.Module:
+    """The trained teacher, frozen (``requires_grad=False``) and in eval mode."""
+    if cfg.torchscript:
+        try:
+            model = torch.jit.load(cfg.torchscript, map_location="cpu")
+        except (RuntimeError, ValueError, OSError) as e:
+            raise CheckpointError(f"{cfg.torchscript}: not a loadable TorchScript file ({e})") from None
+    else:
+        if not cfg.checkpoint:
+            raise ValueError("teacher.checkpoint is required to load a trained teacher (or set teacher.torchscript)")
+        model = build_model(cfg, num_classes, in_channels)
+        weights = model_state(load_checkpoint(cfg.checkpoint, require_format=False))
+        try:
+            model.load_state_dict(weights)
+        except RuntimeError as e:
+            raise CheckpointError(f"{cfg.checkpoint}: weights do not fit teacher.model={cfg.model!r}: {e}") from None
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model

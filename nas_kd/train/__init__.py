@@ -1,0 +1,1 @@
+"""Trainers: the reference teacher (``teacher``); shared optimisation pieces (``common``)."""

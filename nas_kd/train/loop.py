@@ -1,0 +1,126 @@
+"""The epoch/step loop every trainer runs: progress bar, checkpoints, exact resume, metrics log."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+from tqdm import tqdm
+
+from nas_kd.checkpoint import load_checkpoint, save_checkpoint
+from nas_kd.data import BatchIterator
+from nas_kd.provenance import Stopwatch
+from nas_kd.runs import RunDir
+from nas_kd.train.common import rng_state, set_rng_state
+
+StepFn = Callable[[torch.Tensor, torch.Tensor], dict[str, float]]
+EvalFn = Callable[[int], dict[str, float]]
+
+
+@dataclass
+class LoopState:
+    """Where a loop stands: the next (epoch, step), running sums of this epoch, time spent so far."""
+
+    epoch: int = 0
+    step: int = 0
+    sums: dict[str, float] = field(default_factory=dict)
+    elapsed: float = 0.0
+
+
+class TrainLoop:
+    """Runs ``step_fn`` over every batch of every epoch and ``eval_fn`` after each epoch.
+
+    Checkpoints (atomic) hold the model, optimiser, scheduler, RNG states, loop position and
+    any ``extra`` state, written every ``checkpoint_every_steps`` steps (0: never mid-epoch)
+    and at each epoch's end. ``resume()`` restores all of it, so a resumed run reproduces the
+    uninterrupted one: the data order and augmentation depend only on (seed, epoch, step).
+    """
+
+    def __init__(
+        self,
+        run: RunDir,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler,
+        batches: BatchIterator,
+        epochs: int,
+        *,
+        checkpoint_every_steps: int = 0,
+        extra_state: Callable[[], dict[str, Any]] | None = None,
+        load_extra_state: Callable[[dict[str, Any]], None] | None = None,
+        on_step: Callable[[LoopState], None] | None = None,
+        show_progress: bool = True,
+    ) -> None:
+        self.run, self.model, self.optimizer, self.scheduler = run, model, optimizer, scheduler
+        self.batches, self.epochs, self.every = batches, epochs, checkpoint_every_steps
+        self.extra_state, self.load_extra_state, self.on_step = extra_state, load_extra_state, on_step
+        self.show_progress = show_progress
+        self.state = LoopState()
+
+    def checkpoint(self) -> None:
+        """Write ``checkpoints/last.pt`` atomically."""
+        save_checkpoint(
+            {
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "rng": rng_state(),
+                "loop": {"epoch": self.state.epoch, "step": self.state.step, "sums": self.state.sums, "elapsed": self.state.elapsed},
+                "extra": self.extra_state() if self.extra_state else {},
+            },
+            self.run.last_checkpoint,
+        )
+
+    def resume(self) -> None:
+        """Restore everything from ``checkpoints/last.pt``."""
+        ckpt = load_checkpoint(self.run.last_checkpoint)
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        set_rng_state(ckpt["rng"])
+        self.state = LoopState(**ckpt["loop"])
+        if self.load_extra_state:
+            self.load_extra_state(ckpt["extra"])
+        self.run.truncate_metrics(self.state.epoch)
+
+    def fit(self, step_fn: StepFn, eval_fn: EvalFn) -> list[dict[str, Any]]:
+        """Train to the last epoch; returns the metrics log."""
+        st = self.state
+        while st.epoch < self.epochs:
+            watch = Stopwatch()
+            self.model.train()
+            bar = tqdm(
+                self.batches.epoch(st.epoch, st.step),
+                total=len(self.batches),
+                initial=st.step,
+                desc=f"epoch {st.epoch + 1}/{self.epochs}",
+                disable=not self.show_progress,
+                leave=False,
+                dynamic_ncols=True,
+            )
+            for x, y in bar:
+                for k, v in step_fn(x, y).items():
+                    st.sums[k] = st.sums.get(k, 0.0) + v
+                self.scheduler.step()
+                st.step += 1
+                bar.set_postfix({k: f"{v / st.sums['count']:.4f}" for k, v in st.sums.items() if k != "count"}, refresh=False)
+                if self.every and st.step % self.every == 0 and st.step < len(self.batches):
+                    st.elapsed += watch.seconds()
+                    watch = Stopwatch()
+                    self.checkpoint()
+                if self.on_step:
+                    self.on_step(st)
+            bar.close()
+            count = st.sums.pop("count", 1.0)
+            record = {"epoch": st.epoch, **{f"train_{k}": v / count for k, v in st.sums.items()}}
+            record["lr"] = self.optimizer.param_groups[0]["lr"]
+            record.update(eval_fn(st.epoch))
+            st.elapsed += watch.seconds()
+            record["elapsed_seconds"] = round(st.elapsed, 2)
+            st.epoch, st.step, st.sums = st.epoch + 1, 0, {}
+            self.run.log(record)  # before the checkpoint: a resume truncates records it redoes
+            self.checkpoint()
+            if self.show_progress:
+                tqdm.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+        return self.run.metrics()
