@@ -95,7 +95,7 @@ def _pair(images: np.ndarray, labels: np.ndarray, img_path: Path, lbl_path: Path
         raise DatasetError(
             f"{img_path} has {len(images)} images but {lbl_path} has {len(labels)} labels"
         )
-    return torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
+    return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))
 
 
 def load_idx(root: str | Path) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
@@ -106,7 +106,7 @@ def load_idx(root: str | Path) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple
     out = []
     for split in ("train", "test"):
         ip, lp = _find(root, IDX_FILES[f"{split}_images"]), _find(root, IDX_FILES[f"{split}_labels"])
-        out.append(_pair(read_idx(ip, 3), read_idx(lp, 1), ip, lp))
+        out.append(_pair(read_idx(ip, 3)[:, None], read_idx(lp, 1), ip, lp))
     return out[0], out[1]
 
 
@@ -116,6 +116,8 @@ class _SafeUnpickler(pickle.Unpickler):
     _ALLOWED = {
         ("numpy.core.multiarray", "_reconstruct"),
         ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
     }
@@ -145,8 +147,7 @@ def load_cifar10(root: str | Path):
     tx, ty = _cifar_batch(root / "test_batch")
     x = np.concatenate([p[0] for p in parts])
     y = np.concatenate([p[1] for p in parts])
-    train = _pair(x, y, root / "data_batch_*", root / "data_batch_*")
-    return (train[0].squeeze(1), train[1]), _pair(tx, ty, root / "test_batch", root / "test_batch")
+    return _pair(x, y, root / "data_batch_*", root / "data_batch_*"), _pair(tx, ty, root / "test_batch", root / "test_batch")
 
 
 DATASETS = {"fashion-mnist": "idx", "mnist": "idx", "idx": "idx", "cifar10": "cifar10"}

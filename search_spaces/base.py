@@ -1,0 +1,180 @@
+"""The staged search space every built-in space is: stages of elastic depth and width, per-block choices.
+
+Spaces are declared with ``nni.mutable``: one ``Categorical`` per choice, labelled
+``stageI.depth``, ``stageI.width`` and ``stageI.blockJ.<choice>`` (1-based). An architecture
+is a plain ``{label: value}`` dict. Choices of blocks beyond a stage's depth do not change
+the network; the *canonical* form sets them to their first value, so equal networks have
+equal dicts (use it as a cache key).
+"""
+from __future__ import annotations
+
+import difflib
+import itertools
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+import nni.mutable as nm
+
+from nas_kd.flops import spec_cost
+from nas_kd.subnet import Spec
+
+Arch = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StageDef:
+    """One stage: its stride, the allowed depths and widths, and per-block choices (name -> values)."""
+
+    stride: int
+    depths: tuple[int, ...]
+    widths: tuple[int, ...]
+    block_choices: dict[str, tuple] = field(default_factory=dict)
+
+
+class StagedSpace:
+    """Base class of the built-in spaces; subclasses set ``family`` and define :meth:`block`."""
+
+    name: str = ""
+    family: str = ""
+
+    def __init__(self, stages: list[StageDef], stem_width: int = 16, image_size: int = 28) -> None:
+        self.stages = stages
+        self.stem_width, self.image_size = stem_width, image_size
+        symbols: dict[str, nm.Categorical] = {}
+        for i, st in enumerate(stages, start=1):
+            symbols[f"stage{i}.depth"] = nm.Categorical(list(st.depths), label=f"stage{i}.depth")
+            symbols[f"stage{i}.width"] = nm.Categorical(list(st.widths), label=f"stage{i}.width")
+            for j in range(1, max(st.depths) + 1):
+                for choice, values in st.block_choices.items():
+                    label = f"stage{i}.block{j}.{choice}"
+                    symbols[label] = nm.Categorical(list(values), label=label)
+        self.mutable = nm.MutableDict(symbols)
+        self.choices: dict[str, list] = {label: list(c.values) for label, c in self.mutable.simplify().items()}
+
+    # --- the family-specific part -------------------------------------------------------
+    def block(self, cin: int, width: int, stride: int, choices: dict[str, Any], first: bool) -> dict[str, Any]:
+        """The spec block (see :mod:`nas_kd.subnet`) for one block's choices."""
+        raise NotImplementedError
+
+    @property
+    def kernel_sizes(self) -> list[int]:
+        """Kernel sizes the supernet's elastic convolutions must offer."""
+        raise NotImplementedError
+
+    # --- architectures -------------------------------------------------------------------
+    def labels(self) -> list[str]:
+        """Every label, in declaration order."""
+        return list(self.choices)
+
+    def stage_labels(self, stage: int) -> list[str]:
+        """Labels of stage ``stage`` (1-based)."""
+        return [lbl for lbl in self.choices if lbl.split(".")[0] == f"stage{stage}"]
+
+    def canonical(self, arch: Arch) -> Arch:
+        """``arch`` with the choices of blocks beyond each stage's depth reset to their first value."""
+        out = dict(arch)
+        for label, values in self.choices.items():
+            parts = label.split(".")
+            if len(parts) == 3 and int(parts[1][5:]) > arch[f"{parts[0]}.depth"]:
+                out[label] = values[0]
+        return out
+
+    def validate(self, arch: Any) -> Arch:
+        """The canonical form of ``arch``; ``ValueError`` naming the label and the allowed values otherwise."""
+        if not isinstance(arch, dict):
+            raise ValueError(f"{self.name}: an architecture is a dict {{label: value}}, got {type(arch).__name__}")
+        for label in arch:
+            if label not in self.choices:
+                close = difflib.get_close_matches(str(label), self.choices, n=2)
+                hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
+                raise ValueError(f"{self.name}: unknown label {label!r}{hint}")
+        out = {}
+        for label, values in self.choices.items():
+            if label not in arch:
+                raise ValueError(f"{self.name}: missing label {label!r} (allowed values: {values})")
+            value = arch[label]
+            if isinstance(value, bool) or value not in values:
+                raise ValueError(f"{self.name}: {label}={value!r} is not allowed; allowed values: {values}")
+            out[label] = values[values.index(value)]
+        return self.canonical(out)
+
+    def contains(self, arch: Any) -> bool:
+        """Whether ``arch`` is a valid architecture of this space."""
+        try:
+            self.validate(arch)
+        except ValueError:
+            return False
+        return True
+
+    def sample(self, rng: random.Random) -> Arch:
+        """A random canonical architecture: each label uniformly from its values."""
+        return self.canonical({label: rng.choice(values) for label, values in self.choices.items()})
+
+    def max_arch(self) -> Arch:
+        """The largest architecture (every choice at its largest value)."""
+        return self.canonical({label: max(values) for label, values in self.choices.items()})
+
+    def min_arch(self) -> Arch:
+        """The smallest architecture (every choice at its smallest value)."""
+        return self.canonical({label: min(values) for label, values in self.choices.items()})
+
+    def stage_candidates(self, stage: int) -> list[Arch]:
+        """Every distinct choice of stage ``stage`` (1-based), as partial canonical archs over its labels."""
+        st = self.stages[stage - 1]
+        names = list(st.block_choices)
+        per_block = list(itertools.product(*(st.block_choices[n] for n in names)))
+        out = []
+        for width in st.widths:
+            for depth in st.depths:
+                for combo in itertools.product(per_block, repeat=depth):
+                    cand = {f"stage{stage}.depth": depth, f"stage{stage}.width": width}
+                    for j in range(1, max(st.depths) + 1):
+                        values = combo[j - 1] if j <= depth else [st.block_choices[n][0] for n in names]
+                        cand.update({f"stage{stage}.block{j}.{n}": v for n, v in zip(names, values)})
+                    out.append(cand)
+        return out
+
+    def stage_size(self, stage: int) -> int:
+        """Number of distinct networks of one stage."""
+        st = self.stages[stage - 1]
+        per_block = math.prod(len(v) for v in st.block_choices.values())
+        return len(st.widths) * sum(per_block**d for d in st.depths)
+
+    def size(self) -> int:
+        """Number of distinct architectures (choices of blocks beyond a stage's depth not counted)."""
+        return math.prod(self.stage_size(i) for i in range(1, len(self.stages) + 1))
+
+    # --- networks and costs ----------------------------------------------------------------
+    def spec(self, arch: Arch, num_classes: int = 10, in_channels: int = 1) -> Spec:
+        """The static network spec (see :mod:`nas_kd.subnet`) of a valid ``arch``."""
+        cin = self.stem_width
+        stages = []
+        for i, st in enumerate(self.stages, start=1):
+            width = arch[f"stage{i}.width"]
+            blocks = []
+            for j in range(1, arch[f"stage{i}.depth"] + 1):
+                choices = {n: arch[f"stage{i}.block{j}.{n}"] for n in st.block_choices}
+                blocks.append(self.block(cin, width, st.stride if j == 1 else 1, choices, first=j == 1))
+                cin = width
+            stages.append(blocks)
+        return {
+            "family": self.family, "in_channels": in_channels, "num_classes": num_classes,
+            "image_size": self.image_size, "stem": {"out": self.stem_width, "kernel": 3, "stride": 1},
+            "stages": stages, "head": {"in": cin},
+        }
+
+    def flops(self, arch: Arch) -> int:
+        """FLOPs (fvcore convention: multiply-adds, BatchNorm included) of ``arch`` at 1 x 1 x 28 x 28."""
+        return spec_cost(self.spec(self.validate(arch)))[0]
+
+    def params(self, arch: Arch) -> int:
+        """Parameter count of the exported ``arch`` (10 classes, 1 input channel)."""
+        return spec_cost(self.spec(self.validate(arch)))[1]
+
+    def build_supernet(self, num_classes: int = 10, in_channels: int = 1, kernel_transform: bool = False):
+        """The weight-sharing supernet of this space."""
+        from nas_kd.supernet import Supernet
+
+        return Supernet(self, num_classes=num_classes, in_channels=in_channels, kernel_transform=kernel_transform)

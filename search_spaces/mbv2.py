@@ -1,0 +1,42 @@
+"""``mbv2``: OFA/AttentiveNAS-style inverted-residual (MBConv) space for 28x28 inputs.
+
+Stages align with the reference teacher (resolutions 28, 28, 14, 7, 4). Per stage: depth
+and width; per block: depthwise kernel {3, 5, 7} and expand ratio {2, 3, 4, 6}. The first
+block of a stage has no shortcut, the others an identity shortcut. About 5.6e13 networks.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from search_spaces.base import StagedSpace, StageDef
+from search_spaces.registry import SPACES
+
+BLOCK = {"kernel": (3, 5, 7), "expand": (2, 3, 4, 6)}
+
+
+class MBV2Space(StagedSpace):
+    name, family = "mbv2", "mbconv"
+
+    def __init__(self) -> None:
+        super().__init__(
+            [
+                StageDef(1, (1, 2), (16, 24), BLOCK),
+                StageDef(2, (1, 2, 3), (24, 32, 40), BLOCK),
+                StageDef(2, (1, 2, 3), (48, 64, 80), BLOCK),
+                StageDef(2, (1, 2, 3), (96, 128, 160), BLOCK),
+            ],
+            stem_width=16,
+        )
+
+    @property
+    def kernel_sizes(self) -> list[int]:
+        return list(BLOCK["kernel"])
+
+    def block(self, cin: int, width: int, stride: int, choices: dict[str, Any], first: bool) -> dict[str, Any]:
+        return {
+            "in": cin, "out": width, "stride": stride, "kernel": choices["kernel"],
+            "mid": cin * choices["expand"], "shortcut": "none" if first else "identity",
+        }
+
+
+SPACES.register("mbv2")(MBV2Space)

@@ -1,0 +1,59 @@
+from dataclasses import dataclass
+
+import pytest
+
+from nas_kd.config import RecipeError, load_recipe
+
+
+def write(tmp_path, text):
+    p = tmp_path / "r.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_committed_recipes_load():
+    r = load_recipe("recipes/teacher_fmnist.yaml")
+    assert r.teacher.model == "resnet_fmnist" and r.train.weight_decay == 5e-4
+
+
+def test_unknown_key_names_key_and_file(tmp_path):
+    p = write(tmp_path, "train:\n  lrr: 0.1\n")
+    with pytest.raises(RecipeError, match=r"r\.yaml: train: unknown key 'lrr' \(did you mean 'lr'\?\)"):
+        load_recipe(p)
+
+
+def test_unknown_section(tmp_path):
+    with pytest.raises(RecipeError, match="unknown key 'trian'"):
+        load_recipe(write(tmp_path, "trian: {}\n"))
+
+
+def test_wrong_type(tmp_path):
+    with pytest.raises(RecipeError, match=r"train\.epochs: expected int, got 'ten'"):
+        load_recipe(write(tmp_path, "train:\n  epochs: ten\n"))
+    with pytest.raises(RecipeError, match=r"data\.flip: expected bool"):
+        load_recipe(write(tmp_path, "data:\n  flip: 3\n"))
+
+
+def test_missing_required_key(tmp_path):
+    @dataclass
+    class Needs:
+        budget: float
+
+    with pytest.raises(RecipeError, match="missing required key 'budget'"):
+        load_recipe(write(tmp_path, "{}\n"), cls=Needs)
+
+
+def test_overrides_and_numbers(tmp_path):
+    p = write(tmp_path, "train:\n  weight_decay: 5e-4\n  lr: 1\n")
+    r = load_recipe(p, ["train.epochs=3", "data.root=/x", "teacher.kwargs={widths: [8, 8, 8, 8]}"])
+    assert r.train.weight_decay == 5e-4 and isinstance(r.train.lr, float)
+    assert r.train.epochs == 3 and r.data.root == "/x" and r.teacher.kwargs == {"widths": [8, 8, 8, 8]}
+    with pytest.raises(RecipeError, match="expected key.sub=value"):
+        load_recipe(p, ["train.epochs"])
+
+
+def test_invalid_yaml(tmp_path):
+    with pytest.raises(RecipeError, match="not valid YAML"):
+        load_recipe(write(tmp_path, "train: [unclosed\n"))
+    with pytest.raises(RecipeError, match="cannot read recipe"):
+        load_recipe(tmp_path / "missing.yaml")
