@@ -25,6 +25,55 @@ def _cmd_train_teacher(args: argparse.Namespace) -> None:
     print(json.dumps({k: final[k] for k in ("test_acc", "flops", "params", "wall_seconds", "checkpoint")}, indent=2))
 
 
+def _cmd_export(args: argparse.Namespace) -> None:
+    import search_spaces
+    from nas_kd.export import export_subnet, save_subnet
+    from nas_kd.supernet import load_supernet
+
+    net = load_supernet(args.checkpoint)
+    space = net.space
+    if args.arch in ("max", "min"):
+        arch = space.max_arch() if args.arch == "max" else space.min_arch()
+    else:
+        try:
+            arch = json.loads(Path(args.arch).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"--arch {args.arch}: not a readable JSON arch file ({e})") from None
+        arch = arch.get("arch", arch) if isinstance(arch, dict) else arch
+    arch = space.validate(arch)
+    if args.recalibrate_batches:
+        from nas_kd.bn import recalibrate_bn
+        from nas_kd.data import BatchIterator
+        from nas_kd.train.teacher import load_data
+
+        recipe = load_recipe(args.recipe, args.overrides)
+        data = load_data(recipe)
+        net.set_arch(arch)
+        batches = BatchIterator(data.train, recipe.data.batch_size, shuffle=True, seed=recipe.seed)
+        recalibrate_bn(net, batches.epoch(0), args.recalibrate_batches)
+    out = save_subnet(export_subnet(net.eval(), arch), args.out, torchscript=args.torchscript,
+                      source=str(args.checkpoint))
+    meta = json.loads((out / "arch.json").read_text())
+    print(json.dumps({"out": str(out), "space": search_spaces.get(meta["space"]).name, "flops": meta["flops"],
+                      "params": meta["params"]}, indent=2))
+
+
+def _cmd_bench(args: argparse.Namespace) -> None:
+    from nas_kd.provenance import Stopwatch, origin, write_result
+
+    started, watch = origin(), Stopwatch()
+    if args.name == "flops":
+        from nas_kd.bench.flops import bench_flops
+
+        payload = bench_flops(args.spaces or ["mbv2", "resnet"], num_archs=args.num_archs)
+    else:
+        from nas_kd.bench.supernet import bench_supernet
+
+        payload = {"spaces": {s: bench_supernet(s, repeats=args.repeats) for s in (args.spaces or ["mbv2", "resnet"])}}
+    out = args.out or f"results/bench_{args.name}.json"
+    print(json.dumps(write_result(out, payload, watch.seconds(), started), indent=2))
+
+
 def _publish(final: dict, results: str | None) -> None:
     """Copy a run's final metrics to ``results`` (e.g. ``results/teacher_fmnist.json``)."""
     if results:
@@ -42,6 +91,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
     p.add_argument("--results", help="also write the final metrics JSON here")
     p.set_defaults(func=_cmd_train_teacher)
+
+    p = sub.add_parser("export", help="export a subnet of a trained supernet as a standalone model directory")
+    p.add_argument("--checkpoint", required=True, help="supernet checkpoint (nas_kd format)")
+    p.add_argument("--arch", default="max", help="'max', 'min' or a JSON file with an arch (or {'arch': ...})")
+    p.add_argument("--out", required=True, help="directory to write arch.json, weights.pt (and model.ts)")
+    p.add_argument("--torchscript", action="store_true", help="also write a TorchScript model.ts")
+    p.add_argument("--recalibrate-batches", type=int, default=0,
+                   help="recalibrate BatchNorm on this many training batches of --recipe's data first")
+    _recipe_args(p, required=False)
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("bench", help="benchmarks: 'flops' (cost table vs fvcore), 'supernet' (weight-sharing step cost)")
+    p.add_argument("name", choices=["flops", "supernet"])
+    p.add_argument("--spaces", nargs="*", help="search spaces (default: mbv2 resnet)")
+    p.add_argument("--num-archs", type=int, default=100, help="archs per space (flops)")
+    p.add_argument("--repeats", type=int, default=10, help="timed steps per arch and model (supernet)")
+    p.add_argument("--out", help="result JSON (default: results/bench_NAME.json)")
+    p.set_defaults(func=_cmd_bench)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks behind ``nas-kd bench NAME``; each writes a JSON under ``results/``."""
