@@ -1,0 +1,35 @@
+import json
+
+import torch
+
+import search_spaces
+from nas_kd.cli import main
+from nas_kd.export import load_subnet
+from nas_kd.supernet import save_supernet
+
+
+def test_export_command(tmp_path, fmnist_root, capsys):
+    net = search_spaces.get("resnet").build_supernet()
+    save_supernet(net, tmp_path / "super.pt")
+    space = search_spaces.get("resnet")
+    (tmp_path / "a.json").write_text(json.dumps({"arch": space.min_arch()}))
+    rc = main(["export", "--checkpoint", str(tmp_path / "super.pt"), "--arch", str(tmp_path / "a.json"),
+               "--out", str(tmp_path / "out"), "--torchscript", "--recalibrate-batches", "2",
+               "--recipe", "recipes/teacher_fmnist.yaml", "--set", f"data.root={fmnist_root}",
+               "--set", "data.limit_train=500"])
+    assert rc == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["flops"] == space.flops(space.min_arch())
+    sub = load_subnet(tmp_path / "out")
+    assert sub(torch.zeros(1, 1, 28, 28)).shape == (1, 10) and (tmp_path / "out" / "model.ts").exists()
+    # recalibration changed the BatchNorm statistics away from their initial values
+    assert not torch.allclose(sub.stem[1].running_mean, torch.zeros_like(sub.stem[1].running_mean))
+
+
+def test_export_rejects_arch_outside_space(tmp_path, capsys):
+    save_supernet(search_spaces.get("mbv2").build_supernet(), tmp_path / "super.pt")
+    (tmp_path / "a.json").write_text(json.dumps({**search_spaces.get("mbv2").max_arch(), "stage1.width": 17}))
+    rc = main(["export", "--checkpoint", str(tmp_path / "super.pt"), "--arch", str(tmp_path / "a.json"), "--out", str(tmp_path / "o")])
+    assert rc == 2
+    assert "stage1.width=17 is not allowed; allowed values: [16, 24]" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
