@@ -1,0 +1,152 @@
+"""Contract tests every registered loss passes, plus golden values for each."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import search_spaces
+from nas_kd.features import capture
+from nas_kd.losses import LOSSES, AlphaDivergence, HintLoss, KDLoss
+from nas_kd.losses import functional as LF
+from nas_kd.models.resnet_teacher import ResNetTeacher
+
+LOGIT_LOSSES = {"kd": {}, "alpha_div": {}}
+FEATURE_LOSSES = {"hint": {"student_channels": 6, "teacher_channels": 6}, "at": {}, "sp": {}, "rkd": {}}
+
+
+def make(name):
+    return LOSSES.build(name, **{**LOGIT_LOSSES, **FEATURE_LOSSES}[name])
+
+
+def inputs(name, scale=1.0, dtype=torch.float32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    shape = (8, 10) if name in LOGIT_LOSSES else (8, 6, 5, 5)
+    s = (torch.randn(shape, generator=g) * scale).to(dtype).requires_grad_()
+    t = (torch.randn(shape, generator=g) * scale).to(dtype).requires_grad_()
+    return s, t
+
+
+def test_every_loss_is_covered():
+    assert set(LOSSES.available()) == set(LOGIT_LOSSES) | set(FEATURE_LOSSES)
+
+
+@pytest.mark.parametrize("name", sorted({**LOGIT_LOSSES, **FEATURE_LOSSES}))
+def test_contract_finite_positive_student_only_gradients(name):
+    loss = make(name)
+    s, t = inputs(name)
+    value = loss(s, t)
+    assert value.ndim == 0 and torch.isfinite(value) and value.item() > 0
+    value.backward()
+    assert s.grad is not None and torch.isfinite(s.grad).all() and s.grad.abs().sum() > 0
+    assert t.grad is None  # the teacher side is detached
+
+
+@pytest.mark.parametrize("name", sorted({**LOGIT_LOSSES, **FEATURE_LOSSES}))
+def test_contract_zero_when_student_equals_teacher(name):
+    s, _ = inputs(name)
+    assert abs(make(name)(s, s.detach().clone()).item()) < 1e-5
+
+
+@pytest.mark.parametrize("name", sorted({**LOGIT_LOSSES, **FEATURE_LOSSES}))
+@pytest.mark.parametrize("scale,dtype", [(1e4, torch.float32), (1e-8, torch.float32), (30.0, torch.float16), (1e3, torch.bfloat16)])
+def test_contract_stable_for_extreme_inputs(name, scale, dtype):
+    s, t = inputs(name, scale, dtype)
+    value = make(name)(s, t)
+    assert value.dtype == torch.float32 and torch.isfinite(value)
+    value.backward()
+    assert torch.isfinite(s.grad.float()).all()
+
+
+def test_kd_golden_value():
+    s = torch.tensor([[1.0, 2.0, 3.0]])
+    t = torch.tensor([[3.0, 2.0, 1.0]])
+    p, q = F.softmax(t / 2, 1), F.softmax(s / 2, 1)
+    expected = 4 * (p * (p.log() - q.log())).sum()
+    assert torch.allclose(KDLoss(temperature=2)(s, t), expected)
+    labels = torch.tensor([2])
+    assert torch.allclose(KDLoss(2, ce_weight=0.5)(s, t, labels), expected + 0.5 * F.cross_entropy(s, labels))
+
+
+def kl(a, b):  # KL(a || b) for probability rows
+    return (a * (a.log() - b.log())).sum(1)
+
+
+def test_alpha_limits_reduce_to_kl():
+    s, t = torch.randn(16, 10) * 0.3, torch.randn(16, 10) * 0.3
+    q, p = F.softmax(s, 1), F.softmax(t, 1)
+    # clip large enough to be inactive
+    assert torch.allclose(AlphaDivergence(0, 0, iw_clip=1e6)(s, t), kl(q, p).mean(), atol=1e-6)
+    assert torch.allclose(AlphaDivergence(1, 1)(s, t), kl(p, q).mean(), atol=1e-6)
+    # the general formula approaches the limits continuously
+    assert math.isclose(AlphaDivergence(0.01, 0.01, iw_clip=1e6)(s, t).item(), kl(q, p).mean().item(), rel_tol=0.05)
+    assert math.isclose(AlphaDivergence(0.99, 0.99, iw_clip=1e6)(s, t).item(), kl(p, q).mean().item(), rel_tol=0.05)
+
+
+def test_alpha_hand_computed_and_picks_the_larger():
+    s, t = torch.tensor([[0.0, 0.0]]), torch.tensor([[math.log(3.0), 0.0]])  # q = (.5,.5), p = (.75,.25)
+    # alpha = -1: D = sum q (w^-1 - 1) / 2, w = (1.5, 0.5): (0.5*(2/3-1) + 0.5*(2-1)) / 2 = 1/6
+    assert math.isclose(AlphaDivergence(-1, -1)(s, t).item(), 1 / 6, rel_tol=1e-5)
+    # alpha = 0.5: D = sum q (sqrt(w) - 1) / (-0.25)
+    d_half = (0.5 * (math.sqrt(1.5) - 1) + 0.5 * (math.sqrt(0.5) - 1)) / -0.25
+    assert math.isclose(AlphaDivergence(0.5, 0.5)(s, t).item(), d_half, rel_tol=1e-5)
+    assert math.isclose(AlphaDivergence(-1, 0.5)(s, t).item(), max(1 / 6, d_half), rel_tol=1e-5)
+    # clipping: w^-1 = 2 clipped at 1.5 -> (0.5*(2/3-1) + 0.5*(1.5-1)) / 2
+    assert math.isclose(AlphaDivergence(-1, -1, iw_clip=1.5)(s, t).item(), (0.5 * (2 / 3 - 1) + 0.25) / 2, rel_tol=1e-5)
+
+
+@pytest.mark.parametrize("alpha", [-1.0, -0.5, 0.0, 0.5, 1.0, 2.0])
+def test_alpha_gradient_matches_autograd_when_unclipped(alpha):
+    s = (torch.randn(6, 5) * 0.5).double()
+    t = (torch.randn(6, 5) * 0.5).double()
+    s1 = s.clone().float().requires_grad_()
+    AlphaDivergence(alpha, alpha, iw_clip=1e6)(s1, t.float()).backward()
+    s2 = s.clone().requires_grad_()
+    logq, logp = F.log_softmax(s2, 1), F.log_softmax(t, 1)
+    q, p = logq.exp(), logp.exp()
+    if alpha == 0.0:
+        ref = (q * (logq - logp)).sum(1).mean()
+    elif alpha == 1.0:
+        ref = (p * (logp - logq)).sum(1).mean()
+    else:
+        ref = ((q * ((logp - logq) * alpha).exp()).sum(1) - 1).mean() / (alpha * (alpha - 1))
+    ref.backward()
+    assert torch.allclose(s1.grad.double(), s2.grad, atol=1e-5)
+
+
+def test_alpha_arguments():
+    AlphaDivergence(-1, 1)
+    assert AlphaDivergence(0, 0).alpha_min == 0.0  # 0 is a value, not "unset"
+    with pytest.raises(ValueError, match="alpha_min=1 must be <= alpha_max=0"):
+        AlphaDivergence(1, 0)
+    with pytest.raises(ValueError, match="must be a number"):
+        AlphaDivergence(None, 1)
+
+
+def test_hint_connector_when_channels_differ():
+    loss = HintLoss(4, 6)
+    s = torch.randn(2, 4, 8, 8, requires_grad=True)
+    t = torch.randn(2, 6, 4, 4)
+    loss(s, t).backward()
+    assert loss.connector.weight.grad is not None and s.grad is not None
+
+
+def test_rkd_and_sp_are_scale_free_in_the_teacher():
+    s, t = inputs("sp")
+    assert torch.allclose(LF.similarity_preserving(s, t), LF.similarity_preserving(s, t * 100), atol=1e-5)
+    assert torch.allclose(LF.rkd_loss(s, t), LF.rkd_loss(s, t * 100), atol=1e-5)
+
+
+def test_capture_features_by_name():
+    teacher = ResNetTeacher(widths=(8, 8, 8, 8)).eval()
+    net = search_spaces.get("mbv2").build_supernet()
+    x = torch.randn(2, 1, 28, 28)
+    with capture(teacher, ["stage2", "stage4"]) as tf, capture(net, ["stage2"]) as sf:
+        teacher(x)
+        net(x)
+    assert tf["stage2"].shape == (2, 8, 14, 14) and tf["stage4"].shape == (2, 8, 4, 4)
+    assert sf["stage2"].shape[-1] == 14
+    assert not teacher.stage2._forward_hooks  # removed on exit
+    with pytest.raises(KeyError, match="no submodule 'stage5'; close matches: stage"):
+        with capture(teacher, ["stage5"]):
+            pass
