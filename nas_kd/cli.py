@@ -25,6 +25,15 @@ def _cmd_train_teacher(args: argparse.Namespace) -> None:
     print(json.dumps({k: final[k] for k in ("test_acc", "flops", "params", "wall_seconds", "checkpoint")}, indent=2))
 
 
+def _cmd_train_supernet(args: argparse.Namespace) -> None:
+    from nas_kd.train.supernet import train_supernet
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    final = train_supernet(recipe, resume=args.resume)
+    _publish(final, args.results)
+    print(json.dumps({k: final[k] for k in ("max_acc", "min_acc", "wall_seconds", "checkpoint")}, indent=2))
+
+
 def _cmd_export(args: argparse.Namespace) -> None:
     import search_spaces
     from nas_kd.export import export_subnet, save_subnet
@@ -91,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
     p.add_argument("--results", help="also write the final metrics JSON here")
     p.set_defaults(func=_cmd_train_teacher)
+
+    p = sub.add_parser("train-supernet", help="train a weight-sharing supernet (sandwich rule, in-place distillation)")
+    _recipe_args(p)
+    p.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
+    p.add_argument("--results", help="also write the final metrics JSON here")
+    p.set_defaults(func=_cmd_train_supernet)
 
     p = sub.add_parser("export", help="export a subnet of a trained supernet as a standalone model directory")
     p.add_argument("--checkpoint", required=True, help="supernet checkpoint (nas_kd format)")

@@ -61,6 +61,22 @@ class TrainConfig:
 
 
 @dataclass
+class SupernetConfig:
+    """Sandwich-rule supernet training: which space, how many subnets per step, who teaches them."""
+
+    space: str = "mbv2"
+    kernel_transform: bool = False
+    num_random: int = 2  # random subnets per step, besides the max and the min
+    distill: str = "alpha_div"  # loss (nas_kd.losses) teaching the non-max subnets
+    distill_kwargs: dict = field(default_factory=dict)
+    soft_labels: str = "inplace"  # inplace (max subnet) | teacher (fixed teacher) | mix
+    mix_weight: float = 0.5  # with soft_labels=mix: weight of the fixed teacher
+    max_teacher_weight: float = 0.0  # weight of KD from the fixed teacher on the max subnet
+    bn_batches: int = 20  # batches for BatchNorm recalibration before each evaluation
+    eval_random_archs: int = 2  # fixed random archs evaluated each epoch besides max and min
+
+
+@dataclass
 class RunConfig:
     """Where a run writes its outputs."""
 
@@ -76,6 +92,7 @@ class Recipe:
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    supernet: SupernetConfig = field(default_factory=SupernetConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
     def to_dict(self) -> dict:

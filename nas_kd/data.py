@@ -231,9 +231,13 @@ def load_dataset(
     )
 
 
+def step_seed(seed: int, epoch: int, step: int = -1) -> int:
+    """A well-mixed seed for one (seed, epoch, step): every per-step random choice derives from it."""
+    return int(np.random.SeedSequence([seed, epoch, step + 1]).generate_state(1)[0])
+
+
 def _rng(seed: int, epoch: int, step: int = -1) -> torch.Generator:
-    state = np.random.SeedSequence([seed, epoch, step + 1]).generate_state(1)[0]
-    return torch.Generator().manual_seed(int(state))
+    return torch.Generator().manual_seed(step_seed(seed, epoch, step))
 
 
 def augment(x: torch.Tensor, gen: torch.Generator, pad: int, pad_value: torch.Tensor, flip: bool) -> torch.Tensor:

@@ -32,7 +32,8 @@ class TrainLoop:
     """Runs ``step_fn`` over every batch of every epoch and ``eval_fn`` after each epoch.
 
     Checkpoints (atomic) hold the model, optimiser, scheduler, RNG states, loop position and
-    any ``extra`` state, written every ``checkpoint_every_steps`` steps (0: never mid-epoch)
+    any ``extra`` state (plus top-level ``meta``, e.g. what rebuilds a supernet), written
+    every ``checkpoint_every_steps`` steps (0: never mid-epoch)
     and at each epoch's end. ``resume()`` restores all of it, so a resumed run reproduces the
     uninterrupted one: the data order and augmentation depend only on (seed, epoch, step).
     """
@@ -51,11 +52,12 @@ class TrainLoop:
         load_extra_state: Callable[[dict[str, Any]], None] | None = None,
         on_step: Callable[[LoopState], None] | None = None,
         show_progress: bool = True,
+        meta: dict[str, Any] | None = None,
     ) -> None:
         self.run, self.model, self.optimizer, self.scheduler = run, model, optimizer, scheduler
         self.batches, self.epochs, self.every = batches, epochs, checkpoint_every_steps
         self.extra_state, self.load_extra_state, self.on_step = extra_state, load_extra_state, on_step
-        self.show_progress = show_progress
+        self.show_progress, self.meta = show_progress, meta or {}
         self.state = LoopState()
 
     def checkpoint(self) -> None:
@@ -68,6 +70,7 @@ class TrainLoop:
                 "rng": rng_state(),
                 "loop": {"epoch": self.state.epoch, "step": self.state.step, "sums": self.state.sums, "elapsed": self.state.elapsed},
                 "extra": self.extra_state() if self.extra_state else {},
+                **self.meta,
             },
             self.run.last_checkpoint,
         )

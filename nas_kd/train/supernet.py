@@ -1,0 +1,136 @@
+"""Sandwich-rule supernet training with in-place distillation (BigNAS / OFA / AlphaNet style).
+
+Each step trains the max subnet, the min subnet and ``num_random`` random subnets on the
+same batch, accumulating gradients, then takes one optimiser step. The max subnet learns
+from the hard labels (plus, optionally, the fixed teacher); the others learn from soft
+labels: the max subnet's detached logits (``inplace``), the fixed teacher's (``teacher``),
+or a weighted mix of both (``mix``), through the chosen loss (``kd`` or ``alpha_div``).
+"""
+from __future__ import annotations
+
+import random
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import search_spaces
+from nas_kd.bn import recalibrate_bn
+from nas_kd.config import Recipe
+from nas_kd.data import BatchIterator, DataBundle, step_seed
+from nas_kd.losses import LOSSES, KDLoss
+from nas_kd.provenance import origin, write_result
+from nas_kd.runs import RunDir
+from nas_kd.supernet import Supernet
+from nas_kd.teacher import load_teacher
+from nas_kd.train.common import build_optimizer, build_scheduler, evaluate, seed_everything, set_threads, to_memory_format
+from nas_kd.train.loop import LoopState, TrainLoop
+from nas_kd.train.teacher import load_data, train_batches
+
+SOFT_LABELS = ("inplace", "teacher", "mix")
+
+
+def eval_archs(space, n_random: int, seed: int) -> dict[str, dict]:
+    """The archs evaluated every epoch: max, min and ``n_random`` fixed random ones."""
+    rng = random.Random(seed)
+    return {"max": space.max_arch(), "min": space.min_arch(), **{f"rand{i}": space.sample(rng) for i in range(n_random)}}
+
+
+def subnet_accuracy(net: Supernet, arch: dict, data: DataBundle, split: str, recipe: Recipe) -> float:
+    """Top-1 accuracy of ``arch`` on ``split`` after BatchNorm recalibration on training batches."""
+    cl = recipe.train.channels_last
+    net.set_arch(arch)
+    calib = BatchIterator(data.train, recipe.data.batch_size, shuffle=True, seed=recipe.seed)
+    recalibrate_bn(net, calib.epoch(0), recipe.supernet.bn_batches, channels_last=cl)
+    return evaluate(net, getattr(data, split), recipe.data.eval_batch_size, cl)["acc"]
+
+
+def train_supernet(
+    recipe: Recipe,
+    *,
+    resume: bool = False,
+    on_step: Callable[[LoopState], None] | None = None,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Train the supernet of ``recipe.supernet.space``; returns the final metrics (test accuracy of max / min)."""
+    cfg = recipe.supernet
+    if cfg.soft_labels not in SOFT_LABELS:
+        raise ValueError(f"supernet.soft_labels {cfg.soft_labels!r} is not one of {SOFT_LABELS}")
+    if cfg.num_random < 0:
+        raise ValueError(f"supernet.num_random must be >= 0, got {cfg.num_random}")
+    distill = LOSSES.build(cfg.distill, **cfg.distill_kwargs)
+    space = search_spaces.get(cfg.space)
+    started = origin()
+    run = RunDir.open(recipe, resume)
+    seed_everything(recipe.seed)
+    set_threads(recipe.train.threads)
+    data = load_data(recipe)
+    needs_teacher = cfg.soft_labels != "inplace" or cfg.max_teacher_weight > 0
+    teacher = load_teacher(recipe.teacher, data.num_classes, data.in_channels) if needs_teacher else None
+    net = space.build_supernet(data.num_classes, data.in_channels, kernel_transform=cfg.kernel_transform)
+    cl = recipe.train.channels_last
+    net = net.to(memory_format=torch.channels_last) if cl else net
+    batches = train_batches(recipe, data)
+    opt = build_optimizer(net, recipe.train)
+    sched = build_scheduler(opt, recipe.train, len(batches))
+    loop = TrainLoop(
+        run, net, opt, sched, batches, recipe.train.epochs,
+        checkpoint_every_steps=recipe.train.checkpoint_every_steps, on_step=on_step,
+        show_progress=show_progress, meta={"supernet": net.meta()},
+    )
+    if resume:
+        loop.resume()
+    teacher_kd = KDLoss(temperature=1.0)
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        st = loop.state
+        rng = random.Random(step_seed(recipe.seed, st.epoch, st.step))
+        x = to_memory_format(x, cl)
+        t_logits = None
+        if teacher is not None:
+            with torch.no_grad():
+                t_logits = teacher(x).float()
+        opt.zero_grad(set_to_none=True)
+        net.set_arch(space.max_arch())
+        logits = net(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=recipe.train.label_smoothing)
+        if cfg.max_teacher_weight > 0:
+            loss = loss + cfg.max_teacher_weight * teacher_kd(logits, t_logits)
+        loss.backward()
+        soft = logits.detach()
+        stats = {"loss_max": loss.item() * len(y), "acc": (logits.argmax(1) == y).sum().item(), "count": len(y)}
+        others = [space.min_arch()] + [space.sample(rng) for _ in range(cfg.num_random)]
+        total = 0.0
+        for arch in others:
+            net.set_arch(arch)
+            out = net(x)
+            if cfg.soft_labels == "inplace":
+                sub_loss = distill(out, soft)
+            elif cfg.soft_labels == "teacher":
+                sub_loss = distill(out, t_logits)
+            else:
+                sub_loss = cfg.mix_weight * distill(out, t_logits) + (1 - cfg.mix_weight) * distill(out, soft)
+            sub_loss.backward()
+            total += sub_loss.item()
+        opt.step()
+        stats["loss_distill"] = total / max(1, len(others)) * len(y)
+        return stats
+
+    watched = eval_archs(space, cfg.eval_random_archs, recipe.seed)
+
+    def validate(epoch: int) -> dict[str, float]:
+        out = {f"val_acc_{name}": subnet_accuracy(net, arch, data, "val", recipe) for name, arch in watched.items()}
+        net.train()
+        return out
+
+    loop.fit(step, validate)
+    final = {
+        "space": cfg.space, "dataset": recipe.data.dataset, "epochs": recipe.train.epochs, "seed": recipe.seed,
+        "recipe": recipe.to_dict(), "accuracy_kind": "last epoch, after BN recalibration",
+        "max_acc": subnet_accuracy(net, space.max_arch(), data, "test", recipe),
+        "min_acc": subnet_accuracy(net, space.min_arch(), data, "test", recipe),
+        "max_mflops": space.flops(space.max_arch()) / 1e6, "min_mflops": space.flops(space.min_arch()) / 1e6,
+        "checkpoint": str(run.last_checkpoint),
+    }
+    return write_result(run.path / "final.json", final, loop.state.elapsed, started)
