@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -53,7 +52,7 @@ def _cmd_export(args: argparse.Namespace) -> None:
     if args.recalibrate_batches:
         from nas_kd.bn import recalibrate_bn
         from nas_kd.data import BatchIterator
-        from nas_kd.train.teacher import load_data
+        from nas_kd.train.setup import load_data
 
         recipe = load_recipe(args.recipe, args.overrides)
         data = load_data(recipe)

@@ -12,7 +12,6 @@ import random
 from typing import Any, Callable
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 import search_spaces
@@ -20,13 +19,12 @@ from nas_kd.bn import recalibrate_bn
 from nas_kd.config import Recipe
 from nas_kd.data import BatchIterator, DataBundle, step_seed
 from nas_kd.losses import LOSSES, KDLoss
-from nas_kd.provenance import origin, write_result
-from nas_kd.runs import RunDir
+from nas_kd.provenance import write_result
 from nas_kd.supernet import Supernet
 from nas_kd.teacher import load_teacher
-from nas_kd.train.common import build_optimizer, build_scheduler, evaluate, seed_everything, set_threads, to_memory_format
+from nas_kd.train.common import build_optimizer, build_scheduler, evaluate, to_memory_format
 from nas_kd.train.loop import LoopState, TrainLoop
-from nas_kd.train.teacher import load_data, train_batches
+from nas_kd.train.setup import start_run, train_batches
 
 SOFT_LABELS = ("inplace", "teacher", "mix")
 
@@ -61,11 +59,7 @@ def train_supernet(
         raise ValueError(f"supernet.num_random must be >= 0, got {cfg.num_random}")
     distill = LOSSES.build(cfg.distill, **cfg.distill_kwargs)
     space = search_spaces.get(cfg.space)
-    started = origin()
-    run = RunDir.open(recipe, resume)
-    seed_everything(recipe.seed)
-    set_threads(recipe.train.threads)
-    data = load_data(recipe)
+    started, run, data = start_run(recipe, resume)
     needs_teacher = cfg.soft_labels != "inplace" or cfg.max_teacher_weight > 0
     teacher = load_teacher(recipe.teacher, data.num_classes, data.in_channels) if needs_teacher else None
     net = space.build_supernet(data.num_classes, data.in_channels, kernel_transform=cfg.kernel_transform)

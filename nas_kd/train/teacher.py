@@ -8,38 +8,12 @@ import torch.nn.functional as F
 
 from nas_kd.checkpoint import save_checkpoint
 from nas_kd.config import Recipe
-from nas_kd.data import BatchIterator, DataBundle, load_dataset
 from nas_kd.flops import count_flops, count_params
-from nas_kd.provenance import origin, write_result
-from nas_kd.runs import RunDir
+from nas_kd.provenance import write_result
 from nas_kd.teacher import build_model
-from nas_kd.train.common import (
-    build_optimizer,
-    build_scheduler,
-    evaluate,
-    seed_everything,
-    set_threads,
-    to_memory_format,
-)
+from nas_kd.train.common import build_optimizer, build_scheduler, evaluate, to_memory_format
 from nas_kd.train.loop import LoopState, TrainLoop
-
-
-def load_data(recipe: Recipe) -> DataBundle:
-    """The recipe's dataset, split and normalised."""
-    d = recipe.data
-    return load_dataset(
-        d.dataset, d.root, val_size=d.val_size, split_seed=d.split_seed,
-        limit_train=d.limit_train, limit_test=d.limit_test,
-    )
-
-
-def train_batches(recipe: Recipe, data: DataBundle) -> BatchIterator:
-    """Shuffled, augmented training batches seeded by the recipe."""
-    return BatchIterator(
-        data.train, recipe.data.batch_size, shuffle=True, seed=recipe.seed,
-        augment_pad=recipe.data.augment_pad, pad_value=data.pad_value,
-        flip=recipe.data.flip and data.flip, drop_last=True,
-    )
+from nas_kd.train.setup import start_run, train_batches
 
 
 def train_teacher(
@@ -54,11 +28,7 @@ def train_teacher(
     Writes into the run directory: ``config.yaml``, ``metrics.jsonl``, ``checkpoints/last.pt``,
     ``teacher.pt`` (state dict usable as ``teacher.checkpoint``) and ``final.json``.
     """
-    started = origin()
-    run = RunDir.open(recipe, resume)
-    seed_everything(recipe.seed)
-    set_threads(recipe.train.threads)
-    data = load_data(recipe)
+    started, run, data = start_run(recipe, resume)
     model = build_model(recipe.teacher, data.num_classes, data.in_channels)
     cl = recipe.train.channels_last
     model = model.to(memory_format=torch.channels_last) if cl else model
