@@ -34,7 +34,6 @@ def _cmd_train_supernet(args: argparse.Namespace) -> None:
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
-    import search_spaces
     from nas_kd.export import export_subnet, save_subnet
     from nas_kd.supernet import load_supernet
 
@@ -51,33 +50,30 @@ def _cmd_export(args: argparse.Namespace) -> None:
     arch = space.validate(arch)
     if args.recalibrate_batches:
         from nas_kd.bn import recalibrate_bn
-        from nas_kd.data import BatchIterator
-        from nas_kd.train.setup import load_data
+        from nas_kd.train.setup import calibration_batches, load_data
 
         recipe = load_recipe(args.recipe, args.overrides)
-        data = load_data(recipe)
         net.set_arch(arch)
-        batches = BatchIterator(data.train, recipe.data.batch_size, shuffle=True, seed=recipe.seed)
-        recalibrate_bn(net, batches.epoch(0), args.recalibrate_batches)
+        recalibrate_bn(net, calibration_batches(recipe, load_data(recipe)).epoch(0), args.recalibrate_batches)
     out = save_subnet(export_subnet(net.eval(), arch), args.out, torchscript=args.torchscript,
                       source=str(args.checkpoint))
-    meta = json.loads((out / "arch.json").read_text())
-    print(json.dumps({"out": str(out), "space": search_spaces.get(meta["space"]).name, "flops": meta["flops"],
-                      "params": meta["params"]}, indent=2))
+    print(json.dumps({"out": str(out), "space": space.name, "flops": space.flops(arch),
+                      "params": space.params(arch)}, indent=2))
 
 
 def _cmd_bench(args: argparse.Namespace) -> None:
     from nas_kd.provenance import Stopwatch, origin, write_result
 
     started, watch = origin(), Stopwatch()
+    spaces = args.spaces or ["mbv2", "resnet"]
     if args.name == "flops":
         from nas_kd.bench.flops import bench_flops
 
-        payload = bench_flops(args.spaces or ["mbv2", "resnet"], num_archs=args.num_archs)
+        payload = bench_flops(spaces, num_archs=args.num_archs)
     else:
         from nas_kd.bench.supernet import bench_supernet
 
-        payload = {"spaces": {s: bench_supernet(s, repeats=args.repeats) for s in (args.spaces or ["mbv2", "resnet"])}}
+        payload = {"spaces": {s: bench_supernet(s, repeats=args.repeats) for s in spaces}}
     out = args.out or f"results/bench_{args.name}.json"
     print(json.dumps(write_result(out, payload, watch.seconds(), started), indent=2))
 

@@ -1,11 +1,17 @@
-"""What every trainer does first: load the recipe's data, open the run directory, seed."""
+"""What every trainer does first: load the recipe's data, open the run directory, seed, build the loop."""
 from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
 
 from nas_kd.config import Recipe
 from nas_kd.data import BatchIterator, DataBundle, load_dataset
 from nas_kd.provenance import origin
 from nas_kd.runs import RunDir
-from nas_kd.train.common import seed_everything, set_threads
+from nas_kd.train.common import build_optimizer, build_scheduler, seed_everything, set_threads
+from nas_kd.train.loop import LoopState, TrainLoop
 
 
 def load_data(recipe: Recipe) -> DataBundle:
@@ -26,6 +32,11 @@ def train_batches(recipe: Recipe, data: DataBundle) -> BatchIterator:
     )
 
 
+def calibration_batches(recipe: Recipe, data: DataBundle) -> BatchIterator:
+    """Shuffled, unaugmented training batches for BatchNorm recalibration."""
+    return BatchIterator(data.train, recipe.data.batch_size, shuffle=True, seed=recipe.seed)
+
+
 def start_run(recipe: Recipe, resume: bool) -> tuple[dict[str, str], RunDir, DataBundle]:
     """Record the run's origin, open its directory, seed everything, set threads and load the data."""
     started = origin()
@@ -33,3 +44,29 @@ def start_run(recipe: Recipe, resume: bool) -> tuple[dict[str, str], RunDir, Dat
     seed_everything(recipe.seed)
     set_threads(recipe.train.threads)
     return started, run, load_data(recipe)
+
+
+def build_loop(
+    recipe: Recipe,
+    run: RunDir,
+    data: DataBundle,
+    model: nn.Module,
+    *,
+    resume: bool,
+    on_step: Callable[[LoopState], None] | None,
+    show_progress: bool,
+    meta: dict[str, Any] | None = None,
+) -> TrainLoop:
+    """The training loop of ``model`` (moved to channels_last if the recipe says so), resumed if asked."""
+    if recipe.train.channels_last:
+        model.to(memory_format=torch.channels_last)
+    batches = train_batches(recipe, data)
+    opt = build_optimizer(model, recipe.train)
+    loop = TrainLoop(
+        run, model, opt, build_scheduler(opt, recipe.train, len(batches)), batches, recipe.train.epochs,
+        checkpoint_every_steps=recipe.train.checkpoint_every_steps, on_step=on_step,
+        show_progress=show_progress, meta=meta,
+    )
+    if resume:
+        loop.resume()
+    return loop

@@ -17,14 +17,14 @@ import torch.nn.functional as F
 import search_spaces
 from nas_kd.bn import recalibrate_bn
 from nas_kd.config import Recipe
-from nas_kd.data import BatchIterator, DataBundle, step_seed
+from nas_kd.data import DataBundle, step_seed
 from nas_kd.losses import LOSSES, KDLoss
 from nas_kd.provenance import write_result
 from nas_kd.supernet import Supernet
 from nas_kd.teacher import load_teacher
-from nas_kd.train.common import build_optimizer, build_scheduler, evaluate, to_memory_format
-from nas_kd.train.loop import LoopState, TrainLoop
-from nas_kd.train.setup import start_run, train_batches
+from nas_kd.train.common import evaluate, to_memory_format
+from nas_kd.train.loop import LoopState
+from nas_kd.train.setup import build_loop, calibration_batches, start_run
 
 SOFT_LABELS = ("inplace", "teacher", "mix")
 
@@ -39,8 +39,7 @@ def subnet_accuracy(net: Supernet, arch: dict, data: DataBundle, split: str, rec
     """Top-1 accuracy of ``arch`` on ``split`` after BatchNorm recalibration on training batches."""
     cl = recipe.train.channels_last
     net.set_arch(arch)
-    calib = BatchIterator(data.train, recipe.data.batch_size, shuffle=True, seed=recipe.seed)
-    recalibrate_bn(net, calib.epoch(0), recipe.supernet.bn_batches, channels_last=cl)
+    recalibrate_bn(net, calibration_batches(recipe, data).epoch(0), recipe.supernet.bn_batches, channels_last=cl)
     return evaluate(net, getattr(data, split), recipe.data.eval_batch_size, cl)["acc"]
 
 
@@ -63,18 +62,9 @@ def train_supernet(
     needs_teacher = cfg.soft_labels != "inplace" or cfg.max_teacher_weight > 0
     teacher = load_teacher(recipe.teacher, data.num_classes, data.in_channels) if needs_teacher else None
     net = space.build_supernet(data.num_classes, data.in_channels, kernel_transform=cfg.kernel_transform)
-    cl = recipe.train.channels_last
-    net = net.to(memory_format=torch.channels_last) if cl else net
-    batches = train_batches(recipe, data)
-    opt = build_optimizer(net, recipe.train)
-    sched = build_scheduler(opt, recipe.train, len(batches))
-    loop = TrainLoop(
-        run, net, opt, sched, batches, recipe.train.epochs,
-        checkpoint_every_steps=recipe.train.checkpoint_every_steps, on_step=on_step,
-        show_progress=show_progress, meta={"supernet": net.meta()},
-    )
-    if resume:
-        loop.resume()
+    loop = build_loop(recipe, run, data, net, resume=resume, on_step=on_step, show_progress=show_progress,
+                      meta={"supernet": net.meta()})
+    opt, cl = loop.optimizer, recipe.train.channels_last
     teacher_kd = KDLoss(temperature=1.0)
 
     def step(x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:

@@ -11,9 +11,9 @@ from nas_kd.config import Recipe
 from nas_kd.flops import count_flops, count_params
 from nas_kd.provenance import write_result
 from nas_kd.teacher import build_model
-from nas_kd.train.common import build_optimizer, build_scheduler, evaluate, to_memory_format
-from nas_kd.train.loop import LoopState, TrainLoop
-from nas_kd.train.setup import start_run, train_batches
+from nas_kd.train.common import evaluate, to_memory_format
+from nas_kd.train.loop import LoopState
+from nas_kd.train.setup import build_loop, start_run
 
 
 def train_teacher(
@@ -30,17 +30,8 @@ def train_teacher(
     """
     started, run, data = start_run(recipe, resume)
     model = build_model(recipe.teacher, data.num_classes, data.in_channels)
-    cl = recipe.train.channels_last
-    model = model.to(memory_format=torch.channels_last) if cl else model
-    batches = train_batches(recipe, data)
-    opt = build_optimizer(model, recipe.train)
-    sched = build_scheduler(opt, recipe.train, len(batches))
-    loop = TrainLoop(
-        run, model, opt, sched, batches, recipe.train.epochs,
-        checkpoint_every_steps=recipe.train.checkpoint_every_steps, on_step=on_step, show_progress=show_progress,
-    )
-    if resume:
-        loop.resume()
+    loop = build_loop(recipe, run, data, model, resume=resume, on_step=on_step, show_progress=show_progress)
+    opt, cl = loop.optimizer, recipe.train.channels_last
 
     def step(x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         logits = model(to_memory_format(x, cl))
