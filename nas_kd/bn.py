@@ -20,12 +20,14 @@ def recalibrate_bn(model: nn.Module, batches: Iterable, num_batches: int = 20, c
     for bn in bns:
         bn.reset_running_stats()
         bn.momentum = None
+    device = next(model.parameters()).device
     model.train()
     try:
         for i, batch in enumerate(batches):
             if i >= num_batches:
                 break
             x = batch[0] if isinstance(batch, (tuple, list)) else batch
+            x = x.to(device)
             model(x.contiguous(memory_format=torch.channels_last) if channels_last else x)
     finally:
         for bn, m in zip(bns, momenta):

@@ -16,38 +16,35 @@ def _recipe_args(p: argparse.ArgumentParser, required: bool = True) -> None:
 
 
 def _cmd_train_teacher(args: argparse.Namespace) -> None:
-    from nas_kd.train.teacher import train_teacher
+    from nas_kd.train.standalone import train_teacher
 
     recipe = load_recipe(args.recipe, args.overrides)
-    final = train_teacher(recipe, resume=args.resume)
-    _publish(final, args.results)
-    print(json.dumps({k: final[k] for k in ("test_acc", "flops", "params", "wall_seconds", "checkpoint")}, indent=2))
+    _report(train_teacher(recipe, resume=args.resume), args.results, ("test_acc", "flops", "params"))
+
+
+def _cmd_train_arch(args: argparse.Namespace) -> None:
+    from nas_kd.train.standalone import train_arch
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    _report(train_arch(recipe, args.arch, resume=args.resume), args.results, ("test_acc", "mflops", "params"))
 
 
 def _cmd_train_supernet(args: argparse.Namespace) -> None:
     from nas_kd.train.supernet import train_supernet
 
     recipe = load_recipe(args.recipe, args.overrides)
-    final = train_supernet(recipe, resume=args.resume)
-    _publish(final, args.results)
-    print(json.dumps({k: final[k] for k in ("max_acc", "min_acc", "wall_seconds", "checkpoint")}, indent=2))
+    _report(train_supernet(recipe, resume=args.resume), args.results, ("max_acc", "min_acc", "median_acc"))
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
     from nas_kd.export import export_subnet, save_subnet
     from nas_kd.supernet import load_supernet
 
+    from nas_kd.train.standalone import resolve_arch
+
     net = load_supernet(args.checkpoint)
     space = net.space
-    if args.arch in ("max", "min"):
-        arch = space.max_arch() if args.arch == "max" else space.min_arch()
-    else:
-        try:
-            arch = json.loads(Path(args.arch).read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise ValueError(f"--arch {args.arch}: not a readable JSON arch file ({e})") from None
-        arch = arch.get("arch", arch) if isinstance(arch, dict) else arch
-    arch = space.validate(arch)
+    arch = resolve_arch(space, args.arch)
     if args.recalibrate_batches:
         from nas_kd.bn import recalibrate_bn
         from nas_kd.train.setup import calibration_batches, load_data
@@ -78,11 +75,16 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     print(json.dumps(write_result(out, payload, watch.seconds(), started), indent=2))
 
 
-def _publish(final: dict, results: str | None) -> None:
-    """Copy a run's final metrics to ``results`` (e.g. ``results/teacher_fmnist.json``)."""
+def _report(final: dict, results: str | None, keys: tuple[str, ...]) -> None:
+    """Print a trainer's headline metrics (rank 0 only) and copy its final JSON to ``results`` if given."""
+    from nas_kd.train import distributed as dist
+
+    if not dist.is_main():
+        return
     if results:
         Path(results).parent.mkdir(parents=True, exist_ok=True)
         Path(results).write_text(json.dumps(final, indent=2) + "\n")
+    print(json.dumps({k: final[k] for k in (*keys, "wall_seconds", "checkpoint")}, indent=2))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,6 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
     p.add_argument("--results", help="also write the final metrics JSON here")
     p.set_defaults(func=_cmd_train_supernet)
+
+    p = sub.add_parser("train-arch", help="train one architecture of a space from scratch (optionally with KD)")
+    _recipe_args(p)
+    p.add_argument("--arch", help="'max', 'min' or a JSON arch file (default: the recipe's student.arch)")
+    p.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
+    p.add_argument("--results", help="also write the final metrics JSON here")
+    p.set_defaults(func=_cmd_train_arch)
 
     p = sub.add_parser("export", help="export a subnet of a trained supernet as a standalone model directory")
     p.add_argument("--checkpoint", required=True, help="supernet checkpoint (nas_kd format)")

@@ -58,6 +58,8 @@ class TrainConfig:
     channels_last: bool = True
     checkpoint_every_steps: int = 0  # 0: only at the end of each epoch
     threads: int | None = None  # torch intra-op threads; default: torch's choice
+    device: str = "auto"  # auto (CUDA when present, else CPU) | cpu | cuda | cuda:N
+    amp: bool = True  # bfloat16 autocast on CUDA (ignored on CPU)
 
 
 @dataclass
@@ -69,11 +71,23 @@ class SupernetConfig:
     num_random: int = 2  # random subnets per step, besides the max and the min
     distill: str = "alpha_div"  # loss (nas_kd.losses) teaching the non-max subnets
     distill_kwargs: dict = field(default_factory=dict)
-    soft_labels: str = "inplace"  # inplace (max subnet) | teacher (fixed teacher) | mix
+    soft_labels: str = "inplace"  # inplace (max subnet) | teacher (fixed teacher) | mix | none (hard labels)
     mix_weight: float = 0.5  # with soft_labels=mix: weight of the fixed teacher
     max_teacher_weight: float = 0.0  # weight of KD from the fixed teacher on the max subnet
     bn_batches: int = 20  # batches for BatchNorm recalibration before each evaluation
     eval_random_archs: int = 2  # fixed random archs evaluated each epoch besides max and min
+    sampler: str = "uniform"  # uniform | flops (random subnets stratified over the space's FLOPs range)
+    keep_epoch_checkpoints: bool = False  # also save checkpoints/epochNNN.pt (supernet only) after each epoch
+
+
+@dataclass
+class StudentConfig:
+    """One architecture trained stand-alone (``train-arch``, ground truth, fine-tuning an export)."""
+
+    space: str = "resnet"
+    arch: str = "min"  # max | min | a JSON file holding an arch (or {"arch": ...})
+    kd_weight: float = 0.0  # weight of KD from the fixed teacher; cross-entropy weighs 1 - kd_weight
+    kd_temperature: float = 4.0
 
 
 @dataclass
@@ -93,6 +107,7 @@ class Recipe:
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     supernet: SupernetConfig = field(default_factory=SupernetConfig)
+    student: StudentConfig = field(default_factory=StudentConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
     def to_dict(self) -> dict:

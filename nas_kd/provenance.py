@@ -24,8 +24,8 @@ def git_commit() -> str:
 def command_line() -> str:
     """The command that started this process, as a copyable shell line."""
     prog = Path(sys.argv[0]).name
-    if prog in {"__main__.py", "-c"}:
-        prog = "python -m nas_kd"
+    if prog in {"__main__.py", "cli.py"}:  # python -m nas_kd / python -m nas_kd.cli: same as the script
+        prog = "nas-kd"
     return " ".join([prog, *map(shlex.quote, sys.argv[1:])])
 
 

@@ -19,9 +19,14 @@ class RunDir:
         self.path = Path(path)
 
     @classmethod
+    def of(cls, recipe: Recipe) -> "RunDir":
+        """The recipe's run directory, without creating or checking anything."""
+        return cls(Path(recipe.run.out_dir) / recipe.run.name)
+
+    @classmethod
     def open(cls, recipe: Recipe, resume: bool) -> "RunDir":
         """Create a fresh run directory, or reopen one to resume; never overwrites a finished run silently."""
-        run = cls(Path(recipe.run.out_dir) / recipe.run.name)
+        run = cls.of(recipe)
         if resume:
             if not run.last_checkpoint.exists():
                 raise RunDirError(f"{run.path}: nothing to resume (no {run.last_checkpoint.name}); drop --resume to start")

@@ -47,6 +47,11 @@ class MBConv(nn.Module):
         self.project = ConvBN(b["mid"], b["out"], 1, act=False)
         self.residual = b["shortcut"] == "identity"
 
+    def zero_init_last_bn(self) -> None:
+        """Start as the identity: zero the last BatchNorm's scale when there is an identity shortcut."""
+        if self.residual:
+            nn.init.zeros_(self.project[1].weight)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.project(self.depthwise(self.expand(x)))
         return out + x if self.residual else out
@@ -61,11 +66,27 @@ class ResBlock(nn.Module):
         self.conv2 = ConvBN(b["mid"], b["out"], b["kernel"], act=False)
         self.shortcut = ConvBN(b["in"], b["out"], 1, b["stride"], act=False) if b["shortcut"] == "projection" else nn.Identity()
 
+    def zero_init_last_bn(self) -> None:
+        """Start as the shortcut alone: zero the residual branch's last BatchNorm scale."""
+        nn.init.zeros_(self.conv2[1].weight)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(self.conv2(self.conv1(x)) + self.shortcut(x))
 
 
 BLOCKS = {"mbconv": MBConv, "resnet": ResBlock}
+
+
+def zero_init_residual(model: nn.Module) -> nn.Module:
+    """Zero the last BatchNorm scale of every residual block (static or elastic) in ``model``.
+
+    Each block then starts as its shortcut, which BigNAS found necessary for training
+    weight-sharing supernets; it speeds up stand-alone training of the same blocks too.
+    """
+    for m in model.modules():
+        if hasattr(m, "zero_init_last_bn"):
+            m.zero_init_last_bn()
+    return model
 
 
 class StaticNet(nn.Module):

@@ -11,7 +11,7 @@ from nas_kd.checkpoint import CheckpointError
 from nas_kd.models.resnet_teacher import ResNetTeacher
 from nas_kd.runs import RunDirError
 from nas_kd.teacher import load_teacher
-from nas_kd.train.teacher import train_teacher
+from nas_kd.train.standalone import train_teacher
 
 TINY = ["teacher.kwargs={widths: [8, 16, 16, 16]}", "data.batch_size=64", "train.lr=0.05"]
 
@@ -27,9 +27,9 @@ def test_teacher_learns_on_real_slice(tmp_path, fmnist_root):
     final = train_teacher(tiny_recipe(tmp_path, fmnist_root, "train.epochs=2"), show_progress=False)
     assert final["test_acc"] > 0.6  # chance is 0.1
     run = tmp_path / "run"
-    assert {"config.yaml", "metrics.jsonl", "final.json", "teacher.pt", "checkpoints"} <= {p.name for p in run.iterdir()}
+    assert {"config.yaml", "metrics.jsonl", "final.json", "model.pt", "checkpoints"} <= {p.name for p in run.iterdir()}
     assert final["command"] and final["git_commit"] and final["wall_seconds"] > 0
-    teacher = load_teacher(TeacherConfig(kwargs={"widths": [8, 16, 16, 16]}, checkpoint=str(run / "teacher.pt")))
+    teacher = load_teacher(TeacherConfig(kwargs={"widths": [8, 16, 16, 16]}, checkpoint=str(run / "model.pt")))
     assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
 
 
@@ -52,8 +52,8 @@ def test_resume_mid_epoch_reproduces_uninterrupted_run(tmp_path, fmnist_root):
         train_teacher(recipe, show_progress=False)
     resumed = train_teacher(recipe, resume=True, show_progress=False)
     assert resumed["test_acc"] == straight["test_acc"] and resumed["test_loss"] == straight["test_loss"]
-    wa = torch.load(tmp_path / "a/run/teacher.pt", weights_only=True)["model"]
-    wb = torch.load(tmp_path / "b/run/teacher.pt", weights_only=True)["model"]
+    wa = torch.load(tmp_path / "a/run/model.pt", weights_only=True)["model"]
+    wb = torch.load(tmp_path / "b/run/model.pt", weights_only=True)["model"]
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     records = [json.loads(line) for line in (tmp_path / "b/run/metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [0, 1]

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from nas_kd.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from nas_kd.subnet import Spec
+from nas_kd.subnet import Spec, zero_init_residual
 from nas_kd.supernet.blocks import DYNAMIC_BLOCKS, DynamicConvBN
 from nas_kd.supernet.dynamic_layers import DynamicLinear
 
@@ -68,6 +68,7 @@ class Supernet(nn.Module):
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), DynamicLinear(full["head"]["in"], num_classes))
         self._arch: dict[str, Any] = {}
         self._spec: Spec = {}
+        zero_init_residual(self)
         self.set_arch(space.max_arch())
 
     @property

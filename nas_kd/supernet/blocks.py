@@ -45,6 +45,12 @@ class DynamicMBConv(nn.Module):
         self.depthwise = DynamicConvBN(b["mid"], b["mid"], kernel_sizes, b["stride"], depthwise=True,
                                        kernel_transform=kernel_transform)
         self.project = DynamicConvBN(b["mid"], b["out"], act=False)
+        self.residual = b["shortcut"] == "identity"
+
+    def zero_init_last_bn(self) -> None:
+        """Zero the projection's BatchNorm scale when the max block has an identity shortcut."""
+        if self.residual:
+            nn.init.zeros_(self.project.bn.weight)
 
     def forward(self, x: torch.Tensor, b: dict[str, Any]) -> torch.Tensor:
         out = self.project(self.depthwise(self.expand(x, b["mid"]), kernel=b["kernel"]), b["out"])
@@ -64,6 +70,10 @@ class DynamicResBlock(nn.Module):
         self.conv1 = DynamicConvBN(b["in"], b["mid"], kernel_sizes, b["stride"], kernel_transform=kernel_transform)
         self.conv2 = DynamicConvBN(b["mid"], b["out"], kernel_sizes, act=False, kernel_transform=kernel_transform)
         self.shortcut = DynamicConvBN(b["in"], b["out"], (1,), b["stride"], act=False) if b["shortcut"] == "projection" else None
+
+    def zero_init_last_bn(self) -> None:
+        """Zero the residual branch's last BatchNorm scale."""
+        nn.init.zeros_(self.conv2.bn.weight)
 
     def forward(self, x: torch.Tensor, b: dict[str, Any]) -> torch.Tensor:
         out = self.conv2(self.conv1(x, b["mid"], b["kernel"]), b["out"], b["kernel"])

@@ -59,6 +59,30 @@ def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoc
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
+def resolve_device(name: str) -> torch.device:
+    """``auto``: the first CUDA device when present, else the CPU; ``cuda`` without CUDA is an error."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"train.device {name!r}: CUDA is not available on this machine (use auto or cpu)")
+        if device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
+def model_device(model: Any) -> torch.device:
+    """Where ``model``'s parameters live (the CPU for a parameterless callable)."""
+    params = model.parameters() if isinstance(model, nn.Module) else iter(())
+    return next(params, torch.empty(0)).device
+
+
+def autocast(device: torch.device, enabled: bool) -> torch.autocast:
+    """bfloat16 autocast on CUDA when ``enabled``; a disabled context on the CPU."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
+
+
 def to_memory_format(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
     """NHWC memory layout when ``channels_last`` (much faster depthwise convs on CPU)."""
     return x.contiguous(memory_format=torch.channels_last) if channels_last and x.ndim == 4 else x
@@ -76,8 +100,9 @@ def evaluate(
     if isinstance(model, nn.Module):
         model.eval()
     correct, loss, n = 0, 0.0, len(split)
+    device = model_device(model)
     for i in range(0, n, batch_size):
-        x, y = split.x[i : i + batch_size], split.y[i : i + batch_size]
+        x, y = split.x[i : i + batch_size].to(device), split.y[i : i + batch_size].to(device)
         logits = model(to_memory_format(x, channels_last)).float()
         loss += F.cross_entropy(logits, y, reduction="sum").item()
         correct += (logits.argmax(1) == y).sum().item()
@@ -91,6 +116,7 @@ def rng_state() -> dict[str, Any]:
     np_state = np.random.get_state()
     return {
         "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
         "python": [list(x) if isinstance(x, tuple) else x for x in random.getstate()],
     }
@@ -99,6 +125,8 @@ def rng_state() -> dict[str, Any]:
 def set_rng_state(state: dict[str, Any]) -> None:
     """Inverse of :func:`rng_state`."""
     torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
     kind, keys, *rest = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
     version, internal, gauss = state["python"]

@@ -12,7 +12,8 @@ from nas_kd.checkpoint import load_checkpoint, save_checkpoint
 from nas_kd.data import BatchIterator
 from nas_kd.provenance import Stopwatch
 from nas_kd.runs import RunDir
-from nas_kd.train.common import rng_state, set_rng_state
+from nas_kd.train import distributed as dist
+from nas_kd.train.common import model_device, rng_state, set_rng_state
 
 StepFn = Callable[[torch.Tensor, torch.Tensor], dict[str, float]]
 EvalFn = Callable[[int], dict[str, float]]
@@ -36,6 +37,8 @@ class TrainLoop:
     every ``checkpoint_every_steps`` steps (0: never mid-epoch)
     and at each epoch's end. ``resume()`` restores all of it, so a resumed run reproduces the
     uninterrupted one: the data order and augmentation depend only on (seed, epoch, step).
+    Batches are moved to the model's device before ``step_fn`` sees them; under ``torchrun``
+    only rank 0 writes checkpoints and metrics.
     """
 
     def __init__(
@@ -61,7 +64,9 @@ class TrainLoop:
         self.state = LoopState()
 
     def checkpoint(self) -> None:
-        """Write ``checkpoints/last.pt`` atomically."""
+        """Write ``checkpoints/last.pt`` atomically (rank 0 only)."""
+        if not dist.is_main():
+            return
         save_checkpoint(
             {
                 "model": self.model.state_dict(),
@@ -85,11 +90,14 @@ class TrainLoop:
         self.state = LoopState(**ckpt["loop"])
         if self.load_extra_state:
             self.load_extra_state(ckpt["extra"])
-        self.run.truncate_metrics(self.state.epoch)
+        if dist.is_main():
+            self.run.truncate_metrics(self.state.epoch)
 
     def fit(self, step_fn: StepFn, eval_fn: EvalFn) -> list[dict[str, Any]]:
         """Train to the last epoch; returns the metrics log."""
         st = self.state
+        device = model_device(self.model)
+        show = self.show_progress and dist.is_main()
         while st.epoch < self.epochs:
             watch = Stopwatch()
             self.model.train()
@@ -98,11 +106,12 @@ class TrainLoop:
                 total=len(self.batches),
                 initial=st.step,
                 desc=f"epoch {st.epoch + 1}/{self.epochs}",
-                disable=not self.show_progress,
+                disable=not show,
                 leave=False,
                 dynamic_ncols=True,
             )
             for x, y in bar:
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 for k, v in step_fn(x, y).items():
                     st.sums[k] = st.sums.get(k, 0.0) + v
                 self.scheduler.step()
@@ -122,8 +131,10 @@ class TrainLoop:
             st.elapsed += watch.seconds()
             record["elapsed_seconds"] = round(st.elapsed, 2)
             st.epoch, st.step, st.sums = st.epoch + 1, 0, {}
-            self.run.log(record)  # before the checkpoint: a resume truncates records it redoes
+            if dist.is_main():
+                self.run.log(record)  # before the checkpoint: a resume truncates records it redoes
             self.checkpoint()
-            if self.show_progress:
+            dist.barrier()
+            if show:
                 tqdm.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
         return self.run.metrics()

@@ -10,7 +10,8 @@ from nas_kd.config import Recipe
 from nas_kd.data import BatchIterator, DataBundle, load_dataset
 from nas_kd.provenance import origin
 from nas_kd.runs import RunDir
-from nas_kd.train.common import build_optimizer, build_scheduler, seed_everything, set_threads
+from nas_kd.train import distributed as dist
+from nas_kd.train.common import build_optimizer, build_scheduler, resolve_device, seed_everything, set_threads
 from nas_kd.train.loop import LoopState, TrainLoop
 
 
@@ -37,13 +38,20 @@ def calibration_batches(recipe: Recipe, data: DataBundle) -> BatchIterator:
     return BatchIterator(data.train, recipe.data.batch_size, shuffle=True, seed=recipe.seed)
 
 
-def start_run(recipe: Recipe, resume: bool) -> tuple[dict[str, str], RunDir, DataBundle]:
-    """Record the run's origin, open its directory, seed everything, set threads and load the data."""
+def start_run(recipe: Recipe, resume: bool) -> tuple[dict[str, str], RunDir, DataBundle, torch.device]:
+    """Record the run's origin, join torchrun's process group if launched by it, open the run
+    directory (rank 0 creates it), seed everything, set threads, load the data; returns the device."""
     started = origin()
-    run = RunDir.open(recipe, resume)
+    device = resolve_device(recipe.train.device)
+    dist.init_from_env(device)
+    device = dist.local_device(device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    run = RunDir.open(recipe, resume) if dist.is_main() else RunDir.of(recipe)
+    dist.barrier()
     seed_everything(recipe.seed)
     set_threads(recipe.train.threads)
-    return started, run, load_data(recipe)
+    return started, run, load_data(recipe), device
 
 
 def build_loop(
@@ -51,15 +59,21 @@ def build_loop(
     run: RunDir,
     data: DataBundle,
     model: nn.Module,
+    device: torch.device,
     *,
     resume: bool,
     on_step: Callable[[LoopState], None] | None,
     show_progress: bool,
     meta: dict[str, Any] | None = None,
 ) -> TrainLoop:
-    """The training loop of ``model`` (moved to channels_last if the recipe says so), resumed if asked."""
+    """The training loop of ``model`` (on its device, channels_last if the recipe says so), resumed if asked.
+
+    Under torchrun every rank starts from rank 0's weights.
+    """
+    model.to(device)
     if recipe.train.channels_last:
         model.to(memory_format=torch.channels_last)
+    dist.broadcast_model(model)
     batches = train_batches(recipe, data)
     opt = build_optimizer(model, recipe.train)
     loop = TrainLoop(

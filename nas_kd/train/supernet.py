@@ -1,10 +1,12 @@
 """Sandwich-rule supernet training with in-place distillation (BigNAS / OFA / AlphaNet style).
 
-Each step trains the max subnet, the min subnet and ``num_random`` random subnets on the
-same batch, accumulating gradients, then takes one optimiser step. The max subnet learns
+Each step trains the max subnet, the min subnet and ``num_random`` random subnets (drawn by
+the recipe's sampler, seeded by (seed, epoch, step), so a resumed run and every torchrun rank
+draw the same ones) on the same batch, accumulating gradients, then takes one optimiser step. The max subnet learns
 from the hard labels (plus, optionally, the fixed teacher); the others learn from soft
 labels: the max subnet's detached logits (``inplace``), the fixed teacher's (``teacher``),
-or a weighted mix of both (``mix``), through the chosen loss (``kd`` or ``alpha_div``).
+or a weighted mix of both (``mix``), through the chosen loss (``kd`` or ``alpha_div``);
+``none`` trains every subnet on the hard labels (no distillation).
 """
 from __future__ import annotations
 
@@ -20,19 +22,28 @@ from nas_kd.config import Recipe
 from nas_kd.data import DataBundle, step_seed
 from nas_kd.losses import LOSSES, KDLoss
 from nas_kd.provenance import write_result
-from nas_kd.supernet import Supernet
+from nas_kd.supernet import Supernet, save_supernet
 from nas_kd.teacher import load_teacher
-from nas_kd.train.common import evaluate, to_memory_format
+from nas_kd.train import distributed as dist
+from nas_kd.train.common import autocast, evaluate, to_memory_format
 from nas_kd.train.loop import LoopState
 from nas_kd.train.setup import build_loop, calibration_batches, start_run
+from search_spaces import SAMPLERS
 
-SOFT_LABELS = ("inplace", "teacher", "mix")
+SOFT_LABELS = ("inplace", "teacher", "mix", "none")
 
 
 def eval_archs(space, n_random: int, seed: int) -> dict[str, dict]:
     """The archs evaluated every epoch: max, min and ``n_random`` fixed random ones."""
     rng = random.Random(seed)
     return {"max": space.max_arch(), "min": space.min_arch(), **{f"rand{i}": space.sample(rng) for i in range(n_random)}}
+
+
+def median_flops_arch(space, seed: int, n: int = 201) -> dict:
+    """The arch of median FLOPs among ``n`` uniform samples (a fixed 'typical' subnet for reports)."""
+    rng = random.Random(seed)
+    archs = sorted((space.sample(rng) for _ in range(n)), key=space.flops)
+    return archs[n // 2]
 
 
 def subnet_accuracy(net: Supernet, arch: dict, data: DataBundle, split: str, recipe: Recipe) -> float:
@@ -58,38 +69,45 @@ def train_supernet(
         raise ValueError(f"supernet.num_random must be >= 0, got {cfg.num_random}")
     distill = LOSSES.build(cfg.distill, **cfg.distill_kwargs)
     space = search_spaces.get(cfg.space)
-    started, run, data = start_run(recipe, resume)
+    sampler = SAMPLERS.build(cfg.sampler, space=space)
+    started, run, data, device = start_run(recipe, resume)
     needs_teacher = cfg.soft_labels != "inplace" or cfg.max_teacher_weight > 0
-    teacher = load_teacher(recipe.teacher, data.num_classes, data.in_channels) if needs_teacher else None
+    teacher = load_teacher(recipe.teacher, data.num_classes, data.in_channels).to(device) if needs_teacher else None
     net = space.build_supernet(data.num_classes, data.in_channels, kernel_transform=cfg.kernel_transform)
-    loop = build_loop(recipe, run, data, net, resume=resume, on_step=on_step, show_progress=show_progress,
+    loop = build_loop(recipe, run, data, net, device, resume=resume, on_step=on_step, show_progress=show_progress,
                       meta={"supernet": net.meta()})
-    opt, cl = loop.optimizer, recipe.train.channels_last
+    opt, cl, amp = loop.optimizer, recipe.train.channels_last, recipe.train.amp
     teacher_kd = KDLoss(temperature=1.0)
+
+    def forward(arch: dict, x: torch.Tensor) -> torch.Tensor:
+        net.set_arch(arch)
+        with autocast(device, amp):
+            return net(x).float()
 
     def step(x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         st = loop.state
         rng = random.Random(step_seed(recipe.seed, st.epoch, st.step))
+        x, y = dist.shard(x, y)
         x = to_memory_format(x, cl)
         t_logits = None
         if teacher is not None:
-            with torch.no_grad():
+            with torch.no_grad(), autocast(device, amp):
                 t_logits = teacher(x).float()
         opt.zero_grad(set_to_none=True)
-        net.set_arch(space.max_arch())
-        logits = net(x)
+        logits = forward(space.max_arch(), x)
         loss = F.cross_entropy(logits, y, label_smoothing=recipe.train.label_smoothing)
         if cfg.max_teacher_weight > 0:
             loss = loss + cfg.max_teacher_weight * teacher_kd(logits, t_logits)
         loss.backward()
         soft = logits.detach()
         stats = {"loss_max": loss.item() * len(y), "acc": (logits.argmax(1) == y).sum().item(), "count": len(y)}
-        others = [space.min_arch()] + [space.sample(rng) for _ in range(cfg.num_random)]
+        others = [space.min_arch()] + sampler.sample(rng, cfg.num_random)
         total = 0.0
         for arch in others:
-            net.set_arch(arch)
-            out = net(x)
-            if cfg.soft_labels == "inplace":
+            out = forward(arch, x)
+            if cfg.soft_labels == "none":
+                sub_loss = F.cross_entropy(out, y, label_smoothing=recipe.train.label_smoothing)
+            elif cfg.soft_labels == "inplace":
                 sub_loss = distill(out, soft)
             elif cfg.soft_labels == "teacher":
                 sub_loss = distill(out, t_logits)
@@ -97,6 +115,7 @@ def train_supernet(
                 sub_loss = cfg.mix_weight * distill(out, t_logits) + (1 - cfg.mix_weight) * distill(out, soft)
             sub_loss.backward()
             total += sub_loss.item()
+        dist.average_gradients(net)
         opt.step()
         stats["loss_distill"] = total / max(1, len(others)) * len(y)
         return stats
@@ -105,16 +124,22 @@ def train_supernet(
 
     def validate(epoch: int) -> dict[str, float]:
         out = {f"val_acc_{name}": subnet_accuracy(net, arch, data, "val", recipe) for name, arch in watched.items()}
+        if dist.is_main() and cfg.keep_epoch_checkpoints:
+            save_supernet(net, run.path / "checkpoints" / f"epoch{epoch + 1:03d}.pt", epoch=epoch + 1)
         net.train()
         return out
 
     loop.fit(step, validate)
+    median = median_flops_arch(space, recipe.seed)
     final = {
         "space": cfg.space, "dataset": recipe.data.dataset, "epochs": recipe.train.epochs, "seed": recipe.seed,
         "recipe": recipe.to_dict(), "accuracy_kind": "last epoch, after BN recalibration",
+        "device": str(device), "world_size": dist.world_size(),
         "max_acc": subnet_accuracy(net, space.max_arch(), data, "test", recipe),
         "min_acc": subnet_accuracy(net, space.min_arch(), data, "test", recipe),
+        "median_acc": subnet_accuracy(net, median, data, "test", recipe),
         "max_mflops": space.flops(space.max_arch()) / 1e6, "min_mflops": space.flops(space.min_arch()) / 1e6,
+        "median_mflops": space.flops(median) / 1e6, "median_arch": median,
         "checkpoint": str(run.last_checkpoint),
     }
-    return write_result(run.path / "final.json", final, loop.state.elapsed, started)
+    return write_result(run.path / "final.json", final, loop.state.elapsed, started) if dist.is_main() else final
