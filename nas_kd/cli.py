@@ -36,6 +36,15 @@ def _cmd_train_supernet(args: argparse.Namespace) -> None:
     _report(train_supernet(recipe, resume=args.resume), args.results, ("max_acc", "min_acc", "median_acc"))
 
 
+def _cmd_ground_truth(args: argparse.Namespace) -> None:
+    from nas_kd.rankcorr.ground_truth import run_ground_truth
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    out = Path(recipe.run.out_dir) / recipe.run.name
+    results = run_ground_truth(recipe, out)
+    print(json.dumps({"finished": len(results), "of": recipe.rankcorr.num_archs, "dir": str(out / "ground_truth")}))
+
+
 def _cmd_export(args: argparse.Namespace) -> None:
     from nas_kd.export import export_subnet, save_subnet
     from nas_kd.supernet import load_supernet
@@ -110,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
     p.add_argument("--results", help="also write the final metrics JSON here")
     p.set_defaults(func=_cmd_train_arch)
+
+    p = sub.add_parser("ground-truth", help="train the rank-correlation study's archs stand-alone (cached, shareable)")
+    _recipe_args(p)
+    p.set_defaults(func=_cmd_ground_truth)
 
     p = sub.add_parser("export", help="export a subnet of a trained supernet as a standalone model directory")
     p.add_argument("--checkpoint", required=True, help="supernet checkpoint (nas_kd format)")

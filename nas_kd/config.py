@@ -91,6 +91,19 @@ class StudentConfig:
 
 
 @dataclass
+class RankCorrConfig:
+    """The rank-correlation study: which archs, which supernet checkpoints, which evaluators."""
+
+    num_archs: int = 30
+    sampler: str = "flops"  # how the study's archs are drawn (search_spaces.SAMPLERS)
+    supernet_run: str = "runs/supernet_fmnist"  # a supernet run with checkpoints/epochNNN.pt
+    evaluators: list[str] = field(default_factory=lambda: ["accuracy", "kl", "rdm", "cka", "flops"])
+    probe_size: int = 500  # validation images for kl / rdm / cka
+    bn_batches: int = 20
+    bootstrap: int = 1000  # resamples for the 95% intervals
+
+
+@dataclass
 class RunConfig:
     """Where a run writes its outputs."""
 
@@ -108,6 +121,7 @@ class Recipe:
     train: TrainConfig = field(default_factory=TrainConfig)
     supernet: SupernetConfig = field(default_factory=SupernetConfig)
     student: StudentConfig = field(default_factory=StudentConfig)
+    rankcorr: RankCorrConfig = field(default_factory=RankCorrConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
     def to_dict(self) -> dict:

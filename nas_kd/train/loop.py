@@ -111,12 +111,16 @@ class TrainLoop:
                 dynamic_ncols=True,
             )
             for x, y in bar:
+                step_watch = Stopwatch()
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 for k, v in step_fn(x, y).items():
                     st.sums[k] = st.sums.get(k, 0.0) + v
+                st.sums["step_seconds"] = st.sums.get("step_seconds", 0.0) + step_watch.seconds()
+                st.sums["steps"] = st.sums.get("steps", 0) + 1
                 self.scheduler.step()
                 st.step += 1
-                bar.set_postfix({k: f"{v / st.sums['count']:.4f}" for k, v in st.sums.items() if k != "count"}, refresh=False)
+                bar.set_postfix({k: f"{v / st.sums['count']:.4f}" for k, v in st.sums.items()
+                                 if k not in ("count", "step_seconds", "steps")}, refresh=False)
                 if self.every and st.step % self.every == 0 and st.step < len(self.batches):
                     st.elapsed += watch.seconds()
                     watch = Stopwatch()
@@ -125,7 +129,9 @@ class TrainLoop:
                     self.on_step(st)
             bar.close()
             count = st.sums.pop("count", 1.0)
+            step_seconds, steps = st.sums.pop("step_seconds", 0.0), st.sums.pop("steps", 1)
             record = {"epoch": st.epoch, **{f"train_{k}": v / count for k, v in st.sums.items()}}
+            record["seconds_per_step"] = step_seconds / steps
             record["lr"] = self.optimizer.param_groups[0]["lr"]
             record.update(eval_fn(st.epoch))
             st.elapsed += watch.seconds()
