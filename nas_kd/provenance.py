@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -11,7 +12,12 @@ from typing import Any
 
 
 def git_commit() -> str:
-    """The current git commit (with ``-dirty`` if the tree has uncommitted changes), or ``unknown``."""
+    """The current git commit (with ``-dirty`` if the tree has uncommitted changes), or ``unknown``.
+
+    ``$NAS_KD_GIT_COMMIT`` overrides it, for copies of a checkout without (or with a stale) ``.git``.
+    """
+    if os.environ.get("NAS_KD_GIT_COMMIT"):
+        return os.environ["NAS_KD_GIT_COMMIT"]
     here = Path(__file__).resolve().parent
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True).stdout.strip()

@@ -41,8 +41,8 @@ def test_resume_mid_epoch_reproduces_uninterrupted_run(tmp_path, fmnist_root):
     args = ("train.epochs=2", "data.limit_train=640", "train.checkpoint_every_steps=3")
     straight = train_teacher(tiny_recipe(tmp_path / "a", fmnist_root, *args), show_progress=False)
 
-    def stop(state):
-        if state.epoch == 1 and state.step == 4:
+    def stop(loop):
+        if loop.state.epoch == 1 and loop.state.step == 4:
             raise Interrupt
 
     recipe = tiny_recipe(tmp_path / "b", fmnist_root, *args)

@@ -34,8 +34,8 @@ def test_resume_reproduces_uninterrupted_run(tmp_path, fmnist_root):
     args = ("train.epochs=2", "data.limit_train=512", "train.checkpoint_every_steps=2")
     straight = train_supernet(recipe(tmp_path / "a", fmnist_root, *args), show_progress=False)
 
-    def stop(state):
-        if state.epoch == 1 and state.step == 3:
+    def stop(loop):
+        if loop.state.epoch == 1 and loop.state.step == 3:
             raise Interrupt
 
     r = recipe(tmp_path / "b", fmnist_root, *args)

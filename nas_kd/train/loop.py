@@ -53,7 +53,7 @@ class TrainLoop:
         checkpoint_every_steps: int = 0,
         extra_state: Callable[[], dict[str, Any]] | None = None,
         load_extra_state: Callable[[dict[str, Any]], None] | None = None,
-        on_step: Callable[[LoopState], None] | None = None,
+        on_step: Callable[["TrainLoop"], None] | None = None,
         show_progress: bool = True,
         meta: dict[str, Any] | None = None,
     ) -> None:
@@ -126,7 +126,7 @@ class TrainLoop:
                     watch = Stopwatch()
                     self.checkpoint()
                 if self.on_step:
-                    self.on_step(st)
+                    self.on_step(self)
             bar.close()
             count = st.sums.pop("count", 1.0)
             step_seconds, steps = st.sums.pop("step_seconds", 0.0), st.sums.pop("steps", 1)

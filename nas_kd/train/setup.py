@@ -12,7 +12,7 @@ from nas_kd.provenance import origin
 from nas_kd.runs import RunDir
 from nas_kd.train import distributed as dist
 from nas_kd.train.common import build_optimizer, build_scheduler, resolve_device, seed_everything, set_threads
-from nas_kd.train.loop import LoopState, TrainLoop
+from nas_kd.train.loop import TrainLoop
 
 
 def load_data(recipe: Recipe) -> DataBundle:
@@ -62,7 +62,7 @@ def build_loop(
     device: torch.device,
     *,
     resume: bool,
-    on_step: Callable[[LoopState], None] | None,
+    on_step: Callable[[TrainLoop], None] | None,
     show_progress: bool,
     meta: dict[str, Any] | None = None,
 ) -> TrainLoop:

@@ -24,7 +24,7 @@ from nas_kd.subnet import StaticNet, zero_init_residual
 from nas_kd.teacher import build_model, load_teacher
 from nas_kd.train import distributed as dist
 from nas_kd.train.common import autocast, evaluate, to_memory_format
-from nas_kd.train.loop import LoopState
+from nas_kd.train.loop import TrainLoop
 from nas_kd.train.setup import build_loop, start_run
 
 
@@ -35,7 +35,7 @@ def train_standalone(
     *,
     teacher_kd: bool = False,
     resume: bool = False,
-    on_step: Callable[[LoopState], None] | None = None,
+    on_step: Callable[[TrainLoop], None] | None = None,
     show_progress: bool = True,
 ) -> dict[str, Any]:
     """Train ``make_model(num_classes, in_channels)`` on ``recipe.data``; returns the final metrics.

@@ -26,7 +26,7 @@ from nas_kd.supernet import Supernet, save_supernet
 from nas_kd.teacher import load_teacher
 from nas_kd.train import distributed as dist
 from nas_kd.train.common import autocast, evaluate, to_memory_format
-from nas_kd.train.loop import LoopState
+from nas_kd.train.loop import TrainLoop
 from nas_kd.train.setup import build_loop, calibration_batches, start_run
 from search_spaces import SAMPLERS
 
@@ -58,7 +58,7 @@ def train_supernet(
     recipe: Recipe,
     *,
     resume: bool = False,
-    on_step: Callable[[LoopState], None] | None = None,
+    on_step: Callable[[TrainLoop], None] | None = None,
     show_progress: bool = True,
 ) -> dict[str, Any]:
     """Train the supernet of ``recipe.supernet.space``; returns the final metrics (test accuracy of max / min)."""
