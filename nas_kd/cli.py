@@ -45,26 +45,71 @@ def _cmd_ground_truth(args: argparse.Namespace) -> None:
     print(json.dumps({"finished": len(results), "of": recipe.rankcorr.num_archs, "dir": str(out / "ground_truth")}))
 
 
+def _cmd_search(args: argparse.Namespace) -> None:
+    from nas_kd.search.run import run_search
+
+    overrides = list(args.overrides)
+    for key, value in (("budget_mflops", args.budget_mflops), ("evaluator", args.evaluator),
+                       ("strategy", args.strategy), ("trials", args.trials), ("storage", args.storage),
+                       ("checkpoint", args.checkpoint)):
+        if value is not None:
+            overrides.append(f"search.{key}={value}")
+    result = run_search(load_recipe(args.recipe, overrides))
+    print(json.dumps({k: result[k] for k in ("budget_mflops", "scored", "wall_seconds")}
+                     | {"best_mflops": result["best"]["mflops"], "best_score": result["best"][result["evaluator"]]},
+                     indent=2))
+
+
+def _cmd_rank_corr(args: argparse.Namespace) -> None:
+    from nas_kd.rankcorr.study import run_rank_corr
+
+    summary = run_rank_corr(load_recipe(args.recipe, args.overrides))
+    print(json.dumps({k: summary[k] for k in ("num_archs", "epochs", "kendall_tau_final", "wall_seconds")}, indent=2))
+
+
+def _cmd_plot(args: argparse.Namespace) -> None:
+    from nas_kd.rankcorr.report import plot_study
+
+    print("\n".join(str(p) for p in plot_study(args.run)))
+
+
 def _cmd_export(args: argparse.Namespace) -> None:
     from nas_kd.export import export_subnet, save_subnet
     from nas_kd.supernet import load_supernet
-
     from nas_kd.train.standalone import resolve_arch
 
-    net = load_supernet(args.checkpoint)
+    checkpoint, arch_arg, recipe_path = args.checkpoint, args.arch, args.recipe
+    if args.run:
+        run = Path(args.run)
+        if not (run / "search.json").exists():
+            raise ValueError(f"--run {run}: no search.json (is it a nas-kd search run directory?)")
+        checkpoint = checkpoint or json.loads((run / "search.json").read_text())["checkpoint"]
+        arch_arg = str(run / "best_arch.json") if arch_arg in (None, "best") else arch_arg
+        recipe_path = recipe_path or str(run / "config.yaml")
+    if not checkpoint:
+        raise ValueError("export needs --checkpoint (a supernet) or --run (a search run directory)")
+    net = load_supernet(checkpoint)
     space = net.space
-    arch = resolve_arch(space, args.arch)
+    arch = resolve_arch(space, arch_arg or "max")
+    recipe = load_recipe(recipe_path, args.overrides) if recipe_path else None
+    if (args.recalibrate_batches or args.finetune_epochs) and recipe is None:
+        raise ValueError("--recalibrate-batches and --finetune-epochs need --recipe (or --run) for the data")
     if args.recalibrate_batches:
         from nas_kd.bn import recalibrate_bn
         from nas_kd.train.setup import calibration_batches, load_data
 
-        recipe = load_recipe(args.recipe, args.overrides)
         net.set_arch(arch)
         recalibrate_bn(net, calibration_batches(recipe, load_data(recipe)).epoch(0), args.recalibrate_batches)
-    out = save_subnet(export_subnet(net.eval(), arch), args.out, torchscript=args.torchscript,
-                      source=str(args.checkpoint))
-    print(json.dumps({"out": str(out), "space": space.name, "flops": space.flops(arch),
-                      "params": space.params(arch)}, indent=2))
+    subnet = export_subnet(net.eval(), arch)
+    report = {"space": space.name, "mflops": space.flops(arch) / 1e6, "params": space.params(arch)}
+    if args.finetune_epochs:
+        from nas_kd.train.standalone import finetune
+
+        final = finetune(recipe, subnet, args.finetune_epochs, Path(args.out) / "finetune")
+        report |= {"test_acc": final["test_acc"], "finetune_epochs": args.finetune_epochs,
+                   "kd_weight": final["kd_weight"], "finetune_result": str(Path(args.out) / "finetune/final.json")}
+    out = save_subnet(subnet.eval(), args.out, torchscript=args.torchscript, source=str(checkpoint))
+    print(json.dumps({"out": str(out), **report}, indent=2))
 
 
 def _cmd_bench(args: argparse.Namespace) -> None:
@@ -120,13 +165,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", help="also write the final metrics JSON here")
     p.set_defaults(func=_cmd_train_arch)
 
+    p = sub.add_parser("search", help="search the best subnet under a FLOPs budget with an evaluator and a strategy")
+    _recipe_args(p)
+    p.add_argument("--budget-mflops", type=float, help="FLOPs budget in MFLOPs (default: the recipe's)")
+    p.add_argument("--evaluator", help="evaluator to optimise (accuracy, kl, rdm, cka, flops, params)")
+    p.add_argument("--strategy", help="random, evolution, optuna-tpe or optuna-nsga2")
+    p.add_argument("--trials", type=int, help="distinct archs to score")
+    p.add_argument("--storage", help="Optuna RDB URL shared by several workers (default: SQLite in the run dir)")
+    p.add_argument("--checkpoint", help="trained supernet checkpoint (default: the recipe's search.checkpoint)")
+    p.set_defaults(func=_cmd_search)
+
+    p = sub.add_parser("rank-corr", help="rank correlation of every evaluator vs ground truth, per supernet epoch")
+    _recipe_args(p)
+    p.set_defaults(func=_cmd_rank_corr)
+
+    p = sub.add_parser("plot", help="redraw a rank-correlation study's figures from its saved JSON")
+    p.add_argument("--run", required=True, help="the study's run directory (holds rankcorr.json)")
+    p.set_defaults(func=_cmd_plot)
+
     p = sub.add_parser("ground-truth", help="train the rank-correlation study's archs stand-alone (cached, shareable)")
     _recipe_args(p)
     p.set_defaults(func=_cmd_ground_truth)
 
     p = sub.add_parser("export", help="export a subnet of a trained supernet as a standalone model directory")
-    p.add_argument("--checkpoint", required=True, help="supernet checkpoint (nas_kd format)")
-    p.add_argument("--arch", default="max", help="'max', 'min' or a JSON file with an arch (or {'arch': ...})")
+    p.add_argument("--checkpoint", help="supernet checkpoint (nas_kd format); default with --run: the search's")
+    p.add_argument("--run", help="a 'nas-kd search' run directory: its supernet, best arch and recipe")
+    p.add_argument("--arch", help="'best' (with --run), 'max', 'min' or a JSON file with an arch (or {'arch': ...})")
+    p.add_argument("--finetune-epochs", type=int, default=0,
+                   help="fine-tune the exported subnet this many epochs (KD from the teacher if student.kd_weight > 0)")
     p.add_argument("--out", required=True, help="directory to write arch.json, weights.pt (and model.ts)")
     p.add_argument("--torchscript", action="store_true", help="also write a TorchScript model.ts")
     p.add_argument("--recalibrate-batches", type=int, default=0,

@@ -91,6 +91,25 @@ class StudentConfig:
 
 
 @dataclass
+class SearchConfig:
+    """``nas-kd search``: which supernet, evaluator, strategy and budget; strategy options."""
+
+    checkpoint: str = "runs/supernet_fmnist/checkpoints/last.pt"  # a trained supernet
+    evaluator: str = "kl"  # what is optimised (nas_kd.evaluators)
+    extra_evaluators: list[str] = field(default_factory=list)  # also computed for every candidate
+    strategy: str = "evolution"  # random | evolution | optuna-tpe | optuna-nsga2
+    budget_mflops: float | None = None  # None: the max arch's FLOPs
+    trials: int = 100  # distinct archs scored
+    probe_size: int = 500
+    bn_batches: int = 20
+    population: int = 20  # evolution
+    sample_size: int = 5  # evolution tournament
+    mutation_prob: float = 0.1  # evolution
+    storage: str | None = None  # Optuna RDB URL; default sqlite:///<run dir>/study.db
+    study_name: str | None = None  # default: <evaluator>-<strategy>-<budget>
+
+
+@dataclass
 class RankCorrConfig:
     """The rank-correlation study: which archs, which supernet checkpoints, which evaluators."""
 
@@ -122,6 +141,7 @@ class Recipe:
     supernet: SupernetConfig = field(default_factory=SupernetConfig)
     student: StudentConfig = field(default_factory=StudentConfig)
     rankcorr: RankCorrConfig = field(default_factory=RankCorrConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
     def to_dict(self) -> dict:

@@ -33,3 +33,28 @@ def test_export_rejects_arch_outside_space(tmp_path, capsys):
     assert rc == 2
     assert "stage1.width=17 is not allowed; allowed values: [16, 24]" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_search_then_export_with_finetune_on_real_slice(tmp_path, fmnist_root):
+    common = [f"data.root={fmnist_root}", "data.limit_train=512", "data.val_size=128", "data.limit_test=200",
+              f"run.out_dir={tmp_path}", "run.name=search", "search.probe_size=64", "search.bn_batches=2",
+              "search.population=2", "search.extra_evaluators=[cka, flops]"]
+    args = ["search", "--recipe", "recipes/search_fmnist.yaml", "--trials", "3", "--strategy", "evolution",
+            "--budget-mflops", "20"]
+    for c in common:
+        args += ["--set", c]
+    assert main(args) == 0
+    run = tmp_path / "search"
+    rows = [json.loads(x) for x in (run / "candidates.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and all(r["mflops"] <= 20 for r in rows)
+    assert {"kl", "kl_raw", "cka", "flops"} <= set(rows[0])
+    assert (run / "pareto.png").stat().st_size > 1000
+    best = json.loads((run / "best_arch.json").read_text())
+    assert best["arch"] == rows[0]["arch"]
+    assert main(["search", "--recipe", "recipes/search_fmnist.yaml", "--budget-mflops", "1"]) == 2
+    out = tmp_path / "student"
+    assert main(["export", "--run", str(run), "--out", str(out), "--recalibrate-batches", "2",
+                 "--finetune-epochs", "1", "--set", "student.kd_weight=0.5", "--set", "data.batch_size=128"]) == 0
+    final = json.loads((out / "finetune/final.json").read_text())
+    assert final["arch"] == best["arch"] and final["kd_weight"] == 0.5 and final["test_acc"] > 0.5
+    assert (out / "weights.pt").exists()

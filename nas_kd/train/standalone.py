@@ -6,6 +6,7 @@ weighs ``1 - kd_weight``). Runs are resumable like every trainer's.
 """
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any, Callable
@@ -123,3 +124,14 @@ def train_arch(recipe: Recipe, arch: str | dict | None = None, **kwargs: Any) ->
 
     describe = {"space": space.name, "arch": arch, "mflops": space.flops(arch) / 1e6}
     return train_standalone(recipe, make, describe, teacher_kd=recipe.student.kd_weight > 0, **kwargs)
+
+
+def finetune(recipe: Recipe, model: nn.Module, epochs: int, run_dir: str | Path, **kwargs: Any) -> dict[str, Any]:
+    """Fine-tune an exported subnet in place for ``epochs`` (the recipe's train and student.kd_* settings)."""
+    r = copy.deepcopy(recipe)
+    r.train.epochs, r.run.out_dir, r.run.name = epochs, str(Path(run_dir).parent), Path(run_dir).name
+    arch = getattr(model, "arch", None)
+    describe = {"space": getattr(model, "space_name", None), "arch": arch, "finetuned_from": "supernet export"}
+    if arch is not None:
+        describe["mflops"] = search_spaces.get(describe["space"]).flops(arch) / 1e6
+    return train_standalone(r, lambda nc, ic: model, describe, teacher_kd=r.student.kd_weight > 0, **kwargs)

@@ -1,0 +1,48 @@
+"""Plots (matplotlib, headless): search Pareto fronts and rank-correlation figures."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def save(fig, path: str | Path, formats: tuple[str, ...] = ("png",)) -> list[Path]:
+    """Save ``fig`` as ``path`` with each suffix in ``formats``; returns the files."""
+    out = []
+    for fmt in formats:
+        p = Path(path).with_suffix(f".{fmt}")
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(p, dpi=120, bbox_inches="tight")
+        out.append(p)
+    plt.close(fig)
+    return out
+
+
+def pareto_front(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    """Rows not dominated in (higher ``key``, lower ``mflops``), by increasing MFLOPs."""
+    front, best = [], float("-inf")
+    for r in sorted(rows, key=lambda r: (r["mflops"], -r[key])):
+        if r[key] > best:
+            front.append(r)
+            best = r[key]
+    return front
+
+
+def pareto_plot(rows: list[dict[str, Any]], key: str, budget_mflops: float, path: str | Path,
+                picked: dict[str, Any] | None = None) -> list[Path]:
+    """Score (oriented: higher is better) vs MFLOPs of every candidate, the Pareto front and the budget."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.scatter([r["mflops"] for r in rows], [r[key] for r in rows], s=12, alpha=0.6, label="candidates")
+    front = pareto_front(rows, key)
+    ax.plot([r["mflops"] for r in front], [r[key] for r in front], "-o", ms=3, color="C1", label="Pareto front")
+    ax.axvline(budget_mflops, ls="--", color="gray", label=f"budget {budget_mflops:.1f} MFLOPs")
+    if picked is not None:
+        ax.scatter([picked["mflops"]], [picked[key]], marker="*", s=160, color="C3", label="best", zorder=5)
+    ax.set_xlabel("MFLOPs (fvcore convention)")
+    ax.set_ylabel(f"{key} (higher is better)")
+    ax.legend(fontsize=8)
+    return save(fig, path)

@@ -1,0 +1,72 @@
+"""What a search optimises: an evaluator's oriented score of an arch, cached by arch, under a FLOPs budget."""
+from __future__ import annotations
+
+import json
+import random
+from typing import Any, Callable
+
+from search_spaces import StagedSpace
+from search_spaces.sampling import FlopsStratifiedSampler
+
+Row = dict[str, Any]
+
+
+class BudgetError(ValueError):
+    """The FLOPs budget admits no architecture of the space."""
+
+
+def check_budget(space: StagedSpace, budget_flops: float) -> None:
+    """Fail at once, naming the space's smallest and largest FLOPs, if no arch fits ``budget_flops``."""
+    lo, hi = space.flops(space.min_arch()), space.flops(space.max_arch())
+    if budget_flops < lo:
+        raise BudgetError(f"budget {budget_flops / 1e6:.3f} MFLOPs is below the smallest {space.name} arch "
+                          f"({lo / 1e6:.3f} MFLOPs; the largest has {hi / 1e6:.3f})")
+
+
+def arch_key(arch: dict[str, Any]) -> str:
+    """Cache key of a canonical arch."""
+    return json.dumps(arch, sort_keys=True)
+
+
+class Objective:
+    """Scores archs with ``score_fn`` (a row per arch holding at least ``primary``), once per arch.
+
+    ``feasible(arch)`` tells whether the arch fits the budget (exact FLOPs count);
+    ``sample_feasible(rng)`` draws a random arch that fits (uniform and size-biased proposals).
+    """
+
+    def __init__(self, space: StagedSpace, score_fn: Callable[[dict], Row], primary: str, budget_flops: float,
+                 progress: Any = None) -> None:
+        check_budget(space, budget_flops)
+        self.space, self.score_fn, self.primary, self.budget = space, score_fn, primary, budget_flops
+        self.cache: dict[str, Row] = {}
+        self.progress = progress  # a tqdm bar (or None), advanced once per newly scored arch
+        self._proposer = FlopsStratifiedSampler(space, bins=1)
+
+    def feasible(self, arch: dict[str, Any]) -> bool:
+        return self.space.flops(arch) <= self.budget
+
+    def __call__(self, arch: dict[str, Any]) -> Row:
+        arch = self.space.validate(arch)
+        key = arch_key(arch)
+        if key not in self.cache:
+            self.cache[key] = self.score_fn(arch)
+            if self.progress is not None:
+                self.progress.update(1)
+        return self.cache[key]
+
+    def score(self, arch: dict[str, Any]) -> float:
+        return self(arch)[self.primary]
+
+    def sample_feasible(self, rng: random.Random, tries: int = 2000) -> dict[str, Any]:
+        """A random arch under the budget (the min arch if ``tries`` proposals all miss)."""
+        for i in range(tries):
+            arch = self.space.sample(rng) if i % 2 == 0 else self._proposer.propose(rng)
+            if self.feasible(arch):
+                return arch
+        return self.space.min_arch()
+
+    def rows(self) -> list[Row]:
+        """Every scored feasible arch, best first."""
+        rows = [r for r in self.cache.values() if r["mflops"] * 1e6 <= self.budget]
+        return sorted(rows, key=lambda r: r[self.primary], reverse=True)

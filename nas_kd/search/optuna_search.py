@@ -1,0 +1,75 @@
+"""Optuna strategies: ``optuna-tpe`` (score, FLOPs budget as a constraint) and ``optuna-nsga2`` (score vs FLOPs).
+
+The study lives in ``storage`` (an Optuna RDB URL; the CLI defaults to a SQLite file in the run
+directory), so a killed search resumes and several workers can share one study: each worker runs
+trials until the study holds ``trials`` finished ones. Every finished trial keeps its arch and scores
+as user attributes, so a resumed or parallel worker re-scores nothing that is already known.
+Over-budget proposals are never scored: they are recorded as infeasible (constraint > 0) with the
+worst score seen.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from nas_kd.search.objective import Objective, arch_key
+from nas_kd.search.strategies import STRATEGIES
+
+
+def _study(objective: Objective, storage: str | None, study_name: str, seed: int, multi: bool):
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if multi:
+        sampler = optuna.samplers.NSGAIISampler(seed=seed, population_size=20)
+        return optuna.create_study(storage=storage, study_name=study_name, sampler=sampler, load_if_exists=True,
+                                   directions=["maximize", "minimize"])
+    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=10, multivariate=True)
+    return optuna.create_study(storage=storage, study_name=study_name, sampler=sampler, load_if_exists=True,
+                               direction="maximize")
+
+
+def _run(objective: Objective, trials: int, seed: int, storage: str | None, study_name: str, multi: bool) -> list[dict]:
+    import optuna
+
+    study = _study(objective, storage, study_name, seed, multi)
+    space = objective.space
+    for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE]):
+        if "row" in t.user_attrs:  # results of earlier or parallel workers
+            row = json.loads(t.user_attrs["row"])
+            objective.cache.setdefault(arch_key(row["arch"]), row)
+    budget_m = objective.budget / 1e6
+
+    def run_trial(trial) -> Any:
+        arch = space.canonical({label: trial.suggest_categorical(label, values)
+                                for label, values in space.choices.items()})
+        mflops = space.flops(arch) / 1e6
+        trial.set_constraint("flops_over_budget", mflops - budget_m)
+        if mflops > budget_m:
+            known = [r[objective.primary] for r in objective.cache.values()]
+            worst = min(known) if known else objective.score(space.min_arch())
+            return (worst, mflops) if multi else worst
+        row = objective(arch)
+        trial.set_user_attr("row", json.dumps(row))
+        return (row[objective.primary], mflops) if multi else row[objective.primary]
+
+    def finished() -> int:
+        return len(study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE]))
+
+    while finished() < trials:
+        study.optimize(run_trial, n_trials=1)
+    return objective.rows()
+
+
+@STRATEGIES.register("optuna-tpe")
+def optuna_tpe(objective: Objective, trials: int, seed: int = 0, storage: str | None = None,
+               study_name: str = "nas-kd", **_: Any) -> list[dict]:
+    """TPE (multivariate) on the evaluator score; the FLOPs budget is an Optuna constraint."""
+    return _run(objective, trials, seed, storage, study_name, multi=False)
+
+
+@STRATEGIES.register("optuna-nsga2")
+def optuna_nsga2(objective: Objective, trials: int, seed: int = 0, storage: str | None = None,
+                 study_name: str = "nas-kd", **_: Any) -> list[dict]:
+    """NSGA-II on (score up, FLOPs down) under the budget constraint; see :func:`pareto_front` for the front."""
+    return _run(objective, trials, seed, storage, study_name, multi=True)

@@ -1,0 +1,82 @@
+"""``nas-kd search``: score archs of a trained supernet under a FLOPs budget and write the ranked results.
+
+Outputs in the run directory: ``candidates.jsonl`` and ``candidates.csv`` (arch, MFLOPs, params and
+every evaluator's oriented and raw score, best first), ``best_arch.json``, ``pareto.png`` and
+``search.json`` (settings, best arch, counts, command, git commit, wall time) and ``config.yaml``
+(the resolved recipe, which ``nas-kd export --run`` reuses).
+"""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from nas_kd.config import Recipe, dump_recipe
+from nas_kd.evaluators import EVALUATORS, EvalContext, score_archs
+from nas_kd.plots import pareto_front, pareto_plot
+from nas_kd.provenance import Stopwatch, origin, write_result
+from nas_kd.search.objective import Objective
+from nas_kd.search.strategies import STRATEGIES
+from nas_kd.supernet import load_supernet
+from nas_kd.teacher import load_teacher
+from nas_kd.train.common import resolve_device
+from nas_kd.train.setup import load_data
+
+
+def run_search(recipe: Recipe, show_progress: bool = True) -> dict[str, Any]:
+    """Run ``recipe.search`` and write its outputs to ``<run.out_dir>/<run.name>/``; returns ``search.json``."""
+    cfg = recipe.search
+    started, watch = origin(), Stopwatch()
+    names = list(dict.fromkeys([cfg.evaluator, *cfg.extra_evaluators]))
+    for n in names:
+        EVALUATORS.get(n)
+    strategy = STRATEGIES.get(cfg.strategy)
+    if cfg.trials < 1:
+        raise ValueError(f"search.trials must be >= 1, got {cfg.trials}")
+    net = load_supernet(cfg.checkpoint)
+    space = net.space
+    budget = (cfg.budget_mflops * 1e6) if cfg.budget_mflops is not None else space.flops(space.max_arch())
+    out = Path(recipe.run.out_dir) / recipe.run.name
+    out.mkdir(parents=True, exist_ok=True)
+    dump_recipe(recipe, out / "config.yaml")
+    data = load_data(recipe)
+    device = resolve_device(recipe.train.device)
+    teacher = load_teacher(recipe.teacher, data.num_classes, data.in_channels).to(device)
+    ctx = EvalContext.build(net.to(device), teacher, data, teacher_stages=recipe.teacher.stages,
+                            probe_size=cfg.probe_size, bn_batches=cfg.bn_batches,
+                            batch_size=recipe.data.batch_size, seed=recipe.seed)
+    bar = tqdm(total=cfg.trials, desc=f"search {cfg.strategy}", disable=not show_progress, dynamic_ncols=True)
+    objective = Objective(space, lambda arch: score_archs(ctx, [arch], names)[0], cfg.evaluator, budget, progress=bar)
+    study_name = cfg.study_name or f"{cfg.evaluator}-{cfg.strategy}-{budget / 1e6:.3f}"
+    storage = cfg.storage or f"sqlite:///{(out / 'study.db').resolve()}"
+    rows = strategy(objective, cfg.trials, seed=recipe.seed, population=cfg.population, sample_size=cfg.sample_size,
+                    mutation_prob=cfg.mutation_prob, storage=storage, study_name=study_name)
+    bar.close()
+    write_candidates(rows, out)
+    best = rows[0]
+    (out / "best_arch.json").write_text(json.dumps({"arch": best["arch"], "mflops": best["mflops"],
+                                                    cfg.evaluator: best[cfg.evaluator]}, indent=2) + "\n")
+    pareto_plot(rows, cfg.evaluator, budget / 1e6, out / "pareto.png", picked=best)
+    payload = {
+        "space": space.name, "checkpoint": cfg.checkpoint, "evaluator": cfg.evaluator, "evaluators": names,
+        "strategy": cfg.strategy, "budget_mflops": budget / 1e6, "trials": cfg.trials, "scored": len(rows),
+        "best": best, "pareto_front": pareto_front(rows, cfg.evaluator),
+        "storage": storage if cfg.strategy.startswith("optuna") else None,
+    }
+    return write_result(out / "search.json", payload, watch.seconds(), started)
+
+
+def write_candidates(rows: list[dict[str, Any]], out: Path) -> None:
+    """``candidates.jsonl`` (one row per arch) and ``candidates.csv`` (the arch as a JSON string)."""
+    with (out / "candidates.jsonl").open("w") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+    keys = [k for k in rows[0] if k != "arch"]
+    with (out / "candidates.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["rank", *keys, "arch"])
+        for i, r in enumerate(rows, start=1):
+            w.writerow([i, *(r[k] for k in keys), json.dumps(r["arch"], sort_keys=True)])

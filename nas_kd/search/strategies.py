@@ -1,0 +1,85 @@
+"""Search strategies, chosen by name: random, evolution, optuna-tpe, optuna-nsga2.
+
+Each is ``strategy(objective, trials, seed, **options)`` and scores at most ``trials`` distinct
+archs, all under the objective's FLOPs budget (over-budget proposals are never scored). The
+result is ``objective.rows()``: every scored arch, best first.
+"""
+from __future__ import annotations
+
+import random
+from collections import deque
+from typing import Any
+
+from nas_kd.registry import Registry
+from nas_kd.search.objective import Objective, arch_key
+
+STRATEGIES: Registry = Registry("strategy")
+
+
+@STRATEGIES.register("random")
+def random_search(objective: Objective, trials: int, seed: int = 0, **_: Any) -> list[dict]:
+    """``trials`` random archs under the budget."""
+    rng = random.Random(seed)
+    for _ in range(trials * 20):
+        if len(objective.cache) >= trials:
+            break
+        objective(objective.sample_feasible(rng))
+    return objective.rows()
+
+
+def mutate(space, arch: dict, rng: random.Random, prob: float) -> dict:
+    """Each label re-drawn with probability ``prob`` (at least one changes)."""
+    labels = list(space.choices)
+    forced = rng.choice(labels)
+    child = dict(arch)
+    for label in labels:
+        if label == forced or rng.random() < prob:
+            child[label] = rng.choice([v for v in space.choices[label] if v != arch[label]] or space.choices[label])
+    return space.canonical(child)
+
+
+def crossover(space, a: dict, b: dict, rng: random.Random) -> dict:
+    """Stage-wise uniform crossover (a stage's depth, width and blocks travel together)."""
+    n = len(space.stages)
+    child = {}
+    for i in range(1, n + 1):
+        src = a if rng.random() < 0.5 else b
+        child.update({lbl: src[lbl] for lbl in space.stage_labels(i)})
+    return space.canonical(child)
+
+
+@STRATEGIES.register("evolution")
+def evolution(objective: Objective, trials: int, seed: int = 0, population: int = 20, sample_size: int = 5,
+              mutation_prob: float = 0.1, crossover_prob: float = 0.5, **_: Any) -> list[dict]:
+    """Regularised (aging) evolution (Real et al. 2019) with stage-wise crossover.
+
+    Tournament of ``sample_size`` from the population; the child (crossover of two tournament
+    winners with probability ``crossover_prob``, then mutation) is redrawn until it fits the budget;
+    the oldest member dies.
+    """
+    space, rng = objective.space, random.Random(seed)
+    pop: deque[dict] = deque()
+    while len(pop) < min(population, trials):
+        arch = objective.sample_feasible(rng)
+        objective(arch)
+        pop.append(arch)
+    stall = 0
+    while len(objective.cache) < trials and stall < 50 * trials:
+
+        def winner() -> dict:
+            return max(rng.sample(list(pop), min(sample_size, len(pop))), key=objective.score)
+
+        parent = winner()
+        for _ in range(100):
+            child = crossover(space, parent, winner(), rng) if rng.random() < crossover_prob else parent
+            child = mutate(space, child, rng, mutation_prob)
+            if objective.feasible(child):
+                break
+        else:
+            child = objective.sample_feasible(rng)
+        known = arch_key(child) in objective.cache
+        objective(child)
+        stall = stall + 1 if known else 0
+        pop.append(child)
+        pop.popleft()
+    return objective.rows()

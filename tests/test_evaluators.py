@@ -1,0 +1,72 @@
+import pytest
+import torch
+
+import search_spaces
+from nas_kd.config import load_recipe
+from nas_kd.evaluators import EVALUATORS, EvalContext, SubnetView, score_archs
+from nas_kd.evaluators.similarity import centred_gram, linear_cka, mean_kl, rdm, rdm_similarity, spearman
+from nas_kd.export import export_subnet
+from nas_kd.train.setup import load_data
+
+
+def feats(seed=0, shape=(40, 6, 5, 5)):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def test_identical_and_permuted_units_are_fully_similar():
+    f = feats()
+    perm = f[:, torch.randperm(6)]
+    assert rdm_similarity(rdm(f), rdm(f)) == pytest.approx(1.0)
+    assert rdm_similarity(rdm(f), rdm(perm)) == pytest.approx(1.0)
+    assert linear_cka(centred_gram(f), centred_gram(perm)) == pytest.approx(1.0)
+    assert linear_cka(centred_gram(f), centred_gram(3.0 * f)) == pytest.approx(1.0)
+    logits = torch.randn(40, 10)
+    assert mean_kl(logits, logits) == pytest.approx(0.0, abs=1e-12)
+    assert mean_kl(logits, torch.zeros(40, 10)) > 0
+    other = feats(1)
+    assert rdm_similarity(rdm(f), rdm(other)) < 0.5
+    assert linear_cka(centred_gram(f), centred_gram(other)) < 0.9
+
+
+def test_rdm_is_one_minus_pearson_and_projection_keeps_it_close():
+    g = torch.Generator().manual_seed(0)
+    f = torch.randn(30, 5, generator=g) @ torch.randn(5, 2000, generator=g) + 0.1 * torch.randn(30, 2000, generator=g)
+    full = rdm(f)
+    x = f - f.mean(1, keepdim=True)
+    i, j = 3, 7
+    r = (x[i] @ x[j]) / (x[i].norm() * x[j].norm())
+    assert full[torch.triu_indices(30, 30, 1).T.tolist().index([i, j])].item() == pytest.approx(1 - r.item(), abs=1e-6)
+    assert spearman(full, rdm(f, proj_dim=256)) > 0.9
+
+
+def test_spearman_handles_ties_like_scipy():
+    from scipy.stats import spearmanr
+
+    a, b = torch.tensor([1.0, 2, 2, 3, 5, 5]), torch.tensor([2.0, 1, 3, 3, 4, 6])
+    assert spearman(a, b) == pytest.approx(spearmanr(a.numpy(), b.numpy()).statistic)
+
+
+def test_subnet_scored_against_its_own_export_is_identical(fmnist_root):
+    recipe = load_recipe(None, [f"data.root={fmnist_root}", "data.limit_train=300", "data.val_size=100",
+                                "data.limit_test=50"])
+    data = load_data(recipe)
+    space = search_spaces.get("resnet")
+    net = space.build_supernet()
+    arch = space.sample(__import__("random").Random(0))
+    ctx = EvalContext.build(net, torch.nn.Identity(), data, teacher_stages=["stem", *net.stage_names],
+                            probe_size=50, bn_batches=2, batch_size=64)
+    SubnetView(ctx, arch)  # recalibrates the supernet for arch
+    ctx.teacher = export_subnet(net.eval(), arch).eval()
+    (row,) = score_archs(ctx, [arch], ["kl", "rdm", "cka", "flops"])
+    assert row["kl_raw"] == pytest.approx(0.0, abs=1e-6) and row["kl"] == -row["kl_raw"]
+    assert row["rdm"] == pytest.approx(1.0, abs=1e-6)
+    assert row["cka"] == pytest.approx(1.0, abs=1e-6)
+    assert row["flops_raw"] == space.flops(arch)
+    other = space.min_arch() if arch != space.min_arch() else space.max_arch()
+    (far,) = score_archs(ctx, [other], ["kl", "rdm"])
+    assert far["kl"] < row["kl"] and far["rdm"] < row["rdm"]
+
+
+def test_unknown_evaluator_names_the_choices():
+    with pytest.raises(KeyError, match="unknown evaluator 'klx'.*kl"):
+        EVALUATORS.get("klx")

@@ -1,0 +1,86 @@
+import json
+import multiprocessing as mp
+import random
+
+import pytest
+
+import search_spaces
+from nas_kd.search import STRATEGIES, BudgetError, Objective
+
+
+def cheap_score(space):
+    calls = []
+
+    def score(arch):
+        calls.append(arch)
+        flops = space.flops(arch)
+        # a made-up quality: rewards width in late stages, penalises depth early
+        value = sum(arch[f"stage{i}.width"] * i for i in range(1, 5)) - 20 * arch["stage1.depth"]
+        return {"arch": arch, "mflops": flops / 1e6, "mparams": space.params(arch) / 1e6, "q": value}
+
+    return score, calls
+
+
+def objective(budget_mflops, space_name="resnet"):
+    space = search_spaces.get(space_name)
+    score, calls = cheap_score(space)
+    return Objective(space, score, "q", budget_mflops * 1e6), calls
+
+
+def test_impossible_budget_names_the_range():
+    with pytest.raises(BudgetError, match=r"below the smallest resnet arch \(2.847 MFLOPs; the largest has 90.425\)"):
+        objective(1.0)
+
+
+@pytest.mark.parametrize("name", ["random", "evolution", "optuna-tpe", "optuna-nsga2"])
+def test_strategies_respect_budget_and_trials(name, tmp_path):
+    obj, calls = objective(20.0)
+    rows = STRATEGIES.get(name)(obj, 25, seed=0, storage=f"sqlite:///{tmp_path}/s.db", study_name="t")
+    assert rows and len(calls) <= 25
+    assert all(obj.space.flops(r["arch"]) <= 20e6 for r in rows)
+    assert all(obj.space.flops(a) <= 20e6 for a in calls)  # over-budget archs are never scored
+    assert [r["q"] for r in rows] == sorted((r["q"] for r in rows), reverse=True)
+
+
+def test_evolution_beats_random_on_a_simple_objective():
+    best = {}
+    for name in ("random", "evolution"):
+        wins = []
+        for seed in range(3):
+            obj, _ = objective(30.0)
+            wins.append(STRATEGIES.get(name)(obj, 60, seed=seed)[0]["q"])
+        best[name] = sum(wins) / 3
+    assert best["evolution"] > best["random"]
+
+
+def test_optuna_study_resumes_without_rescoring(tmp_path):
+    storage = f"sqlite:///{tmp_path}/s.db"
+    obj, calls = objective(30.0)
+    first = STRATEGIES.get("optuna-tpe")(obj, 6, seed=0, storage=storage, study_name="r")
+    obj2, calls2 = objective(30.0)
+    second = STRATEGIES.get("optuna-tpe")(obj2, 9, seed=0, storage=storage, study_name="r")
+    assert len(calls2) <= 3  # only the 3 new trials can be scored
+    known = {json.dumps(r["arch"], sort_keys=True) for r in first}
+    assert known <= {json.dumps(r["arch"], sort_keys=True) for r in second}
+
+
+def _worker(storage):
+    obj, _ = objective(30.0)
+    STRATEGIES.get("optuna-tpe")(obj, 12, seed=random.randrange(1000), storage=storage, study_name="shared")
+
+
+def test_two_workers_share_one_sqlite_study(tmp_path):
+    import optuna
+
+    storage = f"sqlite:///{tmp_path}/shared.db"
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_worker, args=(storage,)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    study = optuna.load_study(study_name="shared", storage=storage)
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert 12 <= len(done) <= 14  # each worker stops once the study holds 12
+    assert len({t.number for t in done}) == len(done)
