@@ -45,6 +45,14 @@ def _cmd_ground_truth(args: argparse.Namespace) -> None:
     print(json.dumps({"finished": len(results), "of": recipe.rankcorr.num_archs, "dir": str(out / "ground_truth")}))
 
 
+def _cmd_run(args: argparse.Namespace) -> None:
+    from nas_kd.pipeline import run_pipeline
+
+    result = run_pipeline(load_recipe(args.recipe, args.overrides))
+    print(json.dumps({k: result[k] for k in ("supernet", "student_mflops", "student_test_acc", "student_dir",
+                                             "wall_seconds")}, indent=2))
+
+
 def _cmd_search(args: argparse.Namespace) -> None:
     from nas_kd.search.run import run_search
 
@@ -145,6 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(prog="nas-kd", description="Search the best student for a fixed teacher.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="the whole pipeline: teacher -> supernet -> search -> export -> plots")
+    _recipe_args(p)
+    p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("train-teacher", help="train a teacher (the reference ResNet or your own model)")
     _recipe_args(p)

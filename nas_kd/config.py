@@ -123,6 +123,14 @@ class RankCorrConfig:
 
 
 @dataclass
+class PipelineConfig:
+    """``nas-kd run``: what happens after the search."""
+
+    finetune_epochs: int = 1  # KD fine-tuning of the exported student (0: none)
+    finetune_lr: float = 0.01
+
+
+@dataclass
 class RunConfig:
     """Where a run writes its outputs."""
 
@@ -142,6 +150,7 @@ class Recipe:
     student: StudentConfig = field(default_factory=StudentConfig)
     rankcorr: RankCorrConfig = field(default_factory=RankCorrConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
     def to_dict(self) -> dict:
