@@ -81,6 +81,36 @@ def _cmd_plot(args: argparse.Namespace) -> None:
     print("\n".join(str(p) for p in plot_study(args.run)))
 
 
+def _cmd_dna_rank(args: argparse.Namespace) -> None:
+    from nas_kd.dna.ranking import rank_stages
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    result = rank_stages(recipe, args.checkpoint, args.out)
+    print(json.dumps({"out": args.out, "stage_seconds": result["stage_seconds"], "wall_seconds": result["wall_seconds"]}))
+
+
+def _cmd_dna_search(args: argparse.Namespace) -> None:
+    from nas_kd.dna.exact import exact_search
+    from nas_kd.dna.ranking import load_tables
+    from nas_kd.provenance import Stopwatch, origin, write_result
+
+    started, watch = origin(), Stopwatch()
+    tables = load_tables(args.tables)
+    budgets = [b * 1e6 for b in args.budget_mflops]
+    if args.budget_fraction:
+        import search_spaces
+
+        space = search_spaces.get(tables["space"])
+        budgets += [f * space.flops(space.max_arch()) for f in args.budget_fraction]
+    result = exact_search(tables, budgets, k=args.k)
+    print(f"exact search over {result['space_size']:.3g} architectures of {result['space']} "
+          f"in {result['search_seconds']:.3f} s", file=sys.stderr)
+    result = {"tables": args.tables, **result}
+    if args.out:
+        result = write_result(args.out, result, watch.seconds(), started)
+    print(json.dumps({b: v[0] | {"arch": "..."} for b, v in result["by_budget"].items() if v}, indent=2))
+
+
 def _cmd_export(args: argparse.Namespace) -> None:
     from nas_kd.export import export_subnet, save_subnet
     from nas_kd.supernet import load_supernet
@@ -129,6 +159,10 @@ def _cmd_bench(args: argparse.Namespace) -> None:
         from nas_kd.bench.flops import bench_flops
 
         payload = bench_flops(spaces, num_archs=args.num_archs)
+    elif args.name == "dna-search":
+        from nas_kd.bench.dna_search import bench_dna_search
+
+        payload = {"spaces": {s: bench_dna_search(s) for s in (args.spaces or ["mbv2"])}}
     else:
         from nas_kd.bench.supernet import bench_supernet
 
@@ -146,7 +180,7 @@ def _report(final: dict, results: str | None, keys: tuple[str, ...]) -> None:
     if results:
         Path(results).parent.mkdir(parents=True, exist_ok=True)
         Path(results).write_text(json.dumps(final, indent=2) + "\n")
-    print(json.dumps({k: final[k] for k in (*keys, "wall_seconds", "checkpoint")}, indent=2))
+    print(json.dumps({k: final[k] for k in (*keys, "wall_seconds", "checkpoint") if k in final}, indent=2))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -195,6 +229,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, help="the study's run directory (holds rankcorr.json)")
     p.set_defaults(func=_cmd_plot)
 
+    p = sub.add_parser("dna-rank", help="score every candidate of every stage of a blockwise supernet")
+    _recipe_args(p)
+    p.add_argument("--checkpoint", required=True, help="blockwise supernet checkpoint (train-supernet, mode blockwise)")
+    p.add_argument("--out", required=True, help="ranking tables JSON to write")
+    p.set_defaults(func=_cmd_dna_rank)
+
+    p = sub.add_parser("dna-search", help="exact search over the whole space from blockwise ranking tables")
+    p.add_argument("--tables", required=True, help="ranking tables (nas-kd dna-rank)")
+    p.add_argument("--budget-mflops", type=float, nargs="*", default=[], help="FLOPs budgets in MFLOPs")
+    p.add_argument("--budget-fraction", type=float, nargs="*", default=[], help="budgets as fractions of the max FLOPs")
+    p.add_argument("--k", type=int, default=5, help="architectures returned per budget")
+    p.add_argument("--out", help="result JSON to write")
+    p.set_defaults(func=_cmd_dna_search)
+
     p = sub.add_parser("ground-truth", help="train the rank-correlation study's archs stand-alone (cached, shareable)")
     _recipe_args(p)
     p.set_defaults(func=_cmd_ground_truth)
@@ -212,8 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     _recipe_args(p, required=False)
     p.set_defaults(func=_cmd_export)
 
-    p = sub.add_parser("bench", help="benchmarks: 'flops' (cost table vs fvcore), 'supernet' (weight-sharing step cost)")
-    p.add_argument("name", choices=["flops", "supernet"])
+    p = sub.add_parser("bench", help="benchmarks: 'flops' (cost table vs fvcore), 'supernet' (weight-sharing step "
+                                     "cost), 'dna-search' (exact search time, brute-force check)")
+    p.add_argument("name", choices=["flops", "supernet", "dna-search"])
     p.add_argument("--spaces", nargs="*", help="search spaces (default: mbv2 resnet)")
     p.add_argument("--num-archs", type=int, default=100, help="archs per space (flops)")
     p.add_argument("--repeats", type=int, default=10, help="timed steps per arch and model (supernet)")

@@ -67,6 +67,7 @@ class SupernetConfig:
     """Sandwich-rule supernet training: which space, how many subnets per step, who teaches them."""
 
     space: str = "mbv2"
+    mode: str = "sandwich"  # sandwich (one supernet, in-place / teacher distillation) | blockwise (DNA)
     kernel_transform: bool = False
     num_random: int = 2  # random subnets per step, besides the max and the min
     distill: str = "alpha_div"  # loss (nas_kd.losses) teaching the non-max subnets
@@ -106,6 +107,7 @@ class SearchConfig:
     sample_size: int = 5  # evolution tournament
     mutation_prob: float = 0.1  # evolution
     storage: str | None = None  # Optuna RDB URL; default sqlite:///<run dir>/study.db
+    dna_tables: str | None = None  # blockwise ranking for the dna evaluators and dna-exhaustive
     study_name: str | None = None  # default: <evaluator>-<strategy>-<budget>
 
 
@@ -120,6 +122,7 @@ class RankCorrConfig:
     probe_size: int = 500  # validation images for kl / rdm / cka
     bn_batches: int = 20
     bootstrap: int = 1000  # resamples for the 95% intervals
+    dna_run: str | None = None  # a blockwise run whose tables/epochNNN.json score the dna evaluators
 
 
 @dataclass

@@ -41,6 +41,11 @@ def _conv_bn(cin: int, cout: int, kernel: int, stride: int, size: int, groups: i
     return weights * out * out + 2 * cout * out * out, weights + 2 * cout, out
 
 
+def stem_cost(cin: int, cout: int, size: int, kernel: int = 3) -> tuple[int, int, int]:
+    """(flops, params, output size) of a stride-1 conv + BatchNorm stem."""
+    return _conv_bn(cin, cout, kernel, 1, size)
+
+
 def block_cost(block: dict, size: int, family: str) -> tuple[int, int, int]:
     """(flops, params, output size) of one spec block at input resolution ``size``."""
     parts: list[tuple[int, int, int]]

@@ -17,7 +17,7 @@ from typing import Any
 
 import nni.mutable as nm
 
-from nas_kd.flops import spec_cost
+from nas_kd.flops import block_cost, spec_cost, stem_cost
 from nas_kd.subnet import Spec
 
 Arch = dict[str, Any]
@@ -164,6 +164,44 @@ class StagedSpace:
             "image_size": self.image_size, "stem": {"out": self.stem_width, "kernel": 3, "stride": 1},
             "stages": stages, "head": {"in": cin},
         }
+
+    # --- stage by stage (blockwise training and the exact search) ----------------------------
+    def stage_input_width(self, stage: int, arch: Arch | None = None) -> int:
+        """Channels entering stage ``stage``: the previous stage's width in ``arch`` (its max without one)."""
+        if stage == 1:
+            return self.stem_width
+        prev = self.stages[stage - 2]
+        return arch[f"stage{stage - 1}.width"] if arch is not None else max(prev.widths)
+
+    def stage_input_size(self, stage: int) -> int:
+        """Spatial size entering stage ``stage`` (same padding: only strides change it)."""
+        size = self.image_size  # the stem has stride 1
+        for st in self.stages[: stage - 1]:
+            size = (size - 1) // st.stride + 1
+        return size
+
+    def stage_blocks(self, stage: int, cand: Arch, cin: int) -> list[dict[str, Any]]:
+        """Spec blocks of stage ``stage`` for the stage's choices ``cand`` fed ``cin`` channels."""
+        st, width = self.stages[stage - 1], cand[f"stage{stage}.width"]
+        blocks = []
+        for j in range(1, cand[f"stage{stage}.depth"] + 1):
+            choices = {n: cand[f"stage{stage}.block{j}.{n}"] for n in st.block_choices}
+            blocks.append(self.block(cin if j == 1 else width, width, st.stride if j == 1 else 1, choices, first=j == 1))
+        return blocks
+
+    def stage_flops(self, stage: int, cand: Arch, cin: int) -> int:
+        """FLOPs of stage ``stage`` with choices ``cand`` and ``cin`` input channels."""
+        size, total = self.stage_input_size(stage), 0
+        for b in self.stage_blocks(stage, cand, cin):
+            f, _, size = block_cost(b, size, self.family)
+            total += f
+        return total
+
+    def fixed_flops(self, last_width: int, num_classes: int = 10, in_channels: int = 1) -> int:
+        """FLOPs outside the stages: the stem and the head (pool + linear) after a last stage of ``last_width``."""
+        stem, _, _ = stem_cost(in_channels, self.stem_width, self.image_size)
+        size = self.stage_input_size(len(self.stages) + 1)
+        return stem + last_width * size * size + last_width * num_classes
 
     def flops(self, arch: Arch) -> int:
         """FLOPs (fvcore convention: multiply-adds, BatchNorm included) of ``arch`` at 1 x 1 x 28 x 28."""

@@ -32,6 +32,7 @@ class EvalContext:
     rdm_method: str = "spearman"
     rdm_proj_dim: int | None = None  # random projection of wider layers to this size (None: never)
     pairing: str = "stage"  # stage: teacher stage i vs subnet stage i; best: best-matching subnet layer
+    dna_tables: str | None = None  # a blockwise ranking (nas-kd dna-rank) for the dna evaluators
     _teacher: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -73,6 +74,15 @@ class EvalContext:
     def teacher_outputs(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The teacher's probe logits and stage features (computed once)."""
         return self.forward_features(self.teacher, self.teacher_stages)
+
+    @cached_property
+    def dna_data(self) -> dict[str, Any]:
+        """The blockwise ranking tables named by ``dna_tables``."""
+        if not self.dna_tables:
+            raise ValueError("the dna evaluators need a blockwise ranking: set dna_tables (see nas-kd dna-rank)")
+        from nas_kd.dna.ranking import load_tables
+
+        return load_tables(self.dna_tables)
 
     @cached_property
     def teacher_rdms(self) -> dict[str, torch.Tensor]:

@@ -70,6 +70,34 @@ class CKA(Evaluator):
         return sum(sims) / len(sims)
 
 
+class _Dna(Evaluator):
+    metric, normalise = "rel_l1", "stage_mean"
+    higher_is_better = False
+
+    def raw(self, view: SubnetView) -> float:
+        from nas_kd.dna.score import DnaScorer
+
+        ctx = view.ctx
+        key = f"_dna_{self.metric}_{self.normalise}"
+        if key not in ctx._teacher:
+            ctx._teacher[key] = DnaScorer(ctx.dna_data, self.metric, self.normalise)
+        return ctx._teacher[key].score(view.arch)
+
+
+@EVALUATORS.register("dna")
+class Dna(_Dna):
+    """DNA blockwise score: per-stage relative L1 to the teacher, each stage divided by its mean, summed."""
+
+    name, metric, normalise = "dna", "rel_l1", "stage_mean"
+
+
+@EVALUATORS.register("dna-raw")
+class DnaRaw(_Dna):
+    """Sum of the stages' raw MSE, not normalised (the ablation of the normalisation)."""
+
+    name, metric, normalise = "dna-raw", "mse", "none"
+
+
 @EVALUATORS.register("flops")
 class Flops(Evaluator):
     """Exact FLOPs; as a quality proxy, more is better (the baseline every evaluator should beat)."""

@@ -8,7 +8,7 @@ from tqdm import tqdm
 from nas_kd.evaluators.context import EvalContext, SubnetView
 from nas_kd.evaluators.registry import EVALUATORS
 
-COST_ONLY = {"flops", "params"}
+NO_SUBNET = {"flops", "params", "dna", "dna-raw"}  # scored without running the subnet
 
 
 def score_archs(ctx: EvalContext, archs: Iterable[dict[str, Any]], names: list[str],
@@ -21,16 +21,16 @@ def score_archs(ctx: EvalContext, archs: Iterable[dict[str, Any]], names: list[s
     for arch in tqdm(list(archs), desc="scoring", disable=not show_progress, leave=False):
         arch = space.validate(arch)
         row: dict[str, Any] = {"arch": arch, "mflops": space.flops(arch) / 1e6, "mparams": space.params(arch) / 1e6}
-        view = None if set(names) <= COST_ONLY else SubnetView(ctx, arch)
+        view = _TableView(ctx, arch) if set(names) <= NO_SUBNET else SubnetView(ctx, arch)
         for name, ev in zip(names, evaluators):
-            raw = ev.raw(view if view is not None else _CostView(ctx, arch))
+            raw = ev.raw(view)
             row[f"{name}_raw"], row[name] = raw, ev.oriented(raw)
         rows.append(row)
     return rows
 
 
-class _CostView:
-    """What the cost evaluators read, without recalibrating a subnet."""
+class _TableView:
+    """What the cost and table evaluators read, without recalibrating a subnet."""
 
     def __init__(self, ctx: EvalContext, arch: dict[str, Any]) -> None:
         self.ctx, self.arch = ctx, arch

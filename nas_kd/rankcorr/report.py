@@ -21,10 +21,11 @@ def plot_study(run: str | Path) -> list[Path]:
 
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for i, n in enumerate(names):
-        tau = [stats[e][n]["kendall_tau"] for e in epochs]
-        lo = [stats[e][n]["kendall_tau_ci95"][0] for e in epochs]
-        hi = [stats[e][n]["kendall_tau_ci95"][1] for e in epochs]
-        x = [int(e) for e in epochs]
+        eps = [e for e in epochs if n in stats[e]]
+        tau = [stats[e][n]["kendall_tau"] for e in eps]
+        lo = [stats[e][n]["kendall_tau_ci95"][0] for e in eps]
+        hi = [stats[e][n]["kendall_tau_ci95"][1] for e in eps]
+        x = [int(e) for e in eps]
         ax.plot(x, tau, "-o", ms=3, color=f"C{i}", label=n)
         ax.fill_between(x, lo, hi, color=f"C{i}", alpha=0.12)
     ax.axhline(0, color="gray", lw=0.5)
@@ -35,6 +36,7 @@ def plot_study(run: str | Path) -> list[Path]:
     files += save(fig, run / "rank_corr_vs_epoch", FORMATS)
 
     last = epochs[-1]
+    names = [n for n in names if n in stats[last]]
     truth = [g["test_acc"] for g in gt]
     cols = min(3, len(names))
     rows = -(-len(names) // cols)
@@ -76,11 +78,12 @@ def write_report(run: str | Path) -> Path:
              "| evaluator | epoch | Kendall tau [95% CI] | Spearman | weighted tau | precision@10% |",
              "|---|---|---|---|---|---|"]
     for n in names:
-        for e in epochs:
+        for e in [e for e in epochs if n in stats[e]]:
             s = stats[e][n]
             lo, hi = s["kendall_tau_ci95"]
             lines.append(f"| {n} | {e} | {s['kendall_tau']:.3f} [{lo:.2f}, {hi:.2f}] | {s['spearman']:.3f} | "
                          f"{s['weighted_tau']:.3f} | {s['precision_at_10pct']:.2f} |")
+    names = [n for n in names if n in stats[epochs[-1]]]
     lines += ["", "Kendall tau within the top-n archs (by ground truth), last epoch:", "",
               "| evaluator | " + " | ".join(f"top {k}" for k in stats[epochs[-1]][names[0]]["top_n_kendall"]) + " |",
               "|---|" + "---|" * len(stats[epochs[-1]][names[0]]["top_n_kendall"])]

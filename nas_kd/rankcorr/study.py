@@ -24,6 +24,8 @@ from nas_kd.teacher import load_teacher
 from nas_kd.train.common import resolve_device
 from nas_kd.train.setup import load_data
 
+DNA = {"dna", "dna-raw"}  # scored from blockwise tables, which exist only for some epochs
+
 
 def epoch_checkpoints(supernet_run: str | Path) -> dict[int, Path]:
     """``{epoch: path}`` of ``checkpoints/epochNNN.pt`` in a supernet run directory."""
@@ -68,17 +70,20 @@ def run_rank_corr(recipe: Recipe, show_progress: bool = True) -> dict[str, Any]:
     device = resolve_device(recipe.train.device)
     teacher = load_teacher(recipe.teacher, data.num_classes, data.in_channels).to(device)
     for epoch, path in epoch_checkpoints(cfg.supernet_run).items():
-        todo = [n for n in cfg.evaluators if n not in scores.get(str(epoch), {})]
+        tables = Path(cfg.dna_run) / "tables" / f"epoch{epoch:03d}.json" if cfg.dna_run else None
+        has_tables = tables is not None and tables.exists()
+        todo = [n for n in cfg.evaluators if n not in scores.get(str(epoch), {}) and (has_tables or n not in DNA)]
         if not todo:
             continue
         net = load_supernet(path).to(device)
         ctx = EvalContext.build(net, teacher, data, teacher_stages=recipe.teacher.stages, probe_size=cfg.probe_size,
-                                bn_batches=cfg.bn_batches, batch_size=recipe.data.batch_size, seed=recipe.seed)
+                                bn_batches=cfg.bn_batches, batch_size=recipe.data.batch_size, seed=recipe.seed,
+                                dna_tables=str(tables) if has_tables else None)
         rows = score_archs(ctx, [g["arch"] for g in gt], todo, show_progress=show_progress)
         scores.setdefault(str(epoch), {}).update({n: [r[n] for r in rows] for n in todo})
         scores[str(epoch)].update({f"{n}_raw": [r[f"{n}_raw"] for r in rows] for n in todo})
         data_path.write_text(json.dumps({"ground_truth": gt, "scores": scores}) + "\n")  # progress survives a kill
-    stats = {ep: {n: compute_stats(s[n], truth, cfg.bootstrap, recipe.seed) for n in cfg.evaluators}
+    stats = {ep: {n: compute_stats(s[n], truth, cfg.bootstrap, recipe.seed) for n in cfg.evaluators if n in s}
              for ep, s in scores.items()}
     epochs = sorted(stats, key=int)
     record = {"ground_truth": gt, "scores": scores, "stats": stats, "evaluators": cfg.evaluators,
@@ -91,8 +96,8 @@ def run_rank_corr(recipe: Recipe, show_progress: bool = True) -> dict[str, Any]:
         "ground_truth_epochs": recipe.train.epochs, "ground_truth_kd_weight": recipe.student.kd_weight,
         "ground_truth_wall_seconds_total": round(sum(g["wall_seconds"] for g in gt), 1),
         "epochs": [int(e) for e in epochs],
-        "kendall_tau_final": {n: stats[epochs[-1]][n]["kendall_tau"] for n in cfg.evaluators},
-        "spearman_final": {n: stats[epochs[-1]][n]["spearman"] for n in cfg.evaluators},
+        "kendall_tau_final": {n: stats[epochs[-1]][n]["kendall_tau"] for n in cfg.evaluators if n in stats[epochs[-1]]},
+        "spearman_final": {n: stats[epochs[-1]][n]["spearman"] for n in cfg.evaluators if n in stats[epochs[-1]]},
     }
     summary = write_result(out / "summary.json", summary, watch.seconds(), started)
     write_report(out)

@@ -47,13 +47,13 @@ def run_search(recipe: Recipe, show_progress: bool = True) -> dict[str, Any]:
     teacher = load_teacher(recipe.teacher, data.num_classes, data.in_channels).to(device)
     ctx = EvalContext.build(net.to(device), teacher, data, teacher_stages=recipe.teacher.stages,
                             probe_size=cfg.probe_size, bn_batches=cfg.bn_batches,
-                            batch_size=recipe.data.batch_size, seed=recipe.seed)
+                            batch_size=recipe.data.batch_size, seed=recipe.seed, dna_tables=cfg.dna_tables)
     bar = tqdm(total=cfg.trials, desc=f"search {cfg.strategy}", disable=not show_progress, dynamic_ncols=True)
     objective = Objective(space, lambda arch: score_archs(ctx, [arch], names)[0], cfg.evaluator, budget, progress=bar)
     study_name = cfg.study_name or f"{cfg.evaluator}-{cfg.strategy}-{budget / 1e6:.3f}"
     storage = cfg.storage or f"sqlite:///{(out / 'study.db').resolve()}"
     rows = strategy(objective, cfg.trials, seed=recipe.seed, population=cfg.population, sample_size=cfg.sample_size,
-                    mutation_prob=cfg.mutation_prob, storage=storage, study_name=study_name)
+                    mutation_prob=cfg.mutation_prob, storage=storage, study_name=study_name, dna_tables=cfg.dna_tables)
     bar.close()
     write_candidates(rows, out)
     best = rows[0]

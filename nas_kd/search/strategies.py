@@ -83,3 +83,19 @@ def evolution(objective: Objective, trials: int, seed: int = 0, population: int 
         pop.append(child)
         pop.popleft()
     return objective.rows()
+
+
+@STRATEGIES.register("dna-exhaustive")
+def dna_exhaustive(objective: Objective, trials: int, seed: int = 0, dna_tables: str | None = None,
+                   **_: Any) -> list[dict]:
+    """The exact knapsack over the DNA ranking tables (every arch of the space): its best ``min(trials, 20)``
+    archs under the budget, then scored by the objective's evaluators."""
+    if not dna_tables:
+        raise ValueError("strategy dna-exhaustive needs search.dna_tables (a ranking from nas-kd dna-rank)")
+    from nas_kd.dna.exact import exact_search
+    from nas_kd.dna.ranking import load_tables
+
+    found = exact_search(load_tables(dna_tables), [objective.budget], k=min(trials, 20), check_fvcore=False)
+    for entry in next(iter(found["by_budget"].values())):
+        objective(entry["arch"])
+    return objective.rows()

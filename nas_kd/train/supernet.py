@@ -61,8 +61,17 @@ def train_supernet(
     on_step: Callable[[TrainLoop], None] | None = None,
     show_progress: bool = True,
 ) -> dict[str, Any]:
-    """Train the supernet of ``recipe.supernet.space``; returns the final metrics (test accuracy of max / min)."""
+    """Train the supernet of ``recipe.supernet.space``; returns the final metrics (test accuracy of max / min).
+
+    ``supernet.mode: blockwise`` trains DNA-style instead (:mod:`nas_kd.dna.blockwise`).
+    """
     cfg = recipe.supernet
+    if cfg.mode == "blockwise":
+        from nas_kd.dna.blockwise import train_blockwise
+
+        return train_blockwise(recipe, resume=resume, on_step=on_step, show_progress=show_progress)
+    if cfg.mode != "sandwich":
+        raise ValueError(f"supernet.mode {cfg.mode!r} is not one of: sandwich, blockwise")
     if cfg.soft_labels not in SOFT_LABELS:
         raise ValueError(f"supernet.soft_labels {cfg.soft_labels!r} is not one of {SOFT_LABELS}")
     if cfg.num_random < 0:

@@ -1,0 +1,149 @@
+"""DNA blockwise training (Li et al., CVPR 2020): stage i of the supernet learns to map the teacher's
+stage i-1 output to the teacher's stage i output.
+
+Each supernet stage is wrapped with two learned 1x1 adapters that never reach an exported subnet:
+``inp`` maps the teacher's stage i-1 features to the stage's largest input width (every candidate
+of the stage is fed that width, so a candidate's loss does not depend on the previous stage's
+choice and stage losses add up), and ``out`` maps the candidate's output width to the teacher's
+stage i channels. Loss: per-element MSE, as in DNA. Per step every stage trains the sandwich of
+its own candidates (largest, smallest and ``num_random`` random ones). The stages share no
+parameters, so training them in one loop on one teacher pass is the same as training them one
+after another, at a third of the teacher cost. Teacher features are computed on the fly: cached
+features of the augmented training set would take ~5 GB for stage 1 alone.
+"""
+from __future__ import annotations
+
+import random
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import search_spaces
+from nas_kd.config import Recipe
+from nas_kd.data import step_seed
+from nas_kd.features import capture
+from nas_kd.provenance import write_result
+from nas_kd.supernet import DynamicStage, Supernet
+from nas_kd.supernet.dynamic_layers import DynamicConv2d
+from nas_kd.teacher import load_teacher
+from nas_kd.train import distributed as dist
+from nas_kd.train.common import autocast, to_memory_format
+from nas_kd.train.loop import TrainLoop
+from nas_kd.train.setup import build_loop, start_run
+
+
+def teacher_channels(teacher: nn.Module, stages: list[str], in_channels: int, image_size: int) -> list[int]:
+    """Output channels of each named teacher stage (one forward pass on zeros)."""
+    with torch.no_grad(), capture(teacher, stages) as feats:
+        teacher(torch.zeros(1, in_channels, image_size, image_size, device=next(teacher.parameters()).device))
+    return [feats[s].shape[1] for s in stages]
+
+
+class BlockwiseSupernet(nn.Module):
+    """The supernet's stages, each between an input and an output adapter, trained stage by stage."""
+
+    def __init__(self, space, teacher_widths: list[int], kernel_transform: bool = False) -> None:
+        super().__init__()
+        if len(teacher_widths) != len(space.stages) + 1:
+            raise ValueError(f"blockwise training needs {len(space.stages) + 1} teacher stages (the input of "
+                             f"stage 1 and the output of every stage), got {len(teacher_widths)}")
+        self.space, self.teacher_widths = space, list(teacher_widths)
+        net = Supernet(space, kernel_transform=kernel_transform)
+        self.stages = nn.ModuleList([getattr(net, n) for n in net.stage_names])
+        self.inp = nn.ModuleList()
+        self.out = nn.ModuleList()
+        for i in range(1, len(space.stages) + 1):
+            cin = space.stage_input_width(i)
+            self.inp.append(nn.Sequential(nn.Conv2d(teacher_widths[i - 1], cin, 1, bias=False), nn.BatchNorm2d(cin),
+                                          nn.ReLU()))
+            self.out.append(DynamicConv2d(max(space.stages[i - 1].widths), teacher_widths[i]))
+
+    def activate(self, stage: int, cand: dict[str, Any]) -> DynamicStage:
+        """Make ``cand`` the active path of stage ``stage`` (1-based); returns the stage module."""
+        module: DynamicStage = self.stages[stage - 1]
+        module.active = self.space.stage_blocks(stage, cand, self.space.stage_input_width(stage))
+        return module
+
+    def stage_forward(self, stage: int, cand: dict[str, Any], x: torch.Tensor) -> torch.Tensor:
+        """Candidate ``cand`` of stage ``stage`` on teacher features ``x``, mapped to the teacher's width."""
+        return self.out[stage - 1](self.activate(stage, cand)(self.inp[stage - 1](x)))
+
+    def meta(self) -> dict[str, Any]:
+        return {"space": self.space.name, "teacher_widths": self.teacher_widths}
+
+
+def stage_sandwich(space, stage: int, rng: random.Random, num_random: int) -> list[dict[str, Any]]:
+    """Largest, smallest and ``num_random`` random candidates of one stage."""
+    labels = space.stage_labels(stage)
+    pick = lambda arch: {lbl: arch[lbl] for lbl in labels}  # noqa: E731
+    return [pick(space.max_arch()), pick(space.min_arch())] + [pick(space.sample(rng)) for _ in range(num_random)]
+
+
+def train_blockwise(recipe: Recipe, *, resume: bool = False, on_step: Callable[[TrainLoop], None] | None = None,
+                    show_progress: bool = True) -> dict[str, Any]:
+    """Blockwise-train every stage of ``recipe.supernet.space`` against the teacher; returns the final metrics."""
+    cfg = recipe.supernet
+    space = search_spaces.get(cfg.space)
+    started, run, data, device = start_run(recipe, resume)
+    teacher = load_teacher(recipe.teacher, data.num_classes, data.in_channels).to(device)
+    tstages = recipe.teacher.stages
+    widths = teacher_channels(teacher, tstages, data.in_channels, data.image_size)
+    model = BlockwiseSupernet(space, widths, cfg.kernel_transform)
+    loop = build_loop(recipe, run, data, model, device, resume=resume, on_step=on_step, show_progress=show_progress,
+                      meta={"blockwise": model.meta()})
+    opt, cl, amp = loop.optimizer, recipe.train.channels_last, recipe.train.amp
+    n_stages = len(space.stages)
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        st = loop.state
+        rng = random.Random(step_seed(recipe.seed, st.epoch, st.step))
+        x, y = dist.shard(x, y)
+        x = to_memory_format(x, cl)
+        with torch.no_grad(), autocast(device, amp), capture(teacher, tstages) as feats:
+            teacher(x)
+        opt.zero_grad(set_to_none=True)
+        stats: dict[str, float] = {"count": len(y)}
+        for i in range(1, n_stages + 1):
+            inp, target = feats[tstages[i - 1]].float(), feats[tstages[i]].float()
+            total = 0.0
+            for cand in stage_sandwich(space, i, rng, cfg.num_random):
+                with autocast(device, amp):
+                    out = model.stage_forward(i, cand, inp).float()
+                loss = F.mse_loss(out, target)
+                loss.backward()
+                total += loss.item()
+            stats[f"mse_stage{i}"] = total / (2 + cfg.num_random) * len(y)
+        dist.average_gradients(model)
+        opt.step()
+        return stats
+
+    def validate(epoch: int) -> dict[str, float]:
+        if dist.is_main() and cfg.keep_epoch_checkpoints:
+            from nas_kd.checkpoint import save_checkpoint
+
+            save_checkpoint({"model": model.state_dict(), "blockwise": model.meta(), "epoch": epoch + 1},
+                            run.path / "checkpoints" / f"epoch{epoch + 1:03d}.pt")
+        return {}
+
+    metrics = loop.fit(step, validate)
+    final = {"mode": "blockwise", "space": cfg.space, "epochs": recipe.train.epochs, "seed": recipe.seed,
+             "teacher_stages": tstages, "teacher_widths": widths, "device": str(device),
+             "final_train_mse": {k: v for k, v in (metrics[-1] if metrics else {}).items() if k.startswith("train_mse")},
+             "epoch_seconds": [m["elapsed_seconds"] for m in metrics],
+             "checkpoint": str(run.last_checkpoint), "recipe": recipe.to_dict()}
+    return write_result(run.path / "final.json", final, loop.state.elapsed, started) if dist.is_main() else final
+
+
+def load_blockwise(path, teacher_widths: list[int] | None = None) -> BlockwiseSupernet:
+    """Rebuild a blockwise supernet from a checkpoint of :func:`train_blockwise`."""
+    from nas_kd.checkpoint import CheckpointError, load_checkpoint
+
+    ckpt = load_checkpoint(path)
+    meta = ckpt.get("blockwise")
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: a nas_kd checkpoint, but not of a blockwise supernet")
+    model = BlockwiseSupernet(search_spaces.get(meta["space"]), meta["teacher_widths"])
+    model.load_state_dict(ckpt["model"])
+    return model
