@@ -19,7 +19,7 @@ def test_export_command(tmp_path, fmnist_root, capsys):
                "--set", "data.limit_train=500"])
     assert rc == 0
     printed = json.loads(capsys.readouterr().out)
-    assert printed["flops"] == space.flops(space.min_arch())
+    assert printed["mflops"] == space.flops(space.min_arch()) / 1e6
     sub = load_subnet(tmp_path / "out")
     assert sub(torch.zeros(1, 1, 28, 28)).shape == (1, 10) and (tmp_path / "out" / "model.ts").exists()
     # recalibration changed the BatchNorm statistics away from their initial values

@@ -43,19 +43,22 @@ class Partial:
 
 
 def pareto_layers(flops: np.ndarray, score: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the first ``k`` Pareto layers of points minimising both FLOPs and score."""
-    idx = np.arange(len(flops))
+    """Indices of the first ``k`` Pareto layers of points minimising both FLOPs and score.
+
+    One sort by (FLOPs, score); removing a layer keeps the rest in that order, so each further
+    layer is one running minimum over what is left.
+    """
+    order = np.lexsort((score, flops))  # FLOPs up, then score up
     kept = []
     for _ in range(k):
-        if not len(idx):
+        if not len(order):
             break
-        order = idx[np.lexsort((score[idx], flops[idx]))]  # FLOPs up, then score up
         s = score[order]
         best_before = np.minimum.accumulate(np.concatenate([[np.inf], s[:-1]]))
         front = s < best_before
         kept.append(order[front])
-        idx = order[~front]
-    return np.concatenate(kept) if kept else idx
+        order = order[~front]
+    return np.concatenate(kept) if kept else order
 
 
 def search(tables: list[StageTable], first_cin: int, fixed_flops: dict[int, int], k: int = 1) -> list[dict[str, Any]]:
