@@ -159,6 +159,12 @@ def _cmd_bench(args: argparse.Namespace) -> None:
         from nas_kd.bench.flops import bench_flops
 
         payload = bench_flops(spaces, num_archs=args.num_archs)
+    elif args.name == "evaluators":
+        from nas_kd.bench.evaluators import bench_evaluators
+
+        recipe = load_recipe(args.recipe or "recipes/search_fmnist.yaml", args.overrides)
+        names = ["accuracy", "kl", "rdm", "cka", "flops"] + (["dna"] if args.dna_tables else [])
+        payload = bench_evaluators(recipe, recipe.search.checkpoint, names, args.num_archs, args.dna_tables)
     elif args.name == "dna-search":
         from nas_kd.bench.dna_search import bench_dna_search
 
@@ -261,12 +267,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("bench", help="benchmarks: 'flops' (cost table vs fvcore), 'supernet' (weight-sharing step "
-                                     "cost), 'dna-search' (exact search time, brute-force check)")
-    p.add_argument("name", choices=["flops", "supernet", "dna-search"])
+                                     "cost), 'dna-search' (exact search time, brute-force check), 'evaluators' (archs per minute)")
+    p.add_argument("name", choices=["flops", "supernet", "dna-search", "evaluators"])
     p.add_argument("--spaces", nargs="*", help="search spaces (default: mbv2 resnet)")
     p.add_argument("--num-archs", type=int, default=100, help="archs per space (flops)")
     p.add_argument("--repeats", type=int, default=10, help="timed steps per arch and model (supernet)")
+    p.add_argument("--dna-tables", help="ranking tables to include the dna evaluator (evaluators)")
     p.add_argument("--out", help="result JSON (default: results/bench_NAME.json)")
+    _recipe_args(p, required=False)
     p.set_defaults(func=_cmd_bench)
     return parser
 

@@ -1,0 +1,42 @@
+"""``nas-kd bench evaluators``: archs scored per minute by each evaluator (and by all together).
+
+Each evaluator scores the same random archs of a trained supernet on its own, so subnet
+evaluators each pay the BN recalibration; ``all`` shares it, as ``nas-kd search`` does.
+"""
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import torch
+
+from nas_kd.config import Recipe
+from nas_kd.evaluators import EvalContext, score_archs
+from nas_kd.provenance import Stopwatch
+from nas_kd.supernet import load_supernet
+from nas_kd.teacher import load_teacher
+from nas_kd.train.setup import load_data
+
+
+def bench_evaluators(recipe: Recipe, checkpoint: str, names: list[str], num_archs: int = 8,
+                     dna_tables: str | None = None) -> dict[str, Any]:
+    data = load_data(recipe)
+    net = load_supernet(checkpoint)
+    teacher = load_teacher(recipe.teacher, data.num_classes, data.in_channels)
+    rng = random.Random(recipe.seed)
+    archs = [net.space.sample(rng) for _ in range(num_archs)]
+    out: dict[str, Any] = {"threads": torch.get_num_threads(), "num_archs": num_archs,
+                           "probe_size": recipe.search.probe_size, "bn_batches": recipe.search.bn_batches}
+    rates = {}
+    for group in [[n] for n in names] + [names]:
+        ctx = EvalContext.build(net, teacher, data, teacher_stages=recipe.teacher.stages,
+                                probe_size=recipe.search.probe_size, bn_batches=recipe.search.bn_batches,
+                                batch_size=recipe.data.batch_size, seed=recipe.seed, dna_tables=dna_tables)
+        score_archs(ctx, archs[:1], group)  # teacher features, RDMs and Grams: once per probe set
+        watch = Stopwatch()
+        score_archs(ctx, archs, group)
+        seconds = watch.seconds()
+        rates["all" if len(group) > 1 else group[0]] = {"seconds_per_arch": round(seconds / num_archs, 3),
+                                                         "archs_per_minute": round(60 * num_archs / seconds, 1)}
+    out["evaluators"] = rates
+    return out
