@@ -74,6 +74,13 @@ class BlockwiseSupernet(nn.Module):
         return {"space": self.space.name, "teacher_widths": self.teacher_widths}
 
 
+def stage_io(teacher: nn.Module, stages: list[str], x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """For each supernet stage i (1-based), its (input, target): the teacher's stage i-1 and stage i outputs."""
+    with torch.no_grad(), capture(teacher, stages) as feats:
+        teacher(x)
+    return [(feats[stages[i - 1]].float(), feats[stages[i]].float()) for i in range(1, len(stages))]
+
+
 def stage_sandwich(space, stage: int, rng: random.Random, num_random: int) -> list[dict[str, Any]]:
     """Largest, smallest and ``num_random`` random candidates of one stage."""
     labels = space.stage_labels(stage)
@@ -94,19 +101,17 @@ def train_blockwise(recipe: Recipe, *, resume: bool = False, on_step: Callable[[
     loop = build_loop(recipe, run, data, model, device, resume=resume, on_step=on_step, show_progress=show_progress,
                       meta={"blockwise": model.meta()})
     opt, cl, amp = loop.optimizer, recipe.train.channels_last, recipe.train.amp
-    n_stages = len(space.stages)
 
     def step(x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         st = loop.state
         rng = random.Random(step_seed(recipe.seed, st.epoch, st.step))
         x, y = dist.shard(x, y)
         x = to_memory_format(x, cl)
-        with torch.no_grad(), autocast(device, amp), capture(teacher, tstages) as feats:
-            teacher(x)
+        with autocast(device, amp):
+            pairs = stage_io(teacher, tstages, x)
         opt.zero_grad(set_to_none=True)
         stats: dict[str, float] = {"count": len(y)}
-        for i in range(1, n_stages + 1):
-            inp, target = feats[tstages[i - 1]].float(), feats[tstages[i]].float()
+        for i, (inp, target) in enumerate(pairs, start=1):
             total = 0.0
             for cand in stage_sandwich(space, i, rng, cfg.num_random):
                 with autocast(device, amp):
