@@ -112,9 +112,7 @@ def _cmd_dna_search(args: argparse.Namespace) -> None:
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
-    from nas_kd.export import export_subnet, save_subnet
-    from nas_kd.supernet import load_supernet
-    from nas_kd.train.standalone import resolve_arch
+    from nas_kd.train.standalone import export_student
 
     checkpoint, arch_arg, recipe_path = args.checkpoint, args.arch, args.recipe
     if args.run:
@@ -126,28 +124,11 @@ def _cmd_export(args: argparse.Namespace) -> None:
         recipe_path = recipe_path or str(run / "config.yaml")
     if not checkpoint:
         raise ValueError("export needs --checkpoint (a supernet) or --run (a search run directory)")
-    net = load_supernet(checkpoint)
-    space = net.space
-    arch = resolve_arch(space, arch_arg or "max")
     recipe = load_recipe(recipe_path, args.overrides) if recipe_path else None
-    if (args.recalibrate_batches or args.finetune_epochs) and recipe is None:
-        raise ValueError("--recalibrate-batches and --finetune-epochs need --recipe (or --run) for the data")
-    if args.recalibrate_batches:
-        from nas_kd.bn import recalibrate_bn
-        from nas_kd.train.setup import calibration_batches, load_data
-
-        net.set_arch(arch)
-        recalibrate_bn(net, calibration_batches(recipe, load_data(recipe)).epoch(0), args.recalibrate_batches)
-    subnet = export_subnet(net.eval(), arch)
-    report = {"space": space.name, "mflops": space.flops(arch) / 1e6, "params": space.params(arch)}
-    if args.finetune_epochs:
-        from nas_kd.train.standalone import finetune
-
-        final = finetune(recipe, subnet, args.finetune_epochs, Path(args.out) / "finetune")
-        report |= {"test_acc": final["test_acc"], "finetune_epochs": args.finetune_epochs,
-                   "kd_weight": final["kd_weight"], "finetune_result": str(Path(args.out) / "finetune/final.json")}
-    out = save_subnet(subnet.eval(), args.out, torchscript=args.torchscript, source=str(checkpoint))
-    print(json.dumps({"out": str(out), **report}, indent=2))
+    report = export_student(checkpoint, arch_arg or "max", args.out, recipe,
+                            recalibrate_batches=args.recalibrate_batches, finetune_epochs=args.finetune_epochs,
+                            torchscript=args.torchscript)
+    print(json.dumps(report, indent=2))
 
 
 def _cmd_bench(args: argparse.Namespace) -> None:

@@ -24,12 +24,8 @@ def _stage(recipe: Recipe, base: Path, name: str) -> Recipe:
 
 def run_pipeline(recipe: Recipe) -> dict[str, Any]:
     """Run every stage not yet done; returns ``pipeline.json`` (per-stage results and wall times)."""
-    from nas_kd.bn import recalibrate_bn
-    from nas_kd.export import export_subnet, save_subnet
     from nas_kd.search.run import run_search
-    from nas_kd.supernet import load_supernet
-    from nas_kd.train.setup import calibration_batches, load_data
-    from nas_kd.train.standalone import finetune, resolve_arch, train_teacher
+    from nas_kd.train.standalone import export_student, train_teacher
     from nas_kd.train.supernet import train_supernet
 
     started, watch = origin(), Stopwatch()
@@ -64,18 +60,10 @@ def run_pipeline(recipe: Recipe) -> dict[str, Any]:
     t = Stopwatch()
     student = base / "student"
     if not (student / "arch.json").exists():
-        net = load_supernet(r.search.checkpoint)
-        arch = resolve_arch(net.space, str(base / "search" / "best_arch.json"))
-        net.set_arch(arch)
-        recalibrate_bn(net, calibration_batches(recipe, load_data(recipe)).epoch(0), recipe.supernet.bn_batches,
-                       channels_last=recipe.train.channels_last)
-        subnet = export_subnet(net.eval(), arch)
-        if recipe.pipeline.finetune_epochs:
-            ft = _stage(recipe, student, "finetune")
-            ft.train.lr = recipe.pipeline.finetune_lr
-            ft.train.warmup_epochs = 0.0
-            finetune(ft, subnet, recipe.pipeline.finetune_epochs, student / "finetune")
-        save_subnet(subnet.eval(), student, source=r.search.checkpoint)
+        ft = copy.deepcopy(recipe)
+        ft.train.lr, ft.train.warmup_epochs = recipe.pipeline.finetune_lr, 0.0
+        export_student(r.search.checkpoint, str(base / "search" / "best_arch.json"), student, ft,
+                       recalibrate_batches=recipe.supernet.bn_batches, finetune_epochs=recipe.pipeline.finetune_epochs)
     finetuned = student / "finetune" / "final.json"
     seconds["export"] = t.seconds()
 

@@ -135,3 +135,32 @@ def finetune(recipe: Recipe, model: nn.Module, epochs: int, run_dir: str | Path,
     if arch is not None:
         describe["mflops"] = search_spaces.get(describe["space"]).flops(arch) / 1e6
     return train_standalone(r, lambda nc, ic: model, describe, teacher_kd=r.student.kd_weight > 0, **kwargs)
+
+
+def export_student(checkpoint: str | Path, arch: str | dict, out: str | Path, recipe: Recipe | None = None, *,
+                   recalibrate_batches: int = 0, finetune_epochs: int = 0, torchscript: bool = False) -> dict[str, Any]:
+    """Export ``arch`` of the supernet in ``checkpoint`` to the directory ``out``: BatchNorm recalibrated on
+    ``recalibrate_batches`` training batches, then (optionally) fine-tuned for ``finetune_epochs`` in
+    ``out/finetune`` with the recipe's train and student.kd_* settings. Returns a short report."""
+    from nas_kd.bn import recalibrate_bn
+    from nas_kd.export import export_subnet, save_subnet
+    from nas_kd.supernet import load_supernet
+    from nas_kd.train.setup import calibration_batches, load_data
+
+    if (recalibrate_batches or finetune_epochs) and recipe is None:
+        raise ValueError("recalibration and fine-tuning need a recipe (--recipe or --run) for the data")
+    net = load_supernet(checkpoint)
+    space = net.space
+    arch = resolve_arch(space, arch)
+    if recalibrate_batches:
+        net.set_arch(arch)
+        recalibrate_bn(net, calibration_batches(recipe, load_data(recipe)).epoch(0), recalibrate_batches,
+                       channels_last=recipe.train.channels_last)
+    subnet = export_subnet(net.eval(), arch)
+    report = {"space": space.name, "mflops": space.flops(arch) / 1e6, "params": space.params(arch)}
+    if finetune_epochs:
+        final = finetune(recipe, subnet, finetune_epochs, Path(out) / "finetune")
+        report |= {"test_acc": final["test_acc"], "finetune_epochs": finetune_epochs,
+                   "kd_weight": final["kd_weight"], "finetune_result": str(Path(out) / "finetune/final.json")}
+    saved = save_subnet(subnet.eval(), out, torchscript=torchscript, source=str(checkpoint))
+    return {"out": str(saved), **report}
