@@ -88,7 +88,7 @@ def run_rank_corr(recipe: Recipe, show_progress: bool = True) -> dict[str, Any]:
     epochs = sorted(stats, key=int)
     record = {"ground_truth": gt, "scores": scores, "stats": stats, "evaluators": cfg.evaluators,
               "epochs": [int(e) for e in epochs]}
-    data_path.write_text(json.dumps(record) + "\n")
+    write_result(data_path, record, watch.seconds(), started)
     from nas_kd.rankcorr.report import write_report
 
     summary = {
