@@ -8,8 +8,10 @@ from typing import Any
 
 import torch
 
+from nas_kd.errors import UserError
 
-class CheckpointError(RuntimeError):
+
+class CheckpointError(UserError):
     """A checkpoint is missing, truncated or not one of ours; the message names the file."""
 
 

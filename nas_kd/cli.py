@@ -29,6 +29,16 @@ def _cmd_train_arch(args: argparse.Namespace) -> None:
     _report(train_arch(recipe, args.arch, resume=args.resume), args.results, ("test_acc", "mflops", "params"))
 
 
+def _cmd_distill(args: argparse.Namespace) -> None:
+    from nas_kd.students import resolve_student
+    from nas_kd.train.distill import train_students
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    student = resolve_student(args.student or recipe.student.arch, recipe.student.space)
+    _report(train_students(recipe, student, resume=args.resume), args.results,
+            ("test_acc", "mflops", "params", "best_student", "students"))
+
+
 def _cmd_train_supernet(args: argparse.Namespace) -> None:
     from nas_kd.train.supernet import train_supernet
 
@@ -191,6 +201,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", help="also write the final metrics JSON here")
     p.set_defaults(func=_cmd_train_supernet)
 
+    p = sub.add_parser("distill", help="train a student with the recipe's distillation terms (nas_kd.distill)")
+    _recipe_args(p)
+    p.add_argument("--student", help="space:max|min, an arch JSON file, an exported subnet directory or "
+                                      "package.module:function (default: the recipe's student.arch)")
+    p.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
+    p.add_argument("--results", help="also write the final metrics JSON here")
+    p.set_defaults(func=_cmd_distill)
+
     p = sub.add_parser("train-arch", help="train one architecture of a space from scratch (optionally with KD)")
     _recipe_args(p)
     p.add_argument("--arch", help="'max', 'min' or a JSON arch file (default: the recipe's student.arch)")
@@ -239,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", help="a 'nas-kd search' run directory: its supernet, best arch and recipe")
     p.add_argument("--arch", help="'best' (with --run), 'max', 'min' or a JSON file with an arch (or {'arch': ...})")
     p.add_argument("--finetune-epochs", type=int, default=0,
-                   help="fine-tune the exported subnet this many epochs (KD from the teacher if student.kd_weight > 0)")
+                   help="fine-tune the exported subnet this many epochs (with the recipe's distill terms)")
     p.add_argument("--out", required=True, help="directory to write arch.json, weights.pt (and model.ts)")
     p.add_argument("--torchscript", action="store_true", help="also write a TorchScript model.ts")
     p.add_argument("--recalibrate-batches", type=int, default=0,

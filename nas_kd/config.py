@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -11,8 +12,10 @@ from typing import Any
 
 import yaml
 
+from nas_kd.errors import UserError
 
-class RecipeError(ValueError):
+
+class RecipeError(UserError):
     """A recipe is invalid; the message names the file and the key."""
 
 
@@ -39,7 +42,8 @@ class TeacherConfig:
     model: str = "resnet_fmnist"  # a name in nas_kd.models.MODELS, or 'package.module:function'
     kwargs: dict = field(default_factory=dict)
     checkpoint: str | None = None  # state dict (or nas-kd checkpoint) to load
-    torchscript: str | None = None  # a TorchScript file; replaces model/kwargs/checkpoint
+    torchscript: str | None = None  # a TorchScript file; replaces model/kwargs/checkpoint (logit methods only)
+    subnet: str | None = None  # an exported subnet directory (arch.json + weights.pt); replaces model/checkpoint
     stages: list[str] = field(default_factory=lambda: ["stem", "stage1", "stage2", "stage3", "stage4"])
 
 
@@ -60,6 +64,7 @@ class TrainConfig:
     threads: int | None = None  # torch intra-op threads; default: torch's choice
     device: str = "auto"  # auto (CUDA when present, else CPU) | cpu | cuda | cuda:N
     amp: bool = True  # bfloat16 autocast on CUDA (ignored on CPU)
+    cache_teacher: bool = True  # without augmentation, compute teachers' logits once per run (nas-kd distill)
 
 
 @dataclass
@@ -83,12 +88,11 @@ class SupernetConfig:
 
 @dataclass
 class StudentConfig:
-    """One architecture trained stand-alone (``train-arch``, ground truth, fine-tuning an export)."""
+    """One network trained stand-alone (``distill``, ``train-arch``, ground truth, fine-tuning an export)."""
 
     space: str = "resnet"
     arch: str = "min"  # max | min | a JSON file holding an arch (or {"arch": ...})
-    kd_weight: float = 0.0  # weight of KD from the fixed teacher; cross-entropy weighs 1 - kd_weight
-    kd_temperature: float = 4.0
+    ce_weight: float = 1.0  # weight of the hard-label cross-entropy; the recipe's distill terms add to it
 
 
 @dataclass
@@ -148,6 +152,8 @@ class Recipe:
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    extra_teachers: list[TeacherConfig] = field(default_factory=list)  # more teachers (multi_teacher)
+    distill: list[dict] = field(default_factory=list)  # terms {name, weight, ...options} (nas_kd.distill)
     train: TrainConfig = field(default_factory=TrainConfig)
     supernet: SupernetConfig = field(default_factory=SupernetConfig)
     student: StudentConfig = field(default_factory=StudentConfig)
@@ -204,6 +210,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             pass
     if tp is int and isinstance(value, bool) or not isinstance(value, tp):
         raise RecipeError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    if tp is float and not math.isfinite(value):
+        raise RecipeError(f"{where}: must be a finite number, got {value!r}")
     return value
 
 

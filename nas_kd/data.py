@@ -17,6 +17,8 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from nas_kd.errors import UserError
+
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 DATA_ENV = "NAS_KD_DATA"
 IDX_FILES = {
@@ -29,7 +31,7 @@ IDX_FILES = {
 _IDX_MAGIC = {3: 0x00000803, 1: 0x00000801}
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError):
     """A dataset file is missing or malformed; the message names the file and the problem."""
 
 
@@ -267,19 +269,21 @@ class BatchIterator:
         pad_value: torch.Tensor | None = None,
         flip: bool = False,
         drop_last: bool = False,
+        with_index: bool = False,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.split, self.batch_size, self.shuffle, self.seed = split, batch_size, shuffle, seed
-        self.augment_pad, self.flip, self.drop_last = augment_pad, flip, drop_last
+        self.augment_pad, self.flip, self.drop_last, self.with_index = augment_pad, flip, drop_last, with_index
         self.pad_value = pad_value if pad_value is not None else torch.zeros(split.x.shape[1])
 
     def __len__(self) -> int:
         n = len(self.split)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
-    def epoch(self, epoch: int, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Batches of ``epoch`` from ``start_step`` on (to resume mid-epoch)."""
+    def epoch(self, epoch: int, start_step: int = 0) -> Iterator[tuple[torch.Tensor, ...]]:
+        """Batches ``(x, y)`` of ``epoch`` from ``start_step`` on (to resume mid-epoch); ``(x, y, index)``
+        with ``with_index``, ``index`` being the rows of the split (for per-example caches)."""
         n = len(self.split)
         order = torch.randperm(n, generator=_rng(self.seed, epoch)) if self.shuffle else torch.arange(n)
         for step in range(start_step, len(self)):
@@ -287,7 +291,7 @@ class BatchIterator:
             x, y = self.split.x[idx], self.split.y[idx]
             if self.augment_pad or self.flip:
                 x = augment(x, _rng(self.seed, epoch, step), self.augment_pad, self.pad_value, self.flip)
-            yield x, y
+            yield (x, y, idx) if self.with_index else (x, y)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return self.epoch(0)

@@ -37,6 +37,7 @@ def run_pipeline(recipe: Recipe) -> dict[str, Any]:
     t = Stopwatch()
     if not recipe.teacher.checkpoint or not Path(recipe.teacher.checkpoint).exists():
         r = _stage(recipe, base, "teacher")
+        r.distill, r.student.ce_weight = [], 1.0  # the teacher learns from the labels alone
         done = base / "teacher" / "final.json"
         if not done.exists():
             train_teacher(r, resume=(base / "teacher/checkpoints/last.pt").exists())

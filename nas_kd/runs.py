@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Any
 
 from nas_kd.config import Recipe, dump_recipe
+from nas_kd.errors import UserError
 
 
-class RunDirError(RuntimeError):
+class RunDirError(UserError):
     """The run directory cannot be used as asked (exists without --resume, or missing with it)."""
 
 

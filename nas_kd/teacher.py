@@ -34,7 +34,11 @@ def build_model(cfg: TeacherConfig, num_classes: int, in_channels: int) -> nn.Mo
 
 def load_teacher(cfg: TeacherConfig, num_classes: int = 10, in_channels: int = 1) -> nn.Module:
     """The trained teacher, frozen (``requires_grad=False``) and in eval mode."""
-    if cfg.torchscript:
+    if cfg.subnet:
+        from nas_kd.export import load_subnet
+
+        model = load_subnet(cfg.subnet)
+    elif cfg.torchscript:
         try:
             model = torch.jit.load(cfg.torchscript, map_location="cpu")
         except (RuntimeError, ValueError, OSError) as e:
@@ -52,3 +56,8 @@ def load_teacher(cfg: TeacherConfig, num_classes: int = 10, in_channels: int = 1
     for p in model.parameters():
         p.requires_grad_(False)
     return model
+
+
+def load_teachers(cfgs: list[TeacherConfig], num_classes: int, in_channels: int) -> list[nn.Module]:
+    """Every teacher of ``cfgs``, frozen and in eval mode."""
+    return [load_teacher(c, num_classes, in_channels) for c in cfgs]

@@ -20,3 +20,28 @@ def fmnist_root() -> str:
         pytest.fail(f"Fashion-MNIST not found in {root}: run the README's test command (it installs the data) "
                     f"or set ${DATA_ENV}")
     return root
+
+
+def write_idx(root: Path, n_train: int = 512, n_test: int = 128, seed: int = 0) -> str:
+    """Tiny synthetic Fashion-MNIST-shaped IDX files (learnable: each class brightens its own band of rows)."""
+    import gzip
+
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        images = rng.integers(0, 100, (n, 28, 28)).astype(np.uint8)
+        for i, c in enumerate(labels):
+            images[i, 2 * c + 4 : 2 * c + 7] = 220
+        header = lambda magic, dims: magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in dims)  # noqa: E731
+        (root / f"{split}-images-idx3-ubyte.gz").write_bytes(gzip.compress(header(0x803, (n, 28, 28)) + images.tobytes()))
+        (root / f"{split}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(header(0x801, (n,)) + labels.tobytes()))
+    return str(root)
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory) -> str:
+    """A directory of tiny synthetic IDX files: behaviour tests that make no claim about learning use it."""
+    return write_idx(tmp_path_factory.mktemp("synthetic_idx"))

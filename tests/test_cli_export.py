@@ -54,7 +54,7 @@ def test_search_then_export_with_finetune_on_real_slice(tmp_path, fmnist_root):
     assert main(["search", "--recipe", "recipes/search_fmnist.yaml", "--budget-mflops", "1"]) == 2
     out = tmp_path / "student"
     assert main(["export", "--run", str(run), "--out", str(out), "--recalibrate-batches", "2",
-                 "--finetune-epochs", "1", "--set", "student.kd_weight=0.5", "--set", "data.batch_size=128"]) == 0
+                 "--finetune-epochs", "1", "--set", "student.ce_weight=0.5", "--set", "distill=[{name: kd, weight: 0.5}]", "--set", "data.batch_size=128"]) == 0
     final = json.loads((out / "finetune/final.json").read_text())
-    assert final["arch"] == best["arch"] and final["kd_weight"] == 0.5 and final["test_acc"] > 0.5
+    assert final["arch"] == best["arch"] and final["distill"] == [{"name": "kd", "weight": 0.5}] and final["test_acc"] > 0.5
     assert (out / "weights.pt").exists()

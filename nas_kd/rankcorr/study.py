@@ -93,7 +93,7 @@ def run_rank_corr(recipe: Recipe, show_progress: bool = True) -> dict[str, Any]:
 
     summary = {
         "num_archs": len(gt), "space": recipe.student.space, "supernet_run": cfg.supernet_run,
-        "ground_truth_epochs": recipe.train.epochs, "ground_truth_kd_weight": recipe.student.kd_weight,
+        "ground_truth_epochs": recipe.train.epochs, "ground_truth_distill": recipe.distill,
         "ground_truth_wall_seconds_total": round(sum(g["wall_seconds"] for g in gt), 1),
         "epochs": [int(e) for e in epochs],
         "kendall_tau_final": {n: stats[epochs[-1]][n]["kendall_tau"] for n in cfg.evaluators if n in stats[epochs[-1]]},

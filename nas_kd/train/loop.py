@@ -15,7 +15,7 @@ from nas_kd.runs import RunDir
 from nas_kd.train import distributed as dist
 from nas_kd.train.common import model_device, rng_state, set_rng_state
 
-StepFn = Callable[[torch.Tensor, torch.Tensor], dict[str, float]]
+StepFn = Callable[..., dict[str, float]]  # (x, y) or (x, y, index) -> sums of this step
 EvalFn = Callable[[int], dict[str, float]]
 
 
@@ -110,10 +110,10 @@ class TrainLoop:
                 leave=False,
                 dynamic_ncols=True,
             )
-            for x, y in bar:
+            for batch in bar:
                 step_watch = Stopwatch()
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                for k, v in step_fn(x, y).items():
+                batch = [t.to(device, non_blocking=True) for t in batch]
+                for k, v in step_fn(*batch).items():
                     st.sums[k] = st.sums.get(k, 0.0) + v
                 st.sums["step_seconds"] = st.sums.get("step_seconds", 0.0) + step_watch.seconds()
                 st.sums["steps"] = st.sums.get("steps", 0) + 1

@@ -24,13 +24,18 @@ def load_data(recipe: Recipe) -> DataBundle:
     )
 
 
-def train_batches(recipe: Recipe, data: DataBundle) -> BatchIterator:
-    """Shuffled, augmented training batches seeded by the recipe."""
+def train_batches(recipe: Recipe, data: DataBundle, *, with_index: bool = False) -> BatchIterator:
+    """Shuffled, augmented training batches seeded by the recipe (``with_index``: also the split's rows)."""
     return BatchIterator(
         data.train, recipe.data.batch_size, shuffle=True, seed=recipe.seed,
         augment_pad=recipe.data.augment_pad, pad_value=data.pad_value,
-        flip=recipe.data.flip and data.flip, drop_last=True,
+        flip=recipe.data.flip and data.flip, drop_last=True, with_index=with_index,
     )
+
+
+def augments(recipe: Recipe, data: DataBundle) -> bool:
+    """Whether training batches are augmented (a model's output then differs from epoch to epoch)."""
+    return bool(recipe.data.augment_pad) or (recipe.data.flip and data.flip)
 
 
 def calibration_batches(recipe: Recipe, data: DataBundle) -> BatchIterator:
@@ -38,20 +43,31 @@ def calibration_batches(recipe: Recipe, data: DataBundle) -> BatchIterator:
     return BatchIterator(data.train, recipe.data.batch_size, shuffle=True, seed=recipe.seed)
 
 
-def start_run(recipe: Recipe, resume: bool) -> tuple[dict[str, str], RunDir, DataBundle, torch.device]:
-    """Record the run's origin, join torchrun's process group if launched by it, open the run
-    directory (rank 0 creates it), seed everything, set threads, load the data; returns the device."""
+def prepare(recipe: Recipe) -> tuple[dict[str, str], DataBundle, torch.device]:
+    """Record the run's origin, join torchrun's process group if launched by it, seed everything,
+    set threads and load the data (every check that needs no run directory); returns the device."""
     started = origin()
     device = resolve_device(recipe.train.device)
     dist.init_from_env(device)
     device = dist.local_device(device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    run = RunDir.open(recipe, resume) if dist.is_main() else RunDir.of(recipe)
-    dist.barrier()
     seed_everything(recipe.seed)
     set_threads(recipe.train.threads)
-    return started, run, load_data(recipe), device
+    return started, load_data(recipe), device
+
+
+def open_run(recipe: Recipe, resume: bool) -> RunDir:
+    """Open the run directory (rank 0 creates it); call it once the inputs are checked."""
+    run = RunDir.open(recipe, resume) if dist.is_main() else RunDir.of(recipe)
+    dist.barrier()
+    return run
+
+
+def start_run(recipe: Recipe, resume: bool) -> tuple[dict[str, str], RunDir, DataBundle, torch.device]:
+    """:func:`prepare`, then :func:`open_run`."""
+    started, data, device = prepare(recipe)
+    return started, open_run(recipe, resume), data, device
 
 
 def build_loop(
@@ -65,6 +81,7 @@ def build_loop(
     on_step: Callable[[TrainLoop], None] | None,
     show_progress: bool,
     meta: dict[str, Any] | None = None,
+    with_index: bool = False,
 ) -> TrainLoop:
     """The training loop of ``model`` (on its device, channels_last if the recipe says so), resumed if asked.
 
@@ -74,7 +91,7 @@ def build_loop(
     if recipe.train.channels_last:
         model.to(memory_format=torch.channels_last)
     dist.broadcast_model(model)
-    batches = train_batches(recipe, data)
+    batches = train_batches(recipe, data, with_index=with_index)
     opt = build_optimizer(model, recipe.train)
     loop = TrainLoop(
         run, model, opt, build_scheduler(opt, recipe.train, len(batches)), batches, recipe.train.epochs,

@@ -1,0 +1,163 @@
+"""The distiller unit: a small module that turns one training step's outputs into named loss terms.
+
+A recipe composes distillers as a list of terms, each ``{name, weight, ...options}``::
+
+    distill:
+      - {name: kd, weight: 0.9, temperature: 4}
+      - {name: hint, weight: 1.0, pairs: [[stage3, stage3]]}
+
+The trainer (:mod:`nas_kd.train.distill`) captures the module outputs every distiller asks
+for (:meth:`Distiller.student_modules`, :meth:`Distiller.teacher_modules`) with forward hooks,
+hands each distiller a :class:`View` of the step, and adds ``weight x`` every term it returns
+to the student's cross-entropy. A distiller's own parameters (connectors, auxiliary heads) are
+its submodules: the trainer optimises them with the student's, and they never reach an export.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+import torch.nn as nn
+
+from nas_kd.errors import OptionError
+from nas_kd.registry import Registry
+
+
+@dataclass
+class View:
+    """What a distiller sees of one training step, for one student.
+
+    ``teacher_logits`` / ``teacher_feats`` hold one entry per teacher (detached, in the order of
+    ``teacher`` then ``extra_teachers``); ``peer_logits`` the other students' detached logits.
+    """
+
+    y: torch.Tensor
+    logits: torch.Tensor
+    feats: dict[str, torch.Tensor]
+    teacher_logits: list[torch.Tensor] = field(default_factory=list)
+    teacher_feats: list[dict[str, torch.Tensor]] = field(default_factory=list)
+    peer_logits: list[torch.Tensor] = field(default_factory=list)
+    epoch: int = 0
+
+
+@dataclass
+class Probe:
+    """Shapes seen in one dummy forward pass, used to check names and build connectors before training.
+
+    ``student_shapes`` / ``teacher_shapes`` map module name -> output shape (batch first) for
+    the modules the distillers asked for; ``student_stages`` / ``teacher_stages`` are the
+    default stage names of each side (``None`` when a side has no known stages).
+    """
+
+    logits_shape: tuple[int, ...]
+    student_shapes: dict[str, tuple[int, ...]]
+    teacher_shapes: list[dict[str, tuple[int, ...]]]
+    student_stages: list[str] | None
+    teacher_stages: list[list[str]]
+    num_classes: int
+
+
+class Distiller(nn.Module):
+    """Base class of every distillation method (one small file per method family).
+
+    Subclasses set ``needs_teacher`` (does the method read a teacher's outputs?) and override
+    :meth:`forward`; feature methods also override the ``*_modules`` hooks and :meth:`bind`.
+    ``where`` names the term in the recipe (``distill[1] (hint)``) for error messages.
+    """
+
+    needs_teacher: ClassVar[bool] = True
+    num_students: int = 1  # students trained together (deep mutual learning trains several)
+    where: str = "distill"
+
+    def student_modules(self) -> list[str]:
+        """Student submodules whose outputs this distiller reads (after :meth:`resolve`)."""
+        return []
+
+    def teacher_modules(self, teacher: int) -> list[str]:
+        """Submodules of teacher number ``teacher`` whose outputs this distiller reads."""
+        return []
+
+    def resolve(self, student_stages: list[str] | None, teacher_stages: list[list[str]], num_teachers: int) -> None:
+        """Fill defaults that depend on the models (e.g. stage pairs) before the probe; raise :class:`OptionError`."""
+        if self.needs_teacher and num_teachers == 0:
+            raise OptionError(f"{self.where}: needs a teacher (set teacher in the recipe)")
+
+    def bind(self, probe: Probe) -> None:
+        """Check the probed shapes and build learnable parts; raise :class:`OptionError` naming the term."""
+
+    def forward(self, view: View) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def error(self, message: str) -> OptionError:
+        """A user error naming this term."""
+        return OptionError(f"{self.where}: {message}")
+
+
+DISTILLERS: Registry[Distiller] = Registry("distiller")
+
+
+@dataclass
+class Term:
+    """One configured term of a recipe's ``distill`` list."""
+
+    name: str
+    weight: float
+    options: dict[str, Any]
+    where: str
+
+
+def parse_terms(spec: Any) -> list[Term]:
+    """Check a recipe's ``distill`` list (names, weights, options against each constructor).
+
+    Raises :class:`OptionError` naming ``distill[i]`` and the key at fault.
+    """
+    if spec is None:
+        return []
+    if not isinstance(spec, list):
+        raise OptionError(f"distill: expected a list of {{name, weight, ...options}}, got {spec!r}")
+    terms = []
+    for i, item in enumerate(spec):
+        where = f"distill[{i}]"
+        if not isinstance(item, dict) or "name" not in item:
+            raise OptionError(f"{where}: expected a mapping with a 'name' (one of {', '.join(DISTILLERS.available())})")
+        options = {k: v for k, v in item.items() if k not in ("name", "weight")}
+        name, weight = item["name"], item.get("weight", 1.0)
+        where = f"{where} ({name})"
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight < float("inf"):
+            raise OptionError(f"{where}.weight: must be a finite number >= 0, got {weight!r}")
+        DISTILLERS.build_checked(name, options, where)  # the constructor checks the values too
+        terms.append(Term(name, float(weight), options, where))
+    return terms
+
+
+def build_distiller(term: Term) -> Distiller:
+    """A fresh distiller for ``term`` (one per student: connectors are not shared)."""
+    d = DISTILLERS.build_checked(term.name, term.options, term.where)
+    d.where = term.where
+    return d
+
+
+def match_spatial(s: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Average-pool the larger of two 4-d maps down to the other's size (sizes checked by :func:`check_pair`)."""
+    if s.ndim != 4 or s.shape[-2:] == t.shape[-2:]:
+        return s, t
+    if s.shape[-1] > t.shape[-1]:
+        return nn.functional.adaptive_avg_pool2d(s, t.shape[-2:]), t
+    return s, nn.functional.adaptive_avg_pool2d(t, s.shape[-2:])
+
+
+def check_pair(where: str, pair: tuple[str, str], s: tuple[int, ...], t: tuple[int, ...], logits: tuple[int, ...],
+               *, maps: bool) -> None:
+    """Refuse a feature pair that holds logits, is not a 4-d map (when ``maps``), or whose sizes cannot be matched."""
+    for side, name, shape in (("student", pair[0], s), ("teacher", pair[1], t)):
+        if len(shape) == 2 and shape[1] == logits[1]:
+            raise OptionError(f"{where}: {side} module {name!r} outputs logits {list(shape)}; "
+                              "a feature method needs feature maps (e.g. a stage), a logit method (kd) takes logits")
+        if maps and len(shape) != 4:
+            raise OptionError(f"{where}: {side} module {name!r} outputs shape {list(shape)}, not a 4-d feature map")
+    if len(s) == 4 and len(t) == 4 and s[-2:] != t[-2:]:
+        big, small = (s, t) if s[-1] >= t[-1] else (t, s)
+        if big[-2] % small[-2] or big[-1] % small[-1]:
+            raise OptionError(f"{where}: pair {list(pair)} has spatial sizes {list(s[-2:])} and {list(t[-2:])}: "
+                              "neither divides the other, so they cannot be matched by pooling")

@@ -1,0 +1,101 @@
+"""Response-based (logit) distillation from one or several fixed teachers: ``kd``, ``alpha_div``, ``multi_teacher``."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from nas_kd.distill.base import DISTILLERS, Distiller, View
+from nas_kd.losses import functional as LF
+
+
+class _OneTeacher(Distiller):
+    """Reads the logits of teacher number ``teacher`` (0: the recipe's ``teacher``, 1..: ``extra_teachers``)."""
+
+    def __init__(self, teacher: int = 0) -> None:
+        super().__init__()
+        if isinstance(teacher, bool) or not isinstance(teacher, int) or teacher < 0:
+            raise ValueError(f"teacher must be an index >= 0, got {teacher!r}")
+        self.teacher = teacher
+
+    def resolve(self, student_stages, teacher_stages, num_teachers: int) -> None:
+        super().resolve(student_stages, teacher_stages, num_teachers)
+        if self.teacher >= num_teachers:
+            raise self.error(f"teacher={self.teacher} but the recipe gives {num_teachers} teacher(s)")
+
+
+@DISTILLERS.register("kd")
+class KD(_OneTeacher):
+    r"""Hinton KD (Hinton, Vinyals & Dean, 2015): :math:`T^2\,\mathrm{KL}(\sigma(t/T)\,\|\,\sigma(s/T))`.
+
+    Example: ``{name: kd, weight: 0.9, temperature: 4}``.
+    """
+
+    def __init__(self, temperature: float = 4.0, teacher: int = 0) -> None:
+        super().__init__(teacher)
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.temperature = float(temperature)
+
+    def forward(self, view: View) -> dict[str, torch.Tensor]:
+        return {"kd": LF.kd_loss(view.logits, view.teacher_logits[self.teacher], self.temperature)}
+
+
+@DISTILLERS.register("alpha_div")
+class AlphaDiv(_OneTeacher):
+    """AlphaNet's adaptive alpha-divergence (Wang et al., ICML 2021); see :class:`nas_kd.losses.AlphaDivergence`.
+
+    Example: ``{name: alpha_div, alpha_min: -1, alpha_max: 1, iw_clip: 5}``.
+    """
+
+    def __init__(self, alpha_min: float = -1.0, alpha_max: float = 1.0, iw_clip: float = 5.0, teacher: int = 0) -> None:
+        super().__init__(teacher)
+        if alpha_min > alpha_max or not iw_clip > 0:
+            raise ValueError(f"need alpha_min <= alpha_max and iw_clip > 0, got {alpha_min}, {alpha_max}, {iw_clip}")
+        self.alpha_min, self.alpha_max, self.iw_clip = float(alpha_min), float(alpha_max), float(iw_clip)
+
+    def forward(self, view: View) -> dict[str, torch.Tensor]:
+        t = view.teacher_logits[self.teacher]
+        return {"alpha_div": LF.alpha_divergence(view.logits, t, self.alpha_min, self.alpha_max, self.iw_clip)}
+
+
+@DISTILLERS.register("multi_teacher")
+class MultiTeacher(Distiller):
+    r"""KD from the weighted mean of several teachers' soft labels (You et al., KDD 2017; confidence
+    weights as in CA-MKD, Zhang et al., ICASSP 2022).
+
+    :math:`p = \sum_k w_k\,\sigma(t_k/T)`, loss :math:`T^2\,\mathrm{KL}(p\,\|\,\sigma(s/T))`. ``weights``
+    fixes :math:`w` (normalised to sum 1; default equal); ``confidence: true`` weighs each sample by
+    :math:`w_k(x) = \mathrm{softmax}_k(-\mathrm{CE}(t_k(x), y))`, so the teacher that is surer of the
+    true class counts more. With identical teachers this equals ``kd``.
+
+    Example: ``{name: multi_teacher, weight: 0.9, temperature: 4, confidence: true}``.
+    """
+
+    def __init__(self, temperature: float = 4.0, weights: list[float] | None = None, confidence: bool = False) -> None:
+        super().__init__()
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        if weights is not None and (not isinstance(weights, list) or not weights
+                                    or any(not isinstance(w, (int, float)) or w < 0 for w in weights) or sum(weights) <= 0):
+            raise ValueError(f"weights must be a list of numbers >= 0 with a positive sum, got {weights!r}")
+        if weights is not None and confidence:
+            raise ValueError("give either weights or confidence: true, not both")
+        self.temperature, self.weights, self.confidence = float(temperature), weights, bool(confidence)
+
+    def resolve(self, student_stages, teacher_stages, num_teachers: int) -> None:
+        super().resolve(student_stages, teacher_stages, num_teachers)
+        if self.weights is not None and len(self.weights) != num_teachers:
+            raise self.error(f"weights has {len(self.weights)} entries for {num_teachers} teacher(s)")
+
+    def forward(self, view: View) -> dict[str, torch.Tensor]:
+        t = torch.stack([tl.detach().float() for tl in view.teacher_logits])  # K x B x C
+        if self.confidence:
+            ce = torch.stack([F.cross_entropy(tk, view.y, reduction="none") for tk in t])  # K x B
+            w = torch.softmax(-ce, dim=0)[..., None]
+        else:
+            raw = torch.tensor(self.weights or [1.0] * len(t), dtype=t.dtype, device=t.device)
+            w = (raw / raw.sum())[:, None, None]
+        p = (w * torch.softmax(t / self.temperature, dim=2)).sum(0)
+        log_q = F.log_softmax(view.logits.float() / self.temperature, dim=1)
+        loss = F.kl_div(log_q, p.clamp_min(1e-12).log(), reduction="batchmean", log_target=True)
+        return {"multi_teacher": loss * self.temperature**2}

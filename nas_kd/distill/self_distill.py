@@ -1,0 +1,107 @@
+"""Self-distillation, no external teacher: ``byot`` (auxiliary heads) and ``sad`` (attention of the next stage)."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from nas_kd.distill.base import DISTILLERS, Distiller, Probe, View
+from nas_kd.losses import functional as LF
+
+
+def _student_stages(d: Distiller, stages: list[str] | None, student_stages: list[str] | None, least: int) -> list[str]:
+    chosen = stages or [s for s in (student_stages or []) if s != "stem"]
+    if len(chosen) < least:
+        raise d.error(f"needs at least {least} student stages (give stages: [...] for a student without known stages)")
+    return list(chosen)
+
+
+@DISTILLERS.register("byot")
+class BYOT(Distiller):
+    r"""Be your own teacher (Zhang et al., ICCV 2019): an auxiliary head (1x1 conv bottleneck to the
+    last stage's width + BatchNorm + ReLU, global pooling, linear classifier) after every stage but the
+    last. Each head i adds :math:`(1-\alpha)\,\mathrm{CE}(q_i, y) + \alpha\,T^2\,\mathrm{KL}(q_C\,\|\,q_i)
+    + \lambda\,\|F_i - F_C\|_2^2`, where :math:`q_C` and :math:`F_C` are the student's own (detached)
+    logits and pooled last-stage features. The heads are trained with the student and never exported.
+
+    Example: ``{name: byot, weight: 1.0, alpha: 0.3, lam: 0.03, temperature: 3}``.
+    """
+
+    needs_teacher = False
+
+    def __init__(self, alpha: float = 0.3, lam: float = 0.03, temperature: float = 3.0,
+                 stages: list[str] | None = None) -> None:
+        super().__init__()
+        if not 0 <= alpha <= 1 or lam < 0 or not temperature > 0:
+            raise ValueError(f"need 0 <= alpha <= 1, lam >= 0, temperature > 0; got {alpha}, {lam}, {temperature}")
+        self.alpha, self.lam, self.temperature, self.stages = float(alpha), float(lam), float(temperature), stages
+
+    def resolve(self, student_stages, teacher_stages, num_teachers: int) -> None:
+        self.stages = _student_stages(self, self.stages, student_stages, 2)
+
+    def student_modules(self) -> list[str]:
+        return self.stages
+
+    def bind(self, probe: Probe) -> None:
+        shapes = [probe.student_shapes[s] for s in self.stages]
+        if any(len(s) != 4 for s in shapes):
+            raise self.error(f"stages {self.stages} must output 4-d feature maps, got {[list(s) for s in shapes]}")
+        width = shapes[-1][1]
+        self.heads = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(s[1], width, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten()) for s in shapes[:-1])
+        self.classifiers = nn.ModuleList(nn.Linear(width, probe.num_classes) for _ in shapes[:-1])
+
+    def forward(self, view: View) -> dict[str, torch.Tensor]:
+        deep_feat = view.feats[self.stages[-1]].float().mean((2, 3)).detach()
+        deep_logits = view.logits.detach()
+        ce, kd, feat = [], [], []
+        for name, head, clf in zip(self.stages[:-1], self.heads, self.classifiers):
+            f = head(view.feats[name].float())
+            logits = clf(f)
+            ce.append(F.cross_entropy(logits, view.y))
+            kd.append(LF.kd_loss(logits, deep_logits, self.temperature))
+            feat.append((f - deep_feat).pow(2).sum(1).mean())
+        return {"byot_ce": (1 - self.alpha) * torch.stack(ce).sum(),
+                "byot_kd": self.alpha * torch.stack(kd).sum(),
+                "byot_feat": self.lam * torch.stack(feat).sum()}
+
+
+@DISTILLERS.register("sad")
+class SAD(Distiller):
+    r"""Self attention distillation (Hou et al., ICCV 2019): each stage's spatial attention map
+    (:func:`nas_kd.losses.functional.attention_map`, pooled to the next stage's size) mimics the
+    next stage's, detached; mean squared difference summed over successive stage pairs. Off until
+    ``start_epoch`` (the paper switches it on once the network has learned something).
+
+    Example: ``{name: sad, weight: 100, start_epoch: 1}``.
+    """
+
+    needs_teacher = False
+
+    def __init__(self, start_epoch: int = 0, p: float = 2.0, stages: list[str] | None = None) -> None:
+        super().__init__()
+        if isinstance(start_epoch, bool) or not isinstance(start_epoch, int) or start_epoch < 0 or not p > 0:
+            raise ValueError(f"need an integer start_epoch >= 0 and p > 0; got {start_epoch!r}, {p}")
+        self.start_epoch, self.p, self.stages = start_epoch, float(p), stages
+
+    def resolve(self, student_stages, teacher_stages, num_teachers: int) -> None:
+        self.stages = _student_stages(self, self.stages, student_stages, 2)
+
+    def student_modules(self) -> list[str]:
+        return self.stages
+
+    def bind(self, probe: Probe) -> None:
+        shapes = [probe.student_shapes[s] for s in self.stages]
+        if any(len(s) != 4 for s in shapes):
+            raise self.error(f"stages {self.stages} must output 4-d feature maps, got {[list(s) for s in shapes]}")
+
+    def forward(self, view: View) -> dict[str, torch.Tensor]:
+        if view.epoch < self.start_epoch:
+            return {"sad": view.logits.new_zeros(())}
+        losses = []
+        for a, b in zip(self.stages[:-1], self.stages[1:]):
+            fa, fb = view.feats[a].float(), view.feats[b].float().detach()
+            fa = F.adaptive_avg_pool2d(fa, fb.shape[-2:])
+            losses.append((LF.attention_map(fa, self.p) - LF.attention_map(fb, self.p)).pow(2).mean())
+        return {"sad": torch.stack(losses).sum()}

@@ -1,0 +1,234 @@
+"""Train one student (or several, for mutual learning) with the recipe's distillation terms.
+
+The loss of student i is ``student.ce_weight x CE(hard labels)`` plus, for every term of the
+recipe's ``distill`` list, ``weight x`` each loss the term's distiller returns (:mod:`nas_kd.distill`).
+With no terms this is plain supervised training: the reference teacher, a single arch and the
+rank-correlation ground truth all train here. Before the run directory is created, the terms are
+checked, the teachers loaded and one dummy forward pass checks every module name and feature
+shape and builds the distillers' connectors and heads; those train with the student (they are
+part of the checkpoint, so resume is exact) and are never saved with it.
+
+Without augmentation the teachers' logits do not change between epochs, so with
+``train.cache_teacher`` (and no teacher features needed) they are computed once per run, keyed
+by the row of the training split, instead of at every step.
+"""
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from nas_kd.checkpoint import save_checkpoint
+from nas_kd.config import Recipe
+from nas_kd.data import DataBundle
+from nas_kd.distill import Distiller, Probe, View, build_distiller, parse_terms
+from nas_kd.errors import UserError
+from nas_kd.features import capture
+from nas_kd.flops import count_flops, count_params
+from nas_kd.provenance import write_result
+from nas_kd.students import Student, stage_names
+from nas_kd.teacher import load_teachers
+from nas_kd.train import distributed as dist
+from nas_kd.train.common import autocast, evaluate, to_memory_format
+from nas_kd.train.loop import TrainLoop
+from nas_kd.train.setup import augments, build_loop, open_run, prepare
+
+
+class Students(nn.Module):
+    """What the training loop optimises and checkpoints: the students and each one's distillers."""
+
+    def __init__(self, students: list[nn.Module], distillers: list[list[Distiller]]) -> None:
+        super().__init__()
+        self.students = nn.ModuleList(students)
+        self.distillers = nn.ModuleList(nn.ModuleList(d) for d in distillers)
+
+
+def _shapes(feats: dict[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in feats.items()}
+
+
+def _check_names(model: nn.Module, names: list[str], d: Distiller, who: str) -> None:
+    """Refuse module names ``model`` lacks, or any name on a TorchScript model (no hooks), naming the term."""
+    if names and isinstance(model, torch.jit.ScriptModule):
+        raise d.error(f"{who} is a TorchScript model, whose intermediate features cannot be captured; use logit "
+                      "methods (kd, alpha_div, multi_teacher) or give the teacher as model + checkpoint")
+    modules = [n for n, _ in model.named_modules() if n]
+    for name in names:
+        if name not in modules:
+            close = difflib.get_close_matches(name, modules, n=3)
+            hint = f" (close: {', '.join(close)})" if close else ""
+            raise d.error(f"{who} has no module {name!r}{hint}")
+
+
+def probe(model: nn.Module, teachers: list[nn.Module], distillers: list[Distiller], student_stages, t_stages,
+          data: DataBundle) -> None:
+    """Resolve defaults, check module names and shapes on two training images, and build learnable parts."""
+    for d in distillers:
+        d.resolve(student_stages, t_stages, len(teachers))
+        _check_names(model, d.student_modules(), d, "the student")
+        for k, teacher in enumerate(teachers):
+            _check_names(teacher, d.teacher_modules(k), d, f"teacher {k}")
+    x = data.train.x[:2]
+    s_names = sorted({n for d in distillers for n in d.student_modules()})
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        with capture(model, s_names) as feats:
+            logits = model(x)
+        t_shapes = []
+        for k, teacher in enumerate(teachers):
+            with capture(teacher, sorted({n for d in distillers for n in d.teacher_modules(k)})) as t_feats:
+                teacher(x)
+            t_shapes.append(_shapes(t_feats))
+    model.train(was_training)
+    p = Probe(tuple(logits.shape), _shapes(feats), t_shapes, student_stages, t_stages, data.num_classes)
+    for d in distillers:
+        d.bind(p)
+
+
+def _teacher_logits_cache(teachers: list[nn.Module], data: DataBundle, batch_size: int, device: torch.device,
+                          channels_last: bool) -> list[torch.Tensor]:
+    """Every teacher's logits for every training row (valid only without augmentation)."""
+    out = []
+    with torch.no_grad():
+        for teacher in teachers:
+            rows = [teacher(to_memory_format(data.train.x[i:i + batch_size].to(device), channels_last)).float()
+                    for i in range(0, len(data.train), batch_size)]
+            out.append(torch.cat(rows))
+    return out
+
+
+def train_students(
+    recipe: Recipe,
+    student: Student,
+    *,
+    resume: bool = False,
+    on_step: Callable[[TrainLoop], None] | None = None,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Train ``student`` on ``recipe.data`` with ``recipe.distill``; returns the final metrics.
+
+    Writes ``config.yaml``, ``metrics.jsonl``, ``checkpoints/last.pt``, ``model.pt`` (the best
+    student's state dict, usable as ``teacher.checkpoint``), for a space's arch ``student/`` (and
+    ``student1/``... with several students) in the exported-subnet format, and ``final.json``.
+    """
+    terms = parse_terms(recipe.distill)
+    ce_weight = recipe.student.ce_weight
+    if ce_weight < 0:
+        raise UserError(f"student.ce_weight must be >= 0, got {ce_weight}")
+    if recipe.train.epochs < 0:
+        raise UserError(f"train.epochs must be >= 0, got {recipe.train.epochs}")
+    num_students = max([build_distiller(t).num_students for t in terms] + [1])
+    started, data, device = prepare(recipe)
+    models = [student.make(data.num_classes, data.in_channels) for _ in range(num_students)]
+    stages = student.stages or stage_names(models[0])
+    distillers = [[build_distiller(t) for t in terms] for _ in models]
+    teacher_cfgs = [recipe.teacher, *recipe.extra_teachers]
+    needs_teacher = any(d.needs_teacher for d in distillers[0])
+    teachers = load_teachers(teacher_cfgs, data.num_classes, data.in_channels) if needs_teacher else []
+    for model, ds in zip(models, distillers):
+        probe(model, teachers, ds, stages, [c.stages for c in teacher_cfgs] if teachers else [], data)
+    bundle = Students(models, distillers)
+    run = open_run(recipe, resume)
+    teachers = [t.to(device) for t in teachers]
+    cl, amp = recipe.train.channels_last, recipe.train.amp
+    s_names = sorted({n for d in distillers[0] for n in d.student_modules()})
+    t_names = [sorted({n for d in distillers[0] for n in d.teacher_modules(k)}) for k in range(len(teachers))]
+    cached = None
+    if teachers and recipe.train.cache_teacher and not augments(recipe, data) and not any(t_names) \
+            and dist.world_size() == 1:
+        cached = _teacher_logits_cache(teachers, data, recipe.data.eval_batch_size, device, cl)
+    loop = build_loop(recipe, run, data, bundle, device, resume=resume, on_step=on_step, show_progress=show_progress,
+                      with_index=True)
+    opt = loop.optimizer
+
+    def teacher_outputs(x: torch.Tensor, idx: torch.Tensor) -> tuple[list[torch.Tensor], list[dict]]:
+        if cached is not None:
+            return [c[idx] for c in cached], [{} for _ in cached]
+        logits, feats = [], []
+        for teacher, names in zip(teachers, t_names):
+            with torch.no_grad(), autocast(device, amp), capture(teacher, names) as f:
+                logits.append(teacher(x).float())
+            feats.append({k: v.float() for k, v in f.items()})
+        return logits, feats
+
+    def step(x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> dict[str, float]:
+        if dist.world_size() > 1:
+            x, y = dist.shard(x, y)
+        x = to_memory_format(x, cl)
+        t_logits, t_feats = teacher_outputs(x, idx)
+        outs = []
+        for model in models:
+            with autocast(device, amp), capture(model, s_names) as f:
+                logits = model(x).float()
+            outs.append((logits, dict(f)))
+        n = len(y)
+        stats: dict[str, float] = {"count": n}
+        total = 0.0
+        for i, ((logits, feats), ds) in enumerate(zip(outs, distillers)):
+            view = View(y, logits, feats, t_logits, t_feats,
+                        [o[0].detach() for j, o in enumerate(outs) if j != i], loop.state.epoch)
+            loss = ce_weight * F.cross_entropy(logits, y, label_smoothing=recipe.train.label_smoothing)
+            for term, d in zip(terms, ds):
+                for name, value in d(view).items():
+                    loss = loss + term.weight * value
+                    if i == 0:
+                        stats[name] = stats.get(name, 0.0) + value.item() * n
+            total = total + loss
+            suffix = "" if i == 0 else f"_s{i}"
+            stats[f"loss{suffix}"] = loss.item() * n
+            stats[f"acc{suffix}"] = (logits.argmax(1) == y).sum().item()
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        dist.average_gradients(bundle)
+        opt.step()
+        return stats
+
+    def validate(epoch: int) -> dict[str, float]:
+        out = {}
+        for i, model in enumerate(models):
+            suffix = "" if i == 0 else f"_s{i}"
+            out |= {f"val_{k}{suffix}": v for k, v in evaluate(model, data.val, recipe.data.eval_batch_size, cl).items()}
+        bundle.train()
+        return out
+
+    metrics = loop.fit(step, validate)
+    used = [c.checkpoint or c.torchscript or c.subnet for c in teacher_cfgs] if teachers else []
+    return _finish(recipe, student, models, metrics, data, run, loop, started, terms, used, device)
+
+
+def _finish(recipe, student, models, metrics, data, run, loop, started, terms, teachers, device) -> dict[str, Any]:
+    """Test every student, save them (rank 0) and write ``final.json``."""
+    from nas_kd.export import save_subnet
+
+    cl = recipe.train.channels_last
+    last = metrics[-1] if metrics else {}
+    val = [last.get("val_acc" + ("" if i == 0 else f"_s{i}")) for i in range(len(models))]
+    tests = [evaluate(m, data.test, recipe.data.eval_batch_size, cl) for m in models]
+    best = max(range(len(models)), key=lambda i: (val[i] if val[i] is not None else -1.0, -i))
+    models = [m.to("cpu", memory_format=torch.contiguous_format) for m in models]
+    saved = []
+    if dist.is_main():
+        save_checkpoint({"model": models[best].state_dict()}, run.path / "model.pt")
+        if student.exportable:
+            for i, m in enumerate(models):
+                saved.append(str(save_subnet(m.eval(), run.path / ("student" if i == 0 else f"student{i}"),
+                                             source=str(run.path))))
+    shape = (1, data.in_channels, data.image_size, data.image_size)
+    final = {
+        **student.describe,
+        "dataset": recipe.data.dataset, "epochs": recipe.train.epochs, "seed": recipe.seed,
+        "ce_weight": recipe.student.ce_weight, "distill": [{"name": t.name, "weight": t.weight, **t.options} for t in terms],
+        "teachers": teachers,
+        "test_acc": tests[best]["acc"], "test_loss": tests[best]["loss"], "val_acc": val[best],
+        "best_student": best, "students_test_acc": [t["acc"] for t in tests], "students_val_acc": val,
+        "accuracy_kind": "last epoch",
+        "seconds_per_epoch": round(loop.state.elapsed / max(1, recipe.train.epochs), 2),
+        "flops": count_flops(models[best], shape), "params": count_params(models[best]),
+        "device": str(device), "checkpoint": str(Path(run.path) / "model.pt"), "students": saved,
+    }
+    return write_result(run.path / "final.json", final, loop.state.elapsed, started) if dist.is_main() else final

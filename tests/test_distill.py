@@ -1,0 +1,237 @@
+"""Distillers (contract per registered method), recipe-load errors, and the distill trainer (tiny synthetic data)."""
+import json
+
+import pytest
+import torch
+
+import search_spaces
+
+from nas_kd.cli import main
+from nas_kd.checkpoint import save_checkpoint
+from nas_kd.config import load_recipe
+from nas_kd.data import load_dataset
+from nas_kd.distill import DISTILLERS, View, build_distiller, parse_terms
+from nas_kd.distill.base import Term
+from nas_kd.errors import OptionError
+from nas_kd.export import load_subnet
+from nas_kd.models.resnet_teacher import ResNetTeacher
+from nas_kd.students import arch_student
+from nas_kd.train.common import build_optimizer
+from nas_kd.train.distill import Students, probe, train_students
+
+TEACHER_KW = {"widths": [8, 16, 16, 16]}
+# options per registered distiller for the contract tests (every name must be here)
+OPTIONS = {
+    "kd": {}, "alpha_div": {}, "multi_teacher": {"confidence": True}, "hint": {}, "at": {}, "sp": {}, "rkd": {},
+    "dml": {"students": 2}, "byot": {}, "sad": {},
+}
+
+
+@pytest.fixture(scope="module")
+def teacher_ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("teacher") / "teacher.pt"
+    save_checkpoint({"model": ResNetTeacher(**TEACHER_KW).state_dict()}, path)
+    return str(path)
+
+
+def recipe(tmp_path, root, teacher_ckpt, *extra):
+    return load_recipe("recipes/finetune_fmnist.yaml", [
+        f"data.root={root}", f"run.out_dir={tmp_path}", "run.name=run", "data.val_size=64", "data.batch_size=32",
+        "data.limit_test=64", "data.augment_pad=0", "data.flip=false", "train.epochs=1", "train.lr=0.05",
+        "train.threads=2", f"teacher.kwargs={json.dumps(TEACHER_KW)}", f"teacher.checkpoint={teacher_ckpt}",
+        "student.ce_weight=1.0", "distill=[]", *extra,
+    ])
+
+
+def min_student():
+    return arch_student("resnet", search_spaces.get("resnet").min_arch())
+
+
+def test_every_distiller_has_contract_options():
+    assert set(DISTILLERS.available()) == set(OPTIONS)
+
+
+def setup_one(name, root, teacher_ckpt, tmp_path, options=None):
+    """Student, two teachers, the distiller bound by the trainer's probe, and the trainer's optimiser."""
+    r = recipe(tmp_path, root, teacher_ckpt)
+    data = load_dataset("fashion-mnist", root, val_size=64)
+    student = min_student()
+    torch.manual_seed(0)
+    model = student.make(10, 1)
+    teachers = [ResNetTeacher(**TEACHER_KW).eval().requires_grad_(False) for _ in range(2)]
+    d = build_distiller(Term(name, 1.0, OPTIONS[name] if options is None else options, f"distill[0] ({name})"))
+    probe(model, teachers, [d], student.stages, [r.teacher.stages] * 2, data)
+    bundle = Students([model], [[d]])
+    return model, teachers, d, bundle, build_optimizer(bundle, r.train), data
+
+
+def view_of(model, teachers, d, data, peers=(), epoch=1):
+    from nas_kd.features import capture
+
+    x, y = data.train.x[:16], data.train.y[:16]
+    t_logits, t_feats = [], []
+    for k, t in enumerate(teachers):
+        with capture(t, d.teacher_modules(k)) as f:
+            t_logits.append(t(x))
+        t_feats.append(dict(f))
+    with capture(model, d.student_modules()) as f:
+        logits = model(x)
+    return View(y, logits, dict(f), t_logits, t_feats, [p(x).detach() for p in peers], epoch)
+
+
+@pytest.mark.parametrize("name", sorted(OPTIONS))
+def test_contract_finite_teacher_free_params_trained_and_never_exported(name, synthetic_root, teacher_ckpt, tmp_path):
+    model, teachers, d, bundle, opt, data = setup_one(name, synthetic_root, teacher_ckpt, tmp_path)
+    peers = [arch_student("resnet", model.arch).make(10, 1)] if name == "dml" else []
+    terms = d(view_of(model, teachers, d, data, peers))
+    loss = sum(terms.values())
+    assert terms and all(torch.isfinite(v) and v.ndim == 0 for v in terms.values())
+    extra = list(d.parameters())
+    before = [p.detach().clone() for p in extra]
+    opt.zero_grad()
+    loss.backward()
+    assert all(p.grad is None for t in teachers for p in t.parameters())
+    in_opt = {id(p) for g in opt.param_groups for p in g["params"]}
+    assert all(id(p) in in_opt for p in extra)  # connectors / heads reach the optimiser
+    opt.step()
+    assert all(not torch.equal(b, p) for b, p in zip(before, extra))  # and learn
+    if name in ("hint", "byot"):
+        assert extra  # these methods own parameters
+    exported = set(model.state_dict())
+    assert not any(k.startswith("distillers") for k in exported)
+    assert set(bundle.state_dict()) == {f"students.0.{k}" for k in exported} | {
+        f"distillers.0.0.{k}" for k in d.state_dict()}
+
+
+def test_multi_teacher_with_identical_teachers_equals_kd(synthetic_root, teacher_ckpt, tmp_path):
+    model, teachers, _, _, _, data = setup_one("kd", synthetic_root, teacher_ckpt, tmp_path)
+    teachers[1].load_state_dict(teachers[0].state_dict())
+    kd = build_distiller(Term("kd", 1.0, {"temperature": 3.0}, "kd"))
+    view = view_of(model, teachers, kd, data)
+    for opts in ({"temperature": 3.0}, {"temperature": 3.0, "confidence": True}, {"temperature": 3.0, "weights": [1, 3]}):
+        mt = build_distiller(Term("multi_teacher", 1.0, opts, "mt"))
+        assert torch.allclose(mt(view)["multi_teacher"], kd(view)["kd"], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("spec, match", [
+    ([{"name": "kd", "pairs": [["stage1", "stage1"]]}], "kd' has no option 'pairs'"),
+    ([{"name": "kdd"}], "Did you mean 'kd'"),
+    ([{"name": "kd", "weight": float("nan")}], "weight: must be a finite number"),
+    ([{"name": "kd", "temperature": -1}], "temperature must be > 0"),
+    ([{"name": "at", "whcih": "all"}], "did you mean 'which'"),
+])
+def test_bad_terms_are_refused_at_load(spec, match):
+    with pytest.raises(OptionError, match=match):
+        parse_terms(spec)
+
+
+@pytest.mark.parametrize("term, match", [
+    ("{name: hint, pairs: [[head, stage4]]}", "outputs logits"),
+    ("{name: hint, pairs: [[stage9, stage4]]}", "the student has no module 'stage9'"),
+    ("{name: at, pairs: [[stage3, stage4]]}", "cannot be matched"),
+    ("{name: kd, teacher: 1}", "teacher=1 but the recipe gives 1 teacher"),
+])
+def test_bad_pairs_fail_before_the_run_directory_exists(term, match, synthetic_root, teacher_ckpt, tmp_path):
+    r = recipe(tmp_path, synthetic_root, teacher_ckpt, f"distill=[{term}]")
+    with pytest.raises(OptionError, match=match):
+        train_students(r, min_student(), show_progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_torchscript_teacher_refused_for_features_allowed_for_logits(synthetic_root, teacher_ckpt, tmp_path):
+    ts = tmp_path / "t.ts"
+    torch.jit.trace(ResNetTeacher(**TEACHER_KW).eval(), torch.zeros(1, 1, 28, 28)).save(str(ts))
+    student = min_student()
+    r = recipe(tmp_path, synthetic_root, teacher_ckpt, f"teacher.torchscript={ts}", "distill=[{name: at}]")
+    with pytest.raises(OptionError, match="TorchScript"):
+        train_students(r, student, show_progress=False)
+    r = recipe(tmp_path, synthetic_root, teacher_ckpt, f"teacher.torchscript={ts}", "distill=[{name: kd}]",
+               "data.limit_train=64")
+    assert train_students(r, student, show_progress=False)["test_acc"] >= 0
+
+
+def test_dml_trains_every_student_on_its_peers_soft_labels(synthetic_root, teacher_ckpt, tmp_path, monkeypatch):
+    from nas_kd.distill.online import DML
+
+    seen = []
+    original = DML.forward
+
+    def spy(self, view):
+        seen.append([p.clone() for p in view.peer_logits])
+        return original(self, view)
+
+    monkeypatch.setattr(DML, "forward", spy)
+    r = recipe(tmp_path, synthetic_root, teacher_ckpt, "distill=[{name: dml, students: 2}]", "data.limit_train=64")
+    final = train_students(r, min_student(),
+                           show_progress=False)
+    assert len(seen) == 2 * 2 and all(len(p) == 1 for p in seen)  # 2 steps x 2 students, one peer each
+    assert not torch.equal(seen[0][0], seen[1][0])  # student 0 saw student 1's logits and vice versa
+    a, b = (load_subnet(tmp_path / "run" / d) for d in ("student", "student1"))
+    assert any(not torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
+    assert len(final["students_test_acc"]) == 2 and final["best_student"] in (0, 1)
+
+
+@pytest.mark.parametrize("term", ["{name: byot}", "{name: sad, start_epoch: 1}", "{name: hint}"])
+def test_heads_and_connectors_train_but_are_not_exported(term, synthetic_root, teacher_ckpt, tmp_path):
+    r = recipe(tmp_path, synthetic_root, teacher_ckpt, f"distill=[{term}]", "data.limit_train=64")
+    final = train_students(r, min_student(),
+                           show_progress=False)
+    ckpt = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=True)["model"]
+    exported = load_subnet(tmp_path / "run/student").state_dict()
+    extra = [k for k in ckpt if k.startswith("distillers.")]
+    assert extra if "sad" not in term else not extra
+    assert {f"students.0.{k}" for k in exported} == set(ckpt) - set(extra)
+    assert final["flops"] == json.loads((tmp_path / "run/student/arch.json").read_text())["flops"]
+
+
+def test_cached_teacher_logits_give_the_live_loss(synthetic_root, teacher_ckpt, tmp_path):
+    args = ("distill=[{name: kd, weight: 0.7}]", "student.ce_weight=0.3", "data.limit_train=96")
+    cached = train_students(recipe(tmp_path / "a", synthetic_root, teacher_ckpt, *args), min_student(), show_progress=False)
+    live = train_students(recipe(tmp_path / "b", synthetic_root, teacher_ckpt, *args, "train.cache_teacher=false"),
+                          min_student(), show_progress=False)
+    ma, mb = (json.loads((tmp_path / d / "run/metrics.jsonl").read_text().splitlines()[0]) for d in "ab")
+    assert ma["train_kd"] == pytest.approx(mb["train_kd"], rel=1e-5)
+    assert cached["test_loss"] == pytest.approx(live["test_loss"], rel=1e-4)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_distill_resume_reproduces_uninterrupted_run(synthetic_root, teacher_ckpt, tmp_path):
+    args = ("distill=[{name: kd, weight: 0.5}, {name: hint, weight: 1.0}]", "student.ce_weight=0.5",
+            "data.limit_train=128", "train.epochs=2", "train.checkpoint_every_steps=2", "data.augment_pad=2")
+    straight = train_students(recipe(tmp_path / "a", synthetic_root, teacher_ckpt, *args), min_student(), show_progress=False)
+
+    def stop(loop):
+        if loop.state.epoch == 1 and loop.state.step == 3:
+            raise Interrupt
+
+    r = recipe(tmp_path / "b", synthetic_root, teacher_ckpt, *args)
+    with pytest.raises(Interrupt):
+        train_students(r, min_student(), on_step=stop, show_progress=False)
+    resumed = train_students(r, min_student(), resume=True, show_progress=False)
+    assert resumed["test_loss"] == straight["test_loss"]
+    wa, wb = (torch.load(tmp_path / d / "run/checkpoints/last.pt", weights_only=True)["model"] for d in "ab")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_distill_command_with_every_student_kind(synthetic_root, teacher_ckpt, tmp_path):
+    base = ["--recipe", "recipes/finetune_fmnist.yaml", "--set", f"data.root={synthetic_root}", "--set",
+            "data.val_size=64", "--set", "data.limit_train=64", "--set", "train.epochs=1", "--set",
+            f"teacher.kwargs={json.dumps(TEACHER_KW)}", "--set", f"teacher.checkpoint={teacher_ckpt}",
+            "--set", f"run.out_dir={tmp_path}"]
+    assert main(["distill", *base, "--student", "resnet:min", "--set", "run.name=a"]) == 0
+    assert main(["distill", *base, "--student", str(tmp_path / "a/student"), "--set", "run.name=b"]) == 0
+    arch = tmp_path / "arch.json"
+    arch.write_text(json.dumps({"space": "resnet", "arch": load_subnet(tmp_path / "a/student").arch}))
+    assert main(["distill", *base, "--student", str(arch), "--set", "run.name=c"]) == 0
+    assert main(["distill", *base, "--student", "nas_kd.models.resnet_teacher:resnet_fmnist", "--set", "run.name=d",
+                 "--set", "distill=[{name: kd}, {name: at, pairs: [[stage2, stage2]]}]"]) == 0
+    finals = [json.loads((tmp_path / n / "final.json").read_text()) for n in "abcd"]
+    assert finals[0]["arch"] == finals[1]["arch"] == finals[2]["arch"] and finals[3]["model"].endswith(":resnet_fmnist")
+    assert finals[1]["initialised_from"] == str(tmp_path / "a/student")
+    assert main(["distill", *base, "--student", "nospace:max", "--set", "run.name=e"]) == 2
+    assert main(["distill", *base, "--student", "resnet:min", "--set", "run.name=f",
+                 "--set", "distill=[{name: hint, which: first}]"]) == 2
