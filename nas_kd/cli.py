@@ -51,8 +51,7 @@ def _cmd_ground_truth(args: argparse.Namespace) -> None:
 
     recipe = load_recipe(args.recipe, args.overrides)
     out = Path(recipe.run.out_dir) / recipe.run.name
-    results = run_ground_truth(recipe, out)
-    print(json.dumps({"finished": len(results), "of": recipe.rankcorr.num_archs, "dir": str(out / "ground_truth")}))
+    print(json.dumps(run_ground_truth(recipe, out, queue=args.queue, max_jobs=args.max_jobs, commit=args.commit)))
 
 
 def _cmd_run(args: argparse.Namespace) -> None:
@@ -248,8 +247,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="result JSON to write")
     p.set_defaults(func=_cmd_dna_search)
 
-    p = sub.add_parser("ground-truth", help="train the rank-correlation study's archs stand-alone (cached, shareable)")
+    p = sub.add_parser("ground-truth", help="work the search-quality study's ground-truth job queue "
+                                            "(run it in several processes or machines to share the jobs)")
     _recipe_args(p)
+    p.add_argument("--queue", help="Optuna RDB URL of the job queue (default: the recipe's, else SQLite in the run dir)")
+    p.add_argument("--max-jobs", type=int, help="stop after this many jobs")
+    p.add_argument("--commit", action="store_true", help="git-commit each record as it lands")
     p.set_defaults(func=_cmd_ground_truth)
 
     p = sub.add_parser("export", help="export a subnet of a trained supernet as a standalone model directory")

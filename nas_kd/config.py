@@ -117,10 +117,14 @@ class SearchConfig:
 
 @dataclass
 class RankCorrConfig:
-    """The rank-correlation study: which archs, which supernet checkpoints, which evaluators."""
+    """The search-quality study: budget bands of archs, their trained ground truth, supernet checkpoints, evaluators."""
 
-    num_archs: int = 30
-    sampler: str = "flops"  # how the study's archs are drawn (search_spaces.SAMPLERS)
+    bands: list[float] = field(default_factory=lambda: [0.06, 0.12, 0.25])  # budgets B as fractions of max FLOPs
+    archs_per_band: int = 16  # archs per band, FLOPs in [0.8 B, B], stratified and seeded
+    seeds: list[int] = field(default_factory=lambda: [0, 1])  # ground-truth training seeds per arch
+    columns: list[str] = field(default_factory=lambda: ["kd", "scratch"])  # kd: the recipe's distill terms
+    records: str = "results/search_quality/ground_truth"  # one committed JSON per (arch, column, seed)
+    queue: str | None = None  # Optuna RDB URL of the job queue; default sqlite:///<run dir>/queue.db
     supernet_run: str = "runs/supernet_fmnist"  # a supernet run with checkpoints/epochNNN.pt
     evaluators: list[str] = field(default_factory=lambda: ["accuracy", "kl", "rdm", "cka", "flops"])
     probe_size: int = 500  # validation images for kl / rdm / cka

@@ -1,6 +1,7 @@
 """Where a result came from: the command line, the git commit and the wall time."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shlex
@@ -11,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 
+@functools.cache
 def git_commit() -> str:
-    """The current git commit (with ``-dirty`` if the tree has uncommitted changes), or ``unknown``.
+    """The git commit this process's code came from (with ``-dirty`` if the tree had uncommitted changes),
+    or ``unknown``; read once per process, so a long worker keeps naming the code it started with.
 
     ``$NAS_KD_GIT_COMMIT`` overrides it, for copies of a checkout without (or with a stale) ``.git``.
     """

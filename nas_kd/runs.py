@@ -26,16 +26,21 @@ class RunDir:
 
     @classmethod
     def open(cls, recipe: Recipe, resume: bool) -> "RunDir":
-        """Create a fresh run directory, or reopen one to resume; never overwrites a finished run silently."""
+        """Create a fresh run directory, or reopen one to resume; never overwrites a run that holds work.
+
+        A directory holding neither a checkpoint nor a final result (a start that failed or was killed
+        before its first checkpoint) holds nothing to lose: it is started afresh, with or without ``resume``.
+        """
         run = cls.of(recipe)
-        if resume:
-            if not run.last_checkpoint.exists():
-                raise RunDirError(f"{run.path}: nothing to resume (no {run.last_checkpoint.name}); drop --resume to start")
-        elif run.path.exists() and any(run.path.iterdir()):
+        has_work = run.last_checkpoint.exists() or (run.path / "final.json").exists()
+        if not resume and has_work:
             raise RunDirError(
                 f"{run.path} already holds a run: pass --resume to continue it, "
                 "or choose another name with --set run.name=NAME"
             )
+        if not run.last_checkpoint.exists():
+            for stale in ("metrics.jsonl", "final.json"):
+                (run.path / stale).unlink(missing_ok=True)
         run.path.mkdir(parents=True, exist_ok=True)
         dump_recipe(recipe, run.path / "config.yaml")
         return run

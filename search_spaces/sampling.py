@@ -31,13 +31,16 @@ class UniformSampler:
 
 @SAMPLERS.register("flops")
 class FlopsStratifiedSampler:
-    """``n`` draws spread over ``bins`` equal-width FLOPs bins between the space's min and max."""
+    """``n`` draws spread over ``bins`` equal-width FLOPs bins between ``lo`` and ``hi`` (default: the
+    space's min and max FLOPs)."""
 
-    def __init__(self, space: StagedSpace, bins: int = 4, tries: int = 300) -> None:
+    def __init__(self, space: StagedSpace, bins: int = 4, tries: int = 300, lo: float | None = None,
+                 hi: float | None = None) -> None:
         if bins < 1:
             raise ValueError(f"bins must be >= 1, got {bins}")
         self.space, self.bins, self.tries = space, bins, tries
-        self.lo, self.hi = space.flops(space.min_arch()), space.flops(space.max_arch())
+        self.lo = space.flops(space.min_arch()) if lo is None else lo
+        self.hi = space.flops(space.max_arch()) if hi is None else hi
 
     def bin_range(self, b: int) -> tuple[float, float]:
         """FLOPs interval [lo, hi) of bin ``b`` (the last bin includes the max)."""

@@ -59,9 +59,18 @@ def test_resume_mid_epoch_reproduces_uninterrupted_run(tmp_path, fmnist_root):
     assert [r["epoch"] for r in records] == [0, 1]
 
 
-def test_resume_without_checkpoint_fails_clearly(tmp_path, fmnist_root):
-    with pytest.raises(RunDirError, match="nothing to resume"):
-        train_teacher(tiny_recipe(tmp_path, fmnist_root), resume=True)
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_failed_start_never_blocks_a_rerun(tmp_path, synthetic_root, resume):
+    recipe = tiny_recipe(tmp_path, synthetic_root, "train.epochs=1", "data.val_size=64", "teacher.model=no.such:model")
+    with pytest.raises(ValueError, match="cannot import"):
+        train_teacher(recipe, show_progress=False)
+    assert not (tmp_path / "run").exists()  # the bad teacher was found before the run directory was made
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text("left by a start killed before its first checkpoint\n")
+    recipe = tiny_recipe(tmp_path, synthetic_root, "train.epochs=1", "data.val_size=64")
+    assert train_teacher(recipe, resume=resume, show_progress=False)["test_acc"] >= 0
+    with pytest.raises(RunDirError, match="--resume"):  # now it holds work: never overwritten silently
+        train_teacher(recipe, show_progress=False)
 
 
 def make_factory_module(tmp_path):

@@ -1,86 +1,189 @@
-"""Ground truth for the rank-correlation study: sampled archs trained stand-alone, cached per arch.
+"""Ground truth of the search-quality study: archs of equal-cost bands trained (distilled and from scratch)
+with several seeds, as independent, shareable, committed jobs.
 
-Each arch trains in ``<out>/ground_truth/<arch_id>/`` (a normal ``train-arch`` run directory).
-A finished arch (``final.json`` present) is skipped, an interrupted one resumes from its last
-checkpoint, and several processes can share the work: each claims an arch by creating
-``<arch_id>.claim`` exclusively (a claim older than ``stale_seconds`` without progress is
-taken over).
+Bands: for each budget fraction f of ``rankcorr.bands``, B = f x the max arch's FLOPs, and
+``archs_per_band`` distinct archs with FLOPs in [0.8 B, B], FLOPs-stratified and fixed by the seed, so
+cost alone cannot rank them. One job = (band, arch, column, seed); column ``kd`` trains with the
+recipe's ``distill`` terms and ``student.ce_weight``, ``scratch`` with cross-entropy alone.
+
+Jobs go through :class:`nas_kd.studies.JobQueue` (an Optuna study as the queue: SQLite in the run
+directory, or ``rankcorr.queue`` / ``--queue`` an RDB URL for several machines). A finished job
+writes one small JSON record under ``rankcorr.records`` (committed to git), which later sessions
+and other machines skip. Each record scores the model on every held-out image nothing was
+selected on (the test set plus the validation split, since the last epoch is kept) and keeps the
+measurement's binomial standard error, so measurement noise can be told from seed noise.
 """
 from __future__ import annotations
 
 import copy
 import hashlib
 import json
-import os
+import math
 import random
-import time
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import search_spaces
 from nas_kd.config import Recipe
-from nas_kd.train.standalone import train_arch
+from nas_kd.errors import UserError
+from nas_kd.provenance import Stopwatch, origin, write_result
 from search_spaces import SAMPLERS
+
+COLUMNS = ("kd", "scratch")
 
 
 def arch_id(arch: dict[str, Any]) -> str:
-    """A short stable id of a canonical arch (its directory name)."""
+    """A short stable id of a canonical arch."""
     return hashlib.sha1(json.dumps(arch, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def sample_study_archs(recipe: Recipe) -> list[dict[str, Any]]:
-    """The study's ``num_archs`` distinct archs, stratified over the FLOPs range, fixed by the seed."""
-    cfg = recipe.rankcorr
-    space = search_spaces.get(recipe.student.space)
-    sampler = SAMPLERS.build(cfg.sampler, space=space)
-    rng = random.Random(recipe.seed)
-    seen: dict[str, dict] = {}
-    for _ in range(100 * cfg.num_archs):
-        if len(seen) == cfg.num_archs:
+def band_budget(space, fraction: float) -> float:
+    """The band's budget B in FLOPs: ``fraction`` of the space's max arch."""
+    return fraction * space.flops(space.max_arch())
+
+
+def band_archs(space, fraction: float, n: int, seed: int) -> list[dict[str, Any]]:
+    """``n`` distinct archs with FLOPs in [0.8 B, B], spread over 4 FLOPs bins, deterministic in ``seed``."""
+    if not 0 < fraction <= 1:
+        raise UserError(f"rankcorr.bands: {fraction} is not a fraction in (0, 1]")
+    budget = band_budget(space, fraction)
+    if budget < space.flops(space.min_arch()):
+        raise UserError(f"rankcorr.bands: {fraction} x max FLOPs = {budget / 1e6:.2f} MFLOPs is below the smallest "
+                        f"arch of {space.name} ({space.flops(space.min_arch()) / 1e6:.2f} MFLOPs)")
+    sampler = SAMPLERS.build("flops", space=space, lo=0.8 * budget, hi=budget)
+    rng = random.Random(f"{seed}-{space.name}-{fraction}")
+    found: dict[str, dict] = {}
+    for _ in range(200 * n):
+        if len(found) == n:
             break
-        for arch in sampler.sample(rng, 1):
-            seen.setdefault(arch_id(arch), arch)
-    if len(seen) < cfg.num_archs:
-        raise ValueError(f"could only draw {len(seen)} distinct archs of {space.name}, asked for {cfg.num_archs}")
-    return sorted(seen.values(), key=space.flops)
+        arch = sampler.sample(rng, 1)[0]
+        if 0.8 * budget <= space.flops(arch) <= budget:
+            found.setdefault(arch_id(arch), arch)
+    if len(found) < n:
+        raise UserError(f"rankcorr: found only {len(found)} distinct archs of {space.name} in the {fraction} band, "
+                        f"asked for {n}")
+    return sorted(found.values(), key=space.flops)
 
 
-def _claim(path: Path, stale_seconds: float) -> bool:
-    try:
-        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-        return True
-    except FileExistsError:
-        if time.time() - path.stat().st_mtime > stale_seconds:
-            path.touch()
-            return True
-        return False
+def study_bands(recipe: Recipe) -> dict[str, list[dict[str, Any]]]:
+    """``{band name: archs}`` of the study; a band is named by its fraction (``"0.12"``)."""
+    space = search_spaces.get(recipe.student.space)
+    return {str(f): band_archs(space, f, recipe.rankcorr.archs_per_band, recipe.seed) for f in recipe.rankcorr.bands}
 
 
-def run_ground_truth(recipe: Recipe, out: str | Path, *, stale_seconds: float = 3600.0,
-                     show_progress: bool = True) -> list[dict[str, Any]]:
-    """Train every study arch not yet finished (claiming each); returns the finished results, in FLOPs order."""
-    root = Path(out) / "ground_truth"
-    root.mkdir(parents=True, exist_ok=True)
-    archs = sample_study_archs(recipe)
-    (root / "archs.json").write_text(json.dumps(archs, indent=1) + "\n")
-    for arch in archs:
-        aid = arch_id(arch)
-        if (root / aid / "final.json").exists() or not _claim(root / f"{aid}.claim", stale_seconds):
-            continue
-        r = copy.deepcopy(recipe)
-        r.run.out_dir, r.run.name = str(root), aid
-        train_arch(r, arch, resume=(root / aid / "checkpoints" / "last.pt").exists(), show_progress=show_progress)
-    return collect_ground_truth(recipe, out)
+def job_key(space: str, band: str, arch: dict, column: str, seed: int) -> str:
+    """The job's name (and its record's file name, without ``.json``)."""
+    return f"{space}-b{band}-{arch_id(arch)}-{column}-s{seed}"
 
 
-def collect_ground_truth(recipe: Recipe, out: str | Path) -> list[dict[str, Any]]:
-    """Finished ground-truth results of the study's archs (missing ones are left out)."""
-    root = Path(out) / "ground_truth"
-    results = []
-    for arch in sample_study_archs(recipe):
-        final = root / arch_id(arch) / "final.json"
-        if final.exists():
-            d = json.loads(final.read_text())
-            results.append({"id": arch_id(arch), "arch": arch, "mflops": d["mflops"], "test_acc": d["test_acc"],
-                            "val_acc": d["val_acc"], "wall_seconds": d["wall_seconds"]})
-    return results
+def plan(recipe: Recipe) -> dict[str, dict[str, Any]]:
+    """Every job of the study in queue order: column by column; within one, arch i of every band with
+    every seed before arch i + 1, so a partial ground truth has whole seed pairs in every band."""
+    cfg = recipe.rankcorr
+    for c in cfg.columns:
+        if c not in COLUMNS:
+            raise UserError(f"rankcorr.columns: {c!r} is not one of {', '.join(COLUMNS)}")
+    if not cfg.seeds:
+        raise UserError("rankcorr.seeds: give at least one seed")
+    bands = study_bands(recipe)
+    space = recipe.student.space
+    jobs = {}
+    for column in cfg.columns:
+        for i in range(cfg.archs_per_band):
+            for band, archs in bands.items():
+                for seed in cfg.seeds:
+                    key = job_key(space, band, archs[i], column, seed)
+                    jobs[key] = {"space": space, "band": band, "arch": archs[i], "column": column, "seed": seed}
+    return jobs
+
+
+def record_path(recipe: Recipe, key: str) -> Path:
+    return Path(recipe.rankcorr.records) / f"{key}.json"
+
+
+def job_recipe(recipe: Recipe, key: str, job: dict[str, Any], out: Path) -> Recipe:
+    """The training recipe of one job: its seed and column, its own run directory under ``out``."""
+    r = copy.deepcopy(recipe)
+    r.seed, r.run.out_dir, r.run.name = job["seed"], str(out / "jobs"), key
+    if job["column"] == "scratch":
+        r.distill, r.student.ce_weight = [], 1.0
+    return r
+
+
+def heldout(final: dict[str, Any], test_n: int, val_n: int) -> dict[str, float]:
+    """Accuracy on test + validation together, with its binomial standard error (measurement noise)."""
+    n = test_n + val_n
+    acc = (final["test_acc"] * test_n + final["val_acc"] * val_n) / n
+    return {"heldout_acc": acc, "heldout_n": n, "heldout_se": math.sqrt(max(acc * (1 - acc), 0.0) / n)}
+
+
+def train_job(recipe: Recipe, key: str, job: dict[str, Any], out: Path, *, show_progress: bool = True) -> dict:
+    """Train one job (resuming its run directory if a killed worker left a checkpoint) and write its record."""
+    from nas_kd.students import arch_student
+    from nas_kd.train.distill import train_students
+    from nas_kd.train.setup import load_data
+
+    started, watch = origin(), Stopwatch()
+    r = job_recipe(recipe, key, job, out)
+    final_path = Path(r.run.out_dir) / key / "final.json"
+    if final_path.exists():
+        final = json.loads(final_path.read_text())
+    else:
+        resume = (Path(r.run.out_dir) / key / "checkpoints" / "last.pt").exists()
+        final = train_students(r, arch_student(job["space"], job["arch"]), resume=resume, show_progress=show_progress)
+    data = load_data(r)
+    record = {
+        "key": key, **job, "mflops": final["mflops"], "params": final["params"],
+        "test_acc": final["test_acc"], "val_acc": final["val_acc"], "test_n": len(data.test), "val_n": len(data.val),
+        **heldout(final, len(data.test), len(data.val)),
+        "epochs": r.train.epochs, "train_images": len(data.train), "distill": final["distill"],
+        "ce_weight": final["ce_weight"], "seconds_per_epoch": final["seconds_per_epoch"],
+        "train_wall_seconds": final["wall_seconds"], "device": final["device"],
+    }
+    return write_result(record_path(recipe, key), record, watch.seconds(), started)
+
+
+def commit_record(path: Path, attempts: int = 5) -> None:
+    """``git commit`` just ``path`` (retrying while another git command holds the index lock)."""
+    import time
+
+    for attempt in range(attempts):
+        add = subprocess.run(["git", "add", str(path)], capture_output=True, text=True)
+        done = add.returncode == 0 and subprocess.run(
+            ["git", "commit", "-q", "-m", f"Ground-truth record {path.stem}", "--", str(path)],
+            capture_output=True, text=True).returncode == 0
+        if done:
+            return
+        time.sleep(2 * (attempt + 1))
+    print(f"warning: could not commit {path}; commit it by hand")
+
+
+def run_ground_truth(recipe: Recipe, out: str | Path, *, queue: str | None = None, max_jobs: int | None = None,
+                     commit: bool = False, show_progress: bool = True) -> dict[str, Any]:
+    """Enqueue the study's jobs that have no record yet, then work the queue; returns a progress summary."""
+    from nas_kd.studies import JobQueue
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = plan(recipe)
+    url = queue or recipe.rankcorr.queue or f"sqlite:///{out / 'queue.db'}"
+    q = JobQueue(url, f"ground-truth-{recipe.student.space}")
+    q.enqueue([k for k in jobs if not record_path(recipe, k).exists()])
+
+    def run(key: str) -> float:
+        path = record_path(recipe, key)
+        if not path.exists():  # another machine may have committed it meanwhile
+            train_job(recipe, key, jobs[key], out, show_progress=show_progress)
+            if commit:
+                commit_record(path)
+        return json.loads(path.read_text())["heldout_acc"]
+
+    ran = q.work(run, max_jobs)
+    finished = sum(record_path(recipe, k).exists() for k in jobs)
+    return {"jobs": len(jobs), "finished": finished, "ran_here": len(ran), "records": recipe.rankcorr.records}
+
+
+def collect_ground_truth(recipe: Recipe) -> list[dict[str, Any]]:
+    """Every finished record of the study (missing ones left out)."""
+    return [json.loads(p.read_text()) for k in plan(recipe) if (p := record_path(recipe, k)).exists()]

@@ -10,35 +10,18 @@ worst score seen.
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from nas_kd.search.objective import Objective, arch_key
 from nas_kd.search.strategies import STRATEGIES
-
-
-def _open_storage(url: str | None, attempts: int = 5):
-    """The RDB storage at ``url``. Workers starting together race to create its schema; the losers
-    get an integrity error and retry, finding the schema their rival created."""
-    import optuna
-    from sqlalchemy.exc import SQLAlchemyError
-
-    if url is None:
-        return None
-    for attempt in range(attempts):
-        try:
-            return optuna.storages.RDBStorage(url)
-        except SQLAlchemyError:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.2 * (attempt + 1))
+from nas_kd.studies import open_storage
 
 
 def _study(objective: Objective, storage: str | None, study_name: str, seed: int, multi: bool):
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = _open_storage(storage)
+    storage = open_storage(storage)
     if multi:
         sampler = optuna.samplers.NSGAIISampler(seed=seed, population_size=20)
         return optuna.create_study(storage=storage, study_name=study_name, sampler=sampler, load_if_exists=True,

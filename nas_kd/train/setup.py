@@ -98,6 +98,6 @@ def build_loop(
         checkpoint_every_steps=recipe.train.checkpoint_every_steps, on_step=on_step,
         show_progress=show_progress, meta=meta,
     )
-    if resume:
+    if resume and run.last_checkpoint.exists():
         loop.resume()
     return loop
