@@ -143,6 +143,15 @@ def _cmd_export(args: argparse.Namespace) -> None:
 def _cmd_bench(args: argparse.Namespace) -> None:
     from nas_kd.provenance import Stopwatch, origin, write_result
 
+    if args.name == "distill":
+        from nas_kd.bench.distill import bench_distill
+
+        if not args.table:
+            raise ValueError("bench distill needs --table (e.g. recipes/distill_table_fmnist.yaml)")
+        summary = bench_distill(args.table, rows=args.rows, commit=args.commit)
+        print(json.dumps({k: {"acc_mean": v["acc_mean"], "acc_std": v["acc_std"]} for k, v in summary["rows"].items()},
+                         indent=2))
+        return
     started, watch = origin(), Stopwatch()
     spaces = args.spaces or ["mbv2", "resnet"]
     if args.name == "flops":
@@ -269,8 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("bench", help="benchmarks: 'flops' (cost table vs fvcore), 'supernet' (weight-sharing step "
-                                     "cost), 'dna-search' (exact search time, brute-force check), 'evaluators' (archs per minute)")
-    p.add_argument("name", choices=["flops", "supernet", "dna-search", "evaluators"])
+                                     "cost), 'dna-search' (exact search time, brute-force check), 'evaluators' (archs per minute), "
+                                     "'distill' (the distillation method table)")
+    p.add_argument("name", choices=["flops", "supernet", "dna-search", "evaluators", "distill"])
+    p.add_argument("--table", help="distill: the table file (rows x seeds), e.g. recipes/distill_table_fmnist.yaml")
+    p.add_argument("--rows", nargs="*", help="distill: only these rows")
+    p.add_argument("--commit", action="store_true", help="distill: git-commit each record as it lands")
     p.add_argument("--spaces", nargs="*", help="search spaces (default: mbv2 resnet)")
     p.add_argument("--num-archs", type=int, default=100, help="archs per space (flops)")
     p.add_argument("--repeats", type=int, default=10, help="timed steps per arch and model (supernet)")

@@ -235,3 +235,30 @@ def test_distill_command_with_every_student_kind(synthetic_root, teacher_ckpt, t
     assert main(["distill", *base, "--student", "nospace:max", "--set", "run.name=e"]) == 2
     assert main(["distill", *base, "--student", "resnet:min", "--set", "run.name=f",
                  "--set", "distill=[{name: hint, which: first}]"]) == 2
+
+
+def test_distill_table_runs_rows_resumably_and_summarises(synthetic_root, teacher_ckpt, tmp_path):
+    from nas_kd.bench.distill import bench_distill
+
+    base = tmp_path / "base.yaml"
+    base.write_text(open("recipes/distill_fmnist.yaml").read())
+    sets = [f"data.root={synthetic_root}", "data.val_size=64", "data.limit_train=64", "train.epochs=1",
+            f"teacher.kwargs={json.dumps(TEACHER_KW)}", f"teacher.checkpoint={teacher_ckpt}"]
+    table = tmp_path / "table.yaml"
+    rows = {"scratch": sets, "kd": [*sets, "distill=[{name: kd, weight: 0.9}]"],
+            "born_again": [*sets, "distill=[{name: kd, weight: 0.9}]", "teacher.subnet={runs}/scratch-s{seed}/student"]}
+    table.write_text(json.dumps({"recipe": str(base), "seeds": [0, 1], "runs": str(tmp_path / "runs"),
+                                 "out": str(tmp_path / "out"), "rows": {"born_again": rows["born_again"], "kd": rows["kd"]}}))
+    with pytest.raises(Exception, match="scratch"):  # born_again's teacher comes from a row that does not exist
+        bench_distill(str(table), show_progress=False)
+    table.write_text(json.dumps({"recipe": str(base), "seeds": [0, 1], "runs": str(tmp_path / "runs"),
+                                 "out": str(tmp_path / "out"), "rows": {"born_again": rows["born_again"], **rows}}))
+    summary = bench_distill(str(table), show_progress=False)
+    assert set(summary["rows"]) == {"scratch", "kd", "born_again"}
+    assert all(len(r["seeds"]) == 2 and r["acc_std"] is not None for r in summary["rows"].values())
+    ba = json.loads((tmp_path / "out/born_again-s1.json").read_text())
+    assert ba["teachers"] == [str(tmp_path / "runs/scratch-s1/student")] and ba["command"] and ba["git_commit"]
+    assert "| born_again |" in (tmp_path / "out.md").read_text()
+    stamp = (tmp_path / "out/kd-s0.json").stat().st_mtime
+    bench_distill(str(table), show_progress=False)  # everything recorded: nothing retrained
+    assert (tmp_path / "out/kd-s0.json").stat().st_mtime == stamp

@@ -89,7 +89,7 @@ def rank_stages(recipe: Recipe, checkpoint: str | Path, out: str | Path, show_pr
         cands = space.stage_candidates(i)
         cins = [space.stem_width] if i == 1 else sorted(space.stages[i - 2].widths)
         rows = []
-        for cand in tqdm(cands, desc=f"stage {i}", disable=not show_progress, leave=False):
+        for cand in tqdm(cands, desc=f"stage {i}", disable=None if show_progress else True, leave=False):
             scores = candidate_scores(model, i, cand, calib_f[tstages[i - 1]], probe_f[tstages[i - 1]],
                                       probe_f[tstages[i]])
             rows.append({"cand": cand, **scores, "flops": {str(c): space.stage_flops(i, cand, c) for c in cins}})

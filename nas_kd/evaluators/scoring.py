@@ -18,7 +18,7 @@ def score_archs(ctx: EvalContext, archs: Iterable[dict[str, Any]], names: list[s
     evaluators = [EVALUATORS.build(n) for n in names]
     space = ctx.supernet.space
     rows = []
-    for arch in tqdm(list(archs), desc="scoring", disable=not show_progress, leave=False):
+    for arch in tqdm(list(archs), desc="scoring", disable=None if show_progress else True, leave=False):
         arch = space.validate(arch)
         row: dict[str, Any] = {"arch": arch, "mflops": space.flops(arch) / 1e6, "mparams": space.params(arch) / 1e6}
         view = _TableView(ctx, arch) if set(names) <= NO_SUBNET else SubnetView(ctx, arch)

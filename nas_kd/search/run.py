@@ -48,7 +48,7 @@ def run_search(recipe: Recipe, show_progress: bool = True) -> dict[str, Any]:
     ctx = EvalContext.build(net.to(device), teacher, data, teacher_stages=recipe.teacher.stages,
                             probe_size=cfg.probe_size, bn_batches=cfg.bn_batches,
                             batch_size=recipe.data.batch_size, seed=recipe.seed, dna_tables=cfg.dna_tables)
-    bar = tqdm(total=cfg.trials, desc=f"search {cfg.strategy}", disable=not show_progress, dynamic_ncols=True)
+    bar = tqdm(total=cfg.trials, desc=f"search {cfg.strategy}", disable=None if show_progress else True, dynamic_ncols=True)
     objective = Objective(space, lambda arch: score_archs(ctx, [arch], names)[0], cfg.evaluator, budget, progress=bar)
     study_name = cfg.study_name or f"{cfg.evaluator}-{cfg.strategy}-{budget / 1e6:.3f}"
     storage = cfg.storage or f"sqlite:///{(out / 'study.db').resolve()}"

@@ -197,7 +197,7 @@ def train_students(
         return out
 
     metrics = loop.fit(step, validate)
-    used = [c.checkpoint or c.torchscript or c.subnet for c in teacher_cfgs] if teachers else []
+    used = [c.subnet or c.torchscript or c.checkpoint for c in teacher_cfgs] if teachers else []
     return _finish(recipe, student, models, metrics, data, run, loop, started, terms, used, device)
 
 

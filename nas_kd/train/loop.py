@@ -106,7 +106,7 @@ class TrainLoop:
                 total=len(self.batches),
                 initial=st.step,
                 desc=f"epoch {st.epoch + 1}/{self.epochs}",
-                disable=not show,
+                disable=None if show else True,  # None: no bar when not a terminal (a log file)
                 leave=False,
                 dynamic_ncols=True,
             )
