@@ -75,8 +75,7 @@ class SupernetConfig:
     mode: str = "sandwich"  # sandwich (one supernet, in-place / teacher distillation) | blockwise (DNA)
     kernel_transform: bool = False
     num_random: int = 2  # random subnets per step, besides the max and the min
-    distill: str = "alpha_div"  # loss (nas_kd.losses) teaching the non-max subnets
-    distill_kwargs: dict = field(default_factory=dict)
+    distill: list[dict] = field(default_factory=lambda: [{"name": "alpha_div"}])  # logit terms teaching non-max subnets
     soft_labels: str = "inplace"  # inplace (max subnet) | teacher (fixed teacher) | mix | none (hard labels)
     mix_weight: float = 0.5  # with soft_labels=mix: weight of the fixed teacher
     max_teacher_weight: float = 0.0  # weight of KD from the fixed teacher on the max subnet

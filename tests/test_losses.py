@@ -1,4 +1,4 @@
-"""Contract tests every registered loss passes, plus golden values for each."""
+"""Contract tests every pure distillation loss passes (nas_kd.losses.functional), plus golden values."""
 import math
 
 import pytest
@@ -6,17 +6,17 @@ import torch
 import torch.nn.functional as F
 
 import search_spaces
+from nas_kd.distill import DISTILLERS
 from nas_kd.features import capture
-from nas_kd.losses import LOSSES, AlphaDivergence, HintLoss, KDLoss
 from nas_kd.losses import functional as LF
 from nas_kd.models.resnet_teacher import ResNetTeacher
 
-LOGIT_LOSSES = {"kd": {}, "alpha_div": {}}
-FEATURE_LOSSES = {"hint": {"student_channels": 6, "teacher_channels": 6}, "at": {}, "sp": {}, "rkd": {}}
+LOGIT_LOSSES = {"kd": LF.kd_loss, "alpha_div": LF.alpha_divergence}
+FEATURE_LOSSES = {"hint": LF.hint_loss, "at": LF.attention_transfer, "sp": LF.similarity_preserving, "rkd": LF.rkd_loss}
 
 
 def make(name):
-    return LOSSES.build(name, **{**LOGIT_LOSSES, **FEATURE_LOSSES}[name])
+    return {**LOGIT_LOSSES, **FEATURE_LOSSES}[name]
 
 
 def inputs(name, scale=1.0, dtype=torch.float32, seed=0):
@@ -27,8 +27,9 @@ def inputs(name, scale=1.0, dtype=torch.float32, seed=0):
     return s, t
 
 
-def test_every_loss_is_covered():
-    assert set(LOSSES.available()) == set(LOGIT_LOSSES) | set(FEATURE_LOSSES)
+def test_every_teacher_loss_family_is_covered():
+    teacher_methods = {n for n in DISTILLERS.available() if DISTILLERS.get(n).needs_teacher} - {"multi_teacher"}
+    assert teacher_methods == set(LOGIT_LOSSES) | set(FEATURE_LOSSES)
 
 
 @pytest.mark.parametrize("name", sorted({**LOGIT_LOSSES, **FEATURE_LOSSES}))
@@ -63,9 +64,7 @@ def test_kd_golden_value():
     t = torch.tensor([[3.0, 2.0, 1.0]])
     p, q = F.softmax(t / 2, 1), F.softmax(s / 2, 1)
     expected = 4 * (p * (p.log() - q.log())).sum()
-    assert torch.allclose(KDLoss(temperature=2)(s, t), expected)
-    labels = torch.tensor([2])
-    assert torch.allclose(KDLoss(2, ce_weight=0.5)(s, t, labels), expected + 0.5 * F.cross_entropy(s, labels))
+    assert torch.allclose(LF.kd_loss(s, t, temperature=2), expected)
 
 
 def kl(a, b):  # KL(a || b) for probability rows
@@ -76,23 +75,23 @@ def test_alpha_limits_reduce_to_kl():
     s, t = torch.randn(16, 10) * 0.3, torch.randn(16, 10) * 0.3
     q, p = F.softmax(s, 1), F.softmax(t, 1)
     # clip large enough to be inactive
-    assert torch.allclose(AlphaDivergence(0, 0, iw_clip=1e6)(s, t), kl(q, p).mean(), atol=1e-6)
-    assert torch.allclose(AlphaDivergence(1, 1)(s, t), kl(p, q).mean(), atol=1e-6)
+    assert torch.allclose(LF.alpha_divergence(s, t, 0, 0, iw_clip=1e6), kl(q, p).mean(), atol=1e-6)
+    assert torch.allclose(LF.alpha_divergence(s, t, 1, 1), kl(p, q).mean(), atol=1e-6)
     # the general formula approaches the limits continuously
-    assert math.isclose(AlphaDivergence(0.01, 0.01, iw_clip=1e6)(s, t).item(), kl(q, p).mean().item(), rel_tol=0.05)
-    assert math.isclose(AlphaDivergence(0.99, 0.99, iw_clip=1e6)(s, t).item(), kl(p, q).mean().item(), rel_tol=0.05)
+    assert math.isclose(LF.alpha_divergence(s, t, 0.01, 0.01, iw_clip=1e6).item(), kl(q, p).mean().item(), rel_tol=0.05)
+    assert math.isclose(LF.alpha_divergence(s, t, 0.99, 0.99, iw_clip=1e6).item(), kl(p, q).mean().item(), rel_tol=0.05)
 
 
 def test_alpha_hand_computed_and_picks_the_larger():
     s, t = torch.tensor([[0.0, 0.0]]), torch.tensor([[math.log(3.0), 0.0]])  # q = (.5,.5), p = (.75,.25)
     # alpha = -1: D = sum q (w^-1 - 1) / 2, w = (1.5, 0.5): (0.5*(2/3-1) + 0.5*(2-1)) / 2 = 1/6
-    assert math.isclose(AlphaDivergence(-1, -1)(s, t).item(), 1 / 6, rel_tol=1e-5)
+    assert math.isclose(LF.alpha_divergence(s, t, -1, -1).item(), 1 / 6, rel_tol=1e-5)
     # alpha = 0.5: D = sum q (sqrt(w) - 1) / (-0.25)
     d_half = (0.5 * (math.sqrt(1.5) - 1) + 0.5 * (math.sqrt(0.5) - 1)) / -0.25
-    assert math.isclose(AlphaDivergence(0.5, 0.5)(s, t).item(), d_half, rel_tol=1e-5)
-    assert math.isclose(AlphaDivergence(-1, 0.5)(s, t).item(), max(1 / 6, d_half), rel_tol=1e-5)
+    assert math.isclose(LF.alpha_divergence(s, t, 0.5, 0.5).item(), d_half, rel_tol=1e-5)
+    assert math.isclose(LF.alpha_divergence(s, t, -1, 0.5).item(), max(1 / 6, d_half), rel_tol=1e-5)
     # clipping: w^-1 = 2 clipped at 1.5 -> (0.5*(2/3-1) + 0.5*(1.5-1)) / 2
-    assert math.isclose(AlphaDivergence(-1, -1, iw_clip=1.5)(s, t).item(), (0.5 * (2 / 3 - 1) + 0.25) / 2, rel_tol=1e-5)
+    assert math.isclose(LF.alpha_divergence(s, t, -1, -1, iw_clip=1.5).item(), (0.5 * (2 / 3 - 1) + 0.25) / 2, rel_tol=1e-5)
 
 
 @pytest.mark.parametrize("alpha", [-1.0, -0.5, 0.0, 0.5, 1.0, 2.0])
@@ -100,7 +99,7 @@ def test_alpha_gradient_matches_autograd_when_unclipped(alpha):
     s = (torch.randn(6, 5) * 0.5).double()
     t = (torch.randn(6, 5) * 0.5).double()
     s1 = s.clone().float().requires_grad_()
-    AlphaDivergence(alpha, alpha, iw_clip=1e6)(s1, t.float()).backward()
+    LF.alpha_divergence(s1, t.float(), alpha, alpha, iw_clip=1e6).backward()
     s2 = s.clone().requires_grad_()
     logq, logp = F.log_softmax(s2, 1), F.log_softmax(t, 1)
     q, p = logq.exp(), logp.exp()
@@ -115,20 +114,12 @@ def test_alpha_gradient_matches_autograd_when_unclipped(alpha):
 
 
 def test_alpha_arguments():
-    AlphaDivergence(-1, 1)
-    assert AlphaDivergence(0, 0).alpha_min == 0.0  # 0 is a value, not "unset"
-    with pytest.raises(ValueError, match="alpha_min=1 must be <= alpha_max=0"):
-        AlphaDivergence(1, 0)
-    with pytest.raises(ValueError, match="must be a number"):
-        AlphaDivergence(None, 1)
-
-
-def test_hint_connector_when_channels_differ():
-    loss = HintLoss(4, 6)
-    s = torch.randn(2, 4, 8, 8, requires_grad=True)
-    t = torch.randn(2, 6, 4, 4)
-    loss(s, t).backward()
-    assert loss.connector.weight.grad is not None and s.grad is not None
+    alpha = DISTILLERS.get("alpha_div")
+    assert alpha(0, 0).alpha_min == 0.0  # 0 is a value, not "unset"
+    with pytest.raises(ValueError, match="alpha_min <= alpha_max"):
+        alpha(1, 0)
+    with pytest.raises(ValueError, match="alpha_min <= alpha_max"):
+        LF.alpha_divergence(torch.zeros(1, 2), torch.zeros(1, 2), 1, 0)
 
 
 def test_rkd_and_sp_are_scale_free_in_the_teacher():

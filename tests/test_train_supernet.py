@@ -2,7 +2,7 @@ import json
 
 import pytest
 import torch
-
+from nas_kd.errors import OptionError
 from nas_kd.config import load_recipe
 from nas_kd.supernet import load_supernet
 from nas_kd.train.supernet import train_supernet
@@ -51,5 +51,8 @@ def test_resume_reproduces_uninterrupted_run(tmp_path, fmnist_root):
 def test_bad_supernet_options(tmp_path, fmnist_root):
     with pytest.raises(ValueError, match="soft_labels 'both' is not one of"):
         train_supernet(recipe(tmp_path, fmnist_root, "supernet.soft_labels=both"))
-    with pytest.raises(KeyError, match="unknown loss 'alpha'"):
-        train_supernet(recipe(tmp_path, fmnist_root, "supernet.distill=alpha"))
+    with pytest.raises(OptionError, match=r"supernet.distill\[0\] \(alpha\).*Did you mean 'alpha_div'"):
+        train_supernet(recipe(tmp_path, fmnist_root, "supernet.distill=[{name: alpha}]"))
+    with pytest.raises(OptionError, match="only logit methods work: alpha_div, kd, multi_teacher"):
+        train_supernet(recipe(tmp_path, fmnist_root, "supernet.distill=[{name: hint}]"))
+    assert not (tmp_path / "run").exists()

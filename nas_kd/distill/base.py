@@ -67,6 +67,7 @@ class Distiller(nn.Module):
     """
 
     needs_teacher: ClassVar[bool] = True
+    logits_only: ClassVar[bool] = False  # reads nothing but logits (usable inside supernet training)
     num_students: int = 1  # students trained together (deep mutual learning trains several)
     where: str = "distill"
 
@@ -107,18 +108,19 @@ class Term:
     where: str
 
 
-def parse_terms(spec: Any) -> list[Term]:
-    """Check a recipe's ``distill`` list (names, weights, options against each constructor).
+def parse_terms(spec: Any, key: str = "distill", *, logits_only: bool = False) -> list[Term]:
+    """Check a recipe's ``distill`` list (names, weights, options against each constructor);
+    ``logits_only`` refuses methods that read more than logits.
 
-    Raises :class:`OptionError` naming ``distill[i]`` and the key at fault.
+    Raises :class:`OptionError` naming ``<key>[i]`` and the option at fault.
     """
     if spec is None:
         return []
     if not isinstance(spec, list):
-        raise OptionError(f"distill: expected a list of {{name, weight, ...options}}, got {spec!r}")
+        raise OptionError(f"{key}: expected a list of {{name, weight, ...options}}, got {spec!r}")
     terms = []
     for i, item in enumerate(spec):
-        where = f"distill[{i}]"
+        where = f"{key}[{i}]"
         if not isinstance(item, dict) or "name" not in item:
             raise OptionError(f"{where}: expected a mapping with a 'name' (one of {', '.join(DISTILLERS.available())})")
         options = {k: v for k, v in item.items() if k not in ("name", "weight")}
@@ -127,6 +129,10 @@ def parse_terms(spec: Any) -> list[Term]:
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight < float("inf"):
             raise OptionError(f"{where}.weight: must be a finite number >= 0, got {weight!r}")
         DISTILLERS.build_checked(name, options, where)  # the constructor checks the values too
+        if logits_only and not DISTILLERS.get(name).logits_only:
+            usable = [n for n in DISTILLERS.available() if DISTILLERS.get(n).logits_only]
+            raise OptionError(f"{where}: {name} reads more than logits; here only logit methods work: "
+                              f"{', '.join(usable)}")
         terms.append(Term(name, float(weight), options, where))
     return terms
 

@@ -11,6 +11,8 @@ from nas_kd.losses import functional as LF
 class _OneTeacher(Distiller):
     """Reads the logits of teacher number ``teacher`` (0: the recipe's ``teacher``, 1..: ``extra_teachers``)."""
 
+    logits_only = True
+
     def __init__(self, teacher: int = 0) -> None:
         super().__init__()
         if isinstance(teacher, bool) or not isinstance(teacher, int) or teacher < 0:
@@ -42,7 +44,17 @@ class KD(_OneTeacher):
 
 @DISTILLERS.register("alpha_div")
 class AlphaDiv(_OneTeacher):
-    """AlphaNet's adaptive alpha-divergence (Wang et al., ICML 2021); see :class:`nas_kd.losses.AlphaDivergence`.
+    r"""AlphaNet's adaptive alpha-divergence (Wang et al., "AlphaNet", ICML 2021).
+
+    With q = softmax(student), p = softmax(teacher) (temperature 1, detached), w = p / q:
+
+    * D_a = sum_c q_c (v_c - 1) / (a (a - 1)), v = clamp(w^a, 0, iw_clip), for a general alpha;
+    * D_0 = sum_c q_c (-log clamp(w, 0, iw_clip))  (KL(q || p)) when |a| < 1e-3;
+    * D_1 = sum_c q_c w_c log w_c = KL(p || q), unclipped, when |a - 1| < 1e-3.
+
+    Per sample the larger of D_{alpha_min} and D_{alpha_max} is picked (ties: alpha_max); the loss
+    is the batch mean of the picked divergence (>= 0, a true divergence). Its gradient is that of
+    the clipped estimator (:func:`nas_kd.losses.functional.alpha_divergence`).
 
     Example: ``{name: alpha_div, alpha_min: -1, alpha_max: 1, iw_clip: 5}``.
     """
@@ -70,6 +82,8 @@ class MultiTeacher(Distiller):
 
     Example: ``{name: multi_teacher, weight: 0.9, temperature: 4, confidence: true}``.
     """
+
+    logits_only = True
 
     def __init__(self, temperature: float = 4.0, weights: list[float] | None = None, confidence: bool = False) -> None:
         super().__init__()

@@ -1,4 +1,4 @@
-"""Distillation losses: pure functions (:mod:`nas_kd.losses.functional`) and registered modules (``LOSSES``)."""
-from nas_kd.losses.modules import LOSSES, AlphaDivergence, AttentionTransfer, HintLoss, KDLoss, RKDLoss, SPLoss
+"""Distillation losses as pure functions on tensors (:mod:`nas_kd.losses.functional`).
 
-__all__ = ["LOSSES", "AlphaDivergence", "AttentionTransfer", "HintLoss", "KDLoss", "RKDLoss", "SPLoss"]
+The methods users pick by name wrap them as distillers: :mod:`nas_kd.distill`.
+"""

@@ -12,14 +12,14 @@ import torch.nn.functional as F
 
 
 def kd_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 4.0) -> torch.Tensor:
-    """Hinton et al. 2015: ``T^2 * KL(softmax(t/T) || softmax(s/T))``, mean over the batch."""
+    """Hinton et al. 2015: ``T^2 * KL(softmax(t/T) || softmax(s/T))``, mean over the batch (teacher detached)."""
     s = F.log_softmax(student.float() / temperature, dim=1)
-    t = F.log_softmax(teacher.float() / temperature, dim=1)
+    t = F.log_softmax(teacher.detach().float() / temperature, dim=1)
     return F.kl_div(s, t, reduction="batchmean", log_target=True) * temperature**2
 
 
 def _alpha_terms(logq: torch.Tensor, logp: torch.Tensor, alpha: float, iw_clip: float):
-    """Per-sample divergence D_alpha and the per-class ``q * r`` of its gradient (see AlphaDivergence)."""
+    """Per-sample divergence D_alpha and the per-class ``q * r`` of its gradient (see :func:`alpha_divergence`)."""
     q, p = logq.exp(), logp.exp()
     logw = logp - logq
     log_clip = math.log(iw_clip)
@@ -60,7 +60,12 @@ class _AlphaDivergenceFn(torch.autograd.Function):
 def alpha_divergence(
     student: torch.Tensor, teacher: torch.Tensor, alpha_min: float = -1.0, alpha_max: float = 1.0, iw_clip: float = 5.0
 ) -> torch.Tensor:
-    """AlphaNet's adaptive alpha-divergence (Wang et al., ICML 2021); see :class:`nas_kd.losses.AlphaDivergence`."""
+    """AlphaNet's adaptive alpha-divergence (Wang et al., ICML 2021), batch mean; the math is in
+    :class:`nas_kd.distill.response.AlphaDiv`. The gradient w.r.t. the student logits z is that of the
+    clipped estimator: d/dz_j = -(q_j r_j - q_j sum_c q_c r_c) / B with r = v/a + 1/(a(a-1)),
+    r = log clamp(w) - 1 (a ~ 0) or r = w (a ~ 1). Raises ``ValueError`` for alpha_min > alpha_max or iw_clip <= 0."""
+    if alpha_min > alpha_max or not iw_clip > 0:
+        raise ValueError(f"alpha_div: need alpha_min <= alpha_max and iw_clip > 0, got {alpha_min}, {alpha_max}, {iw_clip}")
     return _AlphaDivergenceFn.apply(student.float(), teacher.detach().float(), float(alpha_min), float(alpha_max), float(iw_clip))
 
 

@@ -5,8 +5,8 @@ the recipe's sampler, seeded by (seed, epoch, step), so a resumed run and every 
 draw the same ones) on the same batch, accumulating gradients, then takes one optimiser step. The max subnet learns
 from the hard labels (plus, optionally, the fixed teacher); the others learn from soft
 labels: the max subnet's detached logits (``inplace``), the fixed teacher's (``teacher``),
-or a weighted mix of both (``mix``), through the chosen loss (``kd`` or ``alpha_div``);
-``none`` trains every subnet on the hard labels (no distillation).
+or a weighted mix of both (``mix``), through the recipe's ``supernet.distill`` terms (logit methods of
+:mod:`nas_kd.distill`, e.g. ``[{name: alpha_div}]``); ``none`` trains every subnet on the hard labels.
 """
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ import search_spaces
 from nas_kd.bn import recalibrate_bn
 from nas_kd.config import Recipe
 from nas_kd.data import DataBundle, step_seed
-from nas_kd.losses import LOSSES, KDLoss
+from nas_kd.distill import View, build_distiller, parse_terms
+from nas_kd.losses.functional import kd_loss
 from nas_kd.provenance import write_result
 from nas_kd.supernet import Supernet, save_supernet
 from nas_kd.teacher import load_teacher
@@ -76,7 +77,13 @@ def train_supernet(
         raise ValueError(f"supernet.soft_labels {cfg.soft_labels!r} is not one of {SOFT_LABELS}")
     if cfg.num_random < 0:
         raise ValueError(f"supernet.num_random must be >= 0, got {cfg.num_random}")
-    distill = LOSSES.build(cfg.distill, **cfg.distill_kwargs)
+    terms = parse_terms(cfg.distill, "supernet.distill", logits_only=True)
+    if not terms and cfg.soft_labels != "none":
+        raise ValueError(f"supernet.distill is empty but soft_labels is {cfg.soft_labels!r}: give a term "
+                         "(e.g. [{name: alpha_div}]) or set soft_labels: none")
+    distillers = [build_distiller(t) for t in terms]
+    for d in distillers:
+        d.resolve(None, [[]], 1)  # one soft-label source plays the teacher
     space = search_spaces.get(cfg.space)
     sampler = SAMPLERS.build(cfg.sampler, space=space)
     started, run, data, device = start_run(recipe, resume)
@@ -86,7 +93,10 @@ def train_supernet(
     loop = build_loop(recipe, run, data, net, device, resume=resume, on_step=on_step, show_progress=show_progress,
                       meta={"supernet": net.meta()})
     opt, cl, amp = loop.optimizer, recipe.train.channels_last, recipe.train.amp
-    teacher_kd = KDLoss(temperature=1.0)
+
+    def distill(out: torch.Tensor, y: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
+        view = View(y, out, {}, [soft])
+        return sum(t.weight * v for t, d in zip(terms, distillers) for v in d(view).values())
 
     def forward(arch: dict, x: torch.Tensor) -> torch.Tensor:
         net.set_arch(arch)
@@ -106,7 +116,7 @@ def train_supernet(
         logits = forward(space.max_arch(), x)
         loss = F.cross_entropy(logits, y, label_smoothing=recipe.train.label_smoothing)
         if cfg.max_teacher_weight > 0:
-            loss = loss + cfg.max_teacher_weight * teacher_kd(logits, t_logits)
+            loss = loss + cfg.max_teacher_weight * kd_loss(logits, t_logits, 1.0)
         loss.backward()
         soft = logits.detach()
         stats = {"loss_max": loss.item() * len(y), "acc": (logits.argmax(1) == y).sum().item(), "count": len(y)}
@@ -117,11 +127,11 @@ def train_supernet(
             if cfg.soft_labels == "none":
                 sub_loss = F.cross_entropy(out, y, label_smoothing=recipe.train.label_smoothing)
             elif cfg.soft_labels == "inplace":
-                sub_loss = distill(out, soft)
+                sub_loss = distill(out, y, soft)
             elif cfg.soft_labels == "teacher":
-                sub_loss = distill(out, t_logits)
+                sub_loss = distill(out, y, t_logits)
             else:
-                sub_loss = cfg.mix_weight * distill(out, t_logits) + (1 - cfg.mix_weight) * distill(out, soft)
+                sub_loss = cfg.mix_weight * distill(out, y, t_logits) + (1 - cfg.mix_weight) * distill(out, y, soft)
             sub_loss.backward()
             total += sub_loss.item()
         dist.average_gradients(net)
