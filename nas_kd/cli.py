@@ -81,7 +81,8 @@ def _cmd_rank_corr(args: argparse.Namespace) -> None:
     from nas_kd.rankcorr.study import run_rank_corr
 
     summary = run_rank_corr(load_recipe(args.recipe, args.overrides))
-    print(json.dumps({k: summary[k] for k in ("num_archs", "epochs", "kendall_tau_final", "wall_seconds")}, indent=2))
+    print(json.dumps({k: summary.get(k) for k in ("main_column", "noise_ceiling", "kendall_tau_band", "regret",
+                                                  "random_regret", "maxflops_regret", "wall_seconds")}, indent=2))
 
 
 def _cmd_plot(args: argparse.Namespace) -> None:
@@ -234,11 +235,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="trained supernet checkpoint (default: the recipe's search.checkpoint)")
     p.set_defaults(func=_cmd_search)
 
-    p = sub.add_parser("rank-corr", help="rank correlation of every evaluator vs ground truth, per supernet epoch")
+    p = sub.add_parser("rank-corr", help="search quality: every evaluator vs the ground truth inside each budget band "
+                                         "(noise ceiling, Kendall tau, regret), per supernet checkpoint")
     _recipe_args(p)
     p.set_defaults(func=_cmd_rank_corr)
 
-    p = sub.add_parser("plot", help="redraw a rank-correlation study's figures from its saved JSON")
+    p = sub.add_parser("plot", help="redraw a search-quality study's figures from its saved JSON")
     p.add_argument("--run", required=True, help="the study's run directory (holds rankcorr.json)")
     p.set_defaults(func=_cmd_plot)
 

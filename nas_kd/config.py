@@ -123,13 +123,14 @@ class RankCorrConfig:
     seeds: list[int] = field(default_factory=lambda: [0, 1])  # ground-truth training seeds per arch
     columns: list[str] = field(default_factory=lambda: ["kd", "scratch"])  # kd: the recipe's distill terms
     records: str = "results/search_quality/ground_truth"  # one committed JSON per (arch, column, seed)
+    out: str = "results/search_quality"  # where nas-kd rank-corr writes rankcorr.json, summary.json, README, plots
+    dna_tables: str | None = None  # blockwise ranking tables (nas-kd dna-rank) for the dna evaluators
     queue: str | None = None  # Optuna RDB URL of the job queue; default sqlite:///<run dir>/queue.db
-    supernet_run: str = "runs/supernet_fmnist"  # a supernet run with checkpoints/epochNNN.pt
+    supernet_run: str = "runs/supernet_fmnist"  # a supernet run with checkpoints/epochNNN.pt, or one checkpoint
     evaluators: list[str] = field(default_factory=lambda: ["accuracy", "kl", "rdm", "cka", "flops"])
     probe_size: int = 500  # validation images for kl / rdm / cka
     bn_batches: int = 20
     bootstrap: int = 1000  # resamples for the 95% intervals
-    dna_run: str | None = None  # a blockwise run whose tables/epochNNN.json score the dna evaluators
 
 
 @dataclass

@@ -1,16 +1,21 @@
-"""Plots (matplotlib, headless): search Pareto fronts and rank-correlation figures."""
+"""Plots with matplotlib's object-oriented API (no pyplot, so importing this module leaves the
+process's matplotlib backend alone): search Pareto fronts; the study's figures use :func:`subplots`."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure
 
 
-def save(fig, path: str | Path, formats: tuple[str, ...] = ("png",)) -> list[Path]:
+def subplots(nrows: int = 1, ncols: int = 1, **kwargs: Any):
+    """A new ``Figure`` and its axes, like ``pyplot.subplots`` but without a GUI backend."""
+    fig_kw = {k: kwargs.pop(k) for k in ("figsize",) if k in kwargs}
+    fig = Figure(**fig_kw)
+    return fig, fig.subplots(nrows, ncols, **kwargs)
+
+
+def save(fig: Figure, path: str | Path, formats: tuple[str, ...] = ("png",)) -> list[Path]:
     """Save ``fig`` as ``path`` with each suffix in ``formats``; returns the files."""
     out = []
     for fmt in formats:
@@ -18,7 +23,6 @@ def save(fig, path: str | Path, formats: tuple[str, ...] = ("png",)) -> list[Pat
         p.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(p, dpi=120, bbox_inches="tight")
         out.append(p)
-    plt.close(fig)
     return out
 
 
@@ -35,7 +39,7 @@ def pareto_front(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
 def pareto_plot(rows: list[dict[str, Any]], key: str, budget_mflops: float, path: str | Path,
                 picked: dict[str, Any] | None = None) -> list[Path]:
     """Score (oriented: higher is better) vs MFLOPs of every candidate, the Pareto front and the budget."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = subplots(figsize=(6, 4))
     ax.scatter([r["mflops"] for r in rows], [r[key] for r in rows], s=12, alpha=0.6, label="candidates")
     front = pareto_front(rows, key)
     ax.plot([r["mflops"] for r in front], [r[key] for r in front], "-o", ms=3, color="C1", label="Pareto front")

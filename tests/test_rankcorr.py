@@ -1,24 +1,53 @@
+"""The banded search-quality study end to end on tiny synthetic data (fake ground-truth records)."""
 import json
+import random
 
-import numpy as np
+import pytest
 
+import search_spaces
 from nas_kd.cli import main
-from nas_kd.rankcorr.stats import STATS
+from nas_kd.config import load_recipe
+from nas_kd.rankcorr import ground_truth as gt
+from nas_kd.rankcorr.study import run_rank_corr
+from nas_kd.supernet import save_supernet
 
 
-def test_plot_redraws_from_saved_json(tmp_path):
-    rng = np.random.default_rng(0)
-    truth = rng.uniform(0.9, 0.93, 10).tolist()
-    gt = [{"id": str(i), "arch": {}, "mflops": float(i), "test_acc": t} for i, t in enumerate(truth)]
-    scores, stats = {}, {}
-    for ep in ("1", "2"):
-        s = (np.array(truth) + rng.normal(0, 0.01, 10)).tolist()
-        scores[ep] = {"kl": s, "kl_raw": s}
-        stats[ep] = {"kl": {**{k: f(s, truth) for k, f in STATS.items()}, "kendall_tau_ci95": [-0.1, 0.5],
-                            "top_n_kendall": {"10": 0.1}}}
-    (tmp_path / "rankcorr.json").write_text(json.dumps({"ground_truth": gt, "scores": scores, "stats": stats,
-                                                         "evaluators": ["kl"], "epochs": [1, 2]}))
-    assert main(["plot", "--run", str(tmp_path)]) == 0
-    for name in ("rank_corr_vs_epoch", "scatter_final_epoch", "gt_acc_vs_mflops"):
-        for ext in ("png", "svg"):
-            assert (tmp_path / f"{name}.{ext}").stat().st_size > 1000
+@pytest.fixture
+def study(tmp_path, synthetic_root):
+    space = search_spaces.get("resnet")
+    ckpt = tmp_path / "supernet.pt"
+    save_supernet(space.build_supernet(), ckpt, epoch=3)
+    r = load_recipe("recipes/search_quality_fmnist.yaml", [
+        f"data.root={synthetic_root}", "data.val_size=64", "data.limit_train=128", f"run.out_dir={tmp_path}",
+        f"rankcorr.records={tmp_path}/records", f"rankcorr.out={tmp_path}/out", f"rankcorr.supernet_run={ckpt}",
+        "rankcorr.bands=[0.12, 0.25]", "rankcorr.archs_per_band=5", "rankcorr.columns=[kd]", "rankcorr.probe_size=16",
+        "rankcorr.bn_batches=1", "rankcorr.bootstrap=20", "rankcorr.evaluators=[kl, synflow, flops, params]",
+        "rankcorr.dna_tables=null"])
+    rng = random.Random(0)
+    (tmp_path / "records").mkdir()
+    for key, job in gt.plan(r).items():
+        acc = 0.9 + 0.01 * rng.random()
+        (tmp_path / "records" / f"{key}.json").write_text(json.dumps(
+            {**job, "heldout_acc": acc, "heldout_se": 0.003}))
+    return r, tmp_path
+
+
+def test_study_reports_every_band_and_reuses_scores(study, monkeypatch):
+    r, tmp_path = study
+    summary = run_rank_corr(r, show_progress=False)
+    assert set(summary["noise_ceiling"]["resnet"]) == {"0.12", "0.25"}
+    taus = summary["kendall_tau_band"]["resnet"]["0.12"]
+    assert set(taus) == {"kl", "synflow", "flops", "params", "fitted"}
+    assert summary["regret"]["resnet"]["0.25"]["flops"] == pytest.approx(summary["maxflops_regret"]["resnet"]["0.25"])
+    assert summary["random_regret"]["resnet"]["0.12"] >= 0 and summary["command"] and summary["git_commit"]
+    out = tmp_path / "out"
+    assert "### Band 0.12" in (out / "README.md").read_text()
+    for f in ("tau_per_band_kd.png", "regret_kd.png", "rankcorr.json"):
+        assert (out / f).stat().st_size > 1000
+    import nas_kd.evaluators as ev
+
+    calls = []
+    monkeypatch.setattr(ev, "score_archs", lambda *a, **k: calls.append(a) or [])
+    run_rank_corr(r, show_progress=False)
+    assert calls == []  # every arch already scored at this checkpoint
+    assert main(["plot", "--run", str(out)]) == 0

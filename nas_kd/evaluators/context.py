@@ -33,6 +33,8 @@ class EvalContext:
     rdm_proj_dim: int | None = None  # random projection of wider layers to this size (None: never)
     pairing: str = "stage"  # stage: teacher stage i vs subnet stage i; best: best-matching subnet layer
     dna_tables: str | None = None  # a blockwise ranking (nas-kd dna-rank) for the dna evaluators
+    num_classes: int = 10
+    free_batch: int = 32  # probe images the training-free evaluators look at
     _teacher: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -52,7 +54,7 @@ class EvalContext:
             raise ValueError(f"the teacher names {len(teacher_stages)} stages ({teacher_stages}); "
                              f"the supernet has {n_stages}: name at least as many teacher stages")
         return cls(supernet, teacher.eval(), data.val.x[:probe_size], data.val, calib,
-                   list(teacher_stages[-n_stages:]), **options)
+                   list(teacher_stages[-n_stages:]), num_classes=data.num_classes, **options)
 
     @property
     def device(self) -> torch.device:
@@ -74,6 +76,18 @@ class EvalContext:
     def teacher_outputs(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The teacher's probe logits and stage features (computed once)."""
         return self.forward_features(self.teacher, self.teacher_stages)
+
+    @cached_property
+    def teacher_semantics(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """On the first ``free_batch`` probe images: the teacher's Grad-CAM maps of its predicted classes at
+        its last stage, its pooled last-stage features, and those classes (for ``diswot``)."""
+        from nas_kd.evaluators.training_free import cam_at
+
+        x = self.probe[: self.free_batch].to(self.device)
+        last = self.teacher_stages[-1]
+        with torch.no_grad():
+            classes = self.teacher(x).argmax(1)
+        return (*cam_at(self.teacher, last, x, classes), classes)
 
     @cached_property
     def dna_data(self) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from tqdm import tqdm
 from nas_kd.evaluators.context import EvalContext, SubnetView
 from nas_kd.evaluators.registry import EVALUATORS
 
-NO_SUBNET = {"flops", "params", "dna", "dna-raw"}  # scored without running the subnet
+NO_SUBNET = {"flops", "params", "dna", "dna-raw", "diswot", "naswot", "synflow"}  # need no supernet subnet
 
 
 def score_archs(ctx: EvalContext, archs: Iterable[dict[str, Any]], names: list[str],

@@ -1,96 +1,102 @@
-"""Tables and plots of a rank-correlation study, drawn from its saved ``rankcorr.json`` alone."""
+"""Tables and plots of a search-quality study, drawn from its saved ``rankcorr.json`` and ``summary.json`` alone."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-
-from nas_kd.plots import save
+from nas_kd.plots import save, subplots
 
 FORMATS = ("png", "svg")
 
 
+def _load(run: Path) -> tuple[dict, dict]:
+    return json.loads((run / "rankcorr.json").read_text()), json.loads((run / "summary.json").read_text())
+
+
 def plot_study(run: str | Path) -> list[Path]:
-    """Draw the three figures of the study in ``run`` (PNG and SVG); returns the files."""
+    """Per column: Kendall tau per band vs supernet epoch with the noise ceiling drawn as a band, and the
+    regret of each evaluator's pick per band beside random / max-FLOPs / max-params picks."""
     run = Path(run)
-    d = json.loads((run / "rankcorr.json").read_text())
-    gt, scores, stats, names = d["ground_truth"], d["scores"], d["stats"], d["evaluators"]
-    epochs = sorted(stats, key=int)
+    d, _ = _load(run)
     files: list[Path] = []
+    for column, c in d["columns"].items():
+        bl, metrics = c["baselines"], c["metrics"]
+        bands = sorted(bl, key=float)
+        if not bands:
+            continue
+        epochs = sorted((e for e in metrics if metrics[e]), key=int)
+        names = [n for n in d["evaluators"] if any(n in metrics[e].get(b, {}) for e in epochs for b in bands)]
+        fig, axes = subplots(1, len(bands), figsize=(4.2 * len(bands), 3.6), squeeze=False, sharey=True)
+        for ax, band in zip(axes[0], bands):
+            ceiling = bl[band]["noise_ceiling"]
+            if ceiling:
+                ax.axhspan(*ceiling["tau_ci95"], color="gray", alpha=0.2, label="noise ceiling (95% CI)")
+                ax.axhline(ceiling["tau"], color="gray", lw=1)
+            for i, n in enumerate(names):
+                eps = [e for e in epochs if n in metrics[e].get(band, {})]
+                ax.plot([int(e) for e in eps], [metrics[e][band][n]["kendall_tau"] for e in eps], "-o", ms=4,
+                        color=f"C{i % 10}", label=n)
+            ax.axhline(0, color="black", lw=0.5)
+            ax.set_title(f"band {band} ({bl[band]['budget_mflops']:.1f} MFLOPs, {bl[band]['num_archs']} archs)", fontsize=9)
+            ax.set_xlabel("supernet epoch")
+        axes[0][0].set_ylabel(f"Kendall tau vs ground truth ({column})")
+        axes[0][-1].legend(fontsize=7, loc="best")
+        files += save(fig, run / f"tau_per_band_{column}", FORMATS)
 
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for i, n in enumerate(names):
-        eps = [e for e in epochs if n in stats[e]]
-        tau = [stats[e][n]["kendall_tau"] for e in eps]
-        lo = [stats[e][n]["kendall_tau_ci95"][0] for e in eps]
-        hi = [stats[e][n]["kendall_tau_ci95"][1] for e in eps]
-        x = [int(e) for e in eps]
-        ax.plot(x, tau, "-o", ms=3, color=f"C{i}", label=n)
-        ax.fill_between(x, lo, hi, color=f"C{i}", alpha=0.12)
-    ax.axhline(0, color="gray", lw=0.5)
-    ax.set_xlabel("supernet epoch")
-    ax.set_ylabel("Kendall tau vs stand-alone accuracy")
-    ax.set_title(f"{len(gt)} archs; bands: bootstrap 95% intervals")
-    ax.legend(fontsize=8)
-    files += save(fig, run / "rank_corr_vs_epoch", FORMATS)
-
-    last = epochs[-1]
-    names = [n for n in names if n in stats[last]]
-    truth = [g["test_acc"] for g in gt]
-    cols = min(3, len(names))
-    rows = -(-len(names) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.3 * rows), squeeze=False)
-    for ax, n in zip(axes.flat, names):
-        ax.scatter(scores[last][f"{n}_raw"], [100 * t for t in truth], s=12)
-        ax.set_title(f"{n}: tau = {stats[last][n]['kendall_tau']:.2f}", fontsize=9)
-        ax.set_xlabel(f"{n} (raw)")
-        ax.set_ylabel("stand-alone test acc (%)")
-    for ax in list(axes.flat)[len(names):]:
-        ax.axis("off")
-    fig.suptitle(f"supernet epoch {last}", fontsize=10)
-    files += save(fig, run / "scatter_final_epoch", FORMATS)
-
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    ax.scatter([g["mflops"] for g in gt], [100 * t for t in truth], s=14, color="gray", label="ground truth")
-    for i, n in enumerate(names):
-        pick = max(range(len(gt)), key=lambda k: scores[last][n][k])
-        ax.scatter([gt[pick]["mflops"]], [100 * truth[pick]], marker="*", s=150, color=f"C{i}",
-                   label=f"pick of {n}", zorder=5)
-    ax.set_xlabel("MFLOPs")
-    ax.set_ylabel("stand-alone test acc (%)")
-    ax.legend(fontsize=7)
-    files += save(fig, run / "gt_acc_vs_mflops", FORMATS)
+        last = metrics[epochs[-1]] if epochs else {}
+        fig, ax = subplots(figsize=(max(6.0, 0.9 * len(names) * len(bands) / 2), 3.8))
+        width = 0.8 / max(1, len(names) + 3)
+        for j, band in enumerate(bands):
+            picks = {**{n: last.get(band, {}).get(n, {}).get("regret") for n in names},
+                     "random (expected)": bl[band]["random_regret"], "max FLOPs": bl[band]["maxflops_regret"],
+                     "max params": bl[band]["maxparams_regret"]}
+            for i, (n, v) in enumerate(picks.items()):
+                if v is not None:
+                    ax.bar(j + (i - len(picks) / 2) * width, v, width, color=f"C{i % 10}", label=n if j == 0 else None,
+                           hatch="//" if i >= len(names) else None)
+        ax.set_xticks(range(len(bands)), [f"band {b}" for b in bands])
+        ax.set_ylabel("regret of the top-1 pick (accuracy points)")
+        ax.set_title(f"ground truth: {column}, supernet epoch {epochs[-1] if epochs else '-'}", fontsize=9)
+        ax.legend(fontsize=6, ncol=2)
+        files += save(fig, run / f"regret_{column}", FORMATS)
     return files
 
 
 def write_report(run: str | Path) -> Path:
-    """``README.md``: evaluator x epoch table (Kendall tau, Spearman, weighted tau, precision@10%) and provenance."""
+    """``README.md``: per ground-truth column and band, the noise and every evaluator's figures; then the plots."""
     run = Path(run)
-    d = json.loads((run / "rankcorr.json").read_text())
-    summary = json.loads((run / "summary.json").read_text())
-    stats, names = d["stats"], d["evaluators"]
-    epochs = sorted(stats, key=int)
-    lines = [f"# Rank correlation: {summary['num_archs']} archs of `{summary['space']}`", "",
+    d, summary = _load(run)
+    lines = [f"# Search quality inside equal-cost bands: `{d['space']}` space", "",
              f"Command: `{summary['command']}`  ", f"Git commit: `{summary['git_commit']}`  ",
-             f"Wall time of the scoring: {summary['wall_seconds']} s; ground-truth training: "
-             f"{summary['ground_truth_wall_seconds_total']} s in all.", "",
-             "| evaluator | epoch | Kendall tau [95% CI] | Spearman | weighted tau | precision@10% |",
-             "|---|---|---|---|---|---|"]
-    for n in names:
-        for e in [e for e in epochs if n in stats[e]]:
-            s = stats[e][n]
-            lo, hi = s["kendall_tau_ci95"]
-            lines.append(f"| {n} | {e} | {s['kendall_tau']:.3f} [{lo:.2f}, {hi:.2f}] | {s['spearman']:.3f} | "
-                         f"{s['weighted_tau']:.3f} | {s['precision_at_10pct']:.2f} |")
-    names = [n for n in names if n in stats[epochs[-1]]]
-    lines += ["", "Kendall tau within the top-n archs (by ground truth), last epoch:", "",
-              "| evaluator | " + " | ".join(f"top {k}" for k in stats[epochs[-1]][names[0]]["top_n_kendall"]) + " |",
-              "|---|" + "---|" * len(stats[epochs[-1]][names[0]]["top_n_kendall"])]
-    for n in names:
-        tn = stats[epochs[-1]][n]["top_n_kendall"]
-        lines.append(f"| {n} | " + " | ".join(f"{v:.3f}" for v in tn.values()) + " |")
-    lines += ["", "Figures: `rank_corr_vs_epoch.png`, `scatter_final_epoch.png`, `gt_acc_vs_mflops.png` (and .svg)."]
+             f"Scoring wall time: {summary['wall_seconds']} s. Supernet: `{summary['supernet_run']}`. Ground truth: "
+             f"{summary['ground_truth']['train_images']} training images, {summary['ground_truth']['epochs']} epochs, "
+             f"seeds {summary['ground_truth']['seeds']}, held-out accuracy on test + validation images.", ""]
+    for column, c in d["columns"].items():
+        bl, metrics = c["baselines"], c["metrics"]
+        epochs = sorted((e for e in metrics if metrics[e]), key=int)
+        if not epochs:
+            continue
+        last = metrics[epochs[-1]]
+        lines += [f"## Ground truth `{column}` (supernet epoch {epochs[-1]})", ""]
+        for band in sorted(bl, key=float):
+            b = bl[band]
+            ceil = b["noise_ceiling"]
+            ceil_txt = f"{ceil['tau']:.2f} [{ceil['tau_ci95'][0]:.2f}, {ceil['tau_ci95'][1]:.2f}]" if ceil else "-"
+            lines += [f"### Band {band}: B = {b['budget_mflops']:.2f} MFLOPs, {b['num_archs']} archs in [0.8 B, B]", "",
+                      f"Noise ceiling (tau seed 0 vs seed 1): {ceil_txt}. Ground truth spans {b['truth_range']:.2f} points; "
+                      f"seed s.d. {b['seed_sd']:.2f} points, of which measurement s.e. {b['measurement_se']:.2f}. "
+                      f"Regret of a random pick {b['random_regret']:.2f}, of the max-FLOPs pick {b['maxflops_regret']:.2f}, "
+                      f"of the max-params pick {b['maxparams_regret']:.2f} points.", "",
+                      "| evaluator | Kendall tau [95% CI] | fraction of ceiling | P@25% | regret (points) |",
+                      "|---|---|---|---|---|"]
+            for n, m in last.get(band, {}).items():
+                frac = f"{m['fraction_of_ceiling']:.2f}" if m["fraction_of_ceiling"] is not None else "-"
+                lo, hi = m["kendall_tau_ci95"]
+                lines.append(f"| {n} | {m['kendall_tau']:.2f} [{lo:.2f}, {hi:.2f}] | {frac} | "
+                             f"{m['precision_at_25pct']:.2f} | {m['regret']:.2f} |")
+            lines.append("")
+    lines += ["`fitted`: ridge regression over all other scores, leave-one-band-out (never scored on its training archs).",
+              "Figures: `tau_per_band_<column>.png`, `regret_<column>.png` (and .svg)."]
     path = run / "README.md"
     path.write_text("\n".join(lines) + "\n")
     plot_study(run)

@@ -1,11 +1,17 @@
-"""``nas-kd rank-corr``: score the study's archs with every evaluator at every saved supernet epoch and
-compare with the stand-alone ground truth.
+"""``nas-kd rank-corr``: inside each equal-cost band, how well does each evaluator rank the archs a user
+could pick, against the trained ground truth, its seed-to-seed noise, and the obvious picks?
 
-Writes ``rankcorr.json`` (ground truth, scores per epoch and evaluator, statistics with bootstrap
-95 % intervals, top-n correlations), ``summary.json``, ``README.md`` (tables) and the plots
-(``nas-kd plot --run DIR`` redraws them from ``rankcorr.json``). Scores of an (epoch, evaluator)
-already in ``rankcorr.json`` are reused, so a rerun after adding an evaluator or an epoch only
-computes what is new.
+For every supernet checkpoint of ``rankcorr.supernet_run`` (a run directory with
+``checkpoints/epochNNN.pt``, or one checkpoint file), every evaluator scores every band arch; the
+training-free and cost evaluators do not depend on the checkpoint. Against each ground-truth column
+(seed mean of the held-out accuracy), per band: Kendall tau with its bootstrap interval, Spearman,
+tau as a fraction of the noise ceiling (tau between seed 0 and seed 1), precision@top-25 % and the
+regret of the top-1 pick, beside the regret of a random pick, of the max-FLOPs pick and of the
+max-params pick. ``fitted`` is a ridge combination of all the other scores, scored by
+leave-one-band-out cross-validation only (:mod:`nas_kd.rankcorr.fitted`).
+
+Writes ``rankcorr.json`` (everything; scores are cached by arch, so a rerun after more ground truth
+lands only scores what is new), ``summary.json``, ``README.md`` and the plots into ``rankcorr.out``.
 """
 from __future__ import annotations
 
@@ -14,91 +20,188 @@ import re
 from pathlib import Path
 from typing import Any
 
-from nas_kd.config import Recipe
-from nas_kd.evaluators import EVALUATORS, EvalContext, score_archs
-from nas_kd.provenance import Stopwatch, origin, write_result
-from nas_kd.rankcorr.ground_truth import collect_ground_truth
-from nas_kd.rankcorr.stats import STATS, bootstrap_interval, top_n_kendall
-from nas_kd.supernet import load_supernet
-from nas_kd.teacher import load_teacher
-from nas_kd.train.common import resolve_device
-from nas_kd.train.setup import load_data
+import numpy as np
 
-DNA = {"dna", "dna-raw"}  # scored from blockwise tables, which exist only for some epochs
+import search_spaces
+from nas_kd.config import Recipe
+from nas_kd.errors import UserError
+from nas_kd.provenance import Stopwatch, origin, write_result
+from nas_kd.rankcorr.fitted import cross_validated
+from nas_kd.rankcorr.ground_truth import arch_id, band_budget, collect_ground_truth, study_bands
+from nas_kd.rankcorr.quality import band_metrics, noise_ceiling, noise_parts, random_regret, regret
+
+FITTED = "fitted"
+# scores that ignore the sandwich supernet's weights (the dna ones come from the blockwise tables)
+CHECKPOINT_FREE = {"flops", "params", "diswot", "naswot", "synflow", "dna", "dna-raw"}
 
 
 def epoch_checkpoints(supernet_run: str | Path) -> dict[int, Path]:
-    """``{epoch: path}`` of ``checkpoints/epochNNN.pt`` in a supernet run directory."""
+    """``{epoch: path}``: ``checkpoints/epochNNN.pt`` of a supernet run directory, or one checkpoint file
+    (its recorded epoch)."""
+    path = Path(supernet_run)
+    if path.is_file():
+        from nas_kd.checkpoint import load_checkpoint
+
+        return {int(load_checkpoint(path).get("epoch") or 0): path}
     found = {}
-    for p in sorted((Path(supernet_run) / "checkpoints").glob("epoch*.pt")):
+    for p in sorted((path / "checkpoints").glob("epoch*.pt")):
         m = re.fullmatch(r"epoch(\d+)\.pt", p.name)
         if m:
             found[int(m.group(1))] = p
     if not found:
-        raise ValueError(f"{supernet_run}: no checkpoints/epochNNN.pt (train the supernet with "
-                         "supernet.keep_epoch_checkpoints: true)")
+        raise UserError(f"rankcorr.supernet_run {path}: neither a checkpoint file nor a run with checkpoints/epochNNN.pt "
+                        "(train the supernet with supernet.keep_epoch_checkpoints: true)")
     return found
 
 
-def compute_stats(scores: list[float], truth: list[float], resamples: int, seed: int) -> dict[str, Any]:
-    """Every statistic of :data:`STATS` with its bootstrap interval, plus top-n Kendall taus."""
-    out: dict[str, Any] = {}
-    for name, fn in STATS.items():
-        out[name] = fn(scores, truth)
-        out[f"{name}_ci95"] = bootstrap_interval(fn, scores, truth, resamples, seed)
-    n = len(truth)
-    out["top_n_kendall"] = {str(k): v for k, v in top_n_kendall(scores, truth, sorted({n, n // 2, n // 4, 8})).items()}
-    return out
+def ground_truth_table(recipe: Recipe) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{column: {band: {arch id: {"seeds": {seed: acc}, "se": {seed: s.e.}}}}}`` from the committed records."""
+    table: dict = {}
+    for r in collect_ground_truth(recipe):
+        cell = table.setdefault(r["column"], {}).setdefault(r["band"], {}).setdefault(arch_id(r["arch"]), {"seeds": {}, "se": {}})
+        cell["seeds"][str(r["seed"])] = r["heldout_acc"]
+        cell["se"][str(r["seed"])] = r["heldout_se"]
+    return table
 
 
-def run_rank_corr(recipe: Recipe, show_progress: bool = True) -> dict[str, Any]:
-    """Run the study of ``recipe.rankcorr`` into ``<run.out_dir>/<run.name>/``; returns ``summary.json``."""
+def _score(recipe: Recipe, bands: dict[str, list[dict]], saved: dict, show_progress: bool) -> dict:
+    """``{epoch: {evaluator: {arch id: score}}}``, scoring only what ``saved`` lacks."""
+    from nas_kd.evaluators import EVALUATORS, EvalContext, score_archs
+    from nas_kd.supernet import load_supernet
+    from nas_kd.teacher import load_teacher
+    from nas_kd.train.common import resolve_device
+    from nas_kd.train.setup import load_data
+
     cfg = recipe.rankcorr
-    started, watch = origin(), Stopwatch()
     for n in cfg.evaluators:
         EVALUATORS.get(n)
-    out = Path(recipe.run.out_dir) / recipe.run.name
-    gt = collect_ground_truth(recipe, out)
-    if len(gt) < cfg.num_archs:
-        raise ValueError(f"{out}/ground_truth: {len(gt)} of {cfg.num_archs} archs finished; "
-                         "run `nas-kd ground-truth` with this recipe first")
-    truth = [g["test_acc"] for g in gt]
-    data_path = out / "rankcorr.json"
-    saved = json.loads(data_path.read_text()) if data_path.exists() else {}
-    scores: dict[str, dict[str, list]] = saved.get("scores", {})
-    data = load_data(recipe)
-    device = resolve_device(recipe.train.device)
-    teacher = load_teacher(recipe.teacher, data.num_classes, data.in_channels).to(device)
+    archs = {arch_id(a): a for band in bands.values() for a in band}
+    scores = saved
+    data = device = teacher = None
+    free_done: dict[str, dict[str, float]] = {}
     for epoch, path in epoch_checkpoints(cfg.supernet_run).items():
-        tables = Path(cfg.dna_run) / "tables" / f"epoch{epoch:03d}.json" if cfg.dna_run else None
-        has_tables = tables is not None and tables.exists()
-        todo = [n for n in cfg.evaluators if n not in scores.get(str(epoch), {}) and (has_tables or n not in DNA)]
-        if not todo:
+        have = scores.setdefault(str(epoch), {})
+        todo = {n: [a for a in archs if a not in have.get(n, {})] for n in cfg.evaluators}
+        for n in list(todo):
+            if n in CHECKPOINT_FREE and n in free_done:  # identical at every checkpoint
+                have.setdefault(n, {}).update(free_done[n])
+                todo[n] = [a for a in archs if a not in have[n]]
+        if not any(todo.values()):
+            free_done.update({n: have[n] for n in cfg.evaluators if n in CHECKPOINT_FREE})
             continue
+        if data is None:
+            data, device = load_data(recipe), resolve_device(recipe.train.device)
+            teacher = load_teacher(recipe.teacher, data.num_classes, data.in_channels).to(device)
         net = load_supernet(path).to(device)
         ctx = EvalContext.build(net, teacher, data, teacher_stages=recipe.teacher.stages, probe_size=cfg.probe_size,
                                 bn_batches=cfg.bn_batches, batch_size=recipe.data.batch_size, seed=recipe.seed,
-                                dna_tables=str(tables) if has_tables else None)
-        rows = score_archs(ctx, [g["arch"] for g in gt], todo, show_progress=show_progress)
-        scores.setdefault(str(epoch), {}).update({n: [r[n] for r in rows] for n in todo})
-        scores[str(epoch)].update({f"{n}_raw": [r[f"{n}_raw"] for r in rows] for n in todo})
-        data_path.write_text(json.dumps({"ground_truth": gt, "scores": scores}) + "\n")  # progress survives a kill
-    stats = {ep: {n: compute_stats(s[n], truth, cfg.bootstrap, recipe.seed) for n in cfg.evaluators if n in s}
-             for ep, s in scores.items()}
-    epochs = sorted(stats, key=int)
-    record = {"ground_truth": gt, "scores": scores, "stats": stats, "evaluators": cfg.evaluators,
-              "epochs": [int(e) for e in epochs]}
+                                channels_last=recipe.train.channels_last, dna_tables=cfg.dna_tables)
+        names = [n for n in cfg.evaluators if todo[n]]
+        ids = sorted({a for n in names for a in todo[n]})
+        rows = score_archs(ctx, [archs[a] for a in ids], names, show_progress=show_progress)
+        for a, row in zip(ids, rows):
+            for n in names:
+                have.setdefault(n, {})[a] = row[n]
+        free_done.update({n: have[n] for n in cfg.evaluators if n in CHECKPOINT_FREE})
+    return scores
+
+
+def _column_metrics(recipe: Recipe, bands, gt_col, scores, resamples) -> tuple[dict, dict]:
+    """Per band: baselines and noise; per epoch and band: every evaluator's metrics (plus ``fitted``)."""
+    space = search_spaces.get(recipe.student.space)
+    seeds = [str(s) for s in recipe.rankcorr.seeds]
+    baselines, kept = {}, {}
+    for band, archs in bands.items():
+        cells = gt_col.get(band, {})
+        ids = [arch_id(a) for a in archs if all(s in cells.get(arch_id(a), {"seeds": {}})["seeds"] for s in seeds)]
+        if len(ids) < 4:
+            continue
+        per_seed = np.array([[cells[a]["seeds"][s] for s in seeds] for a in ids])
+        se = np.array([[cells[a]["se"][s] for s in seeds] for a in ids])
+        truth = per_seed.mean(1)
+        by_id = {arch_id(a): a for a in archs}
+        flops = [space.flops(by_id[a]) for a in ids]
+        params = [space.params(by_id[a]) for a in ids]
+        ceiling = noise_ceiling(per_seed[:, 0], per_seed[:, 1], resamples, recipe.seed) if len(seeds) > 1 else None
+        baselines[band] = {
+            "budget_mflops": band_budget(space, float(band)) / 1e6, "num_archs": len(ids), "arch_ids": ids,
+            "truth": truth.tolist(), "per_seed": per_seed.tolist(), "mflops": [f / 1e6 for f in flops],
+            "noise_ceiling": ceiling, **noise_parts(per_seed, se),
+            "random_regret": random_regret(truth), "maxflops_regret": regret(flops, truth),
+            "maxparams_regret": regret(params, truth),
+        }
+        kept[band] = ids
+    metrics = {}
+    for epoch, by_eval in scores.items():
+        per_band = {}
+        names = [n for n in recipe.rankcorr.evaluators if n in by_eval]
+        for band, ids in kept.items():
+            if not all(a in by_eval[n] for n in names for a in ids):
+                continue
+            truth, ceiling = baselines[band]["truth"], (baselines[band]["noise_ceiling"] or {}).get("tau", 0.0)
+            per_band[band] = {n: band_metrics([by_eval[n][a] for a in ids], truth, ceiling, resamples, recipe.seed)
+                              for n in names}
+        if len(per_band) >= 2:
+            feats = {b: np.array([[by_eval[n][a] for n in names] for a in kept[b]]) for b in per_band}
+            preds = cross_validated(feats, {b: np.array(baselines[b]["truth"]) for b in per_band})
+            for b, pred in preds.items():
+                ceiling = (baselines[b]["noise_ceiling"] or {}).get("tau", 0.0)
+                per_band[b][FITTED] = band_metrics(pred.tolist(), baselines[b]["truth"], ceiling, resamples, recipe.seed)
+        metrics[epoch] = per_band
+    return baselines, metrics
+
+
+def run_rank_corr(recipe: Recipe, show_progress: bool = True) -> dict[str, Any]:
+    """Score, measure and report the study of ``recipe.rankcorr`` into ``rankcorr.out``; returns ``summary.json``."""
+    cfg = recipe.rankcorr
+    started, watch = origin(), Stopwatch()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    bands = study_bands(recipe)
+    gt = ground_truth_table(recipe)
+    if not gt:
+        raise UserError(f"{cfg.records}: no ground-truth records yet; run `nas-kd ground-truth` with this recipe first")
+    data_path = out / "rankcorr.json"
+    saved = json.loads(data_path.read_text()).get("scores", {}) if data_path.exists() else {}
+    scores = _score(recipe, bands, saved, show_progress)
+    data_path.write_text(json.dumps({"scores": scores}) + "\n")  # scoring progress survives a failure below
+    columns = {c: _column_metrics(recipe, bands, gt[c], scores, cfg.bootstrap) for c in cfg.columns if c in gt}
+    record = {"space": recipe.student.space, "bands": {b: [arch_id(a) for a in archs] for b, archs in bands.items()},
+              "archs": {arch_id(a): a for archs in bands.values() for a in archs}, "scores": scores,
+              "columns": {c: {"baselines": bl, "metrics": m} for c, (bl, m) in columns.items()},
+              "evaluators": [*cfg.evaluators, FITTED]}
     write_result(data_path, record, watch.seconds(), started)
+    summary = write_result(out / "summary.json", summarise(record, recipe), watch.seconds(), started)
     from nas_kd.rankcorr.report import write_report
 
-    summary = {
-        "num_archs": len(gt), "space": recipe.student.space, "supernet_run": cfg.supernet_run,
-        "ground_truth_epochs": recipe.train.epochs, "ground_truth_distill": recipe.distill,
-        "ground_truth_wall_seconds_total": round(sum(g["wall_seconds"] for g in gt), 1),
-        "epochs": [int(e) for e in epochs],
-        "kendall_tau_final": {n: stats[epochs[-1]][n]["kendall_tau"] for n in cfg.evaluators if n in stats[epochs[-1]]},
-        "spearman_final": {n: stats[epochs[-1]][n]["spearman"] for n in cfg.evaluators if n in stats[epochs[-1]]},
-    }
-    summary = write_result(out / "summary.json", summary, watch.seconds(), started)
     write_report(out)
     return summary
+
+
+def summarise(record: dict[str, Any], recipe: Recipe) -> dict[str, Any]:
+    """The headline numbers per space and band, for the main column (the first one with results) and the
+    last scored epoch; every column's figures under ``by_column``."""
+    space = record["space"]
+    by_column = {}
+    for column, d in record["columns"].items():
+        bl, metrics = d["baselines"], d["metrics"]
+        epochs = sorted((e for e in metrics if metrics[e]), key=int)
+        last = metrics[epochs[-1]] if epochs else {}
+        by_column[column] = {
+            "epoch": int(epochs[-1]) if epochs else None,
+            "noise_ceiling": {space: {b: (v["noise_ceiling"] or {}).get("tau") for b, v in bl.items()}},
+            "kendall_tau_band": {space: {b: {n: m["kendall_tau"] for n, m in last.get(b, {}).items()} for b in bl}},
+            "fraction_of_ceiling": {space: {b: {n: m["fraction_of_ceiling"] for n, m in last.get(b, {}).items()} for b in bl}},
+            "precision_at_25pct": {space: {b: {n: m["precision_at_25pct"] for n, m in last.get(b, {}).items()} for b in bl}},
+            "regret": {space: {b: {n: m["regret"] for n, m in last.get(b, {}).items()} for b in bl}},
+            "random_regret": {space: {b: v["random_regret"] for b, v in bl.items()}},
+            "maxflops_regret": {space: {b: v["maxflops_regret"] for b, v in bl.items()}},
+            "maxparams_regret": {space: {b: v["maxparams_regret"] for b, v in bl.items()}},
+            "num_archs": {space: {b: v["num_archs"] for b, v in bl.items()}},
+        }
+    main = next((c for c in recipe.rankcorr.columns if c in by_column), None)
+    return {"main_column": main, **(by_column.get(main) or {}), "by_column": by_column,
+            "ground_truth": {"epochs": recipe.train.epochs, "train_images": recipe.data.limit_train,
+                             "seeds": recipe.rankcorr.seeds, "distill": recipe.distill,
+                             "ce_weight": recipe.student.ce_weight},
+            "supernet_run": recipe.rankcorr.supernet_run}

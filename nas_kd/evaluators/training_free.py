@@ -1,0 +1,147 @@
+"""Training-free evaluators: scores of a *randomly initialised* subnet, no supernet weights, no training.
+
+Each builds the arch as a static network with a fixed seed (so a score is a function of the arch)
+and looks at one small batch of probe images (``EvalContext.free_batch`` of them):
+
+* ``diswot`` - DisWOT (Dong et al., CVPR 2023): how similar the untrained student's semantics and
+  sample relations already are to the teacher's; higher is better.
+* ``naswot`` - NASWOT (Mellor et al., ICML 2021): log-determinant of the kernel of binary ReLU
+  activation codes over the batch; higher is better.
+* ``synflow`` - SynFlow (Tanaka et al., NeurIPS 2020; as a zero-cost proxy, Abdelfattah et al.,
+  ICLR 2021): sum of |theta * dR/dtheta| with |theta| weights and an all-ones input; higher is better.
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from nas_kd.evaluators.context import EvalContext
+from nas_kd.evaluators.registry import EVALUATORS, Evaluator
+from nas_kd.subnet import StaticNet, zero_init_residual
+
+INIT_SEED = 0
+
+
+def random_subnet(ctx: EvalContext, arch: dict) -> StaticNet:
+    """The arch as a static net with the seeded default initialisation (the same net for the same arch)."""
+    space = ctx.supernet.space
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(INIT_SEED)
+        spec = space.spec(arch, ctx.num_classes, ctx.probe.shape[1])
+        return zero_init_residual(StaticNet(spec))
+
+
+def _gram(f: torch.Tensor) -> torch.Tensor:
+    """Row-normalised batch Gram matrix of flattened features (sample relations)."""
+    f = F.normalize(f.flatten(1).double(), dim=1)
+    return F.normalize(f @ f.T, dim=1)
+
+
+def cam_at(model: nn.Module, layer: str, x: torch.Tensor, classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Grad-CAM maps (Selvaraju et al. 2017) ``(n, h, w)`` of ``classes`` at ``layer``,
+    relu(sum_c mean_hw(dy/dA_c) A_c) unnormalised, and the layer's globally pooled features ``(n, c)``
+    (one forward and backward pass; works on frozen models too)."""
+    store = {}
+    x = x.detach().clone().requires_grad_()
+
+    def keep(_m, _i, out):
+        out.retain_grad()
+        store["a"] = out
+
+    handle = dict(model.named_modules())[layer].register_forward_hook(keep)
+    try:
+        with torch.enable_grad():
+            model.zero_grad(set_to_none=True)
+            model(x).gather(1, classes[:, None]).sum().backward()
+    finally:
+        handle.remove()
+    a = store["a"]
+    cam = torch.relu((a.grad.mean((2, 3), keepdim=True) * a).sum(1)).detach()
+    return cam, a.detach().float().mean((2, 3))
+
+
+def diswot_distance(t_map: torch.Tensor, t_feat: torch.Tensor, s_map: torch.Tensor, s_feat: torch.Tensor) -> float:
+    """Semantic distance (mean squared distance of L2-normalised maps of the same size) plus relation distance
+    (squared Frobenius distance of the row-normalised batch Gram matrices of the features, / batch size^2)."""
+    t_vec, s_vec = F.normalize(t_map.flatten(1).double(), dim=1), F.normalize(s_map.flatten(1).double(), dim=1)
+    semantic = (t_vec - s_vec).pow(2).sum(1).mean()
+    relation = (_gram(t_feat) - _gram(s_feat)).pow(2).sum() / len(t_feat) ** 2
+    return float(semantic + relation)
+
+
+@EVALUATORS.register("diswot")
+class DisWOT(Evaluator):
+    """DisWOT-style teacher-student similarity without training: minus the sum of (1) the mean squared
+    distance between the teacher's and the untrained student's Grad-CAM maps of the teacher's predicted
+    classes at the last stage (semantic similarity; maps average-pooled to the smaller size) and (2) the
+    squared Frobenius distance between their row-normalised sample-relation Gram matrices of the
+    pooled last-stage features, divided by the batch size squared (relation similarity)."""
+
+    name, higher_is_better = "diswot", True
+
+    def raw(self, view) -> float:
+        ctx = view.ctx
+        x = ctx.probe[: ctx.free_batch].to(ctx.device)
+        t_map, t_feat, classes = ctx.teacher_semantics
+        student = random_subnet(ctx, view.arch).to(ctx.device).eval()
+        s_map, s_feat = cam_at(student, student.stage_names[-1], x, classes)
+        if t_map.shape[-2:] != s_map.shape[-2:]:
+            size = min(t_map.shape[-2:], s_map.shape[-2:])
+            t_map, s_map = F.adaptive_avg_pool2d(t_map[:, None], size)[:, 0], F.adaptive_avg_pool2d(s_map[:, None], size)[:, 0]
+        return -diswot_distance(t_map, t_feat, s_map, s_feat)
+
+
+@EVALUATORS.register("naswot")
+class NASWOT(Evaluator):
+    """NASWOT (Mellor et al., ICML 2021): with c_i the binary code of which ReLUs fire for image i,
+    K_ij = <c_i, c_j> + <1 - c_i, 1 - c_j>; the score is log|det K| (higher: inputs are told apart)."""
+
+    name, higher_is_better = "naswot", True
+
+    def raw(self, view) -> float:
+        ctx = view.ctx
+        x = ctx.probe[: ctx.free_batch].to(ctx.device)
+        return naswot_score(random_subnet(ctx, view.arch).to(ctx.device).eval(), x)
+
+
+def naswot_score(net: nn.Module, x: torch.Tensor) -> float:
+    """log|det K| of the binary ReLU-code kernel of ``net`` on the batch ``x`` (-inf if two codes coincide)."""
+    codes = []
+    hooks = [m.register_forward_hook(lambda _m, _i, out: codes.append((out > 0).flatten(1).double()))
+             for m in net.modules() if isinstance(m, nn.ReLU)]
+    try:
+        with torch.no_grad():
+            net(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    c = torch.cat(codes, 1)
+    k = c @ c.T + (1 - c) @ (1 - c).T
+    return float(torch.linalg.slogdet(k)[1])
+
+
+@EVALUATORS.register("synflow")
+class SynFlow(Evaluator):
+    """SynFlow (Tanaka et al. 2020): R = sum(f_{|theta|}(1)) in float64 with BatchNorm as the identity
+    (eval mode, default statistics); the score is log(sum |theta * dR/dtheta|) over conv/linear weights."""
+
+    name, higher_is_better = "synflow", True
+
+    def raw(self, view) -> float:
+        ctx = view.ctx
+        return synflow_score(random_subnet(ctx, view.arch), tuple(ctx.probe.shape[1:]))
+
+
+def synflow_score(net: nn.Module, input_shape: tuple[int, ...]) -> float:
+    """log(sum |theta * dR/dtheta|) over conv/linear weights of a float64 copy of ``net`` with |theta|
+    weights, eval-mode BatchNorm, R = sum of the outputs for an all-ones input."""
+    net = copy.deepcopy(net).double().eval()
+    for p in net.parameters():
+        p.data = p.data.abs()
+    net(torch.ones(1, *input_shape, dtype=torch.float64)).sum().backward()
+    total = sum((m.weight * m.weight.grad).abs().sum() for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+    return math.log(float(total.detach()) + 1e-300)
