@@ -57,9 +57,10 @@ def _cmd_ground_truth(args: argparse.Namespace) -> None:
 def _cmd_run(args: argparse.Namespace) -> None:
     from nas_kd.pipeline import run_pipeline
 
-    result = run_pipeline(load_recipe(args.recipe, args.overrides))
-    print(json.dumps({k: result[k] for k in ("supernet", "student_mflops", "student_test_acc", "student_dir",
-                                             "wall_seconds")}, indent=2))
+    result = run_pipeline(load_recipe(args.recipe, args.overrides), train_supernet_anyway=args.train_supernet)
+    if args.results:
+        Path(args.results).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.results).write_text(json.dumps(result, indent=2) + "\n")
 
 
 def _cmd_search(args: argparse.Namespace) -> None:
@@ -194,8 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nas-kd", description="Search the best student for a fixed teacher.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("run", help="the whole pipeline: teacher -> supernet -> search -> export -> plots")
+    p = sub.add_parser("run", help="the whole pipeline: teacher -> supernet -> search -> export + distillation")
     _recipe_args(p)
+    p.add_argument("--train-supernet", action="store_true",
+                   help="train a supernet even when pipeline.supernet_checkpoint matches the recipe")
+    p.add_argument("--results", help="also write pipeline.json here (e.g. results/quickstart.json)")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("train-teacher", help="train a teacher (the reference ResNet or your own model)")

@@ -135,9 +135,11 @@ class RankCorrConfig:
 
 @dataclass
 class PipelineConfig:
-    """``nas-kd run``: what happens after the search."""
+    """``nas-kd run``: where the supernet comes from, the budget, and the student's final distillation."""
 
-    finetune_epochs: int = 1  # KD fine-tuning of the exported student (0: none)
+    supernet_checkpoint: str | None = None  # a trained supernet to start from when it matches (else one is trained)
+    budget_fraction_of_teacher: float | None = None  # budget = this x the teacher's FLOPs (if search.budget_mflops unset)
+    finetune_epochs: int = 1  # distillation of the exported student with the recipe's distill terms (0: none)
     finetune_lr: float = 0.01
 
 

@@ -1,14 +1,19 @@
-"""``nas-kd run``: the whole job in one command: teacher -> supernet -> search -> export (+ fine-tune) -> plots.
+"""``nas-kd run``: the whole job in one command: teacher -> supernet -> search -> export + distillation -> summary.
 
 Every stage writes its own run directory under ``<run.out_dir>/<run.name>/`` (``teacher``,
 ``supernet``, ``search``, ``student``) and is skipped when its result already exists, so a killed
 pipeline resumes where it stopped (an interrupted supernet resumes from its last checkpoint).
-The teacher is trained only when ``teacher.checkpoint`` is unset or missing.
+The teacher is trained only when ``teacher.checkpoint`` is unset or missing. The supernet is not
+trained when ``pipeline.supernet_checkpoint`` names one that matches the recipe (space, input
+and classes, teacher, dataset; checked against the checkpoint and the result JSON beside it), the
+way once-for-all users start from a trained once-for-all network; a mismatch is named and a
+supernet is trained instead. The run ends with a teacher-vs-student summary.
 """
 from __future__ import annotations
 
 import copy
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +27,39 @@ def _stage(recipe: Recipe, base: Path, name: str) -> Recipe:
     return r
 
 
-def run_pipeline(recipe: Recipe) -> dict[str, Any]:
-    """Run every stage not yet done; returns ``pipeline.json`` (per-stage results and wall times)."""
+TEACHER_KEYS = ("model", "kwargs", "checkpoint", "torchscript", "subnet")
+
+
+def supernet_mismatches(recipe: Recipe, checkpoint: str | Path, num_classes: int, in_channels: int) -> list[str]:
+    """Why the trained supernet at ``checkpoint`` does not fit ``recipe`` (empty: it does)."""
+    from nas_kd.checkpoint import load_checkpoint
+
+    path = Path(checkpoint)
+    if not path.exists():
+        return [f"{path} does not exist"]
+    meta = load_checkpoint(path).get("supernet") or {}
+    found = []
+    for key, want in (("space", recipe.supernet.space), ("num_classes", num_classes), ("in_channels", in_channels)):
+        if meta.get(key) != want:
+            found.append(f"{key}: the checkpoint has {meta.get(key)!r}, the recipe needs {want!r}")
+    record = path.with_suffix(".json")
+    if not record.exists():
+        return [*found, f"no {record.name} beside it to say which teacher and data trained it"]
+    trained = json.loads(record.read_text()).get("recipe", {})
+    for key in TEACHER_KEYS:
+        if trained.get("teacher", {}).get(key) != getattr(recipe.teacher, key):
+            found.append(f"teacher.{key}: trained with {trained.get('teacher', {}).get(key)!r}, "
+                         f"the recipe has {getattr(recipe.teacher, key)!r}")
+    if trained.get("data", {}).get("dataset") != recipe.data.dataset:
+        found.append(f"data.dataset: trained on {trained.get('data', {}).get('dataset')!r}")
+    return found
+
+
+def run_pipeline(recipe: Recipe, *, train_supernet_anyway: bool = False) -> dict[str, Any]:
+    """Run every stage not yet done; returns ``pipeline.json`` (per-stage results, wall times, the summary)."""
     from nas_kd.search.run import run_search
+    from nas_kd.summary import compare_models, print_summary
+    from nas_kd.train.setup import load_data
     from nas_kd.train.standalone import export_student, train_teacher
     from nas_kd.train.supernet import train_supernet
 
@@ -33,6 +68,7 @@ def run_pipeline(recipe: Recipe) -> dict[str, Any]:
     base.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
     recipe = copy.deepcopy(recipe)
+    data = load_data(recipe)
 
     t = Stopwatch()
     if not recipe.teacher.checkpoint or not Path(recipe.teacher.checkpoint).exists():
@@ -45,15 +81,37 @@ def run_pipeline(recipe: Recipe) -> dict[str, Any]:
     seconds["teacher"] = t.seconds()
 
     t = Stopwatch()
-    r = _stage(recipe, base, "supernet")
-    if not (base / "supernet" / "final.json").exists():
-        train_supernet(r, resume=(base / "supernet/checkpoints/last.pt").exists())
-    supernet_final = json.loads((base / "supernet" / "final.json").read_text())
+    pre = recipe.pipeline.supernet_checkpoint
+    reused = None
+    if pre and not train_supernet_anyway:
+        why = supernet_mismatches(recipe, pre, data.num_classes, data.in_channels)
+        if why:
+            print(f"nas-kd run: not reusing {pre} ({'; '.join(why)}); training a supernet", file=sys.stderr)
+        else:
+            reused = pre
+            print(f"nas-kd run: starting from the trained supernet {pre} (it matches the recipe; "
+                  "--train-supernet trains one instead)", file=sys.stderr)
+    if reused:
+        checkpoint = reused
+        supernet_final = json.loads(Path(reused).with_suffix(".json").read_text())
+    else:
+        r = _stage(recipe, base, "supernet")
+        if not (base / "supernet" / "final.json").exists():
+            train_supernet(r, resume=(base / "supernet/checkpoints/last.pt").exists())
+        supernet_final = json.loads((base / "supernet" / "final.json").read_text())
+        checkpoint = str(base / "supernet" / "checkpoints" / "last.pt")
     seconds["supernet"] = t.seconds()
 
     t = Stopwatch()
     r = _stage(recipe, base, "search")
-    r.search.checkpoint = str(base / "supernet" / "checkpoints" / "last.pt")
+    r.search.checkpoint = checkpoint
+    if r.search.budget_mflops is None and recipe.pipeline.budget_fraction_of_teacher is not None:
+        from nas_kd.flops import count_flops
+        from nas_kd.teacher import load_teacher
+
+        teacher = load_teacher(recipe.teacher, data.num_classes, data.in_channels)
+        shape = (1, data.in_channels, data.image_size, data.image_size)
+        r.search.budget_mflops = recipe.pipeline.budget_fraction_of_teacher * count_flops(teacher, shape) / 1e6
     search = json.loads((base / "search" / "search.json").read_text()) if (base / "search/search.json").exists() \
         else run_search(r)
     seconds["search"] = t.seconds()
@@ -63,18 +121,20 @@ def run_pipeline(recipe: Recipe) -> dict[str, Any]:
     if not (student / "arch.json").exists():
         ft = copy.deepcopy(recipe)
         ft.train.lr, ft.train.warmup_epochs = recipe.pipeline.finetune_lr, 0.0
-        export_student(r.search.checkpoint, str(base / "search" / "best_arch.json"), student, ft,
+        export_student(checkpoint, str(base / "search" / "best_arch.json"), student, ft,
                        recalibrate_batches=recipe.supernet.bn_batches, finetune_epochs=recipe.pipeline.finetune_epochs)
-    finetuned = student / "finetune" / "final.json"
     seconds["export"] = t.seconds()
 
+    comparison = compare_models(recipe, data, student)
     payload = {
         "teacher_checkpoint": recipe.teacher.checkpoint,
-        "supernet": {k: supernet_final[k] for k in ("max_acc", "min_acc", "median_acc", "wall_seconds")},
+        "supernet": {"checkpoint": checkpoint, "reused": bool(reused),
+                     **{k: supernet_final.get(k) for k in ("max_acc", "min_acc", "median_acc", "wall_seconds")}},
         "search": {k: search[k] for k in ("evaluator", "strategy", "budget_mflops", "scored", "wall_seconds")},
-        "student_mflops": search["best"]["mflops"],
-        "student_test_acc": json.loads(finetuned.read_text())["test_acc"] if finetuned.exists() else None,
+        **comparison,
         "student_dir": str(student), "pareto_plot": str(base / "search" / "pareto.png"),
         "stage_seconds_this_invocation": {k: round(v, 1) for k, v in seconds.items()},
     }
-    return write_result(base / "pipeline.json", payload, watch.seconds(), started)
+    result = write_result(base / "pipeline.json", payload, watch.seconds(), started)
+    print_summary(result)
+    return result

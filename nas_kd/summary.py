@@ -1,0 +1,72 @@
+"""Teacher vs student, as a person reads it at the end of ``nas-kd run``: accuracy, cost, speed, size."""
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from nas_kd.config import Recipe
+from nas_kd.data import DataBundle
+from nas_kd.flops import count_flops, count_params
+
+
+@torch.no_grad()
+def latency_ms(model: nn.Module, shape: tuple[int, ...], repeats: int = 30, warmup: int = 5) -> float:
+    """Median wall time of one forward pass (eval mode, CPU, this process's threads), in milliseconds."""
+    model = model.eval()
+    x = torch.zeros(shape)
+    for _ in range(warmup):
+        model(x)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model(x)
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def _describe(model: nn.Module, data: DataBundle, weights: Path, recipe: Recipe) -> dict[str, Any]:
+    from nas_kd.train.common import evaluate
+
+    shape = (1, data.in_channels, data.image_size, data.image_size)
+    return {"test_acc": evaluate(model, data.test, recipe.data.eval_batch_size)["acc"],
+            "mflops": count_flops(model, shape) / 1e6, "params": count_params(model),
+            "latency_ms_batch1_cpu": latency_ms(model, shape), "size_bytes": weights.stat().st_size}
+
+
+def compare_models(recipe: Recipe, data: DataBundle, student_dir: Path) -> dict[str, Any]:
+    """``teacher_*`` and ``student_*`` figures (test accuracy, MFLOPs, params, latency, size on disk)."""
+    from nas_kd.export import load_subnet
+    from nas_kd.teacher import load_teacher
+
+    teacher = load_teacher(recipe.teacher, data.num_classes, data.in_channels)
+    t_weights = Path(recipe.teacher.subnet or recipe.teacher.torchscript or recipe.teacher.checkpoint)
+    t_weights = t_weights / "weights.pt" if t_weights.is_dir() else t_weights
+    t = _describe(teacher, data, t_weights, recipe)
+    s = _describe(load_subnet(student_dir), data, Path(student_dir) / "weights.pt", recipe)
+    out = {f"teacher_{k}": v for k, v in t.items()} | {f"student_{k}": v for k, v in s.items()}
+    out["student_flops_fraction_of_teacher"] = s["mflops"] / t["mflops"]
+    out["accuracy_gap_points"] = 100 * (t["test_acc"] - s["test_acc"])
+    finetune = Path(student_dir) / "finetune" / "final.json"
+    out["student_distill"] = json.loads(finetune.read_text())["distill"] if finetune.exists() else None
+    return out
+
+
+def print_summary(r: dict[str, Any]) -> None:
+    """A short table a person reads, and where the files are."""
+    rows = [("test accuracy (%)", "test_acc", lambda v: f"{100 * v:.2f}"), ("MFLOPs", "mflops", lambda v: f"{v:.2f}"),
+            ("parameters", "params", lambda v: f"{v:,}"),
+            ("latency, batch 1, CPU (ms)", "latency_ms_batch1_cpu", lambda v: f"{v:.2f}"),
+            ("size on disk (KB)", "size_bytes", lambda v: f"{v / 1024:.0f}")]
+    lines = ["", f"{'':28} {'teacher':>12} {'student':>12}"]
+    for label, key, fmt in rows:
+        lines.append(f"{label:28} {fmt(r['teacher_' + key]):>12} {fmt(r['student_' + key]):>12}")
+    lines += [f"student: {100 * r['student_flops_fraction_of_teacher']:.1f} % of the teacher's FLOPs, "
+              f"{r['accuracy_gap_points']:.2f} points below it",
+              f"files: {r['student_dir']} (arch.json, weights.pt), search plot {r['pareto_plot']}", ""]
+    print("\n".join(lines))
