@@ -54,6 +54,14 @@ def _cmd_ground_truth(args: argparse.Namespace) -> None:
     print(json.dumps(run_ground_truth(recipe, out, queue=args.queue, max_jobs=args.max_jobs, commit=args.commit)))
 
 
+def _cmd_acceptance(args: argparse.Namespace) -> None:
+    from nas_kd.rankcorr.acceptance import run_acceptance
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    print(json.dumps(run_acceptance(recipe, band=args.band, evaluator=args.evaluator, strategy=args.strategy,
+                                    trials=args.trials, result=args.out, queue=args.queue, commit=args.commit), indent=2))
+
+
 def _cmd_run(args: argparse.Namespace) -> None:
     from nas_kd.pipeline import run_pipeline
 
@@ -269,6 +277,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-jobs", type=int, help="stop after this many jobs")
     p.add_argument("--commit", action="store_true", help="git-commit each record as it lands")
     p.set_defaults(func=_cmd_ground_truth)
+
+    p = sub.add_parser("acceptance", help="at one budget band: searched student vs max-FLOPs, hand-designed and "
+                                          "best-of-10-random picks, each distilled with 3 seeds (Welch t-tests)")
+    _recipe_args(p)
+    p.add_argument("--band", default="0.12", help="the study's band (budget as a fraction of the max arch's FLOPs)")
+    p.add_argument("--evaluator", default="kl", help="evaluator of the searched student")
+    p.add_argument("--strategy", default="evolution", help="search strategy of the searched student")
+    p.add_argument("--trials", type=int, default=100, help="archs the search scores")
+    p.add_argument("--out", default="results/search_fmnist", help="result path without suffix (.json and .md)")
+    p.add_argument("--queue", help="Optuna RDB URL of the job queue (default: SQLite in the run dir)")
+    p.add_argument("--commit", action="store_true", help="git-commit each record as it lands")
+    p.set_defaults(func=_cmd_acceptance)
 
     p = sub.add_parser("export", help="export a subnet of a trained supernet as a standalone model directory")
     p.add_argument("--checkpoint", help="supernet checkpoint (nas_kd format); default with --run: the search's")

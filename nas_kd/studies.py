@@ -23,13 +23,39 @@ def open_storage(url: str | None, attempts: int = 5, **kwargs: Any):
 
     if url is None:
         return None
+    sqlite = url.startswith("sqlite")
+    if sqlite:
+        kwargs.setdefault("engine_kwargs", {"connect_args": {"timeout": 60}})  # wait for a writer, don't fail
     for attempt in range(attempts):
         try:
-            return optuna.storages.RDBStorage(url, **kwargs)
+            storage = optuna.storages.RDBStorage(url, **kwargs)
+            break
         except SQLAlchemyError:
             if attempt == attempts - 1:
                 raise
             time.sleep(0.2 * (attempt + 1))
+    if sqlite:
+        _serialise_sqlite(storage.engine)
+    return storage
+
+
+def _serialise_sqlite(engine) -> None:
+    """Make every SQLite transaction take the write lock when it begins (``BEGIN IMMEDIATE``).
+
+    Optuna pops a waiting trial by reading its state and then writing RUNNING; in SQLite's default
+    deferred transactions two processes can both read WAITING and both run the trial. With the lock
+    taken at BEGIN the second one reads RUNNING and moves on (SQLAlchemy's pysqlite recipe)."""
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _no_driver_begin(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # pooled connections made before the listeners are dropped
 
 
 class JobQueue:

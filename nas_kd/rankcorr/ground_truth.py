@@ -98,8 +98,9 @@ def plan(recipe: Recipe) -> dict[str, dict[str, Any]]:
     return jobs
 
 
-def record_path(recipe: Recipe, key: str) -> Path:
-    return Path(recipe.rankcorr.records) / f"{key}.json"
+def record_path(recipe: Recipe, key: str, records: str | Path | None = None) -> Path:
+    """Where the job ``key``'s record is committed (``records``, default ``rankcorr.records``)."""
+    return Path(records or recipe.rankcorr.records) / f"{key}.json"
 
 
 def job_recipe(recipe: Recipe, key: str, job: dict[str, Any], out: Path) -> Recipe:
@@ -118,7 +119,8 @@ def heldout(final: dict[str, Any], test_n: int, val_n: int) -> dict[str, float]:
     return {"heldout_acc": acc, "heldout_n": n, "heldout_se": math.sqrt(max(acc * (1 - acc), 0.0) / n)}
 
 
-def train_job(recipe: Recipe, key: str, job: dict[str, Any], out: Path, *, show_progress: bool = True) -> dict:
+def train_job(recipe: Recipe, key: str, job: dict[str, Any], out: Path, *, records: str | Path | None = None,
+              show_progress: bool = True) -> dict:
     """Train one job (resuming its run directory if a killed worker left a checkpoint) and write its record."""
     from nas_kd.students import arch_student
     from nas_kd.train.distill import train_students
@@ -141,7 +143,7 @@ def train_job(recipe: Recipe, key: str, job: dict[str, Any], out: Path, *, show_
         "ce_weight": final["ce_weight"], "seconds_per_epoch": final["seconds_per_epoch"],
         "train_wall_seconds": final["wall_seconds"], "device": final["device"],
     }
-    return write_result(record_path(recipe, key), record, watch.seconds(), started)
+    return write_result(record_path(recipe, key, records), record, watch.seconds(), started)
 
 
 def commit_record(path: Path, attempts: int = 5) -> None:
@@ -159,29 +161,35 @@ def commit_record(path: Path, attempts: int = 5) -> None:
     print(f"warning: could not commit {path}; commit it by hand")
 
 
-def run_ground_truth(recipe: Recipe, out: str | Path, *, queue: str | None = None, max_jobs: int | None = None,
-                     commit: bool = False, show_progress: bool = True) -> dict[str, Any]:
-    """Enqueue the study's jobs that have no record yet, then work the queue; returns a progress summary."""
+def work_jobs(recipe: Recipe, jobs: dict[str, dict[str, Any]], out: str | Path, name: str, *,
+              records: str | Path | None = None, queue: str | None = None, max_jobs: int | None = None,
+              commit: bool = False, show_progress: bool = True) -> dict[str, Any]:
+    """Enqueue the ``jobs`` that have no record yet in the queue ``name``, then work it; returns a progress summary."""
     from nas_kd.studies import JobQueue
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    jobs = plan(recipe)
     url = queue or recipe.rankcorr.queue or f"sqlite:///{out / 'queue.db'}"
-    q = JobQueue(url, f"ground-truth-{recipe.student.space}")
-    q.enqueue([k for k in jobs if not record_path(recipe, k).exists()])
+    q = JobQueue(url, name)
+    q.enqueue([k for k in jobs if not record_path(recipe, k, records).exists()])
 
     def run(key: str) -> float:
-        path = record_path(recipe, key)
+        path = record_path(recipe, key, records)
         if not path.exists():  # another machine may have committed it meanwhile
-            train_job(recipe, key, jobs[key], out, show_progress=show_progress)
+            train_job(recipe, key, jobs[key], out, records=records, show_progress=show_progress)
             if commit:
                 commit_record(path)
         return json.loads(path.read_text())["heldout_acc"]
 
     ran = q.work(run, max_jobs)
-    finished = sum(record_path(recipe, k).exists() for k in jobs)
-    return {"jobs": len(jobs), "finished": finished, "ran_here": len(ran), "records": recipe.rankcorr.records}
+    finished = sum(record_path(recipe, k, records).exists() for k in jobs)
+    return {"jobs": len(jobs), "finished": finished, "ran_here": len(ran),
+            "records": str(records or recipe.rankcorr.records)}
+
+
+def run_ground_truth(recipe: Recipe, out: str | Path, **kwargs: Any) -> dict[str, Any]:
+    """Enqueue the study's ground-truth jobs that have no record yet, then work the queue."""
+    return work_jobs(recipe, plan(recipe), out, f"ground-truth-{recipe.student.space}", **kwargs)
 
 
 def collect_ground_truth(recipe: Recipe) -> list[dict[str, Any]]:

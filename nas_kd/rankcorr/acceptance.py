@@ -1,0 +1,156 @@
+"""``nas-kd acceptance``: at one budget, does the searched student beat the picks a user makes without search?
+
+Four students under the band's budget B (``--band``, a fraction of the max arch's FLOPs), each trained
+exactly like the ground truth (the recipe's distillation, ``kd`` column) with 3 seeds:
+
+* ``searched``: the best arch of ``nas-kd search`` with the given evaluator and strategy on the
+  study's supernet;
+* ``maxflops``: the arch with the most FLOPs under B (an evolution search maximising FLOPs);
+* ``handcrafted``: uniform scaling, as a person designs a smaller net: one depth level for every stage
+  and one level for every width / ratio choice, the pair with the most FLOPs that fits B;
+* ``random_best``: of the band's first 10 ground-truth archs (random, FLOPs in [0.8 B, B]), the one with
+  the best seed-0 validation accuracy (what 10 trial trainings would pick); its seeds 0 and 1 come from
+  the ground truth, seed 2 is trained here.
+
+Jobs go through the same queue and records as the ground truth (``<records>/../acceptance/``). The
+result, with Welch t-tests of ``searched`` against each other pick, goes to ``--out`` (.json and .md).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+import search_spaces
+from nas_kd.config import Recipe
+from nas_kd.errors import UserError
+from nas_kd.provenance import Stopwatch, origin, write_result
+from nas_kd.rankcorr.ground_truth import arch_id, band_budget, job_key, record_path, study_bands, work_jobs
+
+SEEDS = (0, 1, 2)
+
+
+def handcrafted_arch(space, budget: float, steps: int = 20) -> dict[str, Any]:
+    """The uniformly scaled arch with the most FLOPs under ``budget``: one relative position for every
+    depth choice and one for every other choice (width, ratio, kernel, expand), on a grid of ``steps``."""
+    def at(values, s):
+        ordered = sorted(values)
+        return ordered[round(s * (len(ordered) - 1))]
+
+    best, best_flops = None, -1
+    for i in range(steps + 1):
+        for j in range(steps + 1):
+            arch = space.canonical({label: at(values, (i if label.endswith(".depth") else j) / steps)
+                                    for label, values in space.choices.items()})
+            f = space.flops(arch)
+            if best_flops < f <= budget:
+                best, best_flops = arch, f
+    if best is None:
+        raise UserError(f"no uniformly scaled arch of {space.name} fits {budget / 1e6:.2f} MFLOPs")
+    return best
+
+
+def _search(recipe: Recipe, out: Path, evaluator: str, strategy: str, trials: int, budget: float, name: str) -> dict:
+    """The best arch of a search run (reused when its ``search.json`` exists)."""
+    from nas_kd.search.run import run_search
+
+    run = out / name
+    if not (run / "search.json").exists():
+        r = copy.deepcopy(recipe)
+        r.search.checkpoint, r.search.evaluator, r.search.strategy = recipe.rankcorr.supernet_run, evaluator, strategy
+        r.search.trials, r.search.budget_mflops, r.search.extra_evaluators = trials, budget / 1e6, []
+        r.run.out_dir, r.run.name = str(out), name
+        run_search(r)
+    return json.loads((run / "search.json").read_text())["best"]["arch"]
+
+
+def picks(recipe: Recipe, band: str, out: Path, evaluator: str, strategy: str, trials: int) -> dict[str, dict]:
+    """The four students' archs."""
+    space = search_spaces.get(recipe.student.space)
+    budget = band_budget(space, float(band))
+    bands = study_bands(recipe)
+    if band not in bands:
+        raise UserError(f"--band {band}: not a band of the study ({', '.join(bands)})")
+    candidates = []
+    for arch in bands[band][:10]:
+        path = record_path(recipe, job_key(space.name, band, arch, "kd", 0))
+        if path.exists():
+            candidates.append((json.loads(path.read_text())["val_acc"], arch))
+    if len(candidates) < 10:
+        raise UserError(f"band {band}: {len(candidates)} of its first 10 archs have a kd seed-0 ground truth; "
+                        "run nas-kd ground-truth further first")
+    return {
+        "searched": _search(recipe, out, evaluator, strategy, trials, budget, f"search-{evaluator}-{strategy}"),
+        "maxflops": _search(recipe, out, "flops", "evolution", 600, budget, "search-maxflops"),
+        "handcrafted": handcrafted_arch(space, budget),
+        "random_best": max(candidates, key=lambda c: c[0])[1],
+    }
+
+
+def run_acceptance(recipe: Recipe, *, band: str, evaluator: str, strategy: str, trials: int, result: str,
+                   queue: str | None = None, commit: bool = False, show_progress: bool = True) -> dict[str, Any]:
+    """Train what is missing (through the job queue), then write ``result`` (.json and .md)."""
+    from scipy.stats import ttest_ind
+
+    started, watch = origin(), Stopwatch()
+    out = Path(recipe.run.out_dir) / recipe.run.name / "acceptance"
+    records = Path(recipe.rankcorr.records).parent / "acceptance"
+    chosen = picks(recipe, band, out, evaluator, strategy, trials)
+    space = recipe.student.space
+    jobs, where = {}, {}
+    for name, arch in chosen.items():
+        for seed in SEEDS:
+            key = job_key(space, band, arch, "kd", seed)
+            if name == "random_best" and seed < 2:  # already in the ground truth
+                where[(name, seed)] = record_path(recipe, key)
+                continue
+            jobs[f"acc-{name}-{key}"] = {"space": space, "band": band, "arch": arch, "column": "kd", "seed": seed}
+            where[(name, seed)] = record_path(recipe, f"acc-{name}-{key}", records)
+    progress = work_jobs(recipe, jobs, out, f"acceptance-{space}-{band}", records=records, queue=queue,
+                         commit=commit, show_progress=show_progress)
+    accs = {name: [json.loads(where[(name, s)].read_text())["heldout_acc"] for s in SEEDS if where[(name, s)].exists()]
+            for name in chosen}
+    missing = {n: len(SEEDS) - len(a) for n, a in accs.items() if len(a) < len(SEEDS)}
+    if missing:
+        return {"finished": False, "missing_seeds": missing, **progress}
+    sp = search_spaces.get(space)
+    mean = {n: statistics.mean(a) for n, a in accs.items()}
+    std = {n: statistics.stdev(a) for n, a in accs.items()}
+    p_values = {n: float(ttest_ind(accs["searched"], accs[n], equal_var=False).pvalue) for n in chosen if n != "searched"}
+    payload = {
+        "space": space, "band": band, "budget_mflops": band_budget(sp, float(band)) / 1e6,
+        "evaluator": evaluator, "strategy": strategy, "trials": trials, "seeds": list(SEEDS),
+        "accuracy_kind": "held-out (test + validation) accuracy, last epoch, ground-truth schedule",
+        "student_mflops": sp.flops(chosen["searched"]) / 1e6, "student_acc": mean["searched"],
+        "student_acc_std": std["searched"], "random_best_acc": mean["random_best"],
+        "handcrafted_acc": mean["handcrafted"], "maxflops_acc": mean["maxflops"],
+        "p_value": max(p_values.values()), "p_values_welch": p_values,
+        "picks": {n: {"arch": a, "arch_id": arch_id(a), "mflops": sp.flops(a) / 1e6, "params": sp.params(a),
+                      "accs": accs[n], "mean": mean[n], "std": std[n]} for n, a in chosen.items()},
+    }
+    payload = write_result(Path(result).with_suffix(".json"), payload, watch.seconds(), started)
+    write_markdown(payload, Path(result).with_suffix(".md"))
+    return payload
+
+
+def write_markdown(p: dict[str, Any], path: Path) -> None:
+    """The acceptance table."""
+    lines = [f"# Search acceptance: `{p['space']}` space, budget {p['budget_mflops']:.2f} MFLOPs "
+             f"({float(p['band']) * 100:.0f} % of the max arch)", "",
+             f"Command: `{p['command']}`  ", f"Git commit: `{p['git_commit']}`  ", "",
+             f"Every student is trained like the ground truth ({p['accuracy_kind']}), seeds {p['seeds']}; the searched "
+             f"one is the best of {p['trials']} archs by `{p['evaluator']}` with `{p['strategy']}`.", "",
+             "| student | MFLOPs | params | accuracy % (mean +- std) | per seed | Welch p vs searched |", "|---|---|---|---|---|---|"]
+    for n, v in p["picks"].items():
+        pv = p["p_values_welch"].get(n)
+        lines.append(f"| {n} | {v['mflops']:.2f} | {v['params']:,} | {100 * v['mean']:.2f} +- {100 * v['std']:.2f} | "
+                     f"{', '.join(f'{100 * a:.2f}' for a in v['accs'])} | {f'{pv:.3f}' if pv is not None else '-'} |")
+    best_other = max((n for n in p["picks"] if n != "searched"), key=lambda n: p["picks"][n]["mean"])
+    diff = 100 * (p["picks"]["searched"]["mean"] - p["picks"][best_other]["mean"])
+    spread = 100 * (p["picks"]["searched"]["std"] + p["picks"][best_other]["std"])
+    verdict = "more" if abs(diff) > spread else "less"
+    lines += ["", f"Searched minus the best other pick ({best_other}): {diff:+.2f} points, {verdict} than the summed seed "
+              f"standard deviations ({spread:.2f}); largest Welch p-value {p['p_value']:.3f}."]
+    path.write_text("\n".join(lines) + "\n")

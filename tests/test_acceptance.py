@@ -1,0 +1,52 @@
+"""Search acceptance: the hand-designed pick, the queue of missing seeds, the Welch-tested table (fake training)."""
+import json
+
+import pytest
+
+import search_spaces
+from nas_kd.config import load_recipe
+from nas_kd.errors import UserError
+from nas_kd.rankcorr import acceptance, ground_truth as gt
+
+
+@pytest.mark.parametrize("space", ["resnet", "mbv2"])
+def test_handcrafted_arch_is_the_largest_uniform_scaling_under_budget(space):
+    sp = search_spaces.get(space)
+    budget = 0.12 * sp.flops(sp.max_arch())
+    arch = acceptance.handcrafted_arch(sp, budget)
+    assert 0.5 * budget < sp.flops(arch) <= budget
+    with pytest.raises(UserError, match="fits"):
+        acceptance.handcrafted_arch(sp, 0.5 * sp.flops(sp.min_arch()))
+
+
+def test_acceptance_trains_missing_seeds_and_writes_the_table(tmp_path, monkeypatch):
+    r = load_recipe("recipes/search_quality_fmnist.yaml", [f"run.out_dir={tmp_path}",
+                                                           f"rankcorr.records={tmp_path}/gt/records"])
+    space = search_spaces.get("resnet")
+    band = "0.12"
+    with pytest.raises(UserError, match="first 10 archs"):
+        acceptance.picks(r, band, tmp_path, "kl", "evolution", 5)
+    (tmp_path / "gt/records").mkdir(parents=True)
+    for i, arch in enumerate(gt.study_bands(r)[band][:10]):
+        for seed in (0, 1):
+            key = gt.job_key("resnet", band, arch, "kd", seed)
+            gt.record_path(r, key).write_text(json.dumps({"heldout_acc": 0.90 + 0.001 * i, "val_acc": 0.9 + 0.001 * i}))
+    monkeypatch.setattr(acceptance, "_search", lambda *a: space.max_arch() if a[-1] == "search-maxflops" else space.min_arch())
+    trained = []
+
+    def fake(recipe, key, job, out, records=None, **_):
+        trained.append(key)
+        acc = {"acc-searched": 0.95, "acc-maxflops": 0.91, "acc-handcrafted": 0.92}.get(key.split("-resnet")[0], 0.90)
+        path = gt.record_path(recipe, key, records)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"heldout_acc": acc + 0.001 * job["seed"]}))
+
+    monkeypatch.setattr(gt, "train_job", fake)
+    result = acceptance.run_acceptance(r, band=band, evaluator="kl", strategy="evolution", trials=5,
+                                       result=str(tmp_path / "search_fmnist"), show_progress=False)
+    assert len(trained) == 3 * 3 + 1  # three picks x 3 seeds, plus seed 2 of the best random arch
+    assert result["student_acc"] == pytest.approx(0.951) and result["p_value"] < 0.01
+    assert result["random_best_acc"] == pytest.approx((0.909 + 0.909 + 0.902) / 3)
+    assert set(result) >= {"budget_mflops", "student_mflops", "student_acc", "student_acc_std", "random_best_acc",
+                           "handcrafted_acc", "maxflops_acc", "p_value", "command", "git_commit", "wall_seconds"}
+    assert "| searched |" in (tmp_path / "search_fmnist.md").read_text()
