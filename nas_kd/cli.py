@@ -9,6 +9,31 @@ from pathlib import Path
 from nas_kd.config import load_recipe
 
 
+def _number(kind: type, low: float | None = None, high: float | None = None, low_open: bool = False):
+    """An argparse type: a finite ``kind`` within [low, high] (``low_open``: low excluded)."""
+    import math
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a{'n integer' if kind is int else ' number'}") from None
+        if not math.isfinite(value) or (low is not None and (value <= low if low_open else value < low)) \
+                or (high is not None and value > high):
+            bounds = [f"{'>' if low_open else '>='} {low}"] if low is not None else []
+            bounds += [f"<= {high}"] if high is not None else []
+            raise argparse.ArgumentTypeError(f"{text} must be a finite number {' and '.join(bounds)}")
+        return value
+
+    return parse
+
+
+POSITIVE = _number(float, 0, low_open=True)
+FRACTION = _number(float, 0, 1, low_open=True)
+COUNT = _number(int, 1)
+NATURAL = _number(int, 0)
+
+
 def _recipe_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--recipe", required=required, help="YAML recipe (see recipes/)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -239,10 +264,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("search", help="search the best subnet under a FLOPs budget with an evaluator and a strategy")
     _recipe_args(p)
-    p.add_argument("--budget-mflops", type=float, help="FLOPs budget in MFLOPs (default: the recipe's)")
+    p.add_argument("--budget-mflops", type=POSITIVE, help="FLOPs budget in MFLOPs (default: the recipe's)")
     p.add_argument("--evaluator", help="evaluator to optimise (accuracy, kl, rdm, cka, flops, params)")
     p.add_argument("--strategy", help="random, evolution, optuna-tpe or optuna-nsga2")
-    p.add_argument("--trials", type=int, help="distinct archs to score")
+    p.add_argument("--trials", type=COUNT, help="distinct archs to score")
     p.add_argument("--storage", help="Optuna RDB URL shared by several workers (default: SQLite in the run dir)")
     p.add_argument("--checkpoint", help="trained supernet checkpoint (default: the recipe's search.checkpoint)")
     p.set_defaults(func=_cmd_search)
@@ -264,9 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("dna-search", help="exact search over the whole space from blockwise ranking tables")
     p.add_argument("--tables", required=True, help="ranking tables (nas-kd dna-rank)")
-    p.add_argument("--budget-mflops", type=float, nargs="*", default=[], help="FLOPs budgets in MFLOPs")
-    p.add_argument("--budget-fraction", type=float, nargs="*", default=[], help="budgets as fractions of the max FLOPs")
-    p.add_argument("--k", type=int, default=5, help="architectures returned per budget")
+    p.add_argument("--budget-mflops", type=POSITIVE, nargs="*", default=[], help="FLOPs budgets in MFLOPs")
+    p.add_argument("--budget-fraction", type=FRACTION, nargs="*", default=[], help="budgets as fractions of the max FLOPs")
+    p.add_argument("--k", type=COUNT, default=5, help="architectures returned per budget")
     p.add_argument("--out", help="result JSON to write")
     p.set_defaults(func=_cmd_dna_search)
 
@@ -274,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
                                             "(run it in several processes or machines to share the jobs)")
     _recipe_args(p)
     p.add_argument("--queue", help="Optuna RDB URL of the job queue (default: the recipe's, else SQLite in the run dir)")
-    p.add_argument("--max-jobs", type=int, help="stop after this many jobs")
+    p.add_argument("--max-jobs", type=COUNT, help="stop after this many jobs")
     p.add_argument("--commit", action="store_true", help="git-commit each record as it lands")
     p.set_defaults(func=_cmd_ground_truth)
 
@@ -284,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--band", default="0.12", help="the study's band (budget as a fraction of the max arch's FLOPs)")
     p.add_argument("--evaluator", default="kl", help="evaluator of the searched student")
     p.add_argument("--strategy", default="evolution", help="search strategy of the searched student")
-    p.add_argument("--trials", type=int, default=100, help="archs the search scores")
+    p.add_argument("--trials", type=COUNT, default=100, help="archs the search scores")
     p.add_argument("--out", default="results/search_fmnist", help="result path without suffix (.json and .md)")
     p.add_argument("--queue", help="Optuna RDB URL of the job queue (default: SQLite in the run dir)")
     p.add_argument("--commit", action="store_true", help="git-commit each record as it lands")
@@ -294,11 +319,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="supernet checkpoint (nas_kd format); default with --run: the search's")
     p.add_argument("--run", help="a 'nas-kd search' run directory: its supernet, best arch and recipe")
     p.add_argument("--arch", help="'best' (with --run), 'max', 'min' or a JSON file with an arch (or {'arch': ...})")
-    p.add_argument("--finetune-epochs", type=int, default=0,
+    p.add_argument("--finetune-epochs", type=NATURAL, default=0,
                    help="fine-tune the exported subnet this many epochs (with the recipe's distill terms)")
     p.add_argument("--out", required=True, help="directory to write arch.json, weights.pt (and model.ts)")
     p.add_argument("--torchscript", action="store_true", help="also write a TorchScript model.ts")
-    p.add_argument("--recalibrate-batches", type=int, default=0,
+    p.add_argument("--recalibrate-batches", type=NATURAL, default=0,
                    help="recalibrate BatchNorm on this many training batches of --recipe's data first")
     _recipe_args(p, required=False)
     p.set_defaults(func=_cmd_export)
@@ -311,8 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rows", nargs="*", help="distill: only these rows")
     p.add_argument("--commit", action="store_true", help="distill: git-commit each record as it lands")
     p.add_argument("--spaces", nargs="*", help="search spaces (default: mbv2 resnet)")
-    p.add_argument("--num-archs", type=int, default=100, help="archs per space (flops)")
-    p.add_argument("--repeats", type=int, default=10, help="timed steps per arch and model (supernet)")
+    p.add_argument("--num-archs", type=COUNT, default=100, help="archs per space (flops)")
+    p.add_argument("--repeats", type=COUNT, default=10, help="timed steps per arch and model (supernet)")
     p.add_argument("--dna-tables", help="ranking tables to include the dna evaluator (evaluators)")
     p.add_argument("--out", help="result JSON (default: results/bench_NAME.json)")
     _recipe_args(p, required=False)

@@ -189,8 +189,9 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 continue
             try:
                 return _coerce(value, arg, where)
-            except RecipeError:
-                pass
+            except RecipeError as e:
+                if "must be" in str(e):  # the type fits but the value does not: say why
+                    raise
         raise RecipeError(f"{where}: expected {_type_name(tp)}, got {value!r}")
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
@@ -211,7 +212,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         return float(value)
     if tp is float and isinstance(value, str):  # PyYAML reads 5e-4 (no dot) as a string
         try:
-            return float(value)
+            value = float(value)
         except ValueError:
             pass
     if tp is int and isinstance(value, bool) or not isinstance(value, tp):
@@ -219,6 +220,35 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is float and not math.isfinite(value):
         raise RecipeError(f"{where}: must be a finite number, got {value!r}")
     return value
+
+
+# Allowed ranges of numbers, by key: (lowest, highest, whether the lowest itself is excluded); None: unbounded.
+RANGES: dict[str, tuple[float | None, float | None, bool]] = {
+    "data.val_size": (0, None, False), "data.batch_size": (1, None, False), "data.eval_batch_size": (1, None, False),
+    "data.augment_pad": (0, None, False), "data.limit_train": (1, None, False), "data.limit_test": (1, None, False),
+    "train.epochs": (0, None, False), "train.lr": (0, None, True), "train.momentum": (0, 1, False),
+    "train.weight_decay": (0, None, False), "train.warmup_epochs": (0, None, False),
+    "train.label_smoothing": (0, 1, False), "train.checkpoint_every_steps": (0, None, False),
+    "train.threads": (1, None, False), "supernet.num_random": (0, None, False), "supernet.mix_weight": (0, 1, False),
+    "supernet.max_teacher_weight": (0, None, False), "supernet.bn_batches": (1, None, False),
+    "supernet.eval_random_archs": (0, None, False), "student.ce_weight": (0, None, False),
+    "search.budget_mflops": (0, None, True), "search.trials": (1, None, False), "search.probe_size": (3, None, False),
+    "search.bn_batches": (1, None, False), "search.population": (2, None, False), "search.sample_size": (1, None, False),
+    "search.mutation_prob": (0, 1, False), "rankcorr.archs_per_band": (1, None, False),
+    "rankcorr.probe_size": (3, None, False), "rankcorr.bn_batches": (1, None, False), "rankcorr.bootstrap": (1, None, False),
+    "pipeline.budget_fraction_of_teacher": (0, 1, True), "pipeline.finetune_epochs": (0, None, False),
+    "pipeline.finetune_lr": (0, None, True),
+}
+
+
+def _check_range(key: str, value: Any) -> None:
+    if key not in RANGES or value is None:
+        return
+    lo, hi, lo_open = RANGES[key]
+    if (lo is not None and (value <= lo if lo_open else value < lo)) or (hi is not None and value > hi):
+        low = "" if lo is None else f"{'>' if lo_open else '>='} {lo}"
+        high = "" if hi is None else f"<= {hi}"
+        raise RecipeError(f"{key}: must be {' and '.join(x for x in (low, high) if x)}, got {value!r}")
 
 
 def _build(cls: type, data: dict, where: str) -> Any:
@@ -234,6 +264,7 @@ def _build(cls: type, data: dict, where: str) -> Any:
         sub = f"{where}.{f.name}" if where else f.name
         if f.name in data:
             kwargs[f.name] = _coerce(data[f.name], hints[f.name], sub)
+            _check_range(sub, kwargs[f.name])
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise RecipeError(f"{where or 'recipe'}: missing required key {f.name!r}")
     return cls(**kwargs)

@@ -57,3 +57,30 @@ def test_invalid_yaml(tmp_path):
         load_recipe(write(tmp_path, "train: [unclosed\n"))
     with pytest.raises(RecipeError, match="cannot read recipe"):
         load_recipe(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.epochs=-1", "train.epochs: must be >= 0"),
+    ("train.lr=0", "train.lr: must be > 0"),
+    ("search.budget_mflops=.nan", "search.budget_mflops: must be a finite number"),
+    ("search.budget_mflops=.inf", "search.budget_mflops: must be a finite number"),
+    ("data.batch_size=0", "data.batch_size: must be >= 1"),
+    ("pipeline.budget_fraction_of_teacher=1.5", "must be > 0 and <= 1"),
+])
+def test_numbers_are_checked_at_load(override, message):
+    with pytest.raises(RecipeError, match=message):
+        load_recipe(None, [override])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["search", "--recipe", "recipes/search_fmnist.yaml", "--budget-mflops", "nan"], "finite number > 0"),
+    (["dna-search", "--tables", "t.json", "--budget-fraction", "nan"], "finite number > 0 and <= 1"),
+    (["dna-search", "--tables", "t.json", "--budget-fraction", "2"], "<= 1"),
+    (["export", "--out", "x", "--finetune-epochs", "-1"], ">= 0"),
+])
+def test_command_line_numbers_are_checked(argv, message, capsys):
+    from nas_kd.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2 and message in capsys.readouterr().err

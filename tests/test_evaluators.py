@@ -70,3 +70,22 @@ def test_subnet_scored_against_its_own_export_is_identical(fmnist_root):
 def test_unknown_evaluator_names_the_choices():
     with pytest.raises(KeyError, match="unknown evaluator 'klx'.*kl"):
         EVALUATORS.get("klx")
+
+
+def test_torchscript_teacher_works_for_logit_evaluators_and_is_refused_for_features(synthetic_root, tmp_path):
+    import random
+
+    from nas_kd.data import load_dataset
+    from nas_kd.errors import UserError
+    from nas_kd.models.resnet_teacher import ResNetTeacher
+
+    data = load_dataset("fashion-mnist", synthetic_root, val_size=64)
+    scripted = torch.jit.trace(ResNetTeacher(widths=(8, 8, 8, 8)).eval(), torch.zeros(1, 1, 28, 28))
+    space = search_spaces.get("resnet")
+    ctx = EvalContext.build(space.build_supernet(), scripted, data, teacher_stages=["stem", "stage1", "stage2",
+                            "stage3", "stage4"], probe_size=16, bn_batches=1)
+    arch = space.sample(random.Random(0))
+    assert score_archs(ctx, [arch], ["kl", "synflow"])[0]["kl_raw"] >= 0
+    for name in ("cka", "diswot"):
+        with pytest.raises(UserError, match="TorchScript"):
+            score_archs(ctx, [arch], [name])

@@ -11,6 +11,7 @@ import torch.nn as nn
 
 from nas_kd.bn import recalibrate_bn
 from nas_kd.data import BatchIterator, DataBundle, Split
+from nas_kd.errors import UserError
 from nas_kd.evaluators.similarity import centred_gram, rdm
 from nas_kd.features import capture
 from nas_kd.supernet import Supernet
@@ -73,8 +74,17 @@ class EvalContext:
         return torch.cat(logits), {n: torch.cat(v) for n, v in feats.items()}
 
     @cached_property
+    def teacher_logits(self) -> torch.Tensor:
+        """The teacher's probe logits (computed once; any teacher, TorchScript too)."""
+        return self.forward_features(self.teacher, [])[0]
+
+    @cached_property
     def teacher_outputs(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The teacher's probe logits and stage features (computed once)."""
+        if isinstance(self.teacher, torch.jit.ScriptModule):
+            raise UserError("the teacher is a TorchScript model, whose stage features cannot be captured: use the "
+                            "evaluators that read logits only (kl, accuracy, flops, params, naswot, synflow) or give "
+                            "the teacher as model + checkpoint")
         return self.forward_features(self.teacher, self.teacher_stages)
 
     @cached_property
@@ -83,6 +93,7 @@ class EvalContext:
         its last stage, its pooled last-stage features, and those classes (for ``diswot``)."""
         from nas_kd.evaluators.training_free import cam_at
 
+        self.teacher_outputs  # noqa: B018  (refuses a TorchScript teacher, whose stages cannot be hooked)
         x = self.probe[: self.free_batch].to(self.device)
         last = self.teacher_stages[-1]
         with torch.no_grad():

@@ -39,7 +39,7 @@ class KL(Evaluator):
     name, higher_is_better = "kl", False
 
     def raw(self, view: SubnetView) -> float:
-        return mean_kl(view.ctx.teacher_outputs[0], view.outputs[0])
+        return mean_kl(view.ctx.teacher_logits, view.outputs[0])
 
 
 @EVALUATORS.register("rdm")
