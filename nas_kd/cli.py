@@ -65,10 +65,13 @@ def _cmd_distill(args: argparse.Namespace) -> None:
 
 
 def _cmd_train_supernet(args: argparse.Namespace) -> None:
-    from nas_kd.train.supernet import train_supernet
+    import nas_kd.dna.blockwise  # noqa: F401  (registers the blockwise trainer)
+    import nas_kd.train.supernet  # noqa: F401  (registers the sandwich trainer)
+    from nas_kd.train.registry import SUPERNET_TRAINERS
 
     recipe = load_recipe(args.recipe, args.overrides)
-    _report(train_supernet(recipe, resume=args.resume), args.results, ("max_acc", "min_acc", "median_acc"))
+    train = SUPERNET_TRAINERS.get(recipe.supernet.mode)
+    _report(train(recipe, resume=args.resume), args.results, ("max_acc", "min_acc", "median_acc"))
 
 
 def _cmd_ground_truth(args: argparse.Namespace) -> None:
@@ -105,7 +108,7 @@ def _cmd_search(args: argparse.Namespace) -> None:
                        ("checkpoint", args.checkpoint)):
         if value is not None:
             overrides.append(f"search.{key}={value}")
-    result = run_search(load_recipe(args.recipe, overrides))
+    result = run_search(load_recipe(args.recipe, overrides), report_only=args.report)
     print(json.dumps({k: result[k] for k in ("budget_mflops", "scored", "wall_seconds")}
                      | {"best_mflops": result["best"]["mflops"], "best_score": result["best"][result["evaluator"]]},
                      indent=2))
@@ -224,7 +227,10 @@ def _report(final: dict, results: str | None, keys: tuple[str, ...]) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every subcommand."""
+    """The argument parser with every subcommand; lists of names come from the registries."""
+    from nas_kd.evaluators import EVALUATORS
+    from nas_kd.search.strategies import STRATEGIES
+
     parser = argparse.ArgumentParser(prog="nas-kd", description="Search the best student for a fixed teacher.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -265,11 +271,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("search", help="search the best subnet under a FLOPs budget with an evaluator and a strategy")
     _recipe_args(p)
     p.add_argument("--budget-mflops", type=POSITIVE, help="FLOPs budget in MFLOPs (default: the recipe's)")
-    p.add_argument("--evaluator", help="evaluator to optimise (accuracy, kl, rdm, cka, flops, params)")
-    p.add_argument("--strategy", help="random, evolution, optuna-tpe or optuna-nsga2")
+    p.add_argument("--evaluator", help=f"evaluator to optimise ({', '.join(EVALUATORS.available())})")
+    p.add_argument("--strategy", help=f"search strategy ({', '.join(STRATEGIES.available())})")
     p.add_argument("--trials", type=COUNT, help="distinct archs to score")
     p.add_argument("--storage", help="Optuna RDB URL shared by several workers (default: SQLite in the run dir)")
     p.add_argument("--checkpoint", help="trained supernet checkpoint (default: the recipe's search.checkpoint)")
+    p.add_argument("--report", action="store_true", help="score nothing: rewrite the outputs from the shared "
+                                                         "Optuna study (--storage), the result of all its workers")
     p.set_defaults(func=_cmd_search)
 
     p = sub.add_parser("rank-corr", help="search quality: every evaluator vs the ground truth inside each budget band "
@@ -307,8 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
                                           "best-of-10-random picks, each distilled with 3 seeds (Welch t-tests)")
     _recipe_args(p)
     p.add_argument("--band", default="0.12", help="the study's band (budget as a fraction of the max arch's FLOPs)")
-    p.add_argument("--evaluator", default="kl", help="evaluator of the searched student")
-    p.add_argument("--strategy", default="evolution", help="search strategy of the searched student")
+    p.add_argument("--evaluator", default="kl", help=f"evaluator of the searched student ({', '.join(EVALUATORS.available())})")
+    p.add_argument("--strategy", default="evolution",
+                   help=f"search strategy of the searched student ({', '.join(STRATEGIES.available())})")
     p.add_argument("--trials", type=COUNT, default=100, help="archs the search scores")
     p.add_argument("--out", default="results/search_fmnist", help="result path without suffix (.json and .md)")
     p.add_argument("--queue", help="Optuna RDB URL of the job queue (default: SQLite in the run dir)")

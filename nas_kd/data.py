@@ -12,12 +12,15 @@ import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 import torch
 
 from nas_kd.errors import UserError
+
+if TYPE_CHECKING:
+    from nas_kd.config import Recipe
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 DATA_ENV = "NAS_KD_DATA"
@@ -295,3 +298,17 @@ class BatchIterator:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return self.epoch(0)
+
+
+def load_data(recipe: "Recipe") -> DataBundle:
+    """The recipe's dataset, split and normalised."""
+    d = recipe.data
+    return load_dataset(
+        d.dataset, d.root, val_size=d.val_size, split_seed=d.split_seed,
+        limit_train=d.limit_train, limit_test=d.limit_test,
+    )
+
+
+def calibration_batches(recipe: "Recipe", data: DataBundle) -> BatchIterator:
+    """Shuffled, unaugmented training batches for BatchNorm recalibration."""
+    return BatchIterator(data.train, recipe.data.batch_size, shuffle=True, seed=recipe.seed)

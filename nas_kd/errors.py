@@ -15,6 +15,10 @@ class OptionError(UserError):
     """A component's ``{name, ...options}`` does not fit the component (unknown or missing option)."""
 
 
+class BudgetError(UserError):
+    """A cost budget admits no architecture of the space."""
+
+
 # ValueError and KeyError are still raised for user input in older modules; they are printed as
 # one line too until each is moved onto UserError.
 USER_ERRORS: tuple[type[Exception], ...] = (UserError, ValueError, KeyError)

@@ -57,9 +57,9 @@ def supernet_mismatches(recipe: Recipe, checkpoint: str | Path, num_classes: int
 
 def run_pipeline(recipe: Recipe, *, train_supernet_anyway: bool = False) -> dict[str, Any]:
     """Run every stage not yet done; returns ``pipeline.json`` (per-stage results, wall times, the summary)."""
+    from nas_kd.data import load_data
     from nas_kd.search.run import run_search
     from nas_kd.summary import compare_models, print_summary
-    from nas_kd.train.setup import load_data
     from nas_kd.train.standalone import export_student, train_teacher
     from nas_kd.train.supernet import train_supernet
 

@@ -31,7 +31,7 @@ def latency_ms(model: nn.Module, shape: tuple[int, ...], repeats: int = 30, warm
 
 
 def _describe(model: nn.Module, data: DataBundle, weights: Path, recipe: Recipe) -> dict[str, Any]:
-    from nas_kd.train.common import evaluate
+    from nas_kd.evaluation import evaluate
 
     shape = (1, data.in_channels, data.image_size, data.image_size)
     return {"test_acc": evaluate(model, data.test, recipe.data.eval_batch_size)["acc"],

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from search_spaces.base import Arch, StagedSpace, StageDef
-from search_spaces.registry import SPACES
 from search_spaces import mbv2, resnet  # noqa: F401  (register the built-in spaces)
+from search_spaces.base import Arch, StageDef, StagedSpace
+from search_spaces.registry import SPACES
 from search_spaces.sampling import SAMPLERS
 
 __all__ = ["Arch", "StagedSpace", "StageDef", "SPACES", "SAMPLERS", "get", "available"]

@@ -17,6 +17,7 @@ from typing import Any
 
 import nni.mutable as nm
 
+from nas_kd.errors import BudgetError
 from nas_kd.flops import block_cost, spec_cost, stem_cost
 from nas_kd.subnet import Spec
 
@@ -207,12 +208,13 @@ class StagedSpace:
         """FLOPs (fvcore convention: multiply-adds, BatchNorm included) of ``arch`` at 1 x 1 x 28 x 28."""
         return spec_cost(self.spec(self.validate(arch)))[0]
 
+    def check_budget(self, budget_flops: float) -> None:
+        """Fail at once, naming the space's smallest and largest FLOPs, if no arch fits ``budget_flops``."""
+        lo, hi = self.flops(self.min_arch()), self.flops(self.max_arch())
+        if budget_flops < lo:
+            raise BudgetError(f"budget {budget_flops / 1e6:.3f} MFLOPs is below the smallest {self.name} arch "
+                              f"({lo / 1e6:.3f} MFLOPs; the largest has {hi / 1e6:.3f})")
+
     def params(self, arch: Arch) -> int:
         """Parameter count of the exported ``arch`` (10 classes, 1 input channel)."""
         return spec_cost(self.spec(self.validate(arch)))[1]
-
-    def build_supernet(self, num_classes: int = 10, in_channels: int = 1, kernel_transform: bool = False):
-        """The weight-sharing supernet of this space."""
-        from nas_kd.supernet import Supernet
-
-        return Supernet(self, num_classes=num_classes, in_channels=in_channels, kernel_transform=kernel_transform)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from search_spaces.base import StagedSpace, StageDef
+from search_spaces.base import StageDef, StagedSpace
 from search_spaces.registry import SPACES
 
 BLOCK = {"kernel": (3, 5, 7), "expand": (2, 3, 4, 6)}

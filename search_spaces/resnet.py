@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from search_spaces.base import StagedSpace, StageDef
+from search_spaces.base import StageDef, StagedSpace
 from search_spaces.registry import SPACES
 
 BLOCK = {"ratio": (0.25, 0.5, 0.75, 1.0)}

@@ -3,7 +3,6 @@ write each rank's weight checksum and the rank's data-shard checksum to OUT/rank
 import json
 import sys
 
-import torch
 import torch.distributed as dist
 
 from nas_kd.config import load_recipe

@@ -6,7 +6,8 @@ import pytest
 import search_spaces
 from nas_kd.config import load_recipe
 from nas_kd.errors import UserError
-from nas_kd.rankcorr import acceptance, ground_truth as gt
+from nas_kd.rankcorr import acceptance
+from nas_kd.rankcorr import ground_truth as gt
 
 
 @pytest.mark.parametrize("space", ["resnet", "mbv2"])

@@ -3,7 +3,12 @@ import pickle
 import pytest
 import torch
 
-from nas_kd.checkpoint import CheckpointError, load_checkpoint, model_state, save_checkpoint
+from nas_kd.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    model_state,
+    save_checkpoint,
+)
 
 
 def test_roundtrip(tmp_path):

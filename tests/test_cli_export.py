@@ -5,11 +5,11 @@ import torch
 import search_spaces
 from nas_kd.cli import main
 from nas_kd.export import load_subnet
-from nas_kd.supernet import save_supernet
+from nas_kd.supernet import Supernet, save_supernet
 
 
 def test_export_command(tmp_path, fmnist_root, capsys):
-    net = search_spaces.get("resnet").build_supernet()
+    net = Supernet(search_spaces.get("resnet"))
     save_supernet(net, tmp_path / "super.pt")
     space = search_spaces.get("resnet")
     (tmp_path / "a.json").write_text(json.dumps({"arch": space.min_arch()}))
@@ -27,7 +27,7 @@ def test_export_command(tmp_path, fmnist_root, capsys):
 
 
 def test_export_rejects_arch_outside_space(tmp_path, capsys):
-    save_supernet(search_spaces.get("mbv2").build_supernet(), tmp_path / "super.pt")
+    save_supernet(Supernet(search_spaces.get("mbv2")), tmp_path / "super.pt")
     (tmp_path / "a.json").write_text(json.dumps({**search_spaces.get("mbv2").max_arch(), "stage1.width": 17}))
     rc = main(["export", "--checkpoint", str(tmp_path / "super.pt"), "--arch", str(tmp_path / "a.json"), "--out", str(tmp_path / "o")])
     assert rc == 2

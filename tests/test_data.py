@@ -5,7 +5,15 @@ import numpy as np
 import pytest
 import torch
 
-from nas_kd.data import BatchIterator, DatasetError, augment, load_cifar10, load_dataset, load_idx, read_idx
+from nas_kd.data import (
+    BatchIterator,
+    DatasetError,
+    augment,
+    load_cifar10,
+    load_dataset,
+    load_idx,
+    read_idx,
+)
 
 
 def write_idx(path, array, magic=None, gz=False, cut=0):

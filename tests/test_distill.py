@@ -5,9 +5,8 @@ import pytest
 import torch
 
 import search_spaces
-
-from nas_kd.cli import main
 from nas_kd.checkpoint import save_checkpoint
+from nas_kd.cli import main
 from nas_kd.config import load_recipe
 from nas_kd.data import load_dataset
 from nas_kd.distill import DISTILLERS, View, build_distiller, parse_terms

@@ -3,10 +3,18 @@ import torch
 
 import search_spaces
 from nas_kd.config import load_recipe
+from nas_kd.data import load_data
 from nas_kd.evaluators import EVALUATORS, EvalContext, SubnetView, score_archs
-from nas_kd.evaluators.similarity import centred_gram, linear_cka, mean_kl, rdm, rdm_similarity, spearman
+from nas_kd.evaluators.similarity import (
+    centred_gram,
+    linear_cka,
+    mean_kl,
+    rdm,
+    rdm_similarity,
+    spearman,
+)
 from nas_kd.export import export_subnet
-from nas_kd.train.setup import load_data
+from nas_kd.supernet import Supernet
 
 
 def feats(seed=0, shape=(40, 6, 5, 5)):
@@ -51,7 +59,7 @@ def test_subnet_scored_against_its_own_export_is_identical(fmnist_root):
                                 "data.limit_test=50"])
     data = load_data(recipe)
     space = search_spaces.get("resnet")
-    net = space.build_supernet()
+    net = Supernet(space)
     arch = space.sample(__import__("random").Random(0))
     ctx = EvalContext.build(net, torch.nn.Identity(), data, teacher_stages=["stem", *net.stage_names],
                             probe_size=50, bn_batches=2, batch_size=64)
@@ -82,7 +90,7 @@ def test_torchscript_teacher_works_for_logit_evaluators_and_is_refused_for_featu
     data = load_dataset("fashion-mnist", synthetic_root, val_size=64)
     scripted = torch.jit.trace(ResNetTeacher(widths=(8, 8, 8, 8)).eval(), torch.zeros(1, 1, 28, 28))
     space = search_spaces.get("resnet")
-    ctx = EvalContext.build(space.build_supernet(), scripted, data, teacher_stages=["stem", "stage1", "stage2",
+    ctx = EvalContext.build(Supernet(space), scripted, data, teacher_stages=["stem", "stage1", "stage2",
                             "stage3", "stage4"], probe_size=16, bn_batches=1)
     arch = space.sample(random.Random(0))
     assert score_archs(ctx, [arch], ["kl", "synflow"])[0]["kl_raw"] >= 0

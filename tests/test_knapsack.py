@@ -5,7 +5,14 @@ import numpy as np
 import pytest
 
 import search_spaces
-from nas_kd.dna.knapsack import StageTable, best_under, pareto_layers, search, space_tables, to_arch
+from nas_kd.dna.knapsack import (
+    StageTable,
+    best_under,
+    pareto_layers,
+    search,
+    space_tables,
+    to_arch,
+)
 
 
 def random_tables(rng, n_stages):

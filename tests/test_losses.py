@@ -10,6 +10,7 @@ from nas_kd.distill import DISTILLERS
 from nas_kd.features import capture
 from nas_kd.losses import functional as LF
 from nas_kd.models.resnet_teacher import ResNetTeacher
+from nas_kd.supernet import Supernet
 
 LOGIT_LOSSES = {"kd": LF.kd_loss, "alpha_div": LF.alpha_divergence}
 FEATURE_LOSSES = {"hint": LF.hint_loss, "at": LF.attention_transfer, "sp": LF.similarity_preserving, "rkd": LF.rkd_loss}
@@ -130,7 +131,7 @@ def test_rkd_and_sp_are_scale_free_in_the_teacher():
 
 def test_capture_features_by_name():
     teacher = ResNetTeacher(widths=(8, 8, 8, 8)).eval()
-    net = search_spaces.get("mbv2").build_supernet()
+    net = Supernet(search_spaces.get("mbv2"))
     x = torch.randn(2, 1, 28, 28)
     with capture(teacher, ["stage2", "stage4"]) as tf, capture(net, ["stage2"]) as sf:
         teacher(x)

@@ -5,7 +5,7 @@ import pytest
 import search_spaces
 from nas_kd.cli import main
 from nas_kd.config import load_recipe
-from nas_kd.supernet import save_supernet
+from nas_kd.supernet import Supernet, save_supernet
 
 TINY = ["data.limit_train=256", "data.val_size=64", "data.limit_test=128", "data.batch_size=64", "train.epochs=1",
         "supernet.bn_batches=2", "search.trials=2", "search.probe_size=16", "search.bn_batches=2",
@@ -37,7 +37,7 @@ def test_run_pipeline_end_to_end_then_resume_skips_done_stages(tmp_path, synthet
 
 def _pretrained(tmp_path, space, teacher_checkpoint):
     ckpt = tmp_path / "pre" / "supernet.pt"
-    save_supernet(search_spaces.get(space).build_supernet(), ckpt, epoch=1)
+    save_supernet(Supernet(search_spaces.get(space)), ckpt, epoch=1)
     recipe = load_recipe("recipes/quickstart.yaml", [f"teacher.checkpoint={teacher_checkpoint}"]).to_dict()
     ckpt.with_suffix(".json").write_text(json.dumps({"recipe": recipe, "max_acc": 0.5}))
     return ckpt

@@ -3,7 +3,14 @@ import numpy as np
 import pytest
 
 from nas_kd.rankcorr import fitted
-from nas_kd.rankcorr.quality import band_metrics, noise_ceiling, noise_parts, precision_at, random_regret, regret
+from nas_kd.rankcorr.quality import (
+    band_metrics,
+    noise_ceiling,
+    noise_parts,
+    precision_at,
+    random_regret,
+    regret,
+)
 
 
 def test_regret_of_a_pick():

@@ -2,7 +2,14 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from nas_kd.rankcorr.stats import bootstrap_interval, kendall_tau, precision_at_k, spearman, top_n_kendall, weighted_tau
+from nas_kd.rankcorr.stats import (
+    bootstrap_interval,
+    kendall_tau,
+    precision_at_k,
+    spearman,
+    top_n_kendall,
+    weighted_tau,
+)
 
 CASES = [
     ([1, 2, 3, 4, 5], [5, 6, 7, 8, 7]),

@@ -9,14 +9,14 @@ from nas_kd.cli import main
 from nas_kd.config import load_recipe
 from nas_kd.rankcorr import ground_truth as gt
 from nas_kd.rankcorr.study import run_rank_corr
-from nas_kd.supernet import save_supernet
+from nas_kd.supernet import Supernet, save_supernet
 
 
 @pytest.fixture
 def study(tmp_path, synthetic_root):
     space = search_spaces.get("resnet")
     ckpt = tmp_path / "supernet.pt"
-    save_supernet(space.build_supernet(), ckpt, epoch=3)
+    save_supernet(Supernet(space), ckpt, epoch=3)
     r = load_recipe("recipes/search_quality_fmnist.yaml", [
         f"data.root={synthetic_root}", "data.val_size=64", "data.limit_train=128", f"run.out_dir={tmp_path}",
         f"rankcorr.records={tmp_path}/records", f"rankcorr.out={tmp_path}/out", f"rankcorr.supernet_run={ckpt}",

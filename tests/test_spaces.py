@@ -4,6 +4,7 @@ import random
 import pytest
 
 import search_spaces
+from nas_kd.supernet import Supernet
 from search_spaces.base import StagedSpace
 
 SPACES = search_spaces.available()
@@ -107,5 +108,5 @@ def test_new_space_by_subclassing():
 
     t = Tiny()
     assert t.size() == 1 and t.flops(t.max_arch()) > 0
-    net = t.build_supernet()
+    net = Supernet(t)
     assert net(__import__("torch").zeros(2, 1, 28, 28)).shape == (2, 10)

@@ -7,7 +7,7 @@ import search_spaces
 from nas_kd.bn import recalibrate_bn
 from nas_kd.checkpoint import CheckpointError
 from nas_kd.export import export_subnet, load_subnet, save_subnet
-from nas_kd.supernet import load_supernet, save_supernet
+from nas_kd.supernet import Supernet, load_supernet, save_supernet
 
 SPACES = search_spaces.available()
 
@@ -32,7 +32,7 @@ def archs(space, n, seed=0):
 @pytest.mark.parametrize("kernel_transform", [False, True])
 def test_export_matches_supernet(name, kernel_transform):
     space = search_spaces.get(name)
-    net = randomize_bn(space.build_supernet(kernel_transform=kernel_transform)).eval()
+    net = randomize_bn(Supernet(space, kernel_transform=kernel_transform)).eval()
     if kernel_transform:  # make the transforms non-trivial
         for p in net.parameters():
             if p.ndim == 2 and p.shape[0] == p.shape[1] and p.shape[0] in (9, 25):
@@ -49,7 +49,7 @@ def test_export_matches_supernet(name, kernel_transform):
 @pytest.mark.parametrize("name", SPACES)
 def test_invalid_arch_leaves_active_arch(name):
     space = search_spaces.get(name)
-    net = space.build_supernet()
+    net = Supernet(space)
     arch = space.min_arch()
     net.set_arch(arch)
     with pytest.raises(ValueError, match="stage1.depth=99"):
@@ -59,7 +59,7 @@ def test_invalid_arch_leaves_active_arch(name):
 
 def test_set_arch_context_manager_restores():
     space = search_spaces.get("mbv2")
-    net = space.build_supernet()
+    net = Supernet(space)
     assert net.arch == space.max_arch()
     with net.set_arch(space.min_arch()) as same:
         assert same is net and net.arch == space.min_arch()
@@ -68,7 +68,7 @@ def test_set_arch_context_manager_restores():
 
 def test_only_active_path_computes_and_gets_gradients():
     space = search_spaces.get("mbv2")
-    net = space.build_supernet()
+    net = Supernet(space)
     net.set_arch(space.min_arch())
     net(torch.randn(2, 1, 28, 28)).sum().backward()
     # depth 1: block 2 of every stage is untouched
@@ -82,7 +82,7 @@ def test_only_active_path_computes_and_gets_gradients():
 @pytest.mark.parametrize("name", SPACES)
 def test_save_load_roundtrip(tmp_path, name):
     space = search_spaces.get(name)
-    net = randomize_bn(space.build_supernet()).eval()
+    net = randomize_bn(Supernet(space)).eval()
     arch = space.sample(random.Random(3))
     sub = export_subnet(net, arch).eval()
     save_subnet(sub, tmp_path / "sub", torchscript=True)
@@ -115,7 +115,7 @@ def test_load_errors(tmp_path):
 
 def test_recalibrate_bn_sets_exact_batch_statistics():
     space = search_spaces.get("resnet")
-    net = space.build_supernet()
+    net = Supernet(space)
     net.set_arch(space.min_arch())
     x = torch.randn(64, 1, 28, 28)
     momentum = net.stem.bn.momentum

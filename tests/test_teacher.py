@@ -5,9 +5,9 @@ import sys
 import pytest
 import torch
 
+from nas_kd.checkpoint import CheckpointError
 from nas_kd.cli import main
 from nas_kd.config import TeacherConfig, load_recipe
-from nas_kd.checkpoint import CheckpointError
 from nas_kd.models.resnet_teacher import ResNetTeacher
 from nas_kd.runs import RunDirError
 from nas_kd.teacher import load_teacher

@@ -9,8 +9,14 @@ import torch.nn as nn
 import search_spaces
 from nas_kd.data import load_dataset
 from nas_kd.evaluators import EvalContext, score_archs
-from nas_kd.evaluators.training_free import cam_at, diswot_distance, naswot_score, synflow_score
+from nas_kd.evaluators.training_free import (
+    cam_at,
+    diswot_distance,
+    naswot_score,
+    synflow_score,
+)
 from nas_kd.models.resnet_teacher import ResNetTeacher
+from nas_kd.supernet import Supernet
 
 
 def test_diswot_is_maximal_for_a_student_identical_to_the_teacher():
@@ -45,7 +51,7 @@ def test_synflow_of_a_linear_map_is_the_sum_of_its_absolute_weights():
 def test_training_free_evaluators_through_the_registry(synthetic_root):
     data = load_dataset("fashion-mnist", synthetic_root, val_size=64)
     space = search_spaces.get("resnet")
-    net = space.build_supernet()
+    net = Supernet(space)
     ctx = EvalContext.build(net, ResNetTeacher(widths=(8, 8, 8, 8)), data, teacher_stages=["stem", "stage1", "stage2",
                             "stage3", "stage4"], probe_size=32, bn_batches=1)
     archs = [space.sample(random.Random(i)) for i in range(3)]

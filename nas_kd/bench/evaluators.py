@@ -11,11 +11,11 @@ from typing import Any
 import torch
 
 from nas_kd.config import Recipe
+from nas_kd.data import load_data
 from nas_kd.evaluators import EvalContext, score_archs
 from nas_kd.provenance import Stopwatch
 from nas_kd.supernet import load_supernet
 from nas_kd.teacher import load_teacher
-from nas_kd.train.setup import load_data
 
 
 def bench_evaluators(recipe: Recipe, checkpoint: str, names: list[str], num_archs: int = 8,

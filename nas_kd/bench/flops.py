@@ -9,6 +9,7 @@ from typing import Any
 import search_spaces
 from nas_kd.export import export_subnet
 from nas_kd.flops import count_flops
+from nas_kd.supernet import Supernet
 
 
 def bench_flops(spaces: list[str], num_archs: int = 50, seed: int = 0) -> dict[str, Any]:
@@ -16,7 +17,7 @@ def bench_flops(spaces: list[str], num_archs: int = 50, seed: int = 0) -> dict[s
     out: dict[str, Any] = {"num_archs": num_archs, "seed": seed, "spaces": {}}
     for name in spaces:
         space = search_spaces.get(name)
-        net = space.build_supernet()
+        net = Supernet(space)
         rng = random.Random(seed)
         archs = [space.sample(rng) for _ in range(num_archs)]
         subnets = [export_subnet(net, a) for a in archs]  # export time is not part of either count

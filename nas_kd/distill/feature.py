@@ -11,7 +11,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from nas_kd.distill.base import DISTILLERS, Distiller, Probe, View, check_pair, match_spatial
+from nas_kd.distill.base import (
+    DISTILLERS,
+    Distiller,
+    Probe,
+    View,
+    check_pair,
+    match_spatial,
+)
 from nas_kd.losses import functional as LF
 
 WHICH = ("all", "last", "middle")

@@ -23,14 +23,15 @@ import torch.nn.functional as F
 import search_spaces
 from nas_kd.config import Recipe
 from nas_kd.data import step_seed
+from nas_kd.device import autocast, to_memory_format
 from nas_kd.features import capture
 from nas_kd.provenance import write_result
 from nas_kd.supernet import DynamicStage, Supernet
 from nas_kd.supernet.dynamic_layers import DynamicConv2d
 from nas_kd.teacher import load_teacher
 from nas_kd.train import distributed as dist
-from nas_kd.train.common import autocast, to_memory_format
 from nas_kd.train.loop import TrainLoop
+from nas_kd.train.registry import SUPERNET_TRAINERS
 from nas_kd.train.setup import build_loop, start_run
 
 
@@ -88,6 +89,7 @@ def stage_sandwich(space, stage: int, rng: random.Random, num_random: int) -> li
     return [pick(space.max_arch()), pick(space.min_arch())] + [pick(space.sample(rng)) for _ in range(num_random)]
 
 
+@SUPERNET_TRAINERS.register("blockwise")
 def train_blockwise(recipe: Recipe, *, resume: bool = False, on_step: Callable[[TrainLoop], None] | None = None,
                     show_progress: bool = True) -> dict[str, Any]:
     """Blockwise-train every stage of ``recipe.supernet.space`` against the teacher; returns the final metrics."""

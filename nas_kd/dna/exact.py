@@ -10,7 +10,6 @@ from nas_kd.dna.knapsack import best_under, pareto_layers, search, space_tables,
 from nas_kd.dna.score import DnaScorer
 from nas_kd.flops import count_flops
 from nas_kd.provenance import Stopwatch
-from nas_kd.search.objective import check_budget
 from nas_kd.subnet import StaticNet
 
 
@@ -19,7 +18,7 @@ def exact_search(tables: dict[str, Any], budgets_flops: list[float], k: int = 5,
     """Top-``k`` archs (lowest summed stage score) under each budget, exactly, plus the Pareto front."""
     space = search_spaces.get(tables["space"])
     for b in budgets_flops:
-        check_budget(space, b)
+        space.check_budget(b)
     scorer = DnaScorer(tables, metric, normalise)
     cands = [[c["cand"] for c in st["candidates"]] for st in tables["stages"]]
     scores = [[scorer.stages[i][scorer.key(c)] for c in cs] for i, cs in enumerate(cands)]

@@ -24,13 +24,12 @@ from tqdm import tqdm
 
 from nas_kd.bn import recalibrate_bn
 from nas_kd.config import Recipe
-from nas_kd.data import BatchIterator
+from nas_kd.data import BatchIterator, load_data
+from nas_kd.device import resolve_device
 from nas_kd.dna.blockwise import BlockwiseSupernet, load_blockwise
 from nas_kd.features import capture
 from nas_kd.provenance import Stopwatch, origin, write_result
 from nas_kd.teacher import load_teacher
-from nas_kd.train.common import resolve_device
-from nas_kd.train.setup import load_data
 
 SCORES = ("rel_l1", "nmse", "cosine", "mse")
 

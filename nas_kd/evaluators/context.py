@@ -11,11 +11,12 @@ import torch.nn as nn
 
 from nas_kd.bn import recalibrate_bn
 from nas_kd.data import BatchIterator, DataBundle, Split
+from nas_kd.device import model_device, to_memory_format
 from nas_kd.errors import UserError
+from nas_kd.evaluation import evaluate
 from nas_kd.evaluators.similarity import centred_gram, rdm
 from nas_kd.features import capture
 from nas_kd.supernet import Supernet
-from nas_kd.train.common import evaluate, model_device, to_memory_format
 
 
 @dataclass

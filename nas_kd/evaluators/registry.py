@@ -2,7 +2,13 @@
 from __future__ import annotations
 
 from nas_kd.evaluators.context import SubnetView
-from nas_kd.evaluators.similarity import centred_gram, linear_cka, mean_kl, rdm, rdm_similarity
+from nas_kd.evaluators.similarity import (
+    centred_gram,
+    linear_cka,
+    mean_kl,
+    rdm,
+    rdm_similarity,
+)
 from nas_kd.registry import Registry
 
 EVALUATORS: Registry = Registry("evaluator")

@@ -27,7 +27,14 @@ import search_spaces
 from nas_kd.config import Recipe
 from nas_kd.errors import UserError
 from nas_kd.provenance import Stopwatch, origin, write_result
-from nas_kd.rankcorr.ground_truth import arch_id, band_budget, job_key, record_path, study_bands, work_jobs
+from nas_kd.rankcorr.ground_truth import (
+    arch_id,
+    band_budget,
+    job_key,
+    record_path,
+    study_bands,
+    work_jobs,
+)
 
 SEEDS = (0, 1, 2)
 

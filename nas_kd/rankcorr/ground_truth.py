@@ -122,9 +122,9 @@ def heldout(final: dict[str, Any], test_n: int, val_n: int) -> dict[str, float]:
 def train_job(recipe: Recipe, key: str, job: dict[str, Any], out: Path, *, records: str | Path | None = None,
               show_progress: bool = True) -> dict:
     """Train one job (resuming its run directory if a killed worker left a checkpoint) and write its record."""
+    from nas_kd.data import load_data
     from nas_kd.students import arch_student
     from nas_kd.train.distill import train_students
-    from nas_kd.train.setup import load_data
 
     started, watch = origin(), Stopwatch()
     r = job_recipe(recipe, key, job, out)

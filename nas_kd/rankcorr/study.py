@@ -27,8 +27,19 @@ from nas_kd.config import Recipe
 from nas_kd.errors import UserError
 from nas_kd.provenance import Stopwatch, origin, write_result
 from nas_kd.rankcorr.fitted import cross_validated
-from nas_kd.rankcorr.ground_truth import arch_id, band_budget, collect_ground_truth, study_bands
-from nas_kd.rankcorr.quality import band_metrics, noise_ceiling, noise_parts, random_regret, regret
+from nas_kd.rankcorr.ground_truth import (
+    arch_id,
+    band_budget,
+    collect_ground_truth,
+    study_bands,
+)
+from nas_kd.rankcorr.quality import (
+    band_metrics,
+    noise_ceiling,
+    noise_parts,
+    random_regret,
+    regret,
+)
 
 FITTED = "fitted"
 # scores that ignore the sandwich supernet's weights (the dna ones come from the blockwise tables)
@@ -66,11 +77,11 @@ def ground_truth_table(recipe: Recipe) -> dict[str, dict[str, dict[str, Any]]]:
 
 def _score(recipe: Recipe, bands: dict[str, list[dict]], saved: dict, show_progress: bool) -> dict:
     """``{epoch: {evaluator: {arch id: score}}}``, scoring only what ``saved`` lacks."""
+    from nas_kd.data import load_data
+    from nas_kd.device import resolve_device
     from nas_kd.evaluators import EVALUATORS, EvalContext, score_archs
     from nas_kd.supernet import load_supernet
     from nas_kd.teacher import load_teacher
-    from nas_kd.train.common import resolve_device
-    from nas_kd.train.setup import load_data
 
     cfg = recipe.rankcorr
     for n in cfg.evaluators:

@@ -11,18 +11,6 @@ from search_spaces.sampling import FlopsStratifiedSampler
 Row = dict[str, Any]
 
 
-class BudgetError(ValueError):
-    """The FLOPs budget admits no architecture of the space."""
-
-
-def check_budget(space: StagedSpace, budget_flops: float) -> None:
-    """Fail at once, naming the space's smallest and largest FLOPs, if no arch fits ``budget_flops``."""
-    lo, hi = space.flops(space.min_arch()), space.flops(space.max_arch())
-    if budget_flops < lo:
-        raise BudgetError(f"budget {budget_flops / 1e6:.3f} MFLOPs is below the smallest {space.name} arch "
-                          f"({lo / 1e6:.3f} MFLOPs; the largest has {hi / 1e6:.3f})")
-
-
 def arch_key(arch: dict[str, Any]) -> str:
     """Cache key of a canonical arch."""
     return json.dumps(arch, sort_keys=True)
@@ -37,7 +25,7 @@ class Objective:
 
     def __init__(self, space: StagedSpace, score_fn: Callable[[dict], Row], primary: str, budget_flops: float,
                  progress: Any = None) -> None:
-        check_budget(space, budget_flops)
+        space.check_budget(budget_flops)
         self.space, self.score_fn, self.primary, self.budget = space, score_fn, primary, budget_flops
         self.cache: dict[str, Row] = {}
         self.progress = progress  # a tqdm bar (or None), advanced once per newly scored arch

@@ -2,26 +2,35 @@
 
 The study lives in ``storage`` (an Optuna RDB URL; the CLI defaults to a SQLite file in the run
 directory), so a killed search resumes and several workers can share one study: each worker runs
-trials until the study holds ``trials`` finished ones. Every finished trial keeps its arch and scores
-as user attributes, so a resumed or parallel worker re-scores nothing that is already known.
+trials until the study has scored ``trials`` distinct archs, and every worker reports the study's
+rows (``nas-kd search --report`` rewrites the outputs from the study alone). Every finished trial keeps
+its arch and scores as user attributes, so a resumed or parallel worker re-scores nothing already
+known; with heartbeats, a trial whose worker was killed is failed instead of staying RUNNING.
 Over-budget proposals are never scored: they are recorded as infeasible (constraint > 0) with the
-worst score seen.
+worst score seen (a very low value before any arch is scored).
 """
 from __future__ import annotations
 
 import json
+import warnings
 from typing import Any
 
 from nas_kd.search.objective import Objective, arch_key
 from nas_kd.search.strategies import STRATEGIES
 from nas_kd.studies import open_storage
 
+HEARTBEAT_SECONDS = 30
+MAX_PROPOSALS_PER_TRIAL = 20
+UNSCORED = -1e30  # the value of an over-budget proposal before any arch has a score
+
 
 def _study(objective: Objective, storage: str | None, study_name: str, seed: int, multi: bool):
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = open_storage(storage)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats are "experimental"
+    # heartbeats: a trial whose worker was killed is failed after the grace period instead of staying RUNNING
+    storage = open_storage(storage, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=4 * HEARTBEAT_SECONDS)
     if multi:
         sampler = optuna.samplers.NSGAIISampler(seed=seed, population_size=20)
         return optuna.create_study(storage=storage, study_name=study_name, sampler=sampler, load_if_exists=True,
@@ -31,15 +40,23 @@ def _study(objective: Objective, storage: str | None, study_name: str, seed: int
                                direction="maximize")
 
 
-def _run(objective: Objective, trials: int, seed: int, storage: str | None, study_name: str, multi: bool) -> list[dict]:
+def study_rows(study) -> dict[str, dict]:
+    """``{arch key: row}`` of every arch scored by any worker of ``study``."""
     import optuna
 
+    rows = {}
+    for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE]):
+        if "row" in t.user_attrs:
+            row = json.loads(t.user_attrs["row"])
+            rows.setdefault(arch_key(row["arch"]), row)
+    return rows
+
+
+def _run(objective: Objective, trials: int, seed: int, storage: str | None, study_name: str, multi: bool) -> list[dict]:
+    """Run trials until the study (all its workers together) has scored ``trials`` distinct archs; returns the
+    rows of every arch the study scored, so each worker reports the study's result, not its own share."""
     study = _study(objective, storage, study_name, seed, multi)
     space = objective.space
-    for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE]):
-        if "row" in t.user_attrs:  # results of earlier or parallel workers
-            row = json.loads(t.user_attrs["row"])
-            objective.cache.setdefault(arch_key(row["arch"]), row)
     budget_m = objective.budget / 1e6
 
     def run_trial(trial) -> Any:
@@ -49,17 +66,24 @@ def _run(objective: Objective, trials: int, seed: int, storage: str | None, stud
         trial.set_constraint("flops_over_budget", mflops - budget_m)
         if mflops > budget_m:
             known = [r[objective.primary] for r in objective.cache.values()]
-            worst = min(known) if known else objective.score(space.min_arch())
+            worst = min(known) if known else UNSCORED  # nothing scored yet: rank it below everything
             return (worst, mflops) if multi else worst
         row = objective(arch)
         trial.set_user_attr("row", json.dumps(row))
         return (row[objective.primary], mflops) if multi else row[objective.primary]
 
-    def finished() -> int:
-        return len(study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE]))
-
-    while finished() < trials:
+    proposals = 0
+    while True:
+        for key, row in study_rows(study).items():  # scored by earlier or parallel workers: never rescored
+            objective.cache.setdefault(key, row)
+        if len(study_rows(study)) >= trials:
+            break
+        if proposals >= MAX_PROPOSALS_PER_TRIAL * trials:  # the sampler keeps proposing known or over-budget archs
+            print(f"warning: {study_name}: {len(study_rows(study))} distinct archs scored after {proposals} proposals; "
+                  f"stopping short of {trials}")
+            break
         study.optimize(run_trial, n_trials=1)
+        proposals += 1
     return objective.rows()
 
 

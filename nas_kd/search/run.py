@@ -15,6 +15,9 @@ from typing import Any
 from tqdm import tqdm
 
 from nas_kd.config import Recipe, dump_recipe
+from nas_kd.errors import UserError
+from nas_kd.data import load_data
+from nas_kd.device import resolve_device
 from nas_kd.evaluators import EVALUATORS, EvalContext, score_archs
 from nas_kd.plots import pareto_front, pareto_plot
 from nas_kd.provenance import Stopwatch, origin, write_result
@@ -22,12 +25,13 @@ from nas_kd.search.objective import Objective
 from nas_kd.search.strategies import STRATEGIES
 from nas_kd.supernet import load_supernet
 from nas_kd.teacher import load_teacher
-from nas_kd.train.common import resolve_device
-from nas_kd.train.setup import load_data
 
 
-def run_search(recipe: Recipe, show_progress: bool = True) -> dict[str, Any]:
-    """Run ``recipe.search`` and write its outputs to ``<run.out_dir>/<run.name>/``; returns ``search.json``."""
+def run_search(recipe: Recipe, show_progress: bool = True, report_only: bool = False) -> dict[str, Any]:
+    """Run ``recipe.search`` and write its outputs to ``<run.out_dir>/<run.name>/``; returns ``search.json``.
+
+    ``report_only``: score nothing; rewrite the outputs from the rows of the shared Optuna study
+    (``search.storage`` and the study name), e.g. after several workers finished."""
     cfg = recipe.search
     started, watch = origin(), Stopwatch()
     names = list(dict.fromkeys([cfg.evaluator, *cfg.extra_evaluators]))
@@ -42,6 +46,11 @@ def run_search(recipe: Recipe, show_progress: bool = True) -> dict[str, Any]:
     out = Path(recipe.run.out_dir) / recipe.run.name
     out.mkdir(parents=True, exist_ok=True)
     dump_recipe(recipe, out / "config.yaml")
+    study_name = cfg.study_name or f"{cfg.evaluator}-{cfg.strategy}-{budget / 1e6:.3f}"
+    storage = cfg.storage or f"sqlite:///{(out / 'study.db').resolve()}"
+    if report_only:
+        rows = _study_report(cfg.strategy, storage, study_name, cfg.evaluator, budget)
+        return _write_outputs(recipe, rows, out, space, names, budget, storage, study_name, started, watch)
     data = load_data(recipe)
     device = resolve_device(recipe.train.device)
     teacher = load_teacher(recipe.teacher, data.num_classes, data.in_channels).to(device)
@@ -50,11 +59,36 @@ def run_search(recipe: Recipe, show_progress: bool = True) -> dict[str, Any]:
                             batch_size=recipe.data.batch_size, seed=recipe.seed, dna_tables=cfg.dna_tables)
     bar = tqdm(total=cfg.trials, desc=f"search {cfg.strategy}", disable=None if show_progress else True, dynamic_ncols=True)
     objective = Objective(space, lambda arch: score_archs(ctx, [arch], names)[0], cfg.evaluator, budget, progress=bar)
-    study_name = cfg.study_name or f"{cfg.evaluator}-{cfg.strategy}-{budget / 1e6:.3f}"
-    storage = cfg.storage or f"sqlite:///{(out / 'study.db').resolve()}"
     rows = strategy(objective, cfg.trials, seed=recipe.seed, population=cfg.population, sample_size=cfg.sample_size,
                     mutation_prob=cfg.mutation_prob, storage=storage, study_name=study_name, dna_tables=cfg.dna_tables)
     bar.close()
+    return _write_outputs(recipe, rows, out, space, names, budget, storage, study_name, started, watch)
+
+
+def _study_report(strategy: str, storage: str, study_name: str, evaluator: str, budget: float) -> list[dict[str, Any]]:
+    """Every feasible arch the shared study scored, best first."""
+    import optuna
+
+    from nas_kd.search.optuna_search import study_rows
+    from nas_kd.studies import open_storage
+
+    if not strategy.startswith("optuna"):
+        raise UserError(f"--report reads a shared Optuna study; search.strategy {strategy!r} keeps none")
+    try:
+        study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
+    except KeyError:
+        raise UserError(f"--report: no study {study_name!r} in {storage}") from None
+    rows = [r for r in study_rows(study).values() if r["mflops"] * 1e6 <= budget]
+    if not rows:
+        raise UserError(f"--report: study {study_name!r} has no scored arch under the budget yet")
+    return sorted(rows, key=lambda r: r[evaluator], reverse=True)
+
+
+def _write_outputs(recipe: Recipe, rows, out: Path, space, names, budget: float, storage: str, study_name: str,
+                   started, watch) -> dict:
+    cfg = recipe.search
+    if not rows:
+        raise UserError(f"search: no arch under {budget / 1e6:.2f} MFLOPs was scored")
     write_candidates(rows, out)
     best = rows[0]
     (out / "best_arch.json").write_text(json.dumps({"arch": best["arch"], "mflops": best["mflops"],
@@ -65,6 +99,7 @@ def run_search(recipe: Recipe, show_progress: bool = True) -> dict[str, Any]:
         "strategy": cfg.strategy, "budget_mflops": budget / 1e6, "trials": cfg.trials, "scored": len(rows),
         "best": best, "pareto_front": pareto_front(rows, cfg.evaluator),
         "storage": storage if cfg.strategy.startswith("optuna") else None,
+        "study": study_name if cfg.strategy.startswith("optuna") else None,  # rows are the whole study's
     }
     return write_result(out / "search.json", payload, watch.seconds(), started)
 

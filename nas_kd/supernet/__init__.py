@@ -116,9 +116,8 @@ def load_supernet(path: str | Path) -> Supernet:
     meta = ckpt.get("supernet")
     if not isinstance(meta, dict):
         raise CheckpointError(f"{path}: a nas_kd checkpoint, but not of a supernet (no 'supernet' metadata)")
-    net = search_spaces.get(meta["space"]).build_supernet(
-        meta["num_classes"], meta["in_channels"], kernel_transform=meta["kernel_transform"]
-    )
+    net = Supernet(search_spaces.get(meta["space"]), meta["num_classes"], meta["in_channels"],
+                   kernel_transform=meta["kernel_transform"])
     try:
         net.load_state_dict(ckpt["model"])
     except RuntimeError as e:

@@ -3,15 +3,13 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from nas_kd.config import TrainConfig
-from nas_kd.data import Split
 
 
 def seed_everything(seed: int) -> None:
@@ -57,58 +55,6 @@ def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoc
         return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
 
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto``: the first CUDA device when present, else the CPU; ``cuda`` without CUDA is an error."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"train.device {name!r}: CUDA is not available on this machine (use auto or cpu)")
-        if device.index is None:
-            device = torch.device("cuda", torch.cuda.current_device())
-    return device
-
-
-def model_device(model: Any) -> torch.device:
-    """Where ``model``'s parameters live (the CPU for a parameterless callable)."""
-    params = model.parameters() if isinstance(model, nn.Module) else iter(())
-    return next(params, torch.empty(0)).device
-
-
-def autocast(device: torch.device, enabled: bool) -> torch.autocast:
-    """bfloat16 autocast on CUDA when ``enabled``; a disabled context on the CPU."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
-
-
-def to_memory_format(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
-    """NHWC memory layout when ``channels_last`` (much faster depthwise convs on CPU)."""
-    return x.contiguous(memory_format=torch.channels_last) if channels_last and x.ndim == 4 else x
-
-
-@torch.no_grad()
-def evaluate(
-    model: Callable[[torch.Tensor], torch.Tensor],
-    split: Split,
-    batch_size: int = 1000,
-    channels_last: bool = False,
-) -> dict[str, float]:
-    """Top-1 accuracy (fraction) and mean cross-entropy of ``model`` on ``split``, in eval mode."""
-    was_training = getattr(model, "training", False)
-    if isinstance(model, nn.Module):
-        model.eval()
-    correct, loss, n = 0, 0.0, len(split)
-    device = model_device(model)
-    for i in range(0, n, batch_size):
-        x, y = split.x[i : i + batch_size].to(device), split.y[i : i + batch_size].to(device)
-        logits = model(to_memory_format(x, channels_last)).float()
-        loss += F.cross_entropy(logits, y, reduction="sum").item()
-        correct += (logits.argmax(1) == y).sum().item()
-    if was_training:
-        model.train()
-    return {"acc": correct / n, "loss": loss / n}
 
 
 def rng_state() -> dict[str, Any]:

@@ -25,15 +25,16 @@ import torch.nn.functional as F
 from nas_kd.checkpoint import save_checkpoint
 from nas_kd.config import Recipe
 from nas_kd.data import DataBundle
+from nas_kd.device import autocast, to_memory_format
 from nas_kd.distill import Distiller, Probe, View, build_distiller, parse_terms
 from nas_kd.errors import UserError
+from nas_kd.evaluation import evaluate
 from nas_kd.features import capture
 from nas_kd.flops import count_flops, count_params
 from nas_kd.provenance import write_result
 from nas_kd.students import Student, stage_names
 from nas_kd.teacher import load_teachers
 from nas_kd.train import distributed as dist
-from nas_kd.train.common import autocast, evaluate, to_memory_format
 from nas_kd.train.loop import TrainLoop
 from nas_kd.train.setup import augments, build_loop, open_run, prepare
 

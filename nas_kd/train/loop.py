@@ -10,10 +10,11 @@ from tqdm import tqdm
 
 from nas_kd.checkpoint import load_checkpoint, save_checkpoint
 from nas_kd.data import BatchIterator
+from nas_kd.device import model_device
 from nas_kd.provenance import Stopwatch
 from nas_kd.runs import RunDir
 from nas_kd.train import distributed as dist
-from nas_kd.train.common import model_device, rng_state, set_rng_state
+from nas_kd.train.common import rng_state, set_rng_state
 
 StepFn = Callable[..., dict[str, float]]  # (x, y) or (x, y, index) -> sums of this step
 EvalFn = Callable[[int], dict[str, float]]

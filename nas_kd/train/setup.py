@@ -7,21 +7,18 @@ import torch
 import torch.nn as nn
 
 from nas_kd.config import Recipe
-from nas_kd.data import BatchIterator, DataBundle, load_dataset
+from nas_kd.data import BatchIterator, DataBundle, load_data
+from nas_kd.device import resolve_device
 from nas_kd.provenance import origin
 from nas_kd.runs import RunDir
 from nas_kd.train import distributed as dist
-from nas_kd.train.common import build_optimizer, build_scheduler, resolve_device, seed_everything, set_threads
+from nas_kd.train.common import (
+    build_optimizer,
+    build_scheduler,
+    seed_everything,
+    set_threads,
+)
 from nas_kd.train.loop import TrainLoop
-
-
-def load_data(recipe: Recipe) -> DataBundle:
-    """The recipe's dataset, split and normalised."""
-    d = recipe.data
-    return load_dataset(
-        d.dataset, d.root, val_size=d.val_size, split_seed=d.split_seed,
-        limit_train=d.limit_train, limit_test=d.limit_test,
-    )
 
 
 def train_batches(recipe: Recipe, data: DataBundle, *, with_index: bool = False) -> BatchIterator:
@@ -36,11 +33,6 @@ def train_batches(recipe: Recipe, data: DataBundle, *, with_index: bool = False)
 def augments(recipe: Recipe, data: DataBundle) -> bool:
     """Whether training batches are augmented (a model's output then differs from epoch to epoch)."""
     return bool(recipe.data.augment_pad) or (recipe.data.flip and data.flip)
-
-
-def calibration_batches(recipe: Recipe, data: DataBundle) -> BatchIterator:
-    """Shuffled, unaugmented training batches for BatchNorm recalibration."""
-    return BatchIterator(data.train, recipe.data.batch_size, shuffle=True, seed=recipe.seed)
 
 
 def prepare(recipe: Recipe) -> tuple[dict[str, str], DataBundle, torch.device]:

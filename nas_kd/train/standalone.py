@@ -60,9 +60,9 @@ def export_student(checkpoint: str | Path, arch: str | dict, out: str | Path, re
     ``recalibrate_batches`` training batches, then (optionally) fine-tuned for ``finetune_epochs`` in
     ``out/finetune`` with the recipe's train, student and distill settings. Returns a short report."""
     from nas_kd.bn import recalibrate_bn
+    from nas_kd.data import calibration_batches, load_data
     from nas_kd.export import export_subnet, save_subnet
     from nas_kd.supernet import load_supernet
-    from nas_kd.train.setup import calibration_batches, load_data
 
     if (recalibrate_batches or finetune_epochs) and recipe is None:
         raise ValueError("recalibration and fine-tuning need a recipe (--recipe or --run) for the data")

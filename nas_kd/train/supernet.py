@@ -19,16 +19,18 @@ import torch.nn.functional as F
 import search_spaces
 from nas_kd.bn import recalibrate_bn
 from nas_kd.config import Recipe
-from nas_kd.data import DataBundle, step_seed
+from nas_kd.data import DataBundle, calibration_batches, step_seed
+from nas_kd.device import autocast, to_memory_format
 from nas_kd.distill import View, build_distiller, parse_terms
+from nas_kd.evaluation import evaluate
 from nas_kd.losses.functional import kd_loss
 from nas_kd.provenance import write_result
 from nas_kd.supernet import Supernet, save_supernet
 from nas_kd.teacher import load_teacher
 from nas_kd.train import distributed as dist
-from nas_kd.train.common import autocast, evaluate, to_memory_format
 from nas_kd.train.loop import TrainLoop
-from nas_kd.train.setup import build_loop, calibration_batches, start_run
+from nas_kd.train.registry import SUPERNET_TRAINERS
+from nas_kd.train.setup import build_loop, start_run
 from search_spaces import SAMPLERS
 
 SOFT_LABELS = ("inplace", "teacher", "mix", "none")
@@ -55,6 +57,7 @@ def subnet_accuracy(net: Supernet, arch: dict, data: DataBundle, split: str, rec
     return evaluate(net, getattr(data, split), recipe.data.eval_batch_size, cl)["acc"]
 
 
+@SUPERNET_TRAINERS.register("sandwich")
 def train_supernet(
     recipe: Recipe,
     *,
@@ -62,17 +65,12 @@ def train_supernet(
     on_step: Callable[[TrainLoop], None] | None = None,
     show_progress: bool = True,
 ) -> dict[str, Any]:
-    """Train the supernet of ``recipe.supernet.space``; returns the final metrics (test accuracy of max / min).
-
-    ``supernet.mode: blockwise`` trains DNA-style instead (:mod:`nas_kd.dna.blockwise`).
-    """
+    """Train the supernet of ``recipe.supernet.space`` by the sandwich rule; returns the final metrics
+    (test accuracy of max / min). ``supernet.mode`` picks the trainer (:data:`SUPERNET_TRAINERS`)."""
     cfg = recipe.supernet
-    if cfg.mode == "blockwise":
-        from nas_kd.dna.blockwise import train_blockwise
-
-        return train_blockwise(recipe, resume=resume, on_step=on_step, show_progress=show_progress)
     if cfg.mode != "sandwich":
-        raise ValueError(f"supernet.mode {cfg.mode!r} is not one of: sandwich, blockwise")
+        raise ValueError(f"supernet.mode {cfg.mode!r}: train_supernet trains 'sandwich' supernets "
+                         f"(SUPERNET_TRAINERS: {', '.join(SUPERNET_TRAINERS.available())})")
     if cfg.soft_labels not in SOFT_LABELS:
         raise ValueError(f"supernet.soft_labels {cfg.soft_labels!r} is not one of {SOFT_LABELS}")
     if cfg.num_random < 0:
@@ -89,7 +87,7 @@ def train_supernet(
     started, run, data, device = start_run(recipe, resume)
     needs_teacher = cfg.soft_labels != "inplace" or cfg.max_teacher_weight > 0
     teacher = load_teacher(recipe.teacher, data.num_classes, data.in_channels).to(device) if needs_teacher else None
-    net = space.build_supernet(data.num_classes, data.in_channels, kernel_transform=cfg.kernel_transform)
+    net = Supernet(space, data.num_classes, data.in_channels, kernel_transform=cfg.kernel_transform)
     loop = build_loop(recipe, run, data, net, device, resume=resume, on_step=on_step, show_progress=show_progress,
                       meta={"supernet": net.meta()})
     opt, cl, amp = loop.optimizer, recipe.train.channels_last, recipe.train.amp
