@@ -26,7 +26,8 @@ from nas_kd.bn import recalibrate_bn
 from nas_kd.config import Recipe
 from nas_kd.data import BatchIterator, load_data
 from nas_kd.device import resolve_device
-from nas_kd.dna.blockwise import BlockwiseSupernet, load_blockwise
+from nas_kd.dna.blockwise import BlockwiseSupernet, load_blockwise, teacher_channels
+from nas_kd.errors import UserError
 from nas_kd.features import capture
 from nas_kd.provenance import Stopwatch, origin, write_result
 from nas_kd.teacher import load_teacher
@@ -73,6 +74,11 @@ def rank_stages(recipe: Recipe, checkpoint: str | Path, out: str | Path, show_pr
     teacher = load_teacher(recipe.teacher, data.num_classes, data.in_channels).to(device)
     model = load_blockwise(checkpoint).to(device).eval()
     space, tstages = model.space, recipe.teacher.stages
+    widths = teacher_channels(teacher, tstages, data.in_channels, data.image_size)
+    if list(widths) != list(model.teacher_widths):
+        raise UserError(f"{checkpoint} was trained against teacher stages of widths {list(model.teacher_widths)}, "
+                        f"but teacher.stages {tstages} of the recipe's teacher have widths {widths}: rank it with "
+                        "the teacher and stages it was trained with")
     bs = recipe.data.batch_size
     calib_x = []
     for x, _ in BatchIterator(data.train, bs, shuffle=True, seed=recipe.seed).epoch(0):

@@ -2,13 +2,12 @@
 
 Stage losses live on different scales (stage 1 features are not stage 4 features), so each stage's
 candidate scores are divided by that stage's mean candidate score (``stage_mean``) before they are
-combined: by sum (default, what makes the exact knapsack search possible), by product, or by a
-linear model fitted on a few stand-alone-trained archs (DONNA-style). Lower is better.
+summed (which makes the exact knapsack search possible). Lower is better. (A fitted combination of
+evaluator scores, DONNA-style, is :mod:`nas_kd.rankcorr.fitted`.)
 """
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 import numpy as np
@@ -46,23 +45,6 @@ class DnaScorer:
             out.append(table[key])
         return out
 
-    def score(self, arch: dict[str, Any], combine: str = "sum", weights: np.ndarray | None = None) -> float:
-        """Combined score (lower is better): ``sum``, ``product`` or ``linear`` (``weights`` from :func:`fit_linear`;
-        the linear model predicts accuracy, so its negative is returned)."""
-        s = self.stage_scores(arch)
-        if combine == "sum":
-            return float(sum(s))
-        if combine == "product":
-            return float(math.prod(s))
-        if combine == "linear":
-            if weights is None:
-                raise ValueError("combine='linear' needs weights from fit_linear")
-            return -float(np.dot(weights[:-1], s) + weights[-1])
-        raise ValueError(f"dna combine {combine!r} is not one of: sum, product, linear")
-
-
-def fit_linear(scorer: DnaScorer, archs: list[dict[str, Any]], accuracies: list[float]) -> np.ndarray:
-    """Least-squares weights (one per stage, then a bias) predicting accuracy from stage scores (DONNA)."""
-    x = np.array([scorer.stage_scores(a) + [1.0] for a in archs])
-    w, *_ = np.linalg.lstsq(x, np.asarray(accuracies, float), rcond=None)
-    return w
+    def score(self, arch: dict[str, Any]) -> float:
+        """The sum of the stages' normalised scores (lower is better)."""
+        return float(sum(self.stage_scores(arch)))

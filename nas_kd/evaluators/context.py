@@ -2,6 +2,7 @@
 batches, and the teacher's logits, stage features, RDMs and Gram matrices (computed once)."""
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -52,6 +53,12 @@ class EvalContext:
                 break
             calib.append(x)
         n_stages = len(supernet.stage_names)
+        modules = [n for n, _ in teacher.named_modules() if n]
+        for name in teacher_stages:  # before any scoring starts
+            if name not in modules:
+                close = difflib.get_close_matches(name, modules, n=3)
+                raise UserError(f"teacher.stages: the teacher has no module {name!r}"
+                                + (f" (close: {', '.join(close)})" if close else ""))
         if len(teacher_stages) < n_stages:
             raise ValueError(f"the teacher names {len(teacher_stages)} stages ({teacher_stages}); "
                              f"the supernet has {n_stages}: name at least as many teacher stages")

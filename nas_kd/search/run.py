@@ -15,9 +15,9 @@ from typing import Any
 from tqdm import tqdm
 
 from nas_kd.config import Recipe, dump_recipe
-from nas_kd.errors import UserError
 from nas_kd.data import load_data
 from nas_kd.device import resolve_device
+from nas_kd.errors import UserError
 from nas_kd.evaluators import EVALUATORS, EvalContext, score_archs
 from nas_kd.plots import pareto_front, pareto_plot
 from nas_kd.provenance import Stopwatch, origin, write_result

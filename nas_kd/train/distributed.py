@@ -77,11 +77,3 @@ def barrier() -> None:
     if world_size() > 1:
         dist.barrier()
 
-
-def all_mean(value: float, device: torch.device) -> float:
-    """Mean of a scalar over ranks."""
-    if world_size() == 1:
-        return value
-    t = torch.tensor([value], dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    return t.item() / world_size()

@@ -1,0 +1,84 @@
+"""Every nas-kd command once from the command line, on tiny synthetic data (claims about behaviour, not learning)."""
+import json
+
+import pytest
+
+from nas_kd.checkpoint import save_checkpoint
+from nas_kd.cli import main
+from nas_kd.models.resnet_teacher import ResNetTeacher
+
+TEACHER_KW = {"widths": [8, 8, 16, 16]}
+
+
+@pytest.fixture(scope="module")
+def teacher_ckpt(tmp_path_factory):
+    path = tmp_path_factory.mktemp("teacher") / "t.pt"
+    save_checkpoint({"model": ResNetTeacher(**TEACHER_KW).state_dict()}, path)
+    return str(path)
+
+
+def sets(root, tmp_path, teacher, *extra):
+    out = []
+    for s in (f"data.root={root}", "data.val_size=64", "data.limit_train=128", "data.limit_test=64",
+              "data.batch_size=32", "train.epochs=1", f"teacher.kwargs={json.dumps(TEACHER_KW)}",
+              f"teacher.checkpoint={teacher}", f"run.out_dir={tmp_path}", *extra):
+        out += ["--set", s]
+    return out
+
+
+def test_train_arch(synthetic_root, teacher_ckpt, tmp_path):
+    assert main(["train-arch", "--recipe", "recipes/arch_fmnist.yaml", "--arch", "min",
+                 *sets(synthetic_root, tmp_path, teacher_ckpt, "run.name=a")]) == 0
+    final = json.loads((tmp_path / "a/final.json").read_text())
+    assert final["space"] == "resnet" and (tmp_path / "a/student/arch.json").exists()
+
+
+def test_blockwise_training_ranking_and_exact_search(synthetic_root, teacher_ckpt, tmp_path, capsys):
+    args = sets(synthetic_root, tmp_path, teacher_ckpt, "run.name=dna", "supernet.bn_batches=1",
+                "rankcorr.probe_size=16", "train.checkpoint_every_steps=0")
+    assert main(["train-supernet", "--recipe", "recipes/dna_fmnist.yaml", *args]) == 0
+    ckpt = str(tmp_path / "dna/checkpoints/last.pt")
+    tables = str(tmp_path / "tables.json")
+    assert main(["dna-rank", "--recipe", "recipes/dna_fmnist.yaml", "--checkpoint", ckpt, "--out", tables, *args]) == 0
+    ranked = json.loads(open(tables).read())
+    import search_spaces
+
+    space = search_spaces.get("resnet")
+    assert [len(s["candidates"]) for s in ranked["stages"]] == [space.stage_size(i) for i in range(1, 5)]
+    assert all("rel_l1" in c for s in ranked["stages"] for c in s["candidates"])
+    capsys.readouterr()
+    assert main(["dna-search", "--tables", tables, "--budget-fraction", "0.25", "0.5", "--out",
+                 str(tmp_path / "dna_search.json")]) == 0
+    found = json.loads((tmp_path / "dna_search.json").read_text())
+    assert len(found["by_budget"]) == 2 and found["command"] and found["git_commit"]
+    # a recipe whose teacher stages differ from training's is refused with both lists
+    assert main(["dna-rank", "--recipe", "recipes/dna_fmnist.yaml", "--checkpoint", ckpt, "--out", tables, *args,
+                 "--set", "teacher.stages=[stem, stage2, stage3, stage4, stage4]"]) == 2
+    assert "trained against teacher stages of widths" in capsys.readouterr().err
+    # the dna evaluator and the dna-exhaustive strategy through nas-kd search
+    search = sets(synthetic_root, tmp_path, teacher_ckpt, "run.name=s", f"search.dna_tables={tables}",
+                  "search.probe_size=16", "search.bn_batches=1", "search.trials=3", "search.extra_evaluators=[]")
+    from nas_kd.supernet import Supernet, save_supernet
+
+    save_supernet(Supernet(search_spaces.get("resnet")), tmp_path / "super.pt")
+    for strategy in ("dna-exhaustive", "evolution"):
+        assert main(["search", "--recipe", "recipes/search_fmnist.yaml", "--evaluator", "dna", "--strategy", strategy,
+                     "--checkpoint", str(tmp_path / "super.pt"), "--budget-mflops", "20", *search]) == 0
+        assert json.loads((tmp_path / "s/search.json").read_text())["best"]["mflops"] <= 20
+        (tmp_path / "s/search.json").unlink()
+
+
+def test_ground_truth_command_runs_one_job(synthetic_root, teacher_ckpt, tmp_path, capsys):
+    args = sets(synthetic_root, tmp_path, teacher_ckpt, "run.name=gt", f"rankcorr.records={tmp_path}/records",
+                "rankcorr.archs_per_band=1", "rankcorr.bands=[0.25]")
+    assert main(["ground-truth", "--recipe", "recipes/search_quality_fmnist.yaml", "--max-jobs", "1", *args]) == 0
+    progress = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert progress["ran_here"] == 1 and progress["finished"] == 1 and progress["jobs"] == 4
+    (record,) = (tmp_path / "records").iterdir()
+    assert json.loads(record.read_text())["heldout_n"] == 64 + 25
+
+
+def test_bench_flops(tmp_path):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "flops", "--num-archs", "2", "--spaces", "resnet", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["command"]
