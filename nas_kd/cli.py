@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from nas_kd.config import load_recipe
+from nas_kd.errors import UserError
 
 
 def _number(kind: type, low: float | None = None, high: float | None = None, low_open: bool = False):
@@ -165,12 +166,12 @@ def _cmd_export(args: argparse.Namespace) -> None:
     if args.run:
         run = Path(args.run)
         if not (run / "search.json").exists():
-            raise ValueError(f"--run {run}: no search.json (is it a nas-kd search run directory?)")
+            raise UserError(f"--run {run}: no search.json (is it a nas-kd search run directory?)")
         checkpoint = checkpoint or json.loads((run / "search.json").read_text())["checkpoint"]
         arch_arg = str(run / "best_arch.json") if arch_arg in (None, "best") else arch_arg
         recipe_path = recipe_path or str(run / "config.yaml")
     if not checkpoint:
-        raise ValueError("export needs --checkpoint (a supernet) or --run (a search run directory)")
+        raise UserError("export needs --checkpoint (a supernet) or --run (a search run directory)")
     recipe = load_recipe(recipe_path, args.overrides) if recipe_path else None
     report = export_student(checkpoint, arch_arg or "max", args.out, recipe,
                             recalibrate_batches=args.recalibrate_batches, finetune_epochs=args.finetune_epochs,
@@ -185,7 +186,7 @@ def _cmd_bench(args: argparse.Namespace) -> None:
         from nas_kd.bench.distill import bench_distill
 
         if not args.table:
-            raise ValueError("bench distill needs --table (e.g. recipes/distill_table_fmnist.yaml)")
+            raise UserError("bench distill needs --table (e.g. recipes/distill_table_fmnist.yaml)")
         summary = bench_distill(args.table, rows=args.rows, commit=args.commit)
         print(json.dumps({k: {"acc_mean": v["acc_mean"], "acc_std": v["acc_std"]} for k, v in summary["rows"].items()},
                          indent=2))

@@ -12,12 +12,13 @@ import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 import torch
 
 from nas_kd.errors import UserError
+from nas_kd.registry import Registry
 
 if TYPE_CHECKING:
     from nas_kd.config import Recipe
@@ -39,14 +40,13 @@ class DatasetError(UserError):
 
 
 def default_root(dataset: str) -> str:
-    """Default directory of ``dataset``: ``$NAS_KD_DATA`` if set, else Debian's install path."""
+    """Default directory of ``dataset``: ``$NAS_KD_DATA`` if set, else its Debian install path."""
     if os.environ.get(DATA_ENV):
         return os.environ[DATA_ENV]
-    if dataset == "fashion-mnist":
-        return FASHION_MNIST_DIR
-    if dataset == "mnist":
-        return "/usr/share/datasets/mnist"
-    raise DatasetError(f"dataset {dataset!r} has no default directory: set data.root or ${DATA_ENV}")
+    kind = dataset_kind(dataset)
+    if kind.default_dir is None:
+        raise DatasetError(f"dataset {dataset!r} has no default directory: set data.root or ${DATA_ENV}")
+    return kind.default_dir
 
 
 def _open_bytes(path: Path) -> bytes:
@@ -155,9 +155,7 @@ def load_cifar10(root: str | Path):
     return _pair(x, y, root / "data_batch_*", root / "data_batch_*"), _pair(tx, ty, root / "test_batch", root / "test_batch")
 
 
-DATASETS = {"fashion-mnist": "idx", "mnist": "idx", "idx": "idx", "cifar10": "cifar10"}
 # Horizontal flips keep the label for clothes and natural images, not for digits.
-_FLIP_OK = {"fashion-mnist": True, "mnist": False, "idx": False, "cifar10": True}
 
 
 @dataclass
@@ -189,6 +187,31 @@ class DataBundle:
     flip: bool
 
 
+@dataclass(frozen=True)
+class DatasetKind:
+    """How to read one kind of dataset: ``load(root)`` gives ``((x_train, y_train), (x_test, y_test))`` as
+    uint8 NCHW images and int64 labels; ``flip`` says whether horizontal flips keep labels valid."""
+
+    load: Callable[[str | Path], tuple]
+    flip: bool
+    default_dir: str | None = None
+
+
+DATASETS: Registry = Registry("dataset")
+DATASETS.register("fashion-mnist")(DatasetKind(load_idx, True, FASHION_MNIST_DIR))
+DATASETS.register("mnist")(DatasetKind(load_idx, False, "/usr/share/datasets/mnist"))
+DATASETS.register("idx")(DatasetKind(load_idx, False))  # any IDX directory (no flips: digits, letters)
+DATASETS.register("cifar10")(DatasetKind(load_cifar10, True))
+
+
+def dataset_kind(name: str) -> DatasetKind:
+    """The registered dataset ``name``; an unknown one lists the available ones."""
+    try:
+        return DATASETS.get(name)
+    except KeyError as e:
+        raise DatasetError(f"data.dataset: {e.args[0]}") from None
+
+
 def load_dataset(
     name: str,
     root: str | None = None,
@@ -198,16 +221,15 @@ def load_dataset(
     limit_train: int | None = None,
     limit_test: int | None = None,
 ) -> DataBundle:
-    """Load ``name`` (``fashion-mnist``, ``mnist``, ``idx`` or ``cifar10``) into normalised splits.
+    """Load the registered dataset ``name`` (:data:`DATASETS`) into normalised splits.
 
     The validation split is carved from the train set with a permutation seeded by
     ``split_seed``; the test set is kept apart. ``limit_*`` keep the first examples (for tests).
     Normalisation uses the train split's per-channel mean and std.
     """
-    if name not in DATASETS:
-        raise DatasetError(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}")
+    kind = dataset_kind(name)
     root = root or default_root(name)
-    (xtr, ytr), (xte, yte) = load_idx(root) if DATASETS[name] == "idx" else load_cifar10(root)
+    (xtr, ytr), (xte, yte) = kind.load(root)
     if not 0 <= val_size < len(ytr):
         raise DatasetError(f"data.val_size={val_size} must be in [0, {len(ytr)})")
     perm = torch.randperm(len(ytr), generator=torch.Generator().manual_seed(split_seed))
@@ -232,7 +254,7 @@ def load_dataset(
         in_channels=xtr.shape[1],
         image_size=xtr.shape[-1],
         pad_value=(-mean / std).view(-1),
-        flip=_FLIP_OK[name],
+        flip=kind.flip,
     )
 
 
@@ -275,7 +297,7 @@ class BatchIterator:
         with_index: bool = False,
     ) -> None:
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise UserError(f"batch_size must be >= 1, got {batch_size}")
         self.split, self.batch_size, self.shuffle, self.seed = split, batch_size, shuffle, seed
         self.augment_pad, self.flip, self.drop_last, self.with_index = augment_pad, flip, drop_last, with_index
         self.pad_value = pad_value if pad_value is not None else torch.zeros(split.x.shape[1])

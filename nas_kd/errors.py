@@ -11,6 +11,12 @@ class UserError(ValueError):
     """Bad input from the user; the message says what was wrong, where, and what is allowed."""
 
 
+class UnknownName(UserError, KeyError):
+    """A name that no registry holds (the message lists close matches and the valid names)."""
+
+    __str__ = Exception.__str__
+
+
 class OptionError(UserError):
     """A component's ``{name, ...options}`` does not fit the component (unknown or missing option)."""
 
@@ -19,6 +25,4 @@ class BudgetError(UserError):
     """A cost budget admits no architecture of the space."""
 
 
-# ValueError and KeyError are still raised for user input in older modules; they are printed as
-# one line too until each is moved onto UserError.
-USER_ERRORS: tuple[type[Exception], ...] = (UserError, ValueError, KeyError)
+USER_ERRORS: tuple[type[Exception], ...] = (UserError,)

@@ -8,13 +8,15 @@ from typing import Iterator
 import torch
 import torch.nn as nn
 
+from nas_kd.errors import UnknownName
+
 
 @contextmanager
 def capture(model: nn.Module, names: list[str]) -> Iterator[dict[str, torch.Tensor]]:
     """Within the block, ``feats[name]`` holds the latest output of each named submodule.
 
     Hooks are removed on exit, also after an error. A name that is not a submodule raises
-    ``KeyError`` listing close matches.
+    :class:`nas_kd.errors.UnknownName` (a ``KeyError``) listing close matches.
 
     Example:
         >>> with capture(teacher, ["stage1", "stage2"]) as feats:
@@ -26,7 +28,7 @@ def capture(model: nn.Module, names: list[str]) -> Iterator[dict[str, torch.Tens
         if name not in modules:
             close = difflib.get_close_matches(name, [n for n in modules if n], n=3)
             hint = f"; close matches: {', '.join(close)}" if close else ""
-            raise KeyError(f"{type(model).__name__} has no submodule {name!r}{hint}")
+            raise UnknownName(f"{type(model).__name__} has no submodule {name!r}{hint}")
     feats: dict[str, torch.Tensor] = {}
     handles = [
         modules[name].register_forward_hook(lambda _m, _i, out, name=name: feats.__setitem__(name, out))

@@ -6,7 +6,7 @@ import inspect
 import math
 from typing import Any, Callable, Generic, TypeVar
 
-from nas_kd.errors import OptionError
+from nas_kd.errors import OptionError, UnknownName
 
 T = TypeVar("T")
 
@@ -43,9 +43,7 @@ class Registry(Generic[T]):
         if name not in self._items:
             close = difflib.get_close_matches(name, self._items, n=3)
             hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-            raise KeyError(
-                f"unknown {self.kind} {name!r}.{hint} Available: {', '.join(self.available())}"
-            )
+            raise UnknownName(f"unknown {self.kind} {name!r}.{hint} Available: {', '.join(self.available())}")
         return self._items[name]
 
     def build(self, name: str, **kwargs: Any) -> T:

@@ -20,6 +20,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from nas_kd.errors import UserError
+
 Spec = dict[str, Any]
 BLOCK_KEYS = ("in", "out", "stride", "kernel", "mid", "shortcut")
 
@@ -116,19 +118,19 @@ def check_spec(spec: Spec) -> None:
     """Raise ``ValueError`` naming the problem if ``spec`` is not a well-formed network spec."""
     for key in ("family", "in_channels", "num_classes", "stem", "stages", "head"):
         if key not in spec:
-            raise ValueError(f"spec: missing key {key!r}")
+            raise UserError(f"spec: missing key {key!r}")
     if spec["family"] not in BLOCKS:
-        raise ValueError(f"spec.family {spec['family']!r} is not one of {sorted(BLOCKS)}")
+        raise UserError(f"spec.family {spec['family']!r} is not one of {sorted(BLOCKS)}")
     cin = spec["stem"]["out"]
     for i, blocks in enumerate(spec["stages"], start=1):
         if not blocks:
-            raise ValueError(f"spec: stage{i} has no blocks")
+            raise UserError(f"spec: stage{i} has no blocks")
         for j, b in enumerate(blocks, start=1):
             missing = [k for k in BLOCK_KEYS if k not in b]
             if missing:
-                raise ValueError(f"spec: stage{i} block{j} lacks {missing}")
+                raise UserError(f"spec: stage{i} block{j} lacks {missing}")
             if b["in"] != cin:
-                raise ValueError(f"spec: stage{i} block{j} takes {b['in']} channels but receives {cin}")
+                raise UserError(f"spec: stage{i} block{j} takes {b['in']} channels but receives {cin}")
             cin = b["out"]
     if spec["head"]["in"] != cin:
-        raise ValueError(f"spec: head takes {spec['head']['in']} channels but receives {cin}")
+        raise UserError(f"spec: head takes {spec['head']['in']} channels but receives {cin}")

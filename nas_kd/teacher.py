@@ -9,6 +9,7 @@ import torch.nn as nn
 
 from nas_kd.checkpoint import CheckpointError, load_checkpoint, model_state
 from nas_kd.config import TeacherConfig
+from nas_kd.errors import UserError
 from nas_kd.models import MODELS
 
 
@@ -20,10 +21,10 @@ def resolve_factory(spec: str) -> Callable[..., nn.Module]:
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
-        raise ValueError(f"teacher.model {spec!r}: cannot import {module_name!r} ({e})") from None
+        raise UserError(f"teacher.model {spec!r}: cannot import {module_name!r} ({e})") from None
     factory = getattr(module, attr, None)
     if not callable(factory):
-        raise ValueError(f"teacher.model {spec!r}: {module_name} has no callable {attr!r}")
+        raise UserError(f"teacher.model {spec!r}: {module_name} has no callable {attr!r}")
     return factory
 
 
@@ -45,7 +46,7 @@ def load_teacher(cfg: TeacherConfig, num_classes: int = 10, in_channels: int = 1
             raise CheckpointError(f"{cfg.torchscript}: not a loadable TorchScript file ({e})") from None
     else:
         if not cfg.checkpoint:
-            raise ValueError("teacher.checkpoint is required to load a trained teacher (or set teacher.torchscript)")
+            raise UserError("teacher.checkpoint is required to load a trained teacher (or set teacher.torchscript)")
         model = build_model(cfg, num_classes, in_channels)
         weights = model_state(load_checkpoint(cfg.checkpoint, require_format=False))
         try:

@@ -17,7 +17,7 @@ from typing import Any
 
 import nni.mutable as nm
 
-from nas_kd.errors import BudgetError
+from nas_kd.errors import BudgetError, UserError
 from nas_kd.flops import block_cost, spec_cost, stem_cost
 from nas_kd.subnet import Spec
 
@@ -85,19 +85,19 @@ class StagedSpace:
     def validate(self, arch: Any) -> Arch:
         """The canonical form of ``arch``; ``ValueError`` naming the label and the allowed values otherwise."""
         if not isinstance(arch, dict):
-            raise ValueError(f"{self.name}: an architecture is a dict {{label: value}}, got {type(arch).__name__}")
+            raise UserError(f"{self.name}: an architecture is a dict {{label: value}}, got {type(arch).__name__}")
         for label in arch:
             if label not in self.choices:
                 close = difflib.get_close_matches(str(label), self.choices, n=2)
                 hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
-                raise ValueError(f"{self.name}: unknown label {label!r}{hint}")
+                raise UserError(f"{self.name}: unknown label {label!r}{hint}")
         out = {}
         for label, values in self.choices.items():
             if label not in arch:
-                raise ValueError(f"{self.name}: missing label {label!r} (allowed values: {values})")
+                raise UserError(f"{self.name}: missing label {label!r} (allowed values: {values})")
             value = arch[label]
             if isinstance(value, bool) or value not in values:
-                raise ValueError(f"{self.name}: {label}={value!r} is not allowed; allowed values: {values}")
+                raise UserError(f"{self.name}: {label}={value!r} is not allowed; allowed values: {values}")
             out[label] = values[values.index(value)]
         return self.canonical(out)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 
+from nas_kd.errors import UserError
 from nas_kd.registry import Registry
 from search_spaces.base import Arch, StagedSpace
 
@@ -37,7 +38,7 @@ class FlopsStratifiedSampler:
     def __init__(self, space: StagedSpace, bins: int = 4, tries: int = 300, lo: float | None = None,
                  hi: float | None = None) -> None:
         if bins < 1:
-            raise ValueError(f"bins must be >= 1, got {bins}")
+            raise UserError(f"bins must be >= 1, got {bins}")
         self.space, self.bins, self.tries = space, bins, tries
         self.lo = space.flops(space.min_arch()) if lo is None else lo
         self.hi = space.flops(space.max_arch()) if hi is None else hi

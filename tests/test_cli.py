@@ -82,3 +82,18 @@ def test_bench_flops(tmp_path):
     out = tmp_path / "bench.json"
     assert main(["bench", "flops", "--num-archs", "2", "--spaces", "resnet", "--out", str(out)]) == 0
     assert json.loads(out.read_text())["command"]
+
+
+def test_user_errors_are_one_line_and_bugs_keep_their_traceback(monkeypatch, capsys):
+    import nas_kd.train.standalone as standalone
+
+    assert main(["train-arch", "--recipe", "recipes/arch_fmnist.yaml", "--set", "student.space=resnt"]) == 2
+    assert capsys.readouterr().err.strip() == ("nas-kd train-arch: error: unknown search space 'resnt'. "
+                                              "Did you mean 'resnet'? Available: mbv2, resnet")
+
+    def bug(*_a, **_k):
+        raise ValueError("a bug, not bad input")
+
+    monkeypatch.setattr(standalone, "train_arch", bug)
+    with pytest.raises(ValueError, match="a bug"):
+        main(["train-arch", "--recipe", "recipes/arch_fmnist.yaml"])

@@ -61,7 +61,7 @@ def test_subnet_scored_against_its_own_export_is_identical(fmnist_root):
     space = search_spaces.get("resnet")
     net = Supernet(space)
     arch = space.sample(__import__("random").Random(0))
-    ctx = EvalContext.build(net, torch.nn.Identity(), data, teacher_stages=["stem", *net.stage_names],
+    ctx = EvalContext.build(net, export_subnet(net.eval(), arch), data, teacher_stages=["stem", *net.stage_names],
                             probe_size=50, bn_batches=2, batch_size=64)
     SubnetView(ctx, arch)  # recalibrates the supernet for arch
     ctx.teacher = export_subnet(net.eval(), arch).eval()

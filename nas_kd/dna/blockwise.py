@@ -24,6 +24,7 @@ import search_spaces
 from nas_kd.config import Recipe
 from nas_kd.data import step_seed
 from nas_kd.device import autocast, to_memory_format
+from nas_kd.errors import UserError
 from nas_kd.features import capture
 from nas_kd.provenance import write_result
 from nas_kd.supernet import DynamicStage, Supernet
@@ -48,7 +49,7 @@ class BlockwiseSupernet(nn.Module):
     def __init__(self, space, teacher_widths: list[int], kernel_transform: bool = False) -> None:
         super().__init__()
         if len(teacher_widths) != len(space.stages) + 1:
-            raise ValueError(f"blockwise training needs {len(space.stages) + 1} teacher stages (the input of "
+            raise UserError(f"blockwise training needs {len(space.stages) + 1} teacher stages (the input of "
                              f"stage 1 and the output of every stage), got {len(teacher_widths)}")
         self.space, self.teacher_widths = space, list(teacher_widths)
         net = Supernet(space, kernel_transform=kernel_transform)

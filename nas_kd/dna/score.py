@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from nas_kd.errors import UnknownName, UserError
+
 NORMALISATIONS = ("stage_mean", "none")
 
 
@@ -20,9 +22,9 @@ class DnaScorer:
 
     def __init__(self, tables: dict[str, Any], metric: str = "rel_l1", normalise: str = "stage_mean") -> None:
         if metric not in tables["scores"]:
-            raise ValueError(f"dna metric {metric!r} is not one of {tables['scores']}")
+            raise UserError(f"dna metric {metric!r} is not one of {tables['scores']}")
         if normalise not in NORMALISATIONS:
-            raise ValueError(f"dna normalisation {normalise!r} is not one of {NORMALISATIONS}")
+            raise UserError(f"dna normalisation {normalise!r} is not one of {NORMALISATIONS}")
         self.metric, self.normalise = metric, normalise
         self.stages: list[dict[str, float]] = []
         for st in tables["stages"]:
@@ -41,7 +43,7 @@ class DnaScorer:
             part = {k: v for k, v in arch.items() if k.split(".")[0] == f"stage{i}"}
             key = self.key(part)
             if key not in table:
-                raise KeyError(f"stage{i} candidate {part} is not in the ranking table")
+                raise UnknownName(f"stage{i} candidate {part} is not in the ranking table")
             out.append(table[key])
         return out
 

@@ -46,7 +46,7 @@ class EvalContext:
               **options: Any) -> "EvalContext":
         """Probe = first ``probe_size`` validation images; calibration = ``bn_batches`` shuffled training batches."""
         if probe_size < 3:
-            raise ValueError(f"probe_size must be >= 3 (RDMs need pairs), got {probe_size}")
+            raise UserError(f"probe_size must be >= 3 (RDMs need pairs), got {probe_size}")
         calib = []
         for x, _ in BatchIterator(data.train, batch_size, shuffle=True, seed=seed).epoch(0):
             if len(calib) == bn_batches:
@@ -60,7 +60,7 @@ class EvalContext:
                 raise UserError(f"teacher.stages: the teacher has no module {name!r}"
                                 + (f" (close: {', '.join(close)})" if close else ""))
         if len(teacher_stages) < n_stages:
-            raise ValueError(f"the teacher names {len(teacher_stages)} stages ({teacher_stages}); "
+            raise UserError(f"the teacher names {len(teacher_stages)} stages ({teacher_stages}); "
                              f"the supernet has {n_stages}: name at least as many teacher stages")
         return cls(supernet, teacher.eval(), data.val.x[:probe_size], data.val, calib,
                    list(teacher_stages[-n_stages:]), num_classes=data.num_classes, **options)
@@ -112,7 +112,7 @@ class EvalContext:
     def dna_data(self) -> dict[str, Any]:
         """The blockwise ranking tables named by ``dna_tables``."""
         if not self.dna_tables:
-            raise ValueError("the dna evaluators need a blockwise ranking: set dna_tables (see nas-kd dna-rank)")
+            raise UserError("the dna evaluators need a blockwise ranking: set dna_tables (see nas-kd dna-rank)")
         from nas_kd.dna.ranking import load_tables
 
         return load_tables(self.dna_tables)
@@ -149,7 +149,7 @@ class SubnetView:
             return [(t, [s]) for t, s in zip(self.ctx.teacher_stages, stages)]
         if self.ctx.pairing == "best":
             return [(t, self.layers) for t in self.ctx.teacher_stages]
-        raise ValueError(f"pairing {self.ctx.pairing!r} is not one of: stage, best")
+        raise UserError(f"pairing {self.ctx.pairing!r} is not one of: stage, best")
 
     def val_accuracy(self) -> float:
         return evaluate(self.ctx.supernet, self.ctx.val, self.ctx.eval_batch_size, self.ctx.channels_last)["acc"]

@@ -10,6 +10,8 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
+from nas_kd.errors import UserError
+
 
 def flatten(features: torch.Tensor, proj_dim: int | None = None, seed: int = 0) -> torch.Tensor:
     """``(n, d)`` float64 activation rows; when ``d > proj_dim``, a fixed Gaussian random projection to
@@ -69,7 +71,7 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
 def rdm_similarity(rdm_a: torch.Tensor, rdm_b: torch.Tensor, method: str = "spearman") -> float:
     """Correlation of two RDM upper triangles (``spearman`` or ``pearson``)."""
     if method not in ("spearman", "pearson"):
-        raise ValueError(f"rdm correlation {method!r} is not one of: spearman, pearson")
+        raise UserError(f"rdm correlation {method!r} is not one of: spearman, pearson")
     return spearman(rdm_a, rdm_b) if method == "spearman" else pearson(rdm_a, rdm_b)
 
 

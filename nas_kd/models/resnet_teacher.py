@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from nas_kd.errors import UserError
 from nas_kd.models.registry import MODELS
 
 
@@ -45,7 +46,7 @@ class ResNetTeacher(nn.Module):
     ) -> None:
         super().__init__()
         if not len(widths) == len(depths) == len(strides) == 4:
-            raise ValueError("widths, depths and strides need one entry per stage (4)")
+            raise UserError("widths, depths and strides need one entry per stage (4)")
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU()
         )

@@ -39,7 +39,7 @@ def run_search(recipe: Recipe, show_progress: bool = True, report_only: bool = F
         EVALUATORS.get(n)
     strategy = STRATEGIES.get(cfg.strategy)
     if cfg.trials < 1:
-        raise ValueError(f"search.trials must be >= 1, got {cfg.trials}")
+        raise UserError(f"search.trials must be >= 1, got {cfg.trials}")
     net = load_supernet(cfg.checkpoint)
     space = net.space
     budget = (cfg.budget_mflops * 1e6) if cfg.budget_mflops is not None else space.flops(space.max_arch())

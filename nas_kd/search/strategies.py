@@ -10,6 +10,7 @@ import random
 from collections import deque
 from typing import Any
 
+from nas_kd.errors import UserError
 from nas_kd.registry import Registry
 from nas_kd.search.objective import Objective, arch_key
 
@@ -91,7 +92,7 @@ def dna_exhaustive(objective: Objective, trials: int, seed: int = 0, dna_tables:
     """The exact knapsack over the DNA ranking tables (every arch of the space): its best ``min(trials, 20)``
     archs under the budget, then scored by the objective's evaluators."""
     if not dna_tables:
-        raise ValueError("strategy dna-exhaustive needs search.dna_tables (a ranking from nas-kd dna-rank)")
+        raise UserError("strategy dna-exhaustive needs search.dna_tables (a ranking from nas-kd dna-rank)")
     from nas_kd.dna.exact import exact_search
     from nas_kd.dna.ranking import load_tables
 

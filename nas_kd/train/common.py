@@ -10,6 +10,8 @@ import torch
 import torch.nn as nn
 
 from nas_kd.config import TrainConfig
+from nas_kd.errors import UserError
+from nas_kd.registry import Registry
 
 
 def seed_everything(seed: int) -> None:
@@ -34,14 +36,26 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+OPTIMIZERS: Registry = Registry("train.optimizer")
+
+
+@OPTIMIZERS.register("sgd")
+def _sgd(groups: list[dict[str, Any]], cfg: TrainConfig) -> torch.optim.Optimizer:
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
+
+
+@OPTIMIZERS.register("adamw")
+def _adamw(groups: list[dict[str, Any]], cfg: TrainConfig) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """SGD (momentum, optional Nesterov) or AdamW over :func:`param_groups`."""
-    groups = param_groups(model, cfg.weight_decay)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr)
-    raise ValueError(f"train.optimizer {cfg.optimizer!r} is not one of: sgd, adamw")
+    """``train.optimizer`` (:data:`OPTIMIZERS`: SGD with momentum / Nesterov, or AdamW) over :func:`param_groups`."""
+    try:
+        make = OPTIMIZERS.get(cfg.optimizer)
+    except KeyError as e:
+        raise UserError(e.args[0]) from None
+    return make(param_groups(model, cfg.weight_decay), cfg)
 
 
 def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:

@@ -15,6 +15,7 @@ import torch.nn as nn
 
 import search_spaces
 from nas_kd.config import Recipe
+from nas_kd.errors import UserError
 from nas_kd.students import Student, arch_student, model_student, read_arch_file
 from nas_kd.teacher import build_model
 from nas_kd.train.distill import train_students
@@ -65,7 +66,7 @@ def export_student(checkpoint: str | Path, arch: str | dict, out: str | Path, re
     from nas_kd.supernet import load_supernet
 
     if (recalibrate_batches or finetune_epochs) and recipe is None:
-        raise ValueError("recalibration and fine-tuning need a recipe (--recipe or --run) for the data")
+        raise UserError("recalibration and fine-tuning need a recipe (--recipe or --run) for the data")
     net = load_supernet(checkpoint)
     space = net.space
     arch = resolve_arch(space, arch)

@@ -22,6 +22,7 @@ from nas_kd.config import Recipe
 from nas_kd.data import DataBundle, calibration_batches, step_seed
 from nas_kd.device import autocast, to_memory_format
 from nas_kd.distill import View, build_distiller, parse_terms
+from nas_kd.errors import UserError
 from nas_kd.evaluation import evaluate
 from nas_kd.losses.functional import kd_loss
 from nas_kd.provenance import write_result
@@ -69,15 +70,15 @@ def train_supernet(
     (test accuracy of max / min). ``supernet.mode`` picks the trainer (:data:`SUPERNET_TRAINERS`)."""
     cfg = recipe.supernet
     if cfg.mode != "sandwich":
-        raise ValueError(f"supernet.mode {cfg.mode!r}: train_supernet trains 'sandwich' supernets "
+        raise UserError(f"supernet.mode {cfg.mode!r}: train_supernet trains 'sandwich' supernets "
                          f"(SUPERNET_TRAINERS: {', '.join(SUPERNET_TRAINERS.available())})")
     if cfg.soft_labels not in SOFT_LABELS:
-        raise ValueError(f"supernet.soft_labels {cfg.soft_labels!r} is not one of {SOFT_LABELS}")
+        raise UserError(f"supernet.soft_labels {cfg.soft_labels!r} is not one of {SOFT_LABELS}")
     if cfg.num_random < 0:
-        raise ValueError(f"supernet.num_random must be >= 0, got {cfg.num_random}")
+        raise UserError(f"supernet.num_random must be >= 0, got {cfg.num_random}")
     terms = parse_terms(cfg.distill, "supernet.distill", logits_only=True)
     if not terms and cfg.soft_labels != "none":
-        raise ValueError(f"supernet.distill is empty but soft_labels is {cfg.soft_labels!r}: give a term "
+        raise UserError(f"supernet.distill is empty but soft_labels is {cfg.soft_labels!r}: give a term "
                          "(e.g. [{name: alpha_div}]) or set soft_labels: none")
     distillers = [build_distiller(t) for t in terms]
     for d in distillers:
