@@ -201,7 +201,7 @@ def _cmd_bench(args: argparse.Namespace) -> None:
         from nas_kd.bench.evaluators import bench_evaluators
 
         recipe = load_recipe(args.recipe or "recipes/search_fmnist.yaml", args.overrides)
-        names = ["accuracy", "kl", "rdm", "cka", "flops"] + (["dna"] if args.dna_tables else [])
+        names = ["accuracy", "kl", "rdm", "cka", "diswot", "naswot", "synflow", "flops"] + (["dna"] if args.dna_tables else [])
         payload = bench_evaluators(recipe, recipe.search.checkpoint, names, args.num_archs, args.dna_tables)
     elif args.name == "dna-search":
         from nas_kd.bench.dna_search import bench_dna_search

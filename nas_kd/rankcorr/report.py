@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from matplotlib import colormaps
+
 from nas_kd.plots import save, subplots
 
 FORMATS = ("png", "svg")
@@ -35,12 +37,12 @@ def plot_study(run: str | Path) -> list[Path]:
             for i, n in enumerate(names):
                 eps = [e for e in epochs if n in metrics[e].get(band, {})]
                 ax.plot([int(e) for e in eps], [metrics[e][band][n]["kendall_tau"] for e in eps], "-o", ms=4,
-                        color=f"C{i % 10}", label=n)
+                        color=colormaps["tab20"](i % 20), label=n)
             ax.axhline(0, color="black", lw=0.5)
             ax.set_title(f"band {band} ({bl[band]['budget_mflops']:.1f} MFLOPs, {bl[band]['num_archs']} archs)", fontsize=9)
             ax.set_xlabel("supernet epoch")
         axes[0][0].set_ylabel(f"Kendall tau vs ground truth ({column})")
-        axes[0][-1].legend(fontsize=7, loc="best")
+        axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
         files += save(fig, run / f"tau_per_band_{column}", FORMATS)
 
         last = metrics[epochs[-1]] if epochs else {}
@@ -51,9 +53,11 @@ def plot_study(run: str | Path) -> list[Path]:
                      "random (expected)": bl[band]["random_regret"], "max FLOPs": bl[band]["maxflops_regret"],
                      "max params": bl[band]["maxparams_regret"]}
             for i, (n, v) in enumerate(picks.items()):
+                baseline = i >= len(names)
+                color = ("0.55", "0.35", "0.15")[i - len(names)] if baseline else colormaps["tab20"](i % 20)
                 if v is not None:
-                    ax.bar(j + (i - len(picks) / 2) * width, v, width, color=f"C{i % 10}", label=n if j == 0 else None,
-                           hatch="//" if i >= len(names) else None)
+                    ax.bar(j + (i - len(picks) / 2) * width, v, width, color=color, label=n if j == 0 else None,
+                           hatch="//" if baseline else None, edgecolor="white" if baseline else None)
         ax.set_xticks(range(len(bands)), [f"band {b}" for b in bands])
         ax.set_ylabel("regret of the top-1 pick (accuracy points)")
         ax.set_title(f"ground truth: {column}, supernet epoch {epochs[-1] if epochs else '-'}", fontsize=9)
