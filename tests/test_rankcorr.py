@@ -7,6 +7,7 @@ import pytest
 import search_spaces
 from nas_kd.cli import main
 from nas_kd.config import load_recipe
+from nas_kd.errors import UserError
 from nas_kd.rankcorr import ground_truth as gt
 from nas_kd.rankcorr.study import run_rank_corr
 from nas_kd.supernet import Supernet, save_supernet
@@ -51,3 +52,12 @@ def test_study_reports_every_band_and_reuses_scores(study, monkeypatch):
     run_rank_corr(r, show_progress=False)
     assert calls == []  # every arch already scored at this checkpoint
     assert main(["plot", "--run", str(out)]) == 0
+
+
+def test_a_supernet_of_another_space_is_refused(study, tmp_path):
+    r, _ = study
+    other = tmp_path / "mbv2.pt"
+    save_supernet(Supernet(search_spaces.get("mbv2")), other, epoch=1)
+    r.rankcorr.supernet_run = str(other)
+    with pytest.raises(UserError, match="is a 'mbv2' supernet"):
+        run_rank_corr(r, show_progress=False)

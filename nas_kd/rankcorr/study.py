@@ -104,6 +104,9 @@ def _score(recipe: Recipe, bands: dict[str, list[dict]], saved: dict, show_progr
             data, device = load_data(recipe), resolve_device(recipe.train.device)
             teacher = load_teacher(recipe.teacher, data.num_classes, data.in_channels).to(device)
         net = load_supernet(path).to(device)
+        if net.space.name != recipe.student.space:
+            raise UserError(f"rankcorr.supernet_run {path} is a {net.space.name!r} supernet, but the study's archs come "
+                            f"from student.space {recipe.student.space!r}")
         ctx = EvalContext.build(net, teacher, data, teacher_stages=recipe.teacher.stages, probe_size=cfg.probe_size,
                                 bn_batches=cfg.bn_batches, batch_size=recipe.data.batch_size, seed=recipe.seed,
                                 channels_last=recipe.train.channels_last, dna_tables=cfg.dna_tables)
