@@ -153,7 +153,7 @@ def commit_record(path: Path, attempts: int = 5) -> None:
     for attempt in range(attempts):
         add = subprocess.run(["git", "add", str(path)], capture_output=True, text=True)
         done = add.returncode == 0 and subprocess.run(
-            ["git", "commit", "-q", "-m", f"Ground-truth record {path.stem}", "--", str(path)],
+            ["git", "commit", "-q", "-m", f"Result record {path.parent.name}/{path.stem}", "--", str(path)],
             capture_output=True, text=True).returncode == 0
         if done:
             return
