@@ -60,3 +60,17 @@ def write_result(path: str | Path, payload: dict[str, Any], wall_seconds: float,
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2) + "\n")
     return record
+
+
+def commit_record(path: Path, attempts: int = 5) -> None:
+    """``git commit`` just ``path`` (retrying while another git command holds the index lock), so a long
+    experiment's results outlive the session that ran them."""
+    for attempt in range(attempts):
+        add = subprocess.run(["git", "add", str(path)], capture_output=True, text=True)
+        done = add.returncode == 0 and subprocess.run(
+            ["git", "commit", "-q", "-m", f"Result record {path.parent.name}/{path.stem}", "--", str(path)],
+            capture_output=True, text=True).returncode == 0
+        if done:
+            return
+        time.sleep(2 * (attempt + 1))
+    print(f"warning: could not commit {path}; commit it by hand")

@@ -20,7 +20,7 @@ import yaml
 
 from nas_kd.config import load_recipe
 from nas_kd.errors import UserError
-from nas_kd.provenance import Stopwatch, origin, write_result
+from nas_kd.provenance import Stopwatch, commit_record, origin, write_result
 
 TABLE_KEYS = {"recipe", "seeds", "runs", "out", "rows"}
 
@@ -75,8 +75,6 @@ def run_row(table: dict, row: str, seed: int, *, commit: bool = False, show_prog
     path = Path(table["out"]) / f"{name}.json"
     record = write_result(path, record, final["wall_seconds"], started)
     if commit:
-        from nas_kd.rankcorr.ground_truth import commit_record
-
         commit_record(path)
     return record
 

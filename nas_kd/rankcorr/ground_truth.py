@@ -20,14 +20,13 @@ import hashlib
 import json
 import math
 import random
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import search_spaces
 from nas_kd.config import Recipe
 from nas_kd.errors import UserError
-from nas_kd.provenance import Stopwatch, origin, write_result
+from nas_kd.provenance import Stopwatch, commit_record, origin, write_result
 from search_spaces import SAMPLERS
 
 COLUMNS = ("kd", "scratch")
@@ -144,21 +143,6 @@ def train_job(recipe: Recipe, key: str, job: dict[str, Any], out: Path, *, recor
         "train_wall_seconds": final["wall_seconds"], "device": final["device"],
     }
     return write_result(record_path(recipe, key, records), record, watch.seconds(), started)
-
-
-def commit_record(path: Path, attempts: int = 5) -> None:
-    """``git commit`` just ``path`` (retrying while another git command holds the index lock)."""
-    import time
-
-    for attempt in range(attempts):
-        add = subprocess.run(["git", "add", str(path)], capture_output=True, text=True)
-        done = add.returncode == 0 and subprocess.run(
-            ["git", "commit", "-q", "-m", f"Result record {path.parent.name}/{path.stem}", "--", str(path)],
-            capture_output=True, text=True).returncode == 0
-        if done:
-            return
-        time.sleep(2 * (attempt + 1))
-    print(f"warning: could not commit {path}; commit it by hand")
 
 
 def work_jobs(recipe: Recipe, jobs: dict[str, dict[str, Any]], out: str | Path, name: str, *,
