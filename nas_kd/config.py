@@ -101,14 +101,13 @@ class SearchConfig:
     checkpoint: str = "runs/supernet_fmnist/checkpoints/last.pt"  # a trained supernet
     evaluator: str = "kl"  # what is optimised (nas_kd.evaluators)
     extra_evaluators: list[str] = field(default_factory=list)  # also computed for every candidate
-    strategy: str = "evolution"  # random | evolution | optuna-tpe | optuna-nsga2
+    strategy: str = "evolution"  # a name of nas_kd.search.STRATEGIES
     budget_mflops: float | None = None  # None: the max arch's FLOPs
     trials: int = 100  # distinct archs scored
     probe_size: int = 500
     bn_batches: int = 20
-    population: int = 20  # evolution
-    sample_size: int = 5  # evolution tournament
-    mutation_prob: float = 0.1  # evolution
+    strategy_options: dict = field(default_factory=dict)  # the strategy's own options, e.g. {population: 20}
+    evaluator_options: dict = field(default_factory=dict)  # rdm_method, rdm_proj_dim, pairing, free_batch
     storage: str | None = None  # Optuna RDB URL; default sqlite:///<run dir>/study.db
     dna_tables: str | None = None  # blockwise ranking for the dna evaluators and dna-exhaustive
     study_name: str | None = None  # default: <evaluator>-<strategy>-<budget>
@@ -233,8 +232,7 @@ RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     "supernet.max_teacher_weight": (0, None, False), "supernet.bn_batches": (1, None, False),
     "supernet.eval_random_archs": (0, None, False), "student.ce_weight": (0, None, False),
     "search.budget_mflops": (0, None, True), "search.trials": (1, None, False), "search.probe_size": (3, None, False),
-    "search.bn_batches": (1, None, False), "search.population": (2, None, False), "search.sample_size": (1, None, False),
-    "search.mutation_prob": (0, 1, False), "rankcorr.archs_per_band": (1, None, False),
+    "search.bn_batches": (1, None, False), "rankcorr.archs_per_band": (1, None, False),
     "rankcorr.probe_size": (3, None, False), "rankcorr.bn_batches": (1, None, False), "rankcorr.bootstrap": (1, None, False),
     "pipeline.budget_fraction_of_teacher": (0, 1, True), "pipeline.finetune_epochs": (0, None, False),
     "pipeline.finetune_lr": (0, None, True),

@@ -9,7 +9,7 @@ from nas_kd.supernet import Supernet, save_supernet
 
 TINY = ["data.limit_train=256", "data.val_size=64", "data.limit_test=128", "data.batch_size=64", "train.epochs=1",
         "supernet.bn_batches=2", "search.trials=2", "search.probe_size=16", "search.bn_batches=2",
-        "search.population=2", "pipeline.finetune_epochs=1"]
+        "search.strategy_options={population: 2}", "pipeline.finetune_epochs=1"]
 
 
 def run_args(tmp_path, root, *extra):

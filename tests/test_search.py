@@ -7,6 +7,7 @@ import pytest
 import search_spaces
 from nas_kd.errors import BudgetError
 from nas_kd.search import STRATEGIES, Objective
+from nas_kd.search.strategies import run_strategy
 
 
 def cheap_score(space):
@@ -36,7 +37,7 @@ def test_impossible_budget_names_the_range():
 @pytest.mark.parametrize("name", ["random", "evolution", "optuna-tpe", "optuna-nsga2"])
 def test_strategies_respect_budget_and_trials(name, tmp_path):
     obj, calls = objective(20.0)
-    rows = STRATEGIES.get(name)(obj, 25, seed=0, storage=f"sqlite:///{tmp_path}/s.db", study_name="t")
+    rows = run_strategy(name, obj, 25, {}, seed=0, storage=f"sqlite:///{tmp_path}/s.db", study_name="t")
     assert rows and len(calls) <= 25
     assert all(obj.space.flops(r["arch"]) <= 20e6 for r in rows)
     assert all(obj.space.flops(a) <= 20e6 for a in calls)  # over-budget archs are never scored
@@ -92,3 +93,20 @@ def test_two_workers_share_one_sqlite_study(tmp_path):
     last = max((w0, w1), key=len)
     assert len(last) == len(scored)  # the worker that finished last reports every arch the study scored
     assert last[0]["q"] == max(r["q"] for r in w0 + w1)  # ... and the study's best
+
+
+def test_strategy_and_evaluator_options_are_checked():
+    from nas_kd.errors import OptionError, UserError
+    from nas_kd.evaluators import check_evaluator_options
+
+    obj, _ = objective(20.0)
+    with pytest.raises(OptionError, match="strategy 'evolution' has no option 'populaton' \\(did you mean 'population'"):
+        run_strategy("evolution", obj, 5, {"populaton": 4})
+    with pytest.raises(OptionError, match="strategy 'random' has no option 'population'"):
+        run_strategy("random", obj, 5, {"population": 4})
+    assert len(run_strategy("evolution", obj, 6, {"population": 3, "sample_size": 2}, seed=0)) >= 1
+    with pytest.raises(UserError, match="unknown option 'paring'"):
+        check_evaluator_options({"paring": "best"})
+    with pytest.raises(UserError, match="rdm_method"):
+        check_evaluator_options({"rdm_method": "kendall"})
+    check_evaluator_options({"rdm_method": "pearson", "pairing": "best", "rdm_proj_dim": 64})

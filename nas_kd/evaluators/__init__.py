@@ -5,8 +5,8 @@
 and the subnet's forward pass, and orients every score so that higher is better.
 """
 from nas_kd.evaluators import training_free  # noqa: F401  (registers diswot, naswot, synflow)
-from nas_kd.evaluators.context import EvalContext, SubnetView
+from nas_kd.evaluators.context import EvalContext, SubnetView, check_evaluator_options
 from nas_kd.evaluators.registry import EVALUATORS, Evaluator
 from nas_kd.evaluators.scoring import score_archs
 
-__all__ = ["EVALUATORS", "Evaluator", "EvalContext", "SubnetView", "score_archs"]
+__all__ = ["EVALUATORS", "Evaluator", "EvalContext", "SubnetView", "check_evaluator_options", "score_archs"]

@@ -153,3 +153,24 @@ class SubnetView:
 
     def val_accuracy(self) -> float:
         return evaluate(self.ctx.supernet, self.ctx.val, self.ctx.eval_batch_size, self.ctx.channels_last)["acc"]
+
+
+EVALUATOR_OPTIONS = ("rdm_method", "rdm_proj_dim", "pairing", "free_batch")  # what a recipe may set
+
+
+def check_evaluator_options(options: dict[str, Any]) -> None:
+    """Refuse options that are not :data:`EVALUATOR_OPTIONS` or have values the evaluators do not know."""
+    for key, value in options.items():
+        if key not in EVALUATOR_OPTIONS:
+            close = difflib.get_close_matches(str(key), EVALUATOR_OPTIONS, n=1)
+            raise UserError(f"search.evaluator_options: unknown option {key!r}"
+                            + (f" (did you mean {close[0]!r}?)" if close else "")
+                            + f"; options: {', '.join(EVALUATOR_OPTIONS)}")
+    if options.get("rdm_method", "spearman") not in ("spearman", "pearson"):
+        raise UserError(f"search.evaluator_options.rdm_method: {options['rdm_method']!r} is not spearman or pearson")
+    if options.get("pairing", "stage") not in ("stage", "best"):
+        raise UserError(f"search.evaluator_options.pairing: {options['pairing']!r} is not stage or best")
+    for key in ("rdm_proj_dim", "free_batch"):
+        v = options.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 2):
+            raise UserError(f"search.evaluator_options.{key}: must be an integer >= 2, got {v!r}")

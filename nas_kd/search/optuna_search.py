@@ -24,7 +24,7 @@ MAX_PROPOSALS_PER_TRIAL = 20
 UNSCORED = -1e30  # the value of an over-budget proposal before any arch has a score
 
 
-def _study(objective: Objective, storage: str | None, study_name: str, seed: int, multi: bool):
+def _study(objective: Objective, storage: str | None, study_name: str, seed: int, multi: bool, population: int = 20):
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -32,7 +32,7 @@ def _study(objective: Objective, storage: str | None, study_name: str, seed: int
     # heartbeats: a trial whose worker was killed is failed after the grace period instead of staying RUNNING
     storage = open_storage(storage, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=4 * HEARTBEAT_SECONDS)
     if multi:
-        sampler = optuna.samplers.NSGAIISampler(seed=seed, population_size=20)
+        sampler = optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
         return optuna.create_study(storage=storage, study_name=study_name, sampler=sampler, load_if_exists=True,
                                    directions=["maximize", "minimize"])
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=10, multivariate=True)
@@ -52,10 +52,11 @@ def study_rows(study) -> dict[str, dict]:
     return rows
 
 
-def _run(objective: Objective, trials: int, seed: int, storage: str | None, study_name: str, multi: bool) -> list[dict]:
+def _run(objective: Objective, trials: int, seed: int, storage: str | None, study_name: str, multi: bool,
+         population: int = 20) -> list[dict]:
     """Run trials until the study (all its workers together) has scored ``trials`` distinct archs; returns the
     rows of every arch the study scored, so each worker reports the study's result, not its own share."""
-    study = _study(objective, storage, study_name, seed, multi)
+    study = _study(objective, storage, study_name, seed, multi, population)
     space = objective.space
     budget_m = objective.budget / 1e6
 
@@ -88,14 +89,14 @@ def _run(objective: Objective, trials: int, seed: int, storage: str | None, stud
 
 
 @STRATEGIES.register("optuna-tpe")
-def optuna_tpe(objective: Objective, trials: int, seed: int = 0, storage: str | None = None,
-               study_name: str = "nas-kd", **_: Any) -> list[dict]:
+def optuna_tpe(objective: Objective, trials: int, *, seed: int = 0, storage: str | None = None,
+               study_name: str = "nas-kd") -> list[dict]:
     """TPE (multivariate) on the evaluator score; the FLOPs budget is an Optuna constraint."""
     return _run(objective, trials, seed, storage, study_name, multi=False)
 
 
 @STRATEGIES.register("optuna-nsga2")
-def optuna_nsga2(objective: Objective, trials: int, seed: int = 0, storage: str | None = None,
-                 study_name: str = "nas-kd", **_: Any) -> list[dict]:
+def optuna_nsga2(objective: Objective, trials: int, *, seed: int = 0, storage: str | None = None,
+                 study_name: str = "nas-kd", population: int = 20) -> list[dict]:
     """NSGA-II on (score up, FLOPs down) under the budget constraint; see :func:`pareto_front` for the front."""
-    return _run(objective, trials, seed, storage, study_name, multi=True)
+    return _run(objective, trials, seed, storage, study_name, multi=True, population=population)

@@ -18,11 +18,11 @@ from nas_kd.config import Recipe, dump_recipe
 from nas_kd.data import load_data
 from nas_kd.device import resolve_device
 from nas_kd.errors import UserError
-from nas_kd.evaluators import EVALUATORS, EvalContext, score_archs
+from nas_kd.evaluators import EVALUATORS, EvalContext, check_evaluator_options, score_archs
 from nas_kd.plots import pareto_front, pareto_plot
 from nas_kd.provenance import Stopwatch, origin, write_result
 from nas_kd.search.objective import Objective
-from nas_kd.search.strategies import STRATEGIES
+from nas_kd.search.strategies import RUN_INPUTS, STRATEGIES, run_strategy
 from nas_kd.supernet import load_supernet
 from nas_kd.teacher import load_teacher
 
@@ -37,9 +37,8 @@ def run_search(recipe: Recipe, show_progress: bool = True, report_only: bool = F
     names = list(dict.fromkeys([cfg.evaluator, *cfg.extra_evaluators]))
     for n in names:
         EVALUATORS.get(n)
-    strategy = STRATEGIES.get(cfg.strategy)
-    if cfg.trials < 1:
-        raise UserError(f"search.trials must be >= 1, got {cfg.trials}")
+    STRATEGIES.check_options(cfg.strategy, cfg.strategy_options, "search.strategy_options", given=RUN_INPUTS)
+    check_evaluator_options(cfg.evaluator_options)
     net = load_supernet(cfg.checkpoint)
     space = net.space
     budget = (cfg.budget_mflops * 1e6) if cfg.budget_mflops is not None else space.flops(space.max_arch())
@@ -56,11 +55,12 @@ def run_search(recipe: Recipe, show_progress: bool = True, report_only: bool = F
     teacher = load_teacher(recipe.teacher, data.num_classes, data.in_channels).to(device)
     ctx = EvalContext.build(net.to(device), teacher, data, teacher_stages=recipe.teacher.stages,
                             probe_size=cfg.probe_size, bn_batches=cfg.bn_batches,
-                            batch_size=recipe.data.batch_size, seed=recipe.seed, dna_tables=cfg.dna_tables)
+                            batch_size=recipe.data.batch_size, seed=recipe.seed, dna_tables=cfg.dna_tables,
+                            **cfg.evaluator_options)
     bar = tqdm(total=cfg.trials, desc=f"search {cfg.strategy}", disable=None if show_progress else True, dynamic_ncols=True)
     objective = Objective(space, lambda arch: score_archs(ctx, [arch], names)[0], cfg.evaluator, budget, progress=bar)
-    rows = strategy(objective, cfg.trials, seed=recipe.seed, population=cfg.population, sample_size=cfg.sample_size,
-                    mutation_prob=cfg.mutation_prob, storage=storage, study_name=study_name, dna_tables=cfg.dna_tables)
+    rows = run_strategy(cfg.strategy, objective, cfg.trials, cfg.strategy_options, seed=recipe.seed, storage=storage,
+                        study_name=study_name, dna_tables=cfg.dna_tables)
     bar.close()
     return _write_outputs(recipe, rows, out, space, names, budget, storage, study_name, started, watch)
 

@@ -6,6 +6,7 @@ result is ``objective.rows()``: every scored arch, best first.
 """
 from __future__ import annotations
 
+import inspect
 import random
 from collections import deque
 from typing import Any
@@ -15,10 +16,21 @@ from nas_kd.registry import Registry
 from nas_kd.search.objective import Objective, arch_key
 
 STRATEGIES: Registry = Registry("strategy")
+# inputs the search itself gives a strategy (when its signature takes them); everything else is an option
+# the user sets in ``search.strategy_options``, checked against the strategy's signature
+RUN_INPUTS = ("objective", "trials", "seed", "storage", "study_name", "dna_tables")
+
+
+def run_strategy(name: str, objective: Objective, trials: int, options: dict[str, Any], **inputs: Any) -> list[dict]:
+    """Run strategy ``name`` with the user's ``options`` (checked) and the run ``inputs`` its signature takes."""
+    STRATEGIES.check_options(name, options, "search.strategy_options", given=RUN_INPUTS)
+    fn = STRATEGIES.get(name)
+    accepted = inspect.signature(fn).parameters
+    return fn(objective, trials, **{k: v for k, v in inputs.items() if k in accepted}, **options)
 
 
 @STRATEGIES.register("random")
-def random_search(objective: Objective, trials: int, seed: int = 0, **_: Any) -> list[dict]:
+def random_search(objective: Objective, trials: int, *, seed: int = 0) -> list[dict]:
     """``trials`` random archs under the budget."""
     rng = random.Random(seed)
     for _ in range(trials * 20):
@@ -50,8 +62,8 @@ def crossover(space, a: dict, b: dict, rng: random.Random) -> dict:
 
 
 @STRATEGIES.register("evolution")
-def evolution(objective: Objective, trials: int, seed: int = 0, population: int = 20, sample_size: int = 5,
-              mutation_prob: float = 0.1, crossover_prob: float = 0.5, **_: Any) -> list[dict]:
+def evolution(objective: Objective, trials: int, *, seed: int = 0, population: int = 20, sample_size: int = 5,
+              mutation_prob: float = 0.1, crossover_prob: float = 0.5) -> list[dict]:
     """Regularised (aging) evolution (Real et al. 2019) with stage-wise crossover.
 
     Tournament of ``sample_size`` from the population; the child (crossover of two tournament
@@ -87,8 +99,7 @@ def evolution(objective: Objective, trials: int, seed: int = 0, population: int 
 
 
 @STRATEGIES.register("dna-exhaustive")
-def dna_exhaustive(objective: Objective, trials: int, seed: int = 0, dna_tables: str | None = None,
-                   **_: Any) -> list[dict]:
+def dna_exhaustive(objective: Objective, trials: int, *, seed: int = 0, dna_tables: str | None = None) -> list[dict]:
     """The exact knapsack over the DNA ranking tables (every arch of the space): its best ``min(trials, 20)``
     archs under the budget, then scored by the objective's evaluators."""
     if not dna_tables:
