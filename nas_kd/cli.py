@@ -187,7 +187,7 @@ def _cmd_bench(args: argparse.Namespace) -> None:
 
         if not args.table:
             raise UserError("bench distill needs --table (e.g. recipes/distill_table_fmnist.yaml)")
-        summary = bench_distill(args.table, rows=args.rows, commit=args.commit)
+        summary = bench_distill(args.table, rows=args.rows, commit=args.commit, report_only=args.report)
         print(json.dumps({k: {"acc_mean": v["acc_mean"], "acc_std": v["acc_std"]} for k, v in summary["rows"].items()},
                          indent=2))
         return
@@ -345,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--table", help="distill: the table file (rows x seeds), e.g. recipes/distill_table_fmnist.yaml")
     p.add_argument("--rows", nargs="*", help="distill: only these rows")
     p.add_argument("--commit", action="store_true", help="distill: git-commit each record as it lands")
+    p.add_argument("--report", action="store_true", help="distill: train nothing, rebuild the table from the records")
     p.add_argument("--spaces", nargs="*", help="search spaces (default: mbv2 resnet)")
     p.add_argument("--num-archs", type=COUNT, default=100, help="archs per space (flops)")
     p.add_argument("--repeats", type=COUNT, default=10, help="timed steps per arch and model (supernet)")
