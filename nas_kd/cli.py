@@ -175,7 +175,7 @@ def _cmd_export(args: argparse.Namespace) -> None:
     recipe = load_recipe(recipe_path, args.overrides) if recipe_path else None
     report = export_student(checkpoint, arch_arg or "max", args.out, recipe,
                             recalibrate_batches=args.recalibrate_batches, finetune_epochs=args.finetune_epochs,
-                            torchscript=args.torchscript)
+                            torchscript=args.torchscript, onnx=args.onnx)
     print(json.dumps(report, indent=2))
 
 
@@ -333,6 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fine-tune the exported subnet this many epochs (with the recipe's distill terms)")
     p.add_argument("--out", required=True, help="directory to write arch.json, weights.pt (and model.ts)")
     p.add_argument("--torchscript", action="store_true", help="also write a TorchScript model.ts")
+    p.add_argument("--onnx", action="store_true", help="also write model.onnx, checked against PyTorch with onnxruntime "
+                                                       "(needs the onnx extra)")
     p.add_argument("--recalibrate-batches", type=NATURAL, default=0,
                    help="recalibrate BatchNorm on this many training batches of --recipe's data first")
     _recipe_args(p, required=False)

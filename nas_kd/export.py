@@ -1,7 +1,8 @@
 """Export a subnet of a supernet as a standalone model, save it as a directory, load it back.
 
 A saved subnet is a directory with ``arch.json`` (space, arch, spec, FLOPs, params),
-``weights.pt`` (state dict) and optionally ``model.ts`` (TorchScript). Loading needs only
+``weights.pt`` (state dict) and optionally ``model.ts`` (TorchScript) and ``model.onnx`` (checked with
+onnxruntime). Loading needs only
 :mod:`nas_kd.subnet`, not the supernet or the search space.
 """
 from __future__ import annotations
@@ -40,8 +41,10 @@ def export_subnet(supernet: Supernet, arch: dict[str, Any]) -> StaticNet:
     return net.train(supernet.training)
 
 
-def save_subnet(net: StaticNet, directory: str | Path, *, torchscript: bool = False, **info: Any) -> Path:
-    """Write ``arch.json``, ``weights.pt`` and optionally ``model.ts`` into ``directory``."""
+def save_subnet(net: StaticNet, directory: str | Path, *, torchscript: bool = False, onnx: bool = False,
+                **info: Any) -> Path:
+    """Write ``arch.json``, ``weights.pt`` and optionally ``model.ts`` and ``model.onnx`` (verified with
+    onnxruntime; its report goes into ``arch.json``) into ``directory``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     flops, params = spec_cost(net.spec)
@@ -55,6 +58,14 @@ def save_subnet(net: StaticNet, directory: str | Path, *, torchscript: bool = Fa
         traced = torch.jit.trace(net.eval(), torch.zeros(shape))
         net.train(was_training)
         traced.save(str(directory / "model.ts"))
+    if onnx:
+        from nas_kd.onnx_export import export_onnx
+
+        was_training = net.training
+        meta |= export_onnx(net.eval(), directory / "model.onnx",
+                            (net.spec["in_channels"], net.spec["image_size"], net.spec["image_size"]))
+        net.train(was_training)
+        (directory / "arch.json").write_text(json.dumps(meta, indent=2) + "\n")
     return directory
 
 

@@ -58,3 +58,20 @@ def test_search_then_export_with_finetune_on_real_slice(tmp_path, fmnist_root):
     final = json.loads((out / "finetune/final.json").read_text())
     assert final["arch"] == best["arch"] and final["distill"] == [{"name": "kd", "weight": 0.5}] and final["test_acc"] > 0.5
     assert (out / "weights.pt").exists()
+
+
+def test_export_to_onnx_matches_pytorch(tmp_path, capsys):
+    import numpy as np
+    import onnxruntime as ort
+
+    space = search_spaces.get("mbv2")
+    save_supernet(Supernet(space), tmp_path / "super.pt")
+    assert main(["export", "--checkpoint", str(tmp_path / "super.pt"), "--arch", "min", "--out", str(tmp_path / "o"),
+                 "--onnx"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["onnx_max_abs_diff"] <= 1e-4 and printed["onnx_latency_ms_batch1_cpu"] > 0
+    sub = load_subnet(tmp_path / "o")  # still loads without the supernet
+    session = ort.InferenceSession(str(tmp_path / "o" / "model.onnx"), providers=["CPUExecutionProvider"])
+    x = torch.randn(3, 1, 28, 28)
+    got = session.run(None, {"images": x.numpy()})[0]
+    assert np.abs(got - sub(x).detach().numpy()).max() <= 1e-4

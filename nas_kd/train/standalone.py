@@ -8,6 +8,7 @@ plain supervised training). Runs are resumable like every trainer's.
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,8 @@ def finetune(recipe: Recipe, model: nn.Module, epochs: int, run_dir: str | Path,
 
 
 def export_student(checkpoint: str | Path, arch: str | dict, out: str | Path, recipe: Recipe | None = None, *,
-                   recalibrate_batches: int = 0, finetune_epochs: int = 0, torchscript: bool = False) -> dict[str, Any]:
+                   recalibrate_batches: int = 0, finetune_epochs: int = 0, torchscript: bool = False,
+                   onnx: bool = False) -> dict[str, Any]:
     """Export ``arch`` of the supernet in ``checkpoint`` to the directory ``out``: BatchNorm recalibrated on
     ``recalibrate_batches`` training batches, then (optionally) fine-tuned for ``finetune_epochs`` in
     ``out/finetune`` with the recipe's train, student and distill settings. Returns a short report."""
@@ -80,5 +82,8 @@ def export_student(checkpoint: str | Path, arch: str | dict, out: str | Path, re
         final = finetune(recipe, subnet, finetune_epochs, Path(out) / "finetune")
         report |= {"test_acc": final["test_acc"], "finetune_epochs": finetune_epochs,
                    "distill": final["distill"], "finetune_result": str(Path(out) / "finetune/final.json")}
-    saved = save_subnet(subnet.eval(), out, torchscript=torchscript, source=str(checkpoint))
+    saved = save_subnet(subnet.eval(), out, torchscript=torchscript, onnx=onnx, source=str(checkpoint))
+    if onnx:
+        meta = json.loads((saved / "arch.json").read_text())
+        report |= {k: meta[k] for k in ("onnx", "onnx_max_abs_diff", "onnx_latency_ms_batch1_cpu")}
     return {"out": str(saved), **report}
