@@ -133,15 +133,15 @@ class _SafeUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
 
 
-def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _cifar_batch(path: Path, label_key: bytes = b"labels", kind: str = "CIFAR-10") -> tuple[np.ndarray, np.ndarray]:
     try:
         d = _SafeUnpickler(io.BytesIO(path.read_bytes()), encoding="bytes").load()
         x = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-        y = np.asarray(d[b"labels"], dtype=np.int64)
+        y = np.asarray(d[label_key], dtype=np.int64)
     except FileNotFoundError:
-        raise DatasetError(f"{path}: missing CIFAR-10 batch file") from None
+        raise DatasetError(f"{path}: missing {kind} batch file") from None
     except (pickle.UnpicklingError, KeyError, ValueError, EOFError, TypeError) as e:
-        raise DatasetError(f"{path}: not a CIFAR-10 python batch ({e})") from None
+        raise DatasetError(f"{path}: not a {kind} python batch ({e})") from None
     return x, y
 
 
@@ -153,6 +153,44 @@ def load_cifar10(root: str | Path):
     x = np.concatenate([p[0] for p in parts])
     y = np.concatenate([p[1] for p in parts])
     return _pair(x, y, root / "data_batch_*", root / "data_batch_*"), _pair(tx, ty, root / "test_batch", root / "test_batch")
+
+
+def load_cifar100(root: str | Path):
+    """Load CIFAR-100 python files (``train``, ``test``; the 100 fine labels) from ``root``."""
+    root = Path(root)
+    x, y = _cifar_batch(root / "train", b"fine_labels", "CIFAR-100")
+    tx, ty = _cifar_batch(root / "test", b"fine_labels", "CIFAR-100")
+    return _pair(x, y, root / "train", root / "train"), _pair(tx, ty, root / "test", root / "test")
+
+
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def load_npz(root: str | Path):
+    """Load ``data.npz`` from ``root`` (or ``root`` itself if it is a file) holding uint8 images ``x_train`` /
+    ``x_test`` as (N, H, W) or (N, C, H, W) and integer labels ``y_train`` / ``y_test``."""
+    path = Path(root)
+    path = path / "data.npz" if path.is_dir() else path
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in NPZ_KEYS if k not in z.files]
+            if missing:
+                raise DatasetError(f"{path}: missing arrays {missing} (an npz dataset holds {', '.join(NPZ_KEYS)})")
+            arrays = {k: z[k] for k in NPZ_KEYS}
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: no such npz file") from None
+    except (ValueError, OSError) as e:
+        raise DatasetError(f"{path}: not a readable npz file ({e})") from None
+    out = []
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if x.dtype != np.uint8 or x.ndim not in (3, 4):
+            raise DatasetError(f"{path}: x_{split} must be uint8 images (N, H, W) or (N, C, H, W), got {x.dtype} {x.shape}")
+        if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) or (len(y) and y.min() < 0):
+            raise DatasetError(f"{path}: y_{split} must be non-negative integer labels (N,), got {y.dtype} {y.shape}")
+        x = x[:, None] if x.ndim == 3 else x
+        out.append(_pair(x, y.astype(np.int64), path, path))
+    return tuple(out)
 
 
 # Horizontal flips keep the label for clothes and natural images, not for digits.
@@ -202,6 +240,8 @@ DATASETS.register("fashion-mnist")(DatasetKind(load_idx, True, FASHION_MNIST_DIR
 DATASETS.register("mnist")(DatasetKind(load_idx, False, "/usr/share/datasets/mnist"))
 DATASETS.register("idx")(DatasetKind(load_idx, False))  # any IDX directory (no flips: digits, letters)
 DATASETS.register("cifar10")(DatasetKind(load_cifar10, True))
+DATASETS.register("cifar100")(DatasetKind(load_cifar100, True))
+DATASETS.register("npz")(DatasetKind(load_npz, False))  # your own arrays (no flips: their meaning is unknown)
 
 
 def dataset_kind(name: str) -> DatasetKind:

@@ -165,3 +165,43 @@ def test_real_fashion_mnist(fmnist_root):
     assert (len(b.train), len(b.val), len(b.test)) == (55000, 5000, 10000)
     assert b.num_classes == 10 and b.flip
     assert torch.bincount(b.test.y).tolist() == [1000] * 10
+
+
+def test_npz_dataset_and_its_errors(tmp_path):
+    import numpy as np
+
+    from nas_kd.data import DatasetError, load_dataset
+
+    rng = np.random.default_rng(0)
+    arrays = {"x_train": rng.integers(0, 255, (40, 12, 12), dtype=np.uint8), "y_train": rng.integers(0, 3, 40),
+              "x_test": rng.integers(0, 255, (10, 12, 12), dtype=np.uint8), "y_test": rng.integers(0, 3, 10)}
+    np.savez(tmp_path / "data.npz", **arrays)
+    d = load_dataset("npz", str(tmp_path), val_size=8)
+    assert d.train.x.shape == (32, 1, 12, 12) and d.num_classes == 3 and d.image_size == 12 and not d.flip
+    np.savez(tmp_path / "bad.npz", **{k: v for k, v in arrays.items() if k != "y_test"})
+    with pytest.raises(DatasetError, match="missing arrays \\['y_test'\\]"):
+        load_dataset("npz", str(tmp_path / "bad.npz"), val_size=8)
+    np.savez(tmp_path / "float.npz", **{**arrays, "x_train": arrays["x_train"].astype(np.float32)})
+    with pytest.raises(DatasetError, match="x_train must be uint8"):
+        load_dataset("npz", str(tmp_path / "float.npz"), val_size=8)
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(DatasetError, match="not a readable npz file"):
+        load_dataset("npz", str(tmp_path / "junk.npz"), val_size=8)
+
+
+def test_cifar100_python_files(tmp_path):
+    import pickle
+
+    import numpy as np
+
+    from nas_kd.data import DatasetError, load_dataset
+
+    rng = np.random.default_rng(0)
+    for name, n in (("train", 30), ("test", 6)):
+        batch = {b"data": rng.integers(0, 255, (n, 3 * 32 * 32), dtype=np.uint8), b"fine_labels": list(rng.integers(0, 100, n))}
+        (tmp_path / name).write_bytes(pickle.dumps(batch))
+    d = load_dataset("cifar100", str(tmp_path), val_size=5)
+    assert d.train.x.shape == (25, 3, 32, 32) and d.in_channels == 3 and d.flip
+    (tmp_path / "test").write_bytes(b"garbage")
+    with pytest.raises(DatasetError, match="not a CIFAR-100 python batch"):
+        load_dataset("cifar100", str(tmp_path), val_size=5)
