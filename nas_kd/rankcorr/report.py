@@ -75,6 +75,13 @@ def write_report(run: str | Path) -> Path:
              f"Scoring wall time: {summary['wall_seconds']} s. Supernet: `{summary['supernet_run']}`. Ground truth: "
              f"{summary['ground_truth']['train_images']} training images, {summary['ground_truth']['epochs']} epochs, "
              f"seeds {summary['ground_truth']['seeds']}, held-out accuracy on test + validation images.", ""]
+    c = d.get("compute") or {}
+    if c.get("mean_train_seconds_per_job"):
+        lines += [f"Compute plan: {c['jobs']} ground-truth jobs (archs x columns x seeds) x "
+                  f"{c['mean_train_seconds_per_job']:.0f} s per job on average so far (one CPU thread, often shared) "
+                  f"= about {c['estimated_cpu_hours_total']:.1f} CPU-hours; {c['finished']} finished. Jobs run in queue "
+                  "order (the kd column first, each arch's seeds together), so a partial ground truth has whole seed "
+                  "pairs in every band.", ""]
     for column, c in d["columns"].items():
         bl, metrics = c["baselines"], c["metrics"]
         epochs = sorted((e for e in metrics if metrics[e]), key=int)

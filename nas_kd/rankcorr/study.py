@@ -27,19 +27,8 @@ from nas_kd.config import Recipe
 from nas_kd.errors import UserError
 from nas_kd.provenance import Stopwatch, origin, write_result
 from nas_kd.rankcorr.fitted import cross_validated
-from nas_kd.rankcorr.ground_truth import (
-    arch_id,
-    band_budget,
-    collect_ground_truth,
-    study_bands,
-)
-from nas_kd.rankcorr.quality import (
-    band_metrics,
-    noise_ceiling,
-    noise_parts,
-    random_regret,
-    regret,
-)
+from nas_kd.rankcorr.ground_truth import arch_id, band_budget, collect_ground_truth, plan, study_bands
+from nas_kd.rankcorr.quality import band_metrics, noise_ceiling, noise_parts, random_regret, regret
 
 FITTED = "fitted"
 # scores that ignore the sandwich supernet's weights (the dna ones come from the blockwise tables)
@@ -180,7 +169,13 @@ def run_rank_corr(recipe: Recipe, show_progress: bool = True) -> dict[str, Any]:
     scores = _score(recipe, bands, saved, show_progress)
     data_path.write_text(json.dumps({"scores": scores}) + "\n")  # scoring progress survives a failure below
     columns = {c: _column_metrics(recipe, bands, gt[c], scores, cfg.bootstrap) for c in cfg.columns if c in gt}
-    record = {"space": recipe.student.space, "bands": {b: [arch_id(a) for a in archs] for b, archs in bands.items()},
+    records = collect_ground_truth(recipe)
+    per_job = [r["train_wall_seconds"] for r in records if "train_wall_seconds" in r]
+    compute = {"jobs": len(plan(recipe)), "finished": len(records),
+               "mean_train_seconds_per_job": sum(per_job) / len(per_job) if per_job else None,
+               "estimated_cpu_hours_total": len(plan(recipe)) * sum(per_job) / len(per_job) / 3600 if per_job else None}
+    record = {"space": recipe.student.space, "compute": compute,
+              "bands": {b: [arch_id(a) for a in archs] for b, archs in bands.items()},
               "archs": {arch_id(a): a for archs in bands.values() for a in archs}, "scores": scores,
               "columns": {c: {"baselines": bl, "metrics": m} for c, (bl, m) in columns.items()},
               "evaluators": [*cfg.evaluators, FITTED]}
