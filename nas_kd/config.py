@@ -282,6 +282,21 @@ def apply_override(data: dict, assignment: str) -> None:
     node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
 
 
+def derive(recipe: Any, changes: dict[str, Any]) -> Any:
+    """A new recipe: ``recipe`` with ``changes`` (``{"train.epochs": 3, "run.name": "x"}``) applied, validated like
+    a recipe file (types, ranges); ``recipe`` itself is left as it was."""
+    data = dataclasses.asdict(recipe)
+    for key, value in changes.items():
+        node = data
+        *parents, last = key.split(".")
+        for part in parents:
+            node = node[part]
+        if last not in node:
+            raise RecipeError(f"derive: {key!r} is not a recipe key")
+        node[last] = value
+    return _build(type(recipe), data, "")
+
+
 def load_recipe(path: str | Path | None, overrides: list[str] = (), cls: type = Recipe) -> Any:
     """Load and validate a recipe file (``None``: defaults only), then apply ``overrides``.
 

@@ -11,20 +11,19 @@ supernet is trained instead. The run ends with a teacher-vs-student summary.
 """
 from __future__ import annotations
 
-import copy
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from nas_kd.config import Recipe
+from nas_kd.config import Recipe, derive
 from nas_kd.provenance import Stopwatch, origin, write_result
 
 
-def _stage(recipe: Recipe, base: Path, name: str) -> Recipe:
-    r = copy.deepcopy(recipe)
-    r.run.out_dir, r.run.name = str(base), name
-    return r
+def _stage(recipe: Recipe, base: Path, name: str, **changes: Any) -> Recipe:
+    """The recipe of one stage: its own run directory under ``base`` (plus ``changes``, dotted keys with ``__``)."""
+    return derive(recipe, {"run.out_dir": str(base), "run.name": name,
+                           **{k.replace("__", "."): v for k, v in changes.items()}})
 
 
 TEACHER_KEYS = ("model", "kwargs", "checkpoint", "torchscript", "subnet")
@@ -67,17 +66,15 @@ def run_pipeline(recipe: Recipe, *, train_supernet_anyway: bool = False) -> dict
     base = Path(recipe.run.out_dir) / recipe.run.name
     base.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
-    recipe = copy.deepcopy(recipe)
     data = load_data(recipe)
 
     t = Stopwatch()
     if not recipe.teacher.checkpoint or not Path(recipe.teacher.checkpoint).exists():
-        r = _stage(recipe, base, "teacher")
-        r.distill, r.student.ce_weight = [], 1.0  # the teacher learns from the labels alone
+        r = _stage(recipe, base, "teacher", distill=[], student__ce_weight=1.0)  # the teacher learns from the labels
         done = base / "teacher" / "final.json"
         if not done.exists():
             train_teacher(r, resume=(base / "teacher/checkpoints/last.pt").exists())
-        recipe.teacher.checkpoint = str(base / "teacher" / "model.pt")
+        recipe = derive(recipe, {"teacher.checkpoint": str(base / "teacher" / "model.pt")})
     seconds["teacher"] = t.seconds()
 
     t = Stopwatch()
@@ -103,15 +100,15 @@ def run_pipeline(recipe: Recipe, *, train_supernet_anyway: bool = False) -> dict
     seconds["supernet"] = t.seconds()
 
     t = Stopwatch()
-    r = _stage(recipe, base, "search")
-    r.search.checkpoint = checkpoint
-    if r.search.budget_mflops is None and recipe.pipeline.budget_fraction_of_teacher is not None:
+    budget = recipe.search.budget_mflops
+    if budget is None and recipe.pipeline.budget_fraction_of_teacher is not None:
         from nas_kd.flops import count_flops
         from nas_kd.teacher import load_teacher
 
         teacher = load_teacher(recipe.teacher, data.num_classes, data.in_channels)
         shape = (1, data.in_channels, data.image_size, data.image_size)
-        r.search.budget_mflops = recipe.pipeline.budget_fraction_of_teacher * count_flops(teacher, shape) / 1e6
+        budget = recipe.pipeline.budget_fraction_of_teacher * count_flops(teacher, shape) / 1e6
+    r = _stage(recipe, base, "search", search__checkpoint=checkpoint, search__budget_mflops=budget)
     search = json.loads((base / "search" / "search.json").read_text()) if (base / "search/search.json").exists() \
         else run_search(r)
     seconds["search"] = t.seconds()
@@ -119,8 +116,7 @@ def run_pipeline(recipe: Recipe, *, train_supernet_anyway: bool = False) -> dict
     t = Stopwatch()
     student = base / "student"
     if not (student / "arch.json").exists():
-        ft = copy.deepcopy(recipe)
-        ft.train.lr, ft.train.warmup_epochs = recipe.pipeline.finetune_lr, 0.0
+        ft = derive(recipe, {"train.lr": recipe.pipeline.finetune_lr, "train.warmup_epochs": 0.0})
         export_student(checkpoint, str(base / "search" / "best_arch.json"), student, ft,
                        recalibrate_batches=recipe.supernet.bn_batches, finetune_epochs=recipe.pipeline.finetune_epochs)
     seconds["export"] = t.seconds()

@@ -84,3 +84,16 @@ def test_command_line_numbers_are_checked(argv, message, capsys):
     with pytest.raises(SystemExit) as e:
         main(argv)
     assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_derive_makes_a_checked_copy():
+    from nas_kd.config import derive
+
+    base = load_recipe(None)
+    r = derive(base, {"train.epochs": 3, "run.name": "x", "distill": [{"name": "kd"}]})
+    assert (r.train.epochs, r.run.name, r.distill) == (3, "x", [{"name": "kd"}])
+    assert (base.train.epochs, base.run.name, base.distill) == (20, "run", [])  # the original is untouched
+    with pytest.raises(RecipeError, match="'train.epoch' is not a recipe key"):
+        derive(base, {"train.epoch": 3})
+    with pytest.raises(RecipeError, match="train.epochs: must be >= 0"):
+        derive(base, {"train.epochs": -1})

@@ -17,14 +17,13 @@ result, with Welch t-tests of ``searched`` against each other pick, goes to ``--
 """
 from __future__ import annotations
 
-import copy
 import json
 import statistics
 from pathlib import Path
 from typing import Any
 
 import search_spaces
-from nas_kd.config import Recipe
+from nas_kd.config import Recipe, derive
 from nas_kd.errors import UserError
 from nas_kd.provenance import Stopwatch, origin, write_result
 from nas_kd.rankcorr.ground_truth import (
@@ -65,11 +64,9 @@ def _search(recipe: Recipe, out: Path, evaluator: str, strategy: str, trials: in
 
     run = out / name
     if not (run / "search.json").exists():
-        r = copy.deepcopy(recipe)
-        r.search.checkpoint, r.search.evaluator, r.search.strategy = recipe.rankcorr.supernet_run, evaluator, strategy
-        r.search.trials, r.search.budget_mflops, r.search.extra_evaluators = trials, budget / 1e6, []
-        r.run.out_dir, r.run.name = str(out), name
-        run_search(r)
+        run_search(derive(recipe, {"search.checkpoint": recipe.rankcorr.supernet_run, "search.evaluator": evaluator,
+                                   "search.strategy": strategy, "search.trials": trials, "search.budget_mflops": budget / 1e6,
+                                   "search.extra_evaluators": [], "run.out_dir": str(out), "run.name": name}))
     return json.loads((run / "search.json").read_text())["best"]["arch"]
 
 

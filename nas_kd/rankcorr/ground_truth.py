@@ -15,7 +15,6 @@ measurement's binomial standard error, so measurement noise can be told from see
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import math
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import search_spaces
-from nas_kd.config import Recipe
+from nas_kd.config import Recipe, derive
 from nas_kd.errors import UserError
 from nas_kd.provenance import Stopwatch, commit_record, origin, write_result
 from search_spaces import SAMPLERS
@@ -104,11 +103,10 @@ def record_path(recipe: Recipe, key: str, records: str | Path | None = None) -> 
 
 def job_recipe(recipe: Recipe, key: str, job: dict[str, Any], out: Path) -> Recipe:
     """The training recipe of one job: its seed and column, its own run directory under ``out``."""
-    r = copy.deepcopy(recipe)
-    r.seed, r.run.out_dir, r.run.name = job["seed"], str(out / "jobs"), key
+    changes: dict[str, Any] = {"seed": job["seed"], "run.out_dir": str(out / "jobs"), "run.name": key}
     if job["column"] == "scratch":
-        r.distill, r.student.ce_weight = [], 1.0
-    return r
+        changes |= {"distill": [], "student.ce_weight": 1.0}
+    return derive(recipe, changes)
 
 
 def heldout(final: dict[str, Any], test_n: int, val_n: int) -> dict[str, float]:

@@ -7,7 +7,6 @@ plain supervised training). Runs are resumable like every trainer's.
 """
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import torch.nn as nn
 
 import search_spaces
-from nas_kd.config import Recipe
+from nas_kd.config import Recipe, derive
 from nas_kd.errors import UserError
 from nas_kd.students import Student, arch_student, model_student, read_arch_file
 from nas_kd.teacher import build_model
@@ -47,8 +46,7 @@ def train_arch(recipe: Recipe, arch: str | dict | None = None, **kwargs: Any) ->
 
 def finetune(recipe: Recipe, model: nn.Module, epochs: int, run_dir: str | Path, **kwargs: Any) -> dict[str, Any]:
     """Fine-tune an exported subnet in place for ``epochs`` (the recipe's train, student and distill settings)."""
-    r = copy.deepcopy(recipe)
-    r.train.epochs, r.run.out_dir, r.run.name = epochs, str(Path(run_dir).parent), Path(run_dir).name
+    r = derive(recipe, {"train.epochs": epochs, "run.out_dir": str(Path(run_dir).parent), "run.name": Path(run_dir).name})
     arch, space = getattr(model, "arch", None), getattr(model, "space_name", None)
     describe = {"space": space, "arch": arch, "finetuned_from": "supernet export"}
     if arch is not None:
