@@ -16,8 +16,28 @@ def _student_stages(d: Distiller, stages: list[str] | None, student_stages: list
     return list(chosen)
 
 
+class _OwnStages(Distiller):
+    """A self-distillation method reading the student's own stage outputs (``self.stages``)."""
+
+    needs_teacher = False
+    stages: list[str] | None
+
+    def resolve(self, student_stages, teacher_stages, num_teachers: int) -> None:
+        self.stages = _student_stages(self, self.stages, student_stages, 2)
+
+    def student_modules(self) -> list[str]:
+        return self.stages
+
+    def stage_shapes(self, probe: Probe) -> list[tuple[int, ...]]:
+        """The probed output shapes of the stages; each must be a 4-d feature map."""
+        shapes = [probe.student_shapes[s] for s in self.stages]
+        if any(len(s) != 4 for s in shapes):
+            raise self.error(f"stages {self.stages} must output 4-d feature maps, got {[list(s) for s in shapes]}")
+        return shapes
+
+
 @DISTILLERS.register("byot")
-class BYOT(Distiller):
+class BYOT(_OwnStages):
     r"""Be your own teacher (Zhang et al., ICCV 2019): an auxiliary head (1x1 conv bottleneck to the
     last stage's width + BatchNorm + ReLU, global pooling, linear classifier) after every stage but the
     last. Each head i adds :math:`(1-\alpha)\,\mathrm{CE}(q_i, y) + \alpha\,T^2\,\mathrm{KL}(q_C\,\|\,q_i)
@@ -36,16 +56,8 @@ class BYOT(Distiller):
             raise ValueError(f"need 0 <= alpha <= 1, lam >= 0, temperature > 0; got {alpha}, {lam}, {temperature}")
         self.alpha, self.lam, self.temperature, self.stages = float(alpha), float(lam), float(temperature), stages
 
-    def resolve(self, student_stages, teacher_stages, num_teachers: int) -> None:
-        self.stages = _student_stages(self, self.stages, student_stages, 2)
-
-    def student_modules(self) -> list[str]:
-        return self.stages
-
     def bind(self, probe: Probe) -> None:
-        shapes = [probe.student_shapes[s] for s in self.stages]
-        if any(len(s) != 4 for s in shapes):
-            raise self.error(f"stages {self.stages} must output 4-d feature maps, got {[list(s) for s in shapes]}")
+        shapes = self.stage_shapes(probe)
         width = shapes[-1][1]
         self.heads = nn.ModuleList(
             nn.Sequential(nn.Conv2d(s[1], width, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
@@ -68,7 +80,7 @@ class BYOT(Distiller):
 
 
 @DISTILLERS.register("sad")
-class SAD(Distiller):
+class SAD(_OwnStages):
     r"""Self attention distillation (Hou et al., ICCV 2019): each stage's spatial attention map
     (:func:`nas_kd.losses.functional.attention_map`, pooled to the next stage's size) mimics the
     next stage's, detached; mean squared difference summed over successive stage pairs. Off until
@@ -77,24 +89,14 @@ class SAD(Distiller):
     Example: ``{name: sad, weight: 100, start_epoch: 1}``.
     """
 
-    needs_teacher = False
-
     def __init__(self, start_epoch: int = 0, p: float = 2.0, stages: list[str] | None = None) -> None:
         super().__init__()
         if isinstance(start_epoch, bool) or not isinstance(start_epoch, int) or start_epoch < 0 or not p > 0:
             raise ValueError(f"need an integer start_epoch >= 0 and p > 0; got {start_epoch!r}, {p}")
         self.start_epoch, self.p, self.stages = start_epoch, float(p), stages
 
-    def resolve(self, student_stages, teacher_stages, num_teachers: int) -> None:
-        self.stages = _student_stages(self, self.stages, student_stages, 2)
-
-    def student_modules(self) -> list[str]:
-        return self.stages
-
     def bind(self, probe: Probe) -> None:
-        shapes = [probe.student_shapes[s] for s in self.stages]
-        if any(len(s) != 4 for s in shapes):
-            raise self.error(f"stages {self.stages} must output 4-d feature maps, got {[list(s) for s in shapes]}")
+        self.stage_shapes(probe)
 
     def forward(self, view: View) -> dict[str, torch.Tensor]:
         if view.epoch < self.start_epoch:
