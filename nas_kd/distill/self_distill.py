@@ -47,8 +47,6 @@ class BYOT(_OwnStages):
     Example: ``{name: byot, weight: 1.0, alpha: 0.3, lam: 0.03, temperature: 3}``.
     """
 
-    needs_teacher = False
-
     def __init__(self, alpha: float = 0.3, lam: float = 0.03, temperature: float = 3.0,
                  stages: list[str] | None = None) -> None:
         super().__init__()
