@@ -1,4 +1,5 @@
-"""Atomic, safe checkpoints: written via temp file + rename, read with ``weights_only=True``."""
+"""Atomic, safe checkpoints: written via temp file + rename, read with ``weights_only=True``; supernet
+checkpoints (weights plus what rebuilds the supernet: space, input shape, classes)."""
 from __future__ import annotations
 
 import os
@@ -8,6 +9,7 @@ from typing import Any
 
 import torch
 
+import search_spaces
 from nas_kd.errors import UserError
 
 
@@ -64,3 +66,29 @@ def model_state(state: dict[str, Any]) -> dict[str, torch.Tensor]:
     if state.get("format") == FORMAT:
         return state["model"]
     return state
+
+
+def save_supernet(net, path: str | Path, **extra: Any) -> None:
+    """Save a :class:`nas_kd.supernet.Supernet`'s weights and construction metadata atomically."""
+    save_checkpoint({"model": net.state_dict(), "supernet": net.meta(), **extra}, path)
+
+
+def load_supernet(path: str | Path, input_shape: tuple[int, int, int] | None = None):
+    """Rebuild a supernet from a checkpoint written by :func:`save_supernet` or a supernet trainer.
+
+    ``input_shape``: the (C, H, W) of the data it will see; a supernet trained for another shape is refused
+    with both shapes named. Checkpoints from before shapes were recorded are 28 x 28."""
+    ckpt = load_checkpoint(path)
+    meta = ckpt.get("supernet")
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: a nas_kd checkpoint, but not of a supernet (no 'supernet' metadata)")
+    space = search_spaces.from_meta(meta)
+    if input_shape is not None and tuple(input_shape) != space.input_shape:
+        raise UserError(f"{path}: the supernet was trained for {'x'.join(map(str, space.input_shape))} inputs, but the "
+                        f"data is {'x'.join(map(str, input_shape))}; train a supernet for this data (nas-kd train-supernet)")
+    net = space.build_supernet(kernel_transform=meta["kernel_transform"])
+    try:
+        net.load_state_dict(ckpt["model"])
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not fit the {meta['space']!r} supernet: {e}") from None
+    return net

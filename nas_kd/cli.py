@@ -148,7 +148,7 @@ def _cmd_dna_search(args: argparse.Namespace) -> None:
     if args.budget_fraction:
         import search_spaces
 
-        space = search_spaces.get(tables["space"])
+        space = search_spaces.from_meta(tables)
         budgets += [f * space.flops(space.max_arch()) for f in args.budget_fraction]
     result = exact_search(tables, budgets, k=args.k)
     print(f"exact search over {result['space_size']:.3g} architectures of {result['space']} "

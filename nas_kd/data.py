@@ -219,10 +219,19 @@ class DataBundle:
     val: Split
     test: Split
     num_classes: int
-    in_channels: int
-    image_size: int
+    input_shape: tuple[int, int, int]  # (C, H, W) of one image
     pad_value: torch.Tensor  # per-channel value of a black pixel after normalisation
     flip: bool
+
+    @property
+    def in_channels(self) -> int:
+        return self.input_shape[0]
+
+    def space(self, name: str):
+        """The search space ``name`` built for this data's input shape and classes."""
+        import search_spaces
+
+        return search_spaces.get(name, input_shape=self.input_shape, num_classes=self.num_classes)
 
 
 @dataclass(frozen=True)
@@ -291,8 +300,7 @@ def load_dataset(
         val=Split(norm(xtr[val_idx]), ytr[val_idx]),
         test=Split(norm(xte), yte),
         num_classes=int(max(ytr.max(), yte.max())) + 1,
-        in_channels=xtr.shape[1],
-        image_size=xtr.shape[-1],
+        input_shape=tuple(int(v) for v in xtr.shape[1:]),
         pad_value=(-mean / std).view(-1),
         flip=kind.flip,
     )

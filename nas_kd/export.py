@@ -14,8 +14,7 @@ from typing import Any
 import torch
 
 from nas_kd.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from nas_kd.flops import spec_cost
-from nas_kd.subnet import StaticNet
+from nas_kd.subnet import StaticNet, spec_cost
 from nas_kd.supernet import Supernet
 
 
@@ -29,7 +28,7 @@ def export_subnet(supernet: Supernet, arch: dict[str, Any]) -> StaticNet:
     with supernet.set_arch(arch):
         spec = supernet.active_spec
         net = StaticNet(spec)
-        supernet.stem.export_to(net.stem, spec["in_channels"], spec["stem"]["out"], spec["stem"]["kernel"])
+        supernet.stem.export_to(net.stem, spec["input_shape"][0], spec["stem"]["out"], spec["stem"]["kernel"])
         for name, blocks in zip(net.stage_names, spec["stages"]):
             for dyn, static, b in zip(getattr(supernet, name).blocks, getattr(net, name), blocks):
                 dyn.export_to(static, b)
@@ -53,7 +52,7 @@ def save_subnet(net: StaticNet, directory: str | Path, *, torchscript: bool = Fa
     (directory / "arch.json").write_text(json.dumps(meta, indent=2) + "\n")
     save_checkpoint({"model": net.state_dict()}, directory / "weights.pt")
     if torchscript:
-        shape = (1, net.spec["in_channels"], net.spec["image_size"], net.spec["image_size"])
+        shape = (1, *net.input_shape)
         was_training = net.training
         traced = torch.jit.trace(net.eval(), torch.zeros(shape))
         net.train(was_training)
@@ -62,8 +61,7 @@ def save_subnet(net: StaticNet, directory: str | Path, *, torchscript: bool = Fa
         from nas_kd.onnx_export import export_onnx
 
         was_training = net.training
-        meta |= export_onnx(net.eval(), directory / "model.onnx",
-                            (net.spec["in_channels"], net.spec["image_size"], net.spec["image_size"]))
+        meta |= export_onnx(net.eval(), directory / "model.onnx", net.input_shape)
         net.train(was_training)
         (directory / "arch.json").write_text(json.dumps(meta, indent=2) + "\n")
     return directory

@@ -29,8 +29,10 @@ def _stage(recipe: Recipe, base: Path, name: str, **changes: Any) -> Recipe:
 TEACHER_KEYS = ("model", "kwargs", "checkpoint", "torchscript", "subnet")
 
 
-def supernet_mismatches(recipe: Recipe, checkpoint: str | Path, num_classes: int, in_channels: int) -> list[str]:
-    """Why the trained supernet at ``checkpoint`` does not fit ``recipe`` (empty: it does)."""
+def supernet_mismatches(recipe: Recipe, checkpoint: str | Path, num_classes: int,
+                        input_shape: tuple[int, int, int]) -> list[str]:
+    """Why the trained supernet at ``checkpoint`` does not fit ``recipe`` and its data (empty: it does)."""
+    import search_spaces
     from nas_kd.checkpoint import load_checkpoint
 
     path = Path(checkpoint)
@@ -38,9 +40,13 @@ def supernet_mismatches(recipe: Recipe, checkpoint: str | Path, num_classes: int
         return [f"{path} does not exist"]
     meta = load_checkpoint(path).get("supernet") or {}
     found = []
-    for key, want in (("space", recipe.supernet.space), ("num_classes", num_classes), ("in_channels", in_channels)):
-        if meta.get(key) != want:
-            found.append(f"{key}: the checkpoint has {meta.get(key)!r}, the recipe needs {want!r}")
+    if meta.get("space") != recipe.supernet.space:
+        found.append(f"space: the checkpoint has {meta.get('space')!r}, the recipe needs {recipe.supernet.space!r}")
+    elif (space := search_spaces.from_meta(meta)).num_classes != num_classes:
+        found.append(f"num_classes: the checkpoint has {space.num_classes}, the data has {num_classes}")
+    elif space.input_shape != tuple(input_shape):
+        found.append(f"input_shape: the checkpoint has {'x'.join(map(str, space.input_shape))}, "
+                     f"the data has {'x'.join(map(str, input_shape))}")
     record = path.with_suffix(".json")
     if not record.exists():
         return [*found, f"no {record.name} beside it to say which teacher and data trained it"]
@@ -81,7 +87,7 @@ def run_pipeline(recipe: Recipe, *, train_supernet_anyway: bool = False) -> dict
     pre = recipe.pipeline.supernet_checkpoint
     reused = None
     if pre and not train_supernet_anyway:
-        why = supernet_mismatches(recipe, pre, data.num_classes, data.in_channels)
+        why = supernet_mismatches(recipe, pre, data.num_classes, data.input_shape)
         if why:
             print(f"nas-kd run: not reusing {pre} ({'; '.join(why)}); training a supernet", file=sys.stderr)
         else:
@@ -106,7 +112,7 @@ def run_pipeline(recipe: Recipe, *, train_supernet_anyway: bool = False) -> dict
         from nas_kd.teacher import load_teacher
 
         teacher = load_teacher(recipe.teacher, data.num_classes, data.in_channels)
-        shape = (1, data.in_channels, data.image_size, data.image_size)
+        shape = (1, *data.input_shape)
         budget = recipe.pipeline.budget_fraction_of_teacher * count_flops(teacher, shape) / 1e6
     r = _stage(recipe, base, "search", search__checkpoint=checkpoint, search__budget_mflops=budget)
     search = json.loads((base / "search" / "search.json").read_text()) if (base / "search/search.json").exists() \

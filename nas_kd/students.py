@@ -16,11 +16,11 @@ from nas_kd.subnet import StaticNet, zero_init_residual
 
 @dataclass
 class Student:
-    """A student to train: ``make(num_classes, in_channels)`` builds a fresh copy (a new one per call, for
+    """A student to train: ``make(input_shape, num_classes)`` builds a fresh copy for data of that (C, H, W) (a new one per call, for
     mutual learning); ``describe`` goes into the run's ``final.json``; ``stages`` are its default stage
     names for feature methods (``None`` if unknown); ``exportable`` students are saved as subnets."""
 
-    make: Callable[[int, int], nn.Module]
+    make: Callable[[tuple[int, int, int], int], nn.Module]
     describe: dict[str, Any]
     stages: list[str] | None
     exportable: bool
@@ -33,17 +33,17 @@ def stage_names(model: nn.Module) -> list[str] | None:
 
 
 def arch_student(space_name: str, arch: Any) -> Student:
-    """A freshly initialised arch of a space (validated)."""
+    """A freshly initialised arch of a space (validated), built for the data's input shape and classes."""
     space = search_spaces.get(space_name)
     arch = space.validate(arch)
 
-    def make(nc: int, ic: int) -> nn.Module:
-        net = zero_init_residual(StaticNet(space.spec(arch, nc, ic)))
+    def make(input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
+        net = zero_init_residual(StaticNet(search_spaces.get(space_name, input_shape, num_classes).spec(arch)))
         net.arch, net.space_name = arch, space.name
         return net
 
     stages = ["stem", *[f"stage{i + 1}" for i in range(len(space.spec(arch)["stages"]))]]
-    return Student(make, {"space": space.name, "arch": arch, "mflops": space.flops(arch) / 1e6}, stages, True)
+    return Student(make, {"space": space.name, "arch": arch}, stages, True)
 
 
 def model_student(model: nn.Module, describe: dict[str, Any]) -> Student:
@@ -51,7 +51,7 @@ def model_student(model: nn.Module, describe: dict[str, Any]) -> Student:
     student (mutual learning) starts as a copy of it."""
     made: list[nn.Module] = []
 
-    def make(nc: int, ic: int) -> nn.Module:
+    def make(input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
         made.append(model if not made else copy.deepcopy(model))
         return made[-1]
 
@@ -83,9 +83,7 @@ def resolve_student(spec: str, default_space: str) -> Student:
     path = Path(spec)
     if path.is_dir():
         net = load_subnet(path)
-        mflops = search_spaces.get(net.space_name).flops(net.arch) / 1e6 if net.space_name and net.arch else None
-        return model_student(net.train(), {"space": net.space_name, "arch": net.arch, "mflops": mflops,
-                                           "initialised_from": str(path)})
+        return model_student(net.train(), {"space": net.space_name, "arch": net.arch, "initialised_from": str(path)})
     if path.suffix == ".json" or path.is_file():
         space, arch = read_arch_file(path)
         return arch_student(space or default_space, arch)
@@ -95,8 +93,8 @@ def resolve_student(spec: str, default_space: str) -> Student:
         except ValueError as e:
             raise UserError(f"--student {spec}: {e}") from None
 
-        def make(nc: int, ic: int) -> nn.Module:
-            return factory(num_classes=nc, in_channels=ic)
+        def make(input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
+            return factory(num_classes=num_classes, in_channels=input_shape[0])
 
         return Student(make, {"model": spec}, None, False)
     raise UserError(f"--student {spec!r}: not space:max|min, an arch JSON file, a subnet directory or module:function "

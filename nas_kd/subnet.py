@@ -1,8 +1,8 @@
 """Static (exported) networks, built from plain ``torch.nn`` layers and a JSON-serialisable spec.
 
-A *spec* describes one concrete network of a block family::
+A *spec* describes one concrete network of a block family (:mod:`nas_kd.families`)::
 
-    {"family": "mbconv" | "resnet", "in_channels": 1, "num_classes": 10, "image_size": 28,
+    {"family": "mbconv" | "resnet", "input_shape": [C, H, W], "num_classes": 10,
      "stem": {"out": 16, "kernel": 3, "stride": 1},
      "stages": [[block, ...], ...],
      "head": {"in": 160}}
@@ -11,7 +11,8 @@ with ``block`` = ``{"in", "out", "stride", "kernel", "mid", "shortcut"}``; ``mid
 expanded (MBConv) or bottleneck (residual block) width and ``shortcut`` is ``none``,
 ``identity`` or ``projection``. The search spaces map an architecture to a spec; the
 supernet runs the spec's path, the export copies its weights into :class:`StaticNet`, and
-:mod:`nas_kd.flops` prices it. Modules are named ``stem, stage1..stageK, head``.
+:func:`spec_cost` prices it. Modules are named ``stem, stage1..stageK, head``. Specs saved
+before ``input_shape`` existed (``in_channels`` + square ``image_size``) still load.
 """
 from __future__ import annotations
 
@@ -21,62 +22,12 @@ import torch
 import torch.nn as nn
 
 from nas_kd.errors import UserError
+from nas_kd.families import FAMILIES, Size
+from nas_kd.flops import conv_bn_cost
+from nas_kd.layers import ConvBN
 
 Spec = dict[str, Any]
 BLOCK_KEYS = ("in", "out", "stride", "kernel", "mid", "shortcut")
-
-
-class ConvBN(nn.Sequential):
-    """Conv (no bias, 'same' padding) + BatchNorm (+ ReLU when ``act``)."""
-
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, act: bool = True) -> None:
-        layers: list[nn.Module] = [
-            nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False),
-            nn.BatchNorm2d(cout),
-        ]
-        if act:
-            layers.append(nn.ReLU())
-        super().__init__(*layers)
-
-
-class MBConv(nn.Module):
-    """Inverted residual: 1x1 expand -> kxk depthwise (stride) -> 1x1 project (+ identity shortcut)."""
-
-    def __init__(self, b: dict[str, Any]) -> None:
-        super().__init__()
-        self.expand = ConvBN(b["in"], b["mid"], 1)
-        self.depthwise = ConvBN(b["mid"], b["mid"], b["kernel"], b["stride"], groups=b["mid"])
-        self.project = ConvBN(b["mid"], b["out"], 1, act=False)
-        self.residual = b["shortcut"] == "identity"
-
-    def zero_init_last_bn(self) -> None:
-        """Start as the identity: zero the last BatchNorm's scale when there is an identity shortcut."""
-        if self.residual:
-            nn.init.zeros_(self.project[1].weight)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.project(self.depthwise(self.expand(x)))
-        return out + x if self.residual else out
-
-
-class ResBlock(nn.Module):
-    """Residual block: kxk conv (stride) -> kxk conv, shortcut identity or 1x1 projection."""
-
-    def __init__(self, b: dict[str, Any]) -> None:
-        super().__init__()
-        self.conv1 = ConvBN(b["in"], b["mid"], b["kernel"], b["stride"])
-        self.conv2 = ConvBN(b["mid"], b["out"], b["kernel"], act=False)
-        self.shortcut = ConvBN(b["in"], b["out"], 1, b["stride"], act=False) if b["shortcut"] == "projection" else nn.Identity()
-
-    def zero_init_last_bn(self) -> None:
-        """Start as the shortcut alone: zero the residual branch's last BatchNorm scale."""
-        nn.init.zeros_(self.conv2[1].weight)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(self.conv2(self.conv1(x)) + self.shortcut(x))
-
-
-BLOCKS = {"mbconv": MBConv, "resnet": ResBlock}
 
 
 def zero_init_residual(model: nn.Module) -> nn.Module:
@@ -96,16 +47,21 @@ class StaticNet(nn.Module):
 
     def __init__(self, spec: Spec) -> None:
         super().__init__()
-        check_spec(spec)
+        spec = check_spec(spec)
         self.spec = spec
         stem = spec["stem"]
-        self.stem = ConvBN(spec["in_channels"], stem["out"], stem["kernel"], stem["stride"])
-        block = BLOCKS[spec["family"]]
+        self.stem = ConvBN(spec["input_shape"][0], stem["out"], stem["kernel"], stem["stride"])
+        block = FAMILIES.get(spec["family"]).static
         self.stage_names = []
         for i, blocks in enumerate(spec["stages"], start=1):
             setattr(self, f"stage{i}", nn.Sequential(*[block(b) for b in blocks]))
             self.stage_names.append(f"stage{i}")
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(spec["head"]["in"], spec["num_classes"]))
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of the images this network was built (and priced) for."""
+        return tuple(self.spec["input_shape"])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
@@ -114,13 +70,17 @@ class StaticNet(nn.Module):
         return self.head(x)
 
 
-def check_spec(spec: Spec) -> None:
-    """Raise ``ValueError`` naming the problem if ``spec`` is not a well-formed network spec."""
-    for key in ("family", "in_channels", "num_classes", "stem", "stages", "head"):
+def check_spec(spec: Spec) -> Spec:
+    """``spec`` (a legacy one given ``input_shape``) if well formed; a :class:`UserError` naming the problem otherwise."""
+    if "input_shape" not in spec and "in_channels" in spec:  # saved before input_shape existed: square images
+        size = spec.get("image_size", 28)
+        rest = {k: v for k, v in spec.items() if k not in ("in_channels", "image_size")}
+        spec = {**rest, "input_shape": [spec["in_channels"], size, size]}
+    for key in ("family", "input_shape", "num_classes", "stem", "stages", "head"):
         if key not in spec:
             raise UserError(f"spec: missing key {key!r}")
-    if spec["family"] not in BLOCKS:
-        raise UserError(f"spec.family {spec['family']!r} is not one of {sorted(BLOCKS)}")
+    if spec["family"] not in FAMILIES:
+        raise UserError(f"spec.family {spec['family']!r} is not one of {FAMILIES.available()}")
     cin = spec["stem"]["out"]
     for i, blocks in enumerate(spec["stages"], start=1):
         if not blocks:
@@ -134,3 +94,35 @@ def check_spec(spec: Spec) -> None:
             cin = b["out"]
     if spec["head"]["in"] != cin:
         raise UserError(f"spec: head takes {spec['head']['in']} channels but receives {cin}")
+    return spec
+
+
+_TABLE: dict[tuple, tuple[int, int, Size]] = {}
+
+
+def block_cost(block: dict[str, Any], size: Size, family: str) -> tuple[int, int, Size]:
+    """(flops, params, output size) of one spec block at input size ``size`` = (h, w), from the per-block
+    cost table: each distinct (block, size, family) is priced once by its family's exact cost."""
+    key = (tuple(block[k] for k in BLOCK_KEYS), tuple(size), family)
+    if key not in _TABLE:
+        _TABLE[key] = FAMILIES.get(family).cost(block, tuple(size))
+    return _TABLE[key]
+
+
+def spec_cost(spec: Spec) -> tuple[int, int]:
+    """(flops, params) of the network a spec describes, equal to fvcore / ``count_params`` on it.
+
+    FLOPs follow fvcore's conventions for a 1 x C x H x W input (``spec["input_shape"]``):
+    convs and the linear layer count multiply-adds, BatchNorm 2 per element, average pooling
+    1 per input element; ReLU and additions are free.
+    """
+    spec = check_spec(spec)
+    c, h, w = spec["input_shape"]
+    stem = spec["stem"]
+    flops, params, size = conv_bn_cost(c, stem["out"], stem["kernel"], stem["stride"], (h, w))
+    for blocks in spec["stages"]:
+        for b in blocks:
+            f, p, size = block_cost(b, size, spec["family"])
+            flops, params = flops + f, params + p
+    cin, classes = spec["head"]["in"], spec["num_classes"]
+    return flops + cin * size[0] * size[1] + cin * classes, params + cin * classes + classes

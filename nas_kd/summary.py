@@ -33,7 +33,7 @@ def latency_ms(model: nn.Module, shape: tuple[int, ...], repeats: int = 30, warm
 def _describe(model: nn.Module, data: DataBundle, weights: Path, recipe: Recipe) -> dict[str, Any]:
     from nas_kd.evaluation import evaluate
 
-    shape = (1, data.in_channels, data.image_size, data.image_size)
+    shape = (1, *data.input_shape)
     return {"test_acc": evaluate(model, data.test, recipe.data.eval_batch_size)["acc"],
             "mflops": count_flops(model, shape) / 1e6, "params": count_params(model),
             "latency_ms_batch1_cpu": latency_ms(model, shape), "size_bytes": weights.stat().st_size}

@@ -5,6 +5,10 @@ Spaces are declared with ``nni.mutable``: one ``Categorical`` per choice, labell
 is a plain ``{label: value}`` dict. Choices of blocks beyond a stage's depth do not change
 the network; the *canonical* form sets them to their first value, so equal networks have
 equal dicts (use it as a cache key).
+
+A space is built for one input shape (C, H, W) and number of classes (default 1 x 28 x 28 and
+10): its specs, FLOPs, parameter counts and supernets are for that shape
+(``search_spaces.get(name, input_shape=..., num_classes=...)``).
 """
 from __future__ import annotations
 
@@ -18,10 +22,22 @@ from typing import Any
 import nni.mutable as nm
 
 from nas_kd.errors import BudgetError, UserError
-from nas_kd.flops import block_cost, spec_cost, stem_cost
-from nas_kd.subnet import Spec
+from nas_kd.flops import conv_bn_cost
+from nas_kd.subnet import Spec, block_cost, spec_cost
 
 Arch = dict[str, Any]
+DEFAULT_INPUT_SHAPE = (1, 28, 28)
+DEFAULT_NUM_CLASSES = 10
+
+
+def check_shape(input_shape: Any, num_classes: Any) -> tuple[tuple[int, int, int], int]:
+    """``(input_shape, num_classes)`` as ``((C, H, W), K)`` of positive ints; a :class:`UserError` otherwise."""
+    shape = tuple(input_shape) if isinstance(input_shape, (list, tuple)) else None
+    if shape is None or len(shape) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape):
+        raise UserError(f"input_shape must be (channels, height, width) of positive ints, got {input_shape!r}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise UserError(f"num_classes must be an int >= 2, got {num_classes!r}")
+    return shape, num_classes
 
 
 @dataclass(frozen=True)
@@ -40,9 +56,11 @@ class StagedSpace:
     name: str = ""
     family: str = ""
 
-    def __init__(self, stages: list[StageDef], stem_width: int = 16, image_size: int = 28) -> None:
+    def __init__(self, stages: list[StageDef], stem_width: int = 16, input_shape: tuple[int, int, int] = DEFAULT_INPUT_SHAPE,
+                 num_classes: int = DEFAULT_NUM_CLASSES) -> None:
         self.stages = stages
-        self.stem_width, self.image_size = stem_width, image_size
+        self.stem_width = stem_width
+        self.input_shape, self.num_classes = check_shape(input_shape, num_classes)
         symbols: dict[str, nm.Categorical] = {}
         for i, st in enumerate(stages, start=1):
             symbols[f"stage{i}.depth"] = nm.Categorical(list(st.depths), label=f"stage{i}.depth")
@@ -148,8 +166,8 @@ class StagedSpace:
         return math.prod(self.stage_size(i) for i in range(1, len(self.stages) + 1))
 
     # --- networks and costs ----------------------------------------------------------------
-    def spec(self, arch: Arch, num_classes: int = 10, in_channels: int = 1) -> Spec:
-        """The static network spec (see :mod:`nas_kd.subnet`) of a valid ``arch``."""
+    def spec(self, arch: Arch) -> Spec:
+        """The static network spec (see :mod:`nas_kd.subnet`) of a valid ``arch``, for this space's input shape."""
         cin = self.stem_width
         stages = []
         for i, st in enumerate(self.stages, start=1):
@@ -161,8 +179,8 @@ class StagedSpace:
                 cin = width
             stages.append(blocks)
         return {
-            "family": self.family, "in_channels": in_channels, "num_classes": num_classes,
-            "image_size": self.image_size, "stem": {"out": self.stem_width, "kernel": 3, "stride": 1},
+            "family": self.family, "input_shape": list(self.input_shape), "num_classes": self.num_classes,
+            "stem": {"out": self.stem_width, "kernel": 3, "stride": 1},
             "stages": stages, "head": {"in": cin},
         }
 
@@ -174,12 +192,12 @@ class StagedSpace:
         prev = self.stages[stage - 2]
         return arch[f"stage{stage - 1}.width"] if arch is not None else max(prev.widths)
 
-    def stage_input_size(self, stage: int) -> int:
-        """Spatial size entering stage ``stage`` (same padding: only strides change it)."""
-        size = self.image_size  # the stem has stride 1
+    def stage_input_size(self, stage: int) -> tuple[int, int]:
+        """Spatial size (h, w) entering stage ``stage`` (same padding: only strides change it)."""
+        h, w = self.input_shape[1:]  # the stem has stride 1
         for st in self.stages[: stage - 1]:
-            size = (size - 1) // st.stride + 1
-        return size
+            h, w = (h - 1) // st.stride + 1, (w - 1) // st.stride + 1
+        return h, w
 
     def stage_blocks(self, stage: int, cand: Arch, cin: int) -> list[dict[str, Any]]:
         """Spec blocks of stage ``stage`` for the stage's choices ``cand`` fed ``cin`` channels."""
@@ -198,14 +216,14 @@ class StagedSpace:
             total += f
         return total
 
-    def fixed_flops(self, last_width: int, num_classes: int = 10, in_channels: int = 1) -> int:
+    def fixed_flops(self, last_width: int) -> int:
         """FLOPs outside the stages: the stem and the head (pool + linear) after a last stage of ``last_width``."""
-        stem, _, _ = stem_cost(in_channels, self.stem_width, self.image_size)
-        size = self.stage_input_size(len(self.stages) + 1)
-        return stem + last_width * size * size + last_width * num_classes
+        stem, _, _ = conv_bn_cost(self.input_shape[0], self.stem_width, 3, 1, self.input_shape[1:])
+        h, w = self.stage_input_size(len(self.stages) + 1)
+        return stem + last_width * h * w + last_width * self.num_classes
 
     def flops(self, arch: Arch) -> int:
-        """FLOPs (fvcore convention: multiply-adds, BatchNorm included) of ``arch`` at 1 x 1 x 28 x 28."""
+        """FLOPs (fvcore convention: multiply-adds, BatchNorm included) of ``arch`` for one 1 x C x H x W input."""
         return spec_cost(self.spec(self.validate(arch)))[0]
 
     def check_budget(self, budget_flops: float) -> None:
@@ -216,5 +234,15 @@ class StagedSpace:
                               f"({lo / 1e6:.3f} MFLOPs; the largest has {hi / 1e6:.3f})")
 
     def params(self, arch: Arch) -> int:
-        """Parameter count of the exported ``arch`` (10 classes, 1 input channel)."""
+        """Parameter count of the exported ``arch`` (for this space's input channels and classes)."""
         return spec_cost(self.spec(self.validate(arch)))[1]
+
+    def build_supernet(self, kernel_transform: bool = False):
+        """A fresh weight-sharing :class:`nas_kd.supernet.Supernet` over this space (its input shape and classes)."""
+        from nas_kd.supernet import Supernet
+
+        return Supernet(self, kernel_transform=kernel_transform)
+
+    def describe(self) -> str:
+        """``name`` plus its input shape and classes, for messages."""
+        return f"{self.name} ({'x'.join(map(str, self.input_shape))} input, {self.num_classes} classes)"

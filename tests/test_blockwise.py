@@ -47,7 +47,7 @@ def test_ranking_table_has_every_candidate_of_every_stage(tmp_path, fmnist_root,
     from nas_kd.teacher import load_teacher
 
     space = search_spaces.get("resnet")
-    widths = teacher_channels(load_teacher(recipe.teacher), recipe.teacher.stages, 1, 28)
+    widths = teacher_channels(load_teacher(recipe.teacher), recipe.teacher.stages, (1, 28, 28))
     model = BlockwiseSupernet(space, widths)
     save_checkpoint({"model": model.state_dict(), "blockwise": model.meta()}, tmp_path / "b.pt")
     monkeypatch.setattr(ranking, "candidate_scores", lambda *a: {s: 1.0 for s in ranking.SCORES})

@@ -58,7 +58,8 @@ def test_blockwise_training_ranking_and_exact_search(synthetic_root, teacher_ckp
     # the dna evaluator and the dna-exhaustive strategy through nas-kd search
     search = sets(synthetic_root, tmp_path, teacher_ckpt, "run.name=s", f"search.dna_tables={tables}",
                   "search.probe_size=16", "search.bn_batches=1", "search.trials=3", "search.extra_evaluators=[]")
-    from nas_kd.supernet import Supernet, save_supernet
+    from nas_kd.checkpoint import save_supernet
+    from nas_kd.supernet import Supernet
 
     save_supernet(Supernet(search_spaces.get("resnet")), tmp_path / "super.pt")
     for strategy in ("dna-exhaustive", "evolution"):

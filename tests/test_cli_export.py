@@ -5,7 +5,8 @@ import torch
 import search_spaces
 from nas_kd.cli import main
 from nas_kd.export import load_subnet
-from nas_kd.supernet import Supernet, save_supernet
+from nas_kd.checkpoint import save_supernet
+from nas_kd.supernet import Supernet
 
 
 def test_export_command(tmp_path, fmnist_root, capsys):

@@ -177,7 +177,7 @@ def test_npz_dataset_and_its_errors(tmp_path):
               "x_test": rng.integers(0, 255, (10, 12, 12), dtype=np.uint8), "y_test": rng.integers(0, 3, 10)}
     np.savez(tmp_path / "data.npz", **arrays)
     d = load_dataset("npz", str(tmp_path), val_size=8)
-    assert d.train.x.shape == (32, 1, 12, 12) and d.num_classes == 3 and d.image_size == 12 and not d.flip
+    assert d.train.x.shape == (32, 1, 12, 12) and d.num_classes == 3 and d.input_shape == (1, 12, 12) and not d.flip
     np.savez(tmp_path / "bad.npz", **{k: v for k, v in arrays.items() if k != "y_test"})
     with pytest.raises(DatasetError, match="missing arrays \\['y_test'\\]"):
         load_dataset("npz", str(tmp_path / "bad.npz"), val_size=8)

@@ -57,7 +57,7 @@ def setup_one(name, root, teacher_ckpt, tmp_path, options=None):
     data = load_dataset("fashion-mnist", root, val_size=64)
     student = min_student()
     torch.manual_seed(0)
-    model = student.make(10, 1)
+    model = student.make((1, 28, 28), 10)
     teachers = [ResNetTeacher(**TEACHER_KW).eval().requires_grad_(False) for _ in range(2)]
     d = build_distiller(Term(name, 1.0, OPTIONS[name] if options is None else options, f"distill[0] ({name})"))
     probe(model, teachers, [d], student.stages, [r.teacher.stages] * 2, data)
@@ -82,7 +82,7 @@ def view_of(model, teachers, d, data, peers=(), epoch=1):
 @pytest.mark.parametrize("name", sorted(OPTIONS))
 def test_contract_finite_teacher_free_params_trained_and_never_exported(name, synthetic_root, teacher_ckpt, tmp_path):
     model, teachers, d, bundle, opt, data = setup_one(name, synthetic_root, teacher_ckpt, tmp_path)
-    peers = [arch_student("resnet", model.arch).make(10, 1)] if name == "dml" else []
+    peers = [arch_student("resnet", model.arch).make((1, 28, 28), 10)] if name == "dml" else []
     terms = d(view_of(model, teachers, d, data, peers))
     loss = sum(terms.values())
     assert terms and all(torch.isfinite(v) and v.ndim == 0 for v in terms.values())

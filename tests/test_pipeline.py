@@ -5,7 +5,8 @@ import pytest
 import search_spaces
 from nas_kd.cli import main
 from nas_kd.config import load_recipe
-from nas_kd.supernet import Supernet, save_supernet
+from nas_kd.checkpoint import save_supernet
+from nas_kd.supernet import Supernet
 
 TINY = ["data.limit_train=256", "data.val_size=64", "data.limit_test=128", "data.batch_size=64", "train.epochs=1",
         "supernet.bn_batches=2", "search.trials=2", "search.probe_size=16", "search.bn_batches=2",

@@ -10,7 +10,8 @@ from nas_kd.config import load_recipe
 from nas_kd.errors import UserError
 from nas_kd.rankcorr import ground_truth as gt
 from nas_kd.rankcorr.study import run_rank_corr
-from nas_kd.supernet import Supernet, save_supernet
+from nas_kd.checkpoint import save_supernet
+from nas_kd.supernet import Supernet
 
 
 @pytest.fixture

@@ -5,9 +5,10 @@ import torch
 
 import search_spaces
 from nas_kd.bn import recalibrate_bn
-from nas_kd.checkpoint import CheckpointError
+from nas_kd.checkpoint import CheckpointError, load_supernet, save_supernet
+from nas_kd.errors import UserError
 from nas_kd.export import export_subnet, load_subnet, save_subnet
-from nas_kd.supernet import Supernet, load_supernet, save_supernet
+from nas_kd.supernet import Supernet
 
 SPACES = search_spaces.available()
 
@@ -125,3 +126,45 @@ def test_recalibrate_bn_sets_exact_batch_statistics():
         feats = net.stem.conv(x)
     c = feats.shape[1]
     assert torch.allclose(net.stem.bn.running_mean[:c], feats.mean((0, 2, 3)), atol=1e-5)
+
+
+def test_supernet_for_another_input_shape_trains_saves_and_refuses_other_data(tmp_path):
+    space = search_spaces.get("resnet", input_shape=(3, 32, 32), num_classes=5)
+    net = space.build_supernet()
+    net.set_arch(space.min_arch())
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 5, (4,))
+    loss = torch.nn.functional.cross_entropy(net(x), y)
+    loss.backward()
+    opt.step()
+    save_supernet(net, tmp_path / "s.pt")
+    again = load_supernet(tmp_path / "s.pt", input_shape=(3, 32, 32))
+    assert again.space.input_shape == (3, 32, 32) and again.num_classes == 5
+    sub = export_subnet(again.eval(), space.min_arch())
+    save_subnet(sub, tmp_path / "sub")
+    loaded = load_subnet(tmp_path / "sub")
+    assert loaded.input_shape == (3, 32, 32)
+    again.set_arch(space.min_arch())
+    assert torch.allclose(loaded(x), again.eval()(x), atol=1e-5)
+    with pytest.raises(UserError, match="3x32x32.*1x28x28"):
+        load_supernet(tmp_path / "s.pt", input_shape=(1, 28, 28))
+
+
+def test_a_spec_saved_before_input_shapes_still_loads(tmp_path):
+    space = search_spaces.get("resnet")
+    sub = export_subnet(Supernet(space).eval(), space.min_arch())
+    save_subnet(sub, tmp_path / "sub")
+    import json
+
+    meta = json.loads((tmp_path / "sub/arch.json").read_text())
+    spec = meta["spec"]
+    c, h, _ = spec.pop("input_shape")
+    meta["spec"] = {**spec, "in_channels": c, "image_size": h}
+    (tmp_path / "sub/arch.json").write_text(json.dumps(meta))
+    assert load_subnet(tmp_path / "sub").input_shape == (1, 28, 28)
+
+
+@pytest.mark.parametrize("shape,classes", [((28, 28), 10), ((1, 0, 28), 10), ((1, 28, 28), 1), ("1x28x28", 10)])
+def test_bad_input_shape_is_a_user_error(shape, classes):
+    with pytest.raises(UserError, match="input_shape|num_classes"):
+        search_spaces.get("resnet", input_shape=shape, num_classes=classes)

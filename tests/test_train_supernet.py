@@ -5,7 +5,7 @@ import torch
 
 from nas_kd.config import load_recipe
 from nas_kd.errors import OptionError
-from nas_kd.supernet import load_supernet
+from nas_kd.checkpoint import load_supernet
 from nas_kd.train.supernet import train_supernet
 
 

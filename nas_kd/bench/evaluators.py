@@ -14,7 +14,7 @@ from nas_kd.config import Recipe
 from nas_kd.data import load_data
 from nas_kd.evaluators import EvalContext, score_archs
 from nas_kd.provenance import Stopwatch
-from nas_kd.supernet import load_supernet
+from nas_kd.checkpoint import load_supernet
 from nas_kd.teacher import load_teacher
 
 

@@ -12,7 +12,6 @@ import torch.nn.functional as F
 
 import search_spaces
 from nas_kd.export import export_subnet
-from nas_kd.supernet import Supernet
 
 
 def _step_time(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -35,8 +34,8 @@ def bench_supernet(space_name: str, batch_size: int = 256, repeats: int = 10, ch
     """Median step seconds (forward + backward + SGD) for max / middle / min archs, interleaving the two models."""
     space = search_spaces.get(space_name)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    net = Supernet(space).to(memory_format=fmt)
-    x = torch.randn(batch_size, 1, 28, 28).contiguous(memory_format=fmt)
+    net = space.build_supernet().to(memory_format=fmt)
+    x = torch.randn(batch_size, *space.input_shape).contiguous(memory_format=fmt)
     y = torch.randint(0, 10, (batch_size,))
     results: dict[str, Any] = {}
     for label, arch in (("max", space.max_arch()), ("middle", middle_arch(space)), ("min", space.min_arch())):

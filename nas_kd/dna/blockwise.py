@@ -27,8 +27,8 @@ from nas_kd.device import autocast, to_memory_format
 from nas_kd.errors import UserError
 from nas_kd.features import capture
 from nas_kd.provenance import write_result
-from nas_kd.supernet import DynamicStage, Supernet
-from nas_kd.supernet.dynamic_layers import DynamicConv2d
+from nas_kd.layers import DynamicConv2d
+from nas_kd.supernet import DynamicStage
 from nas_kd.teacher import load_teacher
 from nas_kd.train import distributed as dist
 from nas_kd.train.loop import TrainLoop
@@ -36,10 +36,10 @@ from nas_kd.train.registry import SUPERNET_TRAINERS
 from nas_kd.train.setup import build_loop, start_run
 
 
-def teacher_channels(teacher: nn.Module, stages: list[str], in_channels: int, image_size: int) -> list[int]:
-    """Output channels of each named teacher stage (one forward pass on zeros)."""
+def teacher_channels(teacher: nn.Module, stages: list[str], input_shape: tuple[int, int, int]) -> list[int]:
+    """Output channels of each named teacher stage (one forward pass on zeros of one ``input_shape`` image)."""
     with torch.no_grad(), capture(teacher, stages) as feats:
-        teacher(torch.zeros(1, in_channels, image_size, image_size, device=next(teacher.parameters()).device))
+        teacher(torch.zeros(1, *input_shape, device=next(teacher.parameters()).device))
     return [feats[s].shape[1] for s in stages]
 
 
@@ -52,7 +52,7 @@ class BlockwiseSupernet(nn.Module):
             raise UserError(f"blockwise training needs {len(space.stages) + 1} teacher stages (the input of "
                              f"stage 1 and the output of every stage), got {len(teacher_widths)}")
         self.space, self.teacher_widths = space, list(teacher_widths)
-        net = Supernet(space, kernel_transform=kernel_transform)
+        net = space.build_supernet(kernel_transform=kernel_transform)
         self.stages = nn.ModuleList([getattr(net, n) for n in net.stage_names])
         self.inp = nn.ModuleList()
         self.out = nn.ModuleList()
@@ -73,7 +73,8 @@ class BlockwiseSupernet(nn.Module):
         return self.out[stage - 1](self.activate(stage, cand)(self.inp[stage - 1](x)))
 
     def meta(self) -> dict[str, Any]:
-        return {"space": self.space.name, "teacher_widths": self.teacher_widths}
+        return {"space": self.space.name, "input_shape": list(self.space.input_shape), "num_classes": self.space.num_classes,
+                "teacher_widths": self.teacher_widths}
 
 
 def stage_io(teacher: nn.Module, stages: list[str], x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -95,11 +96,11 @@ def train_blockwise(recipe: Recipe, *, resume: bool = False, on_step: Callable[[
                     show_progress: bool = True) -> dict[str, Any]:
     """Blockwise-train every stage of ``recipe.supernet.space`` against the teacher; returns the final metrics."""
     cfg = recipe.supernet
-    space = search_spaces.get(cfg.space)
     started, run, data, device = start_run(recipe, resume)
+    space = data.space(cfg.space)
     teacher = load_teacher(recipe.teacher, data.num_classes, data.in_channels).to(device)
     tstages = recipe.teacher.stages
-    widths = teacher_channels(teacher, tstages, data.in_channels, data.image_size)
+    widths = teacher_channels(teacher, tstages, data.input_shape)
     model = BlockwiseSupernet(space, widths, cfg.kernel_transform)
     loop = build_loop(recipe, run, data, model, device, resume=resume, on_step=on_step, show_progress=show_progress,
                       meta={"blockwise": model.meta()})
@@ -152,6 +153,6 @@ def load_blockwise(path, teacher_widths: list[int] | None = None) -> BlockwiseSu
     meta = ckpt.get("blockwise")
     if not isinstance(meta, dict):
         raise CheckpointError(f"{path}: a nas_kd checkpoint, but not of a blockwise supernet")
-    model = BlockwiseSupernet(search_spaces.get(meta["space"]), meta["teacher_widths"])
+    model = BlockwiseSupernet(search_spaces.from_meta(meta), meta["teacher_widths"])
     model.load_state_dict(ckpt["model"])
     return model

@@ -16,7 +16,7 @@ from nas_kd.subnet import StaticNet
 def exact_search(tables: dict[str, Any], budgets_flops: list[float], k: int = 5, metric: str = "rel_l1",
                  normalise: str = "stage_mean", check_fvcore: bool = True) -> dict[str, Any]:
     """Top-``k`` archs (lowest summed stage score) under each budget, exactly, plus the Pareto front."""
-    space = search_spaces.get(tables["space"])
+    space = search_spaces.from_meta(tables)
     for b in budgets_flops:
         space.check_budget(b)
     scorer = DnaScorer(tables, metric, normalise)
@@ -36,7 +36,7 @@ def exact_search(tables: dict[str, Any], budgets_flops: list[float], k: int = 5,
             arch = to_arch(stage_tables, r)
             entry = {"arch": arch, "score": r["score"], "flops": r["flops"]}
             if check_fvcore and not top:
-                entry["fvcore_flops"] = count_flops(StaticNet(space.spec(arch)))
+                entry["fvcore_flops"] = count_flops(StaticNet(space.spec(arch)), (1, *space.input_shape))
             top.append(entry)
         by_budget[f"{b / 1e6:.3f}"] = top
     return {

@@ -74,7 +74,10 @@ def rank_stages(recipe: Recipe, checkpoint: str | Path, out: str | Path, show_pr
     teacher = load_teacher(recipe.teacher, data.num_classes, data.in_channels).to(device)
     model = load_blockwise(checkpoint).to(device).eval()
     space, tstages = model.space, recipe.teacher.stages
-    widths = teacher_channels(teacher, tstages, data.in_channels, data.image_size)
+    if tuple(data.input_shape) != model.space.input_shape:
+        raise UserError(f"{checkpoint} was trained on {model.space.describe()}, the data is "
+                        f"{'x'.join(map(str, data.input_shape))}")
+    widths = teacher_channels(teacher, tstages, data.input_shape)
     if list(widths) != list(model.teacher_widths):
         raise UserError(f"{checkpoint} was trained against teacher stages of widths {list(model.teacher_widths)}, "
                         f"but teacher.stages {tstages} of the recipe's teacher have widths {widths}: rank it with "
@@ -100,7 +103,8 @@ def rank_stages(recipe: Recipe, checkpoint: str | Path, out: str | Path, show_pr
             rows.append({"cand": cand, **scores, "flops": {str(c): space.stage_flops(i, cand, c) for c in cins}})
         stages.append({"stage": i, "candidates": rows})
         seconds.append(round(t.seconds(), 2))
-    payload = {"space": space.name, "checkpoint": str(checkpoint), "scores": list(SCORES), "stages": stages,
+    payload = {"space": space.name, "input_shape": list(space.input_shape), "num_classes": space.num_classes,
+               "checkpoint": str(checkpoint), "scores": list(SCORES), "stages": stages,
                "stage_seconds": seconds, "probe_size": len(probe), "bn_batches": len(calib_x)}
     return write_result(out, payload, watch.seconds(), started)
 

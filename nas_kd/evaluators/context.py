@@ -36,7 +36,6 @@ class EvalContext:
     rdm_proj_dim: int | None = None  # random projection of wider layers to this size (None: never)
     pairing: str = "stage"  # stage: teacher stage i vs subnet stage i; best: best-matching subnet layer
     dna_tables: str | None = None  # a blockwise ranking (nas-kd dna-rank) for the dna evaluators
-    num_classes: int = 10
     free_batch: int = 32  # probe images the training-free evaluators look at
     _teacher: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -47,6 +46,9 @@ class EvalContext:
         """Probe = first ``probe_size`` validation images; calibration = ``bn_batches`` shuffled training batches."""
         if probe_size < 3:
             raise UserError(f"probe_size must be >= 3 (RDMs need pairs), got {probe_size}")
+        if (supernet.space.input_shape, supernet.space.num_classes) != (tuple(data.input_shape), data.num_classes):
+            raise UserError(f"the supernet is built for {supernet.space.describe()}, the data has "
+                            f"{'x'.join(map(str, data.input_shape))} images and {data.num_classes} classes")
         calib = []
         for x, _ in BatchIterator(data.train, batch_size, shuffle=True, seed=seed).epoch(0):
             if len(calib) == bn_batches:
@@ -63,7 +65,7 @@ class EvalContext:
             raise UserError(f"the teacher names {len(teacher_stages)} stages ({teacher_stages}); "
                              f"the supernet has {n_stages}: name at least as many teacher stages")
         return cls(supernet, teacher.eval(), data.val.x[:probe_size], data.val, calib,
-                   list(teacher_stages[-n_stages:]), num_classes=data.num_classes, **options)
+                   list(teacher_stages[-n_stages:]), **options)
 
     @property
     def device(self) -> torch.device:

@@ -31,7 +31,7 @@ def random_subnet(ctx: EvalContext, arch: dict) -> StaticNet:
     space = ctx.supernet.space
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(INIT_SEED)
-        spec = space.spec(arch, ctx.num_classes, ctx.probe.shape[1])
+        spec = space.spec(arch)
         return zero_init_residual(StaticNet(spec))
 
 

@@ -69,7 +69,7 @@ def _score(recipe: Recipe, bands: dict[str, list[dict]], saved: dict, show_progr
     from nas_kd.data import load_data
     from nas_kd.device import resolve_device
     from nas_kd.evaluators import EVALUATORS, EvalContext, score_archs
-    from nas_kd.supernet import load_supernet
+    from nas_kd.checkpoint import load_supernet
     from nas_kd.teacher import load_teacher
 
     cfg = recipe.rankcorr

@@ -23,7 +23,7 @@ from nas_kd.plots import pareto_front, pareto_plot
 from nas_kd.provenance import Stopwatch, origin, write_result
 from nas_kd.search.objective import Objective
 from nas_kd.search.strategies import RUN_INPUTS, STRATEGIES, run_strategy
-from nas_kd.supernet import load_supernet
+from nas_kd.checkpoint import load_supernet
 from nas_kd.teacher import load_teacher
 
 

@@ -125,7 +125,7 @@ def train_students(
         raise UserError(f"train.epochs must be >= 0, got {recipe.train.epochs}")
     num_students = max([build_distiller(t).num_students for t in terms] + [1])
     started, data, device = prepare(recipe)
-    models = [student.make(data.num_classes, data.in_channels) for _ in range(num_students)]
+    models = [student.make(data.input_shape, data.num_classes) for _ in range(num_students)]
     stages = student.stages or stage_names(models[0])
     distillers = [[build_distiller(t) for t in terms] for _ in models]
     teacher_cfgs = [recipe.teacher, *recipe.extra_teachers]
@@ -219,7 +219,7 @@ def _finish(recipe, student, models, metrics, data, run, loop, started, terms, t
             for i, m in enumerate(models):
                 saved.append(str(save_subnet(m.eval(), run.path / ("student" if i == 0 else f"student{i}"),
                                              source=str(run.path))))
-    shape = (1, data.in_channels, data.image_size, data.image_size)
+    flops = count_flops(models[best], (1, *data.input_shape))
     final = {
         **student.describe,
         "dataset": recipe.data.dataset, "epochs": recipe.train.epochs, "seed": recipe.seed,
@@ -229,7 +229,7 @@ def _finish(recipe, student, models, metrics, data, run, loop, started, terms, t
         "best_student": best, "students_test_acc": [t["acc"] for t in tests], "students_val_acc": val,
         "accuracy_kind": "last epoch",
         "seconds_per_epoch": round(loop.state.elapsed / max(1, recipe.train.epochs), 2),
-        "flops": count_flops(models[best], shape), "params": count_params(models[best]),
+        "flops": flops, "mflops": flops / 1e6, "params": count_params(models[best]), "input_shape": list(data.input_shape),
         "device": str(device), "checkpoint": str(Path(run.path) / "model.pt"), "students": saved,
     }
     return write_result(run.path / "final.json", final, loop.state.elapsed, started) if dist.is_main() else final

@@ -23,7 +23,7 @@ from nas_kd.train.distill import train_students
 
 def train_teacher(recipe: Recipe, **kwargs: Any) -> dict[str, Any]:
     """Train ``recipe.teacher.model``; ``model.pt`` is usable as ``teacher.checkpoint``."""
-    student = Student(lambda nc, ic: build_model(recipe.teacher, nc, ic), {"model": recipe.teacher.model},
+    student = Student(lambda shape, nc: build_model(recipe.teacher, nc, shape[0]), {"model": recipe.teacher.model},
                       list(recipe.teacher.stages), False)
     return train_students(recipe, student, **kwargs)
 
@@ -49,8 +49,6 @@ def finetune(recipe: Recipe, model: nn.Module, epochs: int, run_dir: str | Path,
     r = derive(recipe, {"train.epochs": epochs, "run.out_dir": str(Path(run_dir).parent), "run.name": Path(run_dir).name})
     arch, space = getattr(model, "arch", None), getattr(model, "space_name", None)
     describe = {"space": space, "arch": arch, "finetuned_from": "supernet export"}
-    if arch is not None:
-        describe["mflops"] = search_spaces.get(space).flops(arch) / 1e6
     return train_students(r, model_student(model, describe), **kwargs)
 
 
@@ -63,16 +61,17 @@ def export_student(checkpoint: str | Path, arch: str | dict, out: str | Path, re
     from nas_kd.bn import recalibrate_bn
     from nas_kd.data import calibration_batches, load_data
     from nas_kd.export import export_subnet, save_subnet
-    from nas_kd.supernet import load_supernet
+    from nas_kd.checkpoint import load_supernet
 
     if (recalibrate_batches or finetune_epochs) and recipe is None:
         raise UserError("recalibration and fine-tuning need a recipe (--recipe or --run) for the data")
-    net = load_supernet(checkpoint)
+    data = load_data(recipe) if recipe is not None and (recalibrate_batches or finetune_epochs) else None
+    net = load_supernet(checkpoint, data.input_shape if data is not None else None)
     space = net.space
     arch = resolve_arch(space, arch)
     if recalibrate_batches:
         net.set_arch(arch)
-        recalibrate_bn(net, calibration_batches(recipe, load_data(recipe)).epoch(0), recalibrate_batches,
+        recalibrate_bn(net, calibration_batches(recipe, data).epoch(0), recalibrate_batches,
                        channels_last=recipe.train.channels_last)
     subnet = export_subnet(net.eval(), arch)
     report = {"space": space.name, "mflops": space.flops(arch) / 1e6, "params": space.params(arch)}

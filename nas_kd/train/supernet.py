@@ -26,7 +26,8 @@ from nas_kd.errors import UserError
 from nas_kd.evaluation import evaluate
 from nas_kd.losses.functional import kd_loss
 from nas_kd.provenance import write_result
-from nas_kd.supernet import Supernet, save_supernet
+from nas_kd.checkpoint import save_supernet
+from nas_kd.supernet import Supernet
 from nas_kd.teacher import load_teacher
 from nas_kd.train import distributed as dist
 from nas_kd.train.loop import TrainLoop
@@ -83,12 +84,14 @@ def train_supernet(
     distillers = [build_distiller(t) for t in terms]
     for d in distillers:
         d.resolve(None, [[]], 1)  # one soft-label source plays the teacher
-    space = search_spaces.get(cfg.space)
-    sampler = SAMPLERS.build(cfg.sampler, space=space)
+    SAMPLERS.check_options(cfg.sampler, {}, "supernet.sampler", given=("space",))
+    search_spaces.get(cfg.space)  # an unknown name fails before the run directory exists
     started, run, data, device = start_run(recipe, resume)
+    space = data.space(cfg.space)
+    sampler = SAMPLERS.build(cfg.sampler, space=space)
     needs_teacher = cfg.soft_labels != "inplace" or cfg.max_teacher_weight > 0
     teacher = load_teacher(recipe.teacher, data.num_classes, data.in_channels).to(device) if needs_teacher else None
-    net = Supernet(space, data.num_classes, data.in_channels, kernel_transform=cfg.kernel_transform)
+    net = space.build_supernet(kernel_transform=cfg.kernel_transform)
     loop = build_loop(recipe, run, data, net, device, resume=resume, on_step=on_step, show_progress=show_progress,
                       meta={"supernet": net.meta()})
     opt, cl, amp = loop.optimizer, recipe.train.channels_last, recipe.train.amp

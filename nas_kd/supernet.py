@@ -1,23 +1,22 @@
-"""The weight-sharing supernet of a search space, and its checkpoints.
+"""The weight-sharing supernet of a search space.
 
 ``supernet.set_arch(arch)`` selects the active path (validated first: an invalid arch raises
 ``ValueError`` and leaves the active arch unchanged); it also works as a context manager
 that restores the previous arch on exit. ``forward`` computes only the active path.
+Build one with ``space.build_supernet()``; save and load with :mod:`nas_kd.checkpoint`.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
 
-from nas_kd.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from nas_kd.families import FAMILIES
+from nas_kd.layers import DynamicConvBN, DynamicLinear
 from nas_kd.subnet import Spec, zero_init_residual
-from nas_kd.supernet.blocks import DYNAMIC_BLOCKS, DynamicConvBN
-from nas_kd.supernet.dynamic_layers import DynamicLinear
 
-__all__ = ["Supernet", "save_supernet", "load_supernet"]
+__all__ = ["Supernet"]
 
 
 class DynamicStage(nn.Module):
@@ -54,18 +53,18 @@ class Supernet(nn.Module):
     subnet's, so features can be captured by the same names.
     """
 
-    def __init__(self, space, num_classes: int = 10, in_channels: int = 1, kernel_transform: bool = False) -> None:
+    def __init__(self, space, kernel_transform: bool = False) -> None:
         super().__init__()
-        self.space, self.num_classes, self.in_channels = space, num_classes, in_channels
+        self.space = space
         self.kernel_transform = kernel_transform
-        full = space.spec(space.max_arch(), num_classes, in_channels)
+        full = space.spec(space.max_arch())
         stem = full["stem"]
-        self.stem = DynamicConvBN(in_channels, stem["out"], (stem["kernel"],), stem["stride"])
-        block_cls = DYNAMIC_BLOCKS[full["family"]]
+        self.stem = DynamicConvBN(space.input_shape[0], stem["out"], (stem["kernel"],), stem["stride"])
+        block_cls = FAMILIES.get(full["family"]).dynamic
         self.stage_names = [f"stage{i}" for i in range(1, len(full["stages"]) + 1)]
         for name, blocks in zip(self.stage_names, full["stages"]):
             setattr(self, name, DynamicStage([block_cls(b, space.kernel_sizes, kernel_transform) for b in blocks]))
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), DynamicLinear(full["head"]["in"], num_classes))
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), DynamicLinear(full["head"]["in"], space.num_classes))
         self._arch: dict[str, Any] = {}
         self._spec: Spec = {}
         zero_init_residual(self)
@@ -84,7 +83,7 @@ class Supernet(nn.Module):
     def set_arch(self, arch: dict[str, Any]) -> _Restore:
         """Activate ``arch`` (validated first; on error nothing changes)."""
         arch = self.space.validate(arch)
-        spec = self.space.spec(arch, self.num_classes, self.in_channels)
+        spec = self.space.spec(arch)
         previous = self._arch
         self._arch, self._spec = arch, spec
         for name, blocks in zip(self.stage_names, spec["stages"]):
@@ -97,29 +96,17 @@ class Supernet(nn.Module):
             x = getattr(self, name)(x)
         return self.head(x)
 
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of the images this supernet is built for."""
+        return self.space.input_shape
+
+    @property
+    def num_classes(self) -> int:
+        return self.space.num_classes
+
     def meta(self) -> dict[str, Any]:
-        """What :func:`load_supernet` needs to rebuild this supernet."""
-        return {"space": self.space.name, "num_classes": self.num_classes, "in_channels": self.in_channels,
-                "kernel_transform": self.kernel_transform}
+        """What :func:`nas_kd.checkpoint.load_supernet` needs to rebuild this supernet."""
+        return {"space": self.space.name, "input_shape": list(self.space.input_shape), "num_classes": self.space.num_classes,
+                "in_channels": self.space.input_shape[0], "kernel_transform": self.kernel_transform}
 
-
-def save_supernet(net: Supernet, path: str | Path, **extra: Any) -> None:
-    """Save weights and construction metadata atomically."""
-    save_checkpoint({"model": net.state_dict(), "supernet": net.meta(), **extra}, path)
-
-
-def load_supernet(path: str | Path) -> Supernet:
-    """Rebuild a supernet from a checkpoint written by :func:`save_supernet` or a supernet trainer."""
-    import search_spaces
-
-    ckpt = load_checkpoint(path)
-    meta = ckpt.get("supernet")
-    if not isinstance(meta, dict):
-        raise CheckpointError(f"{path}: a nas_kd checkpoint, but not of a supernet (no 'supernet' metadata)")
-    net = Supernet(search_spaces.get(meta["space"]), meta["num_classes"], meta["in_channels"],
-                   kernel_transform=meta["kernel_transform"])
-    try:
-        net.load_state_dict(ckpt["model"])
-    except RuntimeError as e:
-        raise CheckpointError(f"{path}: weights do not fit the {meta['space']!r} supernet: {e}") from None
-    return net

@@ -1,4 +1,6 @@
-"""Weight-sharing layers: each holds the largest weights and runs on a slice of them (OFA-style).
+"""Layers of every network nas_kd builds: the static conv + BatchNorm of exported networks, and the
+weight-sharing (elastic) layers of supernets, each holding the largest weights and running on a slice
+of them (OFA-style).
 
 Channels are elastic by taking the first k (input channels follow the incoming tensor),
 kernels by taking the centre crop of the largest kernel, optionally passed through OFA's
@@ -10,6 +12,19 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+
+class ConvBN(nn.Sequential):
+    """Conv (no bias, 'same' padding) + BatchNorm (+ ReLU when ``act``)."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, act: bool = True) -> None:
+        layers: list[nn.Module] = [
+            nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False),
+            nn.BatchNorm2d(cout),
+        ]
+        if act:
+            layers.append(nn.ReLU())
+        super().__init__(*layers)
 
 
 def _crop(weight: torch.Tensor, kernel: int) -> torch.Tensor:
@@ -90,3 +105,29 @@ class DynamicLinear(nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight[:, : x.shape[1]], self.bias)
+
+
+class DynamicConvBN(nn.Module):
+    """DynamicConv2d + DynamicBatchNorm2d (+ ReLU), the elastic twin of :class:`nas_kd.subnet.ConvBN`."""
+
+    def __init__(self, max_in: int, max_out: int, kernel_sizes=(1,), stride: int = 1, depthwise: bool = False,
+                 act: bool = True, kernel_transform: bool = False) -> None:
+        super().__init__()
+        self.conv = DynamicConv2d(max_in, max_out, kernel_sizes, stride, depthwise, kernel_transform)
+        self.bn = DynamicBatchNorm2d(max_out)
+        self.act = act
+
+    def forward(self, x: torch.Tensor, out_channels: int | None = None, kernel: int | None = None) -> torch.Tensor:
+        x = self.bn(self.conv(x, out_channels, kernel))
+        return torch.relu(x) if self.act else x
+
+    @torch.no_grad()
+    def export_to(self, static: ConvBN, cin: int, cout: int, kernel: int) -> None:
+        """Copy the active weights and BatchNorm state into ``static``."""
+        static[0].weight.copy_(self.conv.active_weight(cin, cout, kernel))
+        bn, dst = self.bn, static[1]
+        dst.weight.copy_(bn.weight[:cout])
+        dst.bias.copy_(bn.bias[:cout])
+        dst.running_mean.copy_(bn.running_mean[:cout])
+        dst.running_var.copy_(bn.running_var[:cout])
+        dst.num_batches_tracked.copy_(bn.num_batches_tracked)
