@@ -1,4 +1,5 @@
-"""Dataset loading (IDX, CIFAR-10 python batches), seeded splits and in-memory batch iteration.
+"""Dataset loading (IDX, CIFAR-10/100 python batches, npz arrays, image folders), seeded splits and
+in-memory batch iteration.
 
 Datasets here are small, so they are held as tensors in memory. Every random choice
 (shuffle, augmentation) is a pure function of ``(seed, epoch, step)``, which makes a run
@@ -193,6 +194,87 @@ def load_npz(root: str | Path):
     return tuple(out)
 
 
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+FOLDER_TEST_FRACTION = 0.2  # without train/ and test/ sub-folders: this share of each class is the test split
+
+
+def _read_image(path: Path, mode: str) -> np.ndarray:
+    """One image file as uint8 (C, H, W), decoded by Pillow in ``mode`` (``L`` or ``RGB``)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im.convert(mode), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise DatasetError(f"{path}: not a readable image ({e})") from None
+    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+
+
+def _class_files(root: Path) -> dict[str, list[Path]]:
+    """``{class folder name: image files}`` of an image-folder split; empty classes and no classes are errors."""
+    classes = sorted(d for d in root.iterdir() if d.is_dir()) if root.is_dir() else []
+    if not classes:
+        raise DatasetError(f"{root}: no class folders (an image folder holds one sub-folder of images per class)")
+    out = {}
+    for d in classes:
+        files = sorted(f for f in d.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise DatasetError(f"{d}: class folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        out[d.name] = files
+    return out
+
+
+def load_imagefolder(root: str | Path):
+    """Load an image-folder dataset: ``root/train/<class>/*.png`` and ``root/test/<class>/...`` (PNG, JPEG, ...),
+    or ``root/<class>/...`` split per class with a fixed seed (:data:`FOLDER_TEST_FRACTION` to test). Classes
+    are the sorted folder names; images are decoded with Pillow, grey if every one is greyscale, else RGB, and
+    must share one size (the message names a file that differs). Held in memory like every dataset here."""
+    from PIL import Image
+
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: dataset directory does not exist")
+    if (root / "train").is_dir():
+        train, test = _class_files(root / "train"), _class_files(root / "test")
+        if list(train) != list(test):
+            raise DatasetError(f"{root}: train/ and test/ hold different class folders "
+                               f"({sorted(set(train) ^ set(test))})")
+    else:
+        train, test, rng = {}, {}, np.random.default_rng(0)
+        for name, files in _class_files(root).items():
+            order = rng.permutation(len(files))
+            n_test = int(round(FOLDER_TEST_FRACTION * len(files)))
+            test[name], train[name] = [files[i] for i in order[:n_test]], [files[i] for i in order[n_test:]]
+    everything = [f for split in (train, test) for files in split.values() for f in files]
+    with Image.open(everything[0]) as first:
+        size = first.size
+    grey = all(_mode_of(f) in ("L", "1") for f in everything)
+    out = []
+    for split in (train, test):
+        xs, ys = [], []
+        for label, files in enumerate(split.values()):
+            for f in files:
+                x = _read_image(f, "L" if grey else "RGB")
+                if (x.shape[2], x.shape[1]) != size:
+                    raise DatasetError(f"{f}: {x.shape[2]}x{x.shape[1]} pixels, but {everything[0]} is "
+                                       f"{size[0]}x{size[1]}: resize the images to one size")
+                xs.append(x)
+                ys.append(label)
+        c, h, w = (1 if grey else 3), size[1], size[0]
+        out.append(_pair(np.stack(xs) if xs else np.zeros((0, c, h, w), np.uint8), np.array(ys, np.int64), root, root))
+    return tuple(out)
+
+
+def _mode_of(path: Path) -> str:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return im.mode
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise DatasetError(f"{path}: not a readable image ({e})") from None
+
+
 # Horizontal flips keep the label for clothes and natural images, not for digits.
 
 
@@ -251,6 +333,7 @@ DATASETS.register("idx")(DatasetKind(load_idx, False))  # any IDX directory (no 
 DATASETS.register("cifar10")(DatasetKind(load_cifar10, True))
 DATASETS.register("cifar100")(DatasetKind(load_cifar100, True))
 DATASETS.register("npz")(DatasetKind(load_npz, False))  # your own arrays (no flips: their meaning is unknown)
+DATASETS.register("imagefolder")(DatasetKind(load_imagefolder, False))  # your own images, one folder per class
 
 
 def dataset_kind(name: str) -> DatasetKind:

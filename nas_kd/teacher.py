@@ -1,7 +1,9 @@
-"""Load any model as a frozen teacher: a built-in name, a ``package.module:function`` factory, or TorchScript."""
+"""Load any model as a frozen teacher: a built-in name, a ``package.module:function`` factory (e.g.
+``torchvision.models:resnet18`` with your own weights), or TorchScript. Nothing is ever downloaded."""
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Callable
 
 import torch
@@ -28,9 +30,27 @@ def resolve_factory(spec: str) -> Callable[..., nn.Module]:
     return factory
 
 
+DOWNLOADING_KWARGS = ("weights", "pretrained", "weights_backbone")  # torchvision's ways to fetch weights
+
+
 def build_model(cfg: TeacherConfig, num_classes: int, in_channels: int) -> nn.Module:
-    """The (untrained) model a :class:`TeacherConfig` describes."""
-    return resolve_factory(cfg.model)(num_classes=num_classes, in_channels=in_channels, **cfg.kwargs)
+    """The (untrained) model a :class:`TeacherConfig` describes: the factory is called with ``num_classes``,
+    with ``in_channels`` only if it names that parameter (torchvision's models do not: they take 3 channels),
+    and with ``teacher.kwargs``. A kwarg that would download weights is refused."""
+    for key in DOWNLOADING_KWARGS:
+        if cfg.kwargs.get(key) not in (None, False):
+            raise UserError(f"teacher.kwargs.{key}={cfg.kwargs[key]!r} would download weights, which nas_kd never "
+                            "does: leave it unset and give your weights file as teacher.checkpoint")
+    factory = resolve_factory(cfg.model)
+    try:
+        named = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        named = {}
+    given = {"num_classes": num_classes, **({"in_channels": in_channels} if "in_channels" in named else {})}
+    try:
+        return factory(**given, **cfg.kwargs)
+    except TypeError as e:
+        raise UserError(f"teacher.model {cfg.model!r} cannot be built with {sorted({**given, **cfg.kwargs})}: {e}") from None
 
 
 def load_teacher(cfg: TeacherConfig, num_classes: int = 10, in_channels: int = 1) -> nn.Module:
