@@ -94,7 +94,8 @@ def _cmd_acceptance(args: argparse.Namespace) -> None:
 def _cmd_run(args: argparse.Namespace) -> None:
     from nas_kd.pipeline import run_pipeline
 
-    result = run_pipeline(load_recipe(args.recipe, args.overrides), train_supernet_anyway=args.train_supernet)
+    overrides = list(args.overrides) + ([f"search.budget_ms={args.budget_ms}"] if args.budget_ms is not None else [])
+    result = run_pipeline(load_recipe(args.recipe, overrides), train_supernet_anyway=args.train_supernet)
     if args.results:
         Path(args.results).parent.mkdir(parents=True, exist_ok=True)
         Path(args.results).write_text(json.dumps(result, indent=2) + "\n")
@@ -104,14 +105,16 @@ def _cmd_search(args: argparse.Namespace) -> None:
     from nas_kd.search.run import run_search
 
     overrides = list(args.overrides)
-    for key, value in (("budget_mflops", args.budget_mflops), ("evaluator", args.evaluator),
+    for key, value in (("budget_mflops", args.budget_mflops), ("budget_ms", args.budget_ms),
+                       ("latency_table", args.latency_table), ("evaluator", args.evaluator),
                        ("strategy", args.strategy), ("trials", args.trials), ("storage", args.storage),
                        ("checkpoint", args.checkpoint)):
         if value is not None:
             overrides.append(f"search.{key}={value}")
     result = run_search(load_recipe(args.recipe, overrides), report_only=args.report)
-    print(json.dumps({k: result[k] for k in ("budget_mflops", "scored", "wall_seconds")}
-                     | {"best_mflops": result["best"]["mflops"], "best_score": result["best"][result["evaluator"]]},
+    print(json.dumps({k: result[k] for k in ("budget_mflops", "budget_ms", "scored", "wall_seconds")}
+                     | {"best_mflops": result["best"]["mflops"], "best_score": result["best"][result["evaluator"]]}
+                     | {k: result[k] for k in ("best_predicted_latency_ms", "best_measured_latency_ms") if k in result},
                      indent=2))
 
 
@@ -207,12 +210,53 @@ def _cmd_bench(args: argparse.Namespace) -> None:
         from nas_kd.bench.dna_search import bench_dna_search
 
         payload = {"spaces": {s: bench_dna_search(s) for s in (args.spaces or ["mbv2"])}}
+    elif args.name == "latency":
+        from nas_kd.bench.latency import bench_latency
+
+        payload = bench_latency(spaces, num_archs=args.num_archs, threads=args.threads, batch_sizes=tuple(args.batch_sizes))
     else:
         from nas_kd.bench.supernet import bench_supernet
 
         payload = {"spaces": {s: bench_supernet(s, repeats=args.repeats) for s in spaces}}
     out = args.out or f"results/bench_{args.name}.json"
     print(json.dumps(write_result(out, payload, watch.seconds(), started), indent=2))
+
+
+def _space_arg(args: argparse.Namespace):
+    import search_spaces
+
+    shape = tuple(args.input_shape) if args.input_shape else search_spaces.DEFAULT_INPUT_SHAPE
+    return search_spaces.get(args.space, input_shape=shape, num_classes=args.num_classes)
+
+
+def _cmd_latency_table(args: argparse.Namespace) -> None:
+    from nas_kd.latency import build_table
+    from nas_kd.provenance import Stopwatch, origin, write_result
+
+    started, watch = origin(), Stopwatch()
+    table = build_table(_space_arg(args), device=args.device, batch_size=args.batch_size, threads=args.threads,
+                        repeats=args.repeats, calibration_archs=args.calibration_archs)
+    write_result(args.out, table, watch.seconds(), started)
+    print(f"{len(table['blocks_ms'])} block variants of {table['space']} timed on {table['device']} "
+          f"(batch {table['batch_size']}, {table['threads']} threads) -> {args.out}", file=sys.stderr)
+
+
+def _cmd_latency_check(args: argparse.Namespace) -> None:
+    import random
+
+    import search_spaces
+    from nas_kd.latency import check_predictions, load_table
+    from nas_kd.provenance import Stopwatch, origin, write_result
+
+    started, watch = origin(), Stopwatch()
+    table = load_table(args.table)
+    space = search_spaces.from_meta(table)
+    rng = random.Random(f"latency-check-{args.seed}")
+    found = check_predictions(space, table, [space.sample(rng) for _ in range(args.num_archs)], device=table["device"])
+    payload = {"table": args.table, **found}
+    if args.out:
+        payload = write_result(args.out, payload, watch.seconds(), started)
+    print(json.dumps({k: payload[k] for k in ("num_archs", "spearman", "mape", "within_10pct", "flops_spearman")}, indent=2))
 
 
 def _report(final: dict, results: str | None, keys: tuple[str, ...]) -> None:
@@ -240,6 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-supernet", action="store_true",
                    help="train a supernet even when pipeline.supernet_checkpoint matches the recipe")
     p.add_argument("--results", help="also write pipeline.json here (e.g. results/quickstart.json)")
+    p.add_argument("--budget-ms", type=POSITIVE, help="also a latency budget (ms, batch 1 on this machine; a latency "
+                                                       "table is timed here unless search.latency_table names one)")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("train-teacher", help="train a teacher (the reference ResNet or your own model)")
@@ -272,6 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("search", help="search the best subnet under a FLOPs budget with an evaluator and a strategy")
     _recipe_args(p)
     p.add_argument("--budget-mflops", type=POSITIVE, help="FLOPs budget in MFLOPs (default: the recipe's)")
+    p.add_argument("--budget-ms", type=POSITIVE, help="latency budget in ms, predicted from --latency-table (with or "
+                                                       "without a FLOPs budget)")
+    p.add_argument("--latency-table", help="a table from nas-kd latency-table (this machine)")
     p.add_argument("--evaluator", help=f"evaluator to optimise ({', '.join(EVALUATORS.available())})")
     p.add_argument("--strategy", help=f"search strategy ({', '.join(STRATEGIES.available())})")
     p.add_argument("--trials", type=COUNT, help="distinct archs to score")
@@ -340,16 +389,38 @@ def build_parser() -> argparse.ArgumentParser:
     _recipe_args(p, required=False)
     p.set_defaults(func=_cmd_export)
 
+    p = sub.add_parser("latency-table", help="time every block variant of a space on this machine (a lookup table "
+                                             "for latency budgets)")
+    p.add_argument("--space", required=True, help="search space name")
+    p.add_argument("--input-shape", type=COUNT, nargs=3, metavar=("C", "H", "W"), help="input shape (default 1 28 28)")
+    p.add_argument("--num-classes", type=COUNT, default=10)
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    p.add_argument("--batch-size", type=COUNT, default=1)
+    p.add_argument("--threads", type=COUNT, help="torch threads (default: torch's choice)")
+    p.add_argument("--repeats", type=COUNT, default=20, help="timed samples per block (the fastest is kept)")
+    p.add_argument("--calibration-archs", type=NATURAL, default=8, help="whole archs timed to calibrate the sum (0: none)")
+    p.add_argument("--out", required=True, help="the table (JSON)")
+    p.set_defaults(func=_cmd_latency_table)
+
+    p = sub.add_parser("latency-check", help="time real subnets and report the latency table's prediction error")
+    p.add_argument("--table", required=True, help="a table from nas-kd latency-table")
+    p.add_argument("--num-archs", type=COUNT, default=20)
+    p.add_argument("--seed", type=NATURAL, default=0)
+    p.add_argument("--out", help="result JSON")
+    p.set_defaults(func=_cmd_latency_check)
+
     p = sub.add_parser("bench", help="benchmarks: 'flops' (cost table vs fvcore), 'supernet' (weight-sharing step "
                                      "cost), 'dna-search' (exact search time, brute-force check), 'evaluators' (archs per minute), "
-                                     "'distill' (the distillation method table)")
-    p.add_argument("name", choices=["flops", "supernet", "dna-search", "evaluators", "distill"])
+                                     "'distill' (the distillation method table), 'latency' (latency tables vs measured)")
+    p.add_argument("name", choices=["flops", "supernet", "dna-search", "evaluators", "distill", "latency"])
+    p.add_argument("--threads", type=COUNT, default=2, help="torch threads (latency)")
+    p.add_argument("--batch-sizes", type=COUNT, nargs="+", default=[1, 32], help="batch sizes (latency)")
     p.add_argument("--table", help="distill: the table file (rows x seeds), e.g. recipes/distill_table_fmnist.yaml")
     p.add_argument("--rows", nargs="*", help="distill: only these rows")
     p.add_argument("--commit", action="store_true", help="distill: git-commit each record as it lands")
     p.add_argument("--report", action="store_true", help="distill: train nothing, rebuild the table from the records")
     p.add_argument("--spaces", nargs="*", help="search spaces (default: mbv2 resnet)")
-    p.add_argument("--num-archs", type=COUNT, default=100, help="archs per space (flops)")
+    p.add_argument("--num-archs", type=COUNT, default=100, help="archs per space (flops, latency)")
     p.add_argument("--repeats", type=COUNT, default=10, help="timed steps per arch and model (supernet)")
     p.add_argument("--dna-tables", help="ranking tables to include the dna evaluator (evaluators)")
     p.add_argument("--out", help="result JSON (default: results/bench_NAME.json)")

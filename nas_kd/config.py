@@ -103,6 +103,8 @@ class SearchConfig:
     extra_evaluators: list[str] = field(default_factory=list)  # also computed for every candidate
     strategy: str = "evolution"  # a name of nas_kd.search.STRATEGIES
     budget_mflops: float | None = None  # None: the max arch's FLOPs
+    budget_ms: float | None = None  # latency budget (predicted from latency_table); None: none
+    latency_table: str | None = None  # a table from nas-kd latency-table (this machine, batch size, threads)
     trials: int = 100  # distinct archs scored
     probe_size: int = 500
     bn_batches: int = 20
@@ -231,7 +233,7 @@ RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     "train.threads": (1, None, False), "supernet.num_random": (0, None, False), "supernet.mix_weight": (0, 1, False),
     "supernet.max_teacher_weight": (0, None, False), "supernet.bn_batches": (1, None, False),
     "supernet.eval_random_archs": (0, None, False), "student.ce_weight": (0, None, False),
-    "search.budget_mflops": (0, None, True), "search.trials": (1, None, False), "search.probe_size": (3, None, False),
+    "search.budget_mflops": (0, None, True), "search.budget_ms": (0, None, True), "search.trials": (1, None, False), "search.probe_size": (3, None, False),
     "search.bn_batches": (1, None, False), "rankcorr.archs_per_band": (1, None, False),
     "rankcorr.probe_size": (3, None, False), "rankcorr.bn_batches": (1, None, False), "rankcorr.bootstrap": (1, None, False),
     "pipeline.budget_fraction_of_teacher": (0, 1, True), "pipeline.finetune_epochs": (0, None, False),

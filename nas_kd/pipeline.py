@@ -60,6 +60,17 @@ def supernet_mismatches(recipe: Recipe, checkpoint: str | Path, num_classes: int
     return found
 
 
+def _latency_table_here(recipe: Recipe, data, path: Path) -> str:
+    """A batch-1 latency table of the recipe's space timed on this machine (once; reused on a re-run)."""
+    if not path.exists():
+        from nas_kd.latency import build_table
+
+        started, watch = origin(), Stopwatch()
+        table = build_table(data.space(recipe.supernet.space), threads=recipe.train.threads)
+        write_result(path, table, watch.seconds(), started)
+    return str(path)
+
+
 def run_pipeline(recipe: Recipe, *, train_supernet_anyway: bool = False) -> dict[str, Any]:
     """Run every stage not yet done; returns ``pipeline.json`` (per-stage results, wall times, the summary)."""
     from nas_kd.data import load_data
@@ -114,7 +125,10 @@ def run_pipeline(recipe: Recipe, *, train_supernet_anyway: bool = False) -> dict
         teacher = load_teacher(recipe.teacher, data.num_classes, data.in_channels)
         shape = (1, *data.input_shape)
         budget = recipe.pipeline.budget_fraction_of_teacher * count_flops(teacher, shape) / 1e6
-    r = _stage(recipe, base, "search", search__checkpoint=checkpoint, search__budget_mflops=budget)
+    latency = {}
+    if recipe.search.budget_ms is not None and recipe.search.latency_table is None:
+        latency = {"search__latency_table": _latency_table_here(recipe, data, base / "latency_table.json")}
+    r = _stage(recipe, base, "search", search__checkpoint=checkpoint, search__budget_mflops=budget, **latency)
     search = json.loads((base / "search" / "search.json").read_text()) if (base / "search/search.json").exists() \
         else run_search(r)
     seconds["search"] = t.seconds()
@@ -132,7 +146,8 @@ def run_pipeline(recipe: Recipe, *, train_supernet_anyway: bool = False) -> dict
         "teacher_checkpoint": recipe.teacher.checkpoint,
         "supernet": {"checkpoint": checkpoint, "reused": bool(reused),
                      **{k: supernet_final.get(k) for k in ("max_acc", "min_acc", "median_acc", "wall_seconds")}},
-        "search": {k: search[k] for k in ("evaluator", "strategy", "budget_mflops", "scored", "wall_seconds")},
+        "search": {k: search.get(k) for k in ("evaluator", "strategy", "budget_mflops", "budget_ms", "scored",
+                                              "best_predicted_latency_ms", "best_measured_latency_ms", "wall_seconds")},
         **comparison,
         "student_dir": str(student), "pareto_plot": str(base / "search" / "pareto.png"),
         "stage_seconds_this_invocation": {k: round(v, 1) for k, v in seconds.items()},

@@ -2,32 +2,15 @@
 from __future__ import annotations
 
 import json
-import statistics
-import time
 from pathlib import Path
 from typing import Any
 
-import torch
 import torch.nn as nn
 
 from nas_kd.config import Recipe
 from nas_kd.data import DataBundle
 from nas_kd.flops import count_flops, count_params
-
-
-@torch.no_grad()
-def latency_ms(model: nn.Module, shape: tuple[int, ...], repeats: int = 30, warmup: int = 5) -> float:
-    """Median wall time of one forward pass (eval mode, CPU, this process's threads), in milliseconds."""
-    model = model.eval()
-    x = torch.zeros(shape)
-    for _ in range(warmup):
-        model(x)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model(x)
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+from nas_kd.latency import model_latency_ms
 
 
 def _describe(model: nn.Module, data: DataBundle, weights: Path, recipe: Recipe) -> dict[str, Any]:
@@ -36,7 +19,7 @@ def _describe(model: nn.Module, data: DataBundle, weights: Path, recipe: Recipe)
     shape = (1, *data.input_shape)
     return {"test_acc": evaluate(model, data.test, recipe.data.eval_batch_size)["acc"],
             "mflops": count_flops(model, shape) / 1e6, "params": count_params(model),
-            "latency_ms_batch1_cpu": latency_ms(model, shape), "size_bytes": weights.stat().st_size}
+            "latency_ms_batch1_cpu": model_latency_ms(model, data.input_shape), "size_bytes": weights.stat().st_size}
 
 
 def compare_models(recipe: Recipe, data: DataBundle, student_dir: Path) -> dict[str, Any]:

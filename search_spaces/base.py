@@ -237,6 +237,12 @@ class StagedSpace:
         """Parameter count of the exported ``arch`` (for this space's input channels and classes)."""
         return spec_cost(self.spec(self.validate(arch)))[1]
 
+    def latency(self, arch: Arch, table: dict[str, Any]) -> float:
+        """Predicted latency (ms) of ``arch`` from a per-block latency table (:mod:`nas_kd.latency`)."""
+        from nas_kd.latency import predict_ms
+
+        return predict_ms(self, arch, table)
+
     def build_supernet(self, kernel_transform: bool = False):
         """A fresh weight-sharing :class:`nas_kd.supernet.Supernet` over this space (its input shape and classes)."""
         from nas_kd.supernet import Supernet

@@ -1,4 +1,4 @@
-"""Optuna strategies: ``optuna-tpe`` (score, FLOPs budget as a constraint) and ``optuna-nsga2`` (score vs FLOPs).
+"""Optuna strategies: ``optuna-tpe`` (score; FLOPs and latency budgets as constraints) and ``optuna-nsga2`` (score vs FLOPs).
 
 The study lives in ``storage`` (an Optuna RDB URL; the CLI defaults to a SQLite file in the run
 directory), so a killed search resumes and several workers can share one study: each worker runs
@@ -64,8 +64,12 @@ def _run(objective: Objective, trials: int, seed: int, storage: str | None, stud
         arch = space.canonical({label: trial.suggest_categorical(label, values)
                                 for label, values in space.choices.items()})
         mflops = space.flops(arch) / 1e6
-        trial.set_constraint("flops_over_budget", mflops - budget_m)
-        if mflops > budget_m:
+        over = {"flops_over_budget": mflops - budget_m}
+        if objective.budget_ms is not None:
+            over["latency_over_budget"] = objective.latency_ms(arch) - objective.budget_ms
+        for name, value in over.items():
+            trial.set_constraint(name, value)
+        if max(over.values()) > 0:
             known = [r[objective.primary] for r in objective.cache.values()]
             worst = min(known) if known else UNSCORED  # nothing scored yet: rank it below everything
             return (worst, mflops) if multi else worst

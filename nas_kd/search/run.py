@@ -19,6 +19,7 @@ from nas_kd.data import load_data
 from nas_kd.device import resolve_device
 from nas_kd.errors import UserError
 from nas_kd.evaluators import EVALUATORS, EvalContext, check_evaluator_options, score_archs
+from nas_kd.latency import load_table, require_match
 from nas_kd.plots import pareto_front, pareto_plot
 from nas_kd.provenance import Stopwatch, origin, write_result
 from nas_kd.search.objective import Objective
@@ -42,13 +43,19 @@ def run_search(recipe: Recipe, show_progress: bool = True, report_only: bool = F
     net = load_supernet(cfg.checkpoint)
     space = net.space
     budget = (cfg.budget_mflops * 1e6) if cfg.budget_mflops is not None else space.flops(space.max_arch())
+    table = load_table(cfg.latency_table) if cfg.latency_table else None
+    if cfg.budget_ms is not None and table is None:
+        raise UserError("search.budget_ms needs search.latency_table (make one with nas-kd latency-table)")
+    if table is not None:
+        require_match(space, table)
     out = Path(recipe.run.out_dir) / recipe.run.name
     out.mkdir(parents=True, exist_ok=True)
     dump_recipe(recipe, out / "config.yaml")
-    study_name = cfg.study_name or f"{cfg.evaluator}-{cfg.strategy}-{budget / 1e6:.3f}"
+    study_name = cfg.study_name or f"{cfg.evaluator}-{cfg.strategy}-{budget / 1e6:.3f}" + \
+        (f"-{cfg.budget_ms:g}ms" if cfg.budget_ms is not None else "")
     storage = cfg.storage or f"sqlite:///{(out / 'study.db').resolve()}"
     if report_only:
-        rows = _study_report(cfg.strategy, storage, study_name, cfg.evaluator, budget)
+        rows = _study_report(cfg.strategy, storage, study_name, cfg.evaluator, budget, cfg.budget_ms)
         return _write_outputs(recipe, rows, out, space, names, budget, storage, study_name, started, watch)
     data = load_data(recipe)
     device = resolve_device(recipe.train.device)
@@ -58,14 +65,16 @@ def run_search(recipe: Recipe, show_progress: bool = True, report_only: bool = F
                             batch_size=recipe.data.batch_size, seed=recipe.seed, dna_tables=cfg.dna_tables,
                             **cfg.evaluator_options)
     bar = tqdm(total=cfg.trials, desc=f"search {cfg.strategy}", disable=None if show_progress else True, dynamic_ncols=True)
-    objective = Objective(space, lambda arch: score_archs(ctx, [arch], names)[0], cfg.evaluator, budget, progress=bar)
+    objective = Objective(space, lambda arch: score_archs(ctx, [arch], names)[0], cfg.evaluator, budget, progress=bar,
+                          budget_ms=cfg.budget_ms, latency_table=table)
     rows = run_strategy(cfg.strategy, objective, cfg.trials, cfg.strategy_options, seed=recipe.seed, storage=storage,
                         study_name=study_name, dna_tables=cfg.dna_tables)
     bar.close()
     return _write_outputs(recipe, rows, out, space, names, budget, storage, study_name, started, watch)
 
 
-def _study_report(strategy: str, storage: str, study_name: str, evaluator: str, budget: float) -> list[dict[str, Any]]:
+def _study_report(strategy: str, storage: str, study_name: str, evaluator: str, budget: float,
+                  budget_ms: float | None) -> list[dict[str, Any]]:
     """Every feasible arch the shared study scored, best first."""
     import optuna
 
@@ -78,7 +87,8 @@ def _study_report(strategy: str, storage: str, study_name: str, evaluator: str, 
         study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
     except KeyError:
         raise UserError(f"--report: no study {study_name!r} in {storage}") from None
-    rows = [r for r in study_rows(study).values() if r["mflops"] * 1e6 <= budget]
+    rows = [r for r in study_rows(study).values()
+            if r["mflops"] * 1e6 <= budget and (budget_ms is None or r["latency_ms"] <= budget_ms)]
     if not rows:
         raise UserError(f"--report: study {study_name!r} has no scored arch under the budget yet")
     return sorted(rows, key=lambda r: r[evaluator], reverse=True)
@@ -98,10 +108,31 @@ def _write_outputs(recipe: Recipe, rows, out: Path, space, names, budget: float,
         "space": space.name, "checkpoint": cfg.checkpoint, "evaluator": cfg.evaluator, "evaluators": names,
         "strategy": cfg.strategy, "budget_mflops": budget / 1e6, "trials": cfg.trials, "scored": len(rows),
         "best": best, "pareto_front": pareto_front(rows, cfg.evaluator),
+        "budget_ms": cfg.budget_ms, "latency_table": cfg.latency_table, **_measured_latency(space, best, cfg.latency_table),
         "storage": storage if cfg.strategy.startswith("optuna") else None,
         "study": study_name if cfg.strategy.startswith("optuna") else None,  # rows are the whole study's
     }
     return write_result(out / "search.json", payload, watch.seconds(), started)
+
+
+def _measured_latency(space, best: dict[str, Any], table_path: str | None) -> dict[str, Any]:
+    """The best arch's latency measured here with the table's batch size, threads and device (beside its prediction)."""
+    if not table_path:
+        return {}
+    import torch
+
+    from nas_kd.latency import model_latency_ms
+    from nas_kd.subnet import StaticNet
+
+    table = load_table(table_path)
+    before = torch.get_num_threads()
+    torch.set_num_threads(table["threads"])
+    try:
+        measured = model_latency_ms(StaticNet(space.spec(best["arch"])), space.input_shape, batch_size=table["batch_size"],
+                                    device=table["device"])
+    finally:
+        torch.set_num_threads(before)
+    return {"best_predicted_latency_ms": best["latency_ms"], "best_measured_latency_ms": measured}
 
 
 def write_candidates(rows: list[dict[str, Any]], out: Path) -> None:

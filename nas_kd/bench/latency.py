@@ -1,0 +1,30 @@
+"""``nas-kd bench latency``: how well per-block latency tables predict measured end-to-end latency."""
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import search_spaces
+from nas_kd.latency import build_table, check_predictions
+
+
+def bench_latency(spaces: list[str], num_archs: int = 50, threads: int = 2, batch_sizes: tuple[int, ...] = (1, 32),
+                  seed: int = 0, show_progress: bool = True) -> dict[str, Any]:
+    """Per space and batch size: build a table on this machine, then predict and time ``num_archs`` random
+    archs (their own seed: none is a calibration arch of the table)."""
+    out: dict[str, Any] = {"num_archs": num_archs, "threads": threads, "seed": seed, "spaces": {}}
+    for name in spaces:
+        space = search_spaces.get(name)
+        rng = random.Random(f"latency-bench-{seed}")
+        archs = [space.sample(rng) for _ in range(num_archs)]
+        out["spaces"][name] = {}
+        for bs in batch_sizes:
+            table = build_table(space, batch_size=bs, threads=threads, show_progress=show_progress)
+            check = check_predictions(space, table, archs, threads=threads)
+            out["spaces"][name][f"batch_{bs}"] = {
+                **{k: v for k, v in check.items() if k != "archs"},
+                "table_build_seconds": table["build_seconds"], "table_entries": len(table["blocks_ms"]),
+                "calibration": table["calibration"], "machine": table["machine"], "torch": table["torch"],
+                "archs": [{k: r[k] for k in ("mflops", "predicted_ms", "measured_ms")} for r in check["archs"]],
+            }
+    return out

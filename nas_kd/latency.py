@@ -1,0 +1,235 @@
+"""Measured latency as a cost: per-block lookup tables timed on the user's machine (OFA-style), the
+end-to-end prediction of an arch from them, and timing of whole models.
+
+A table times every block variant a space can hold *in its context* (input channels, output channels,
+stride, kernel, inner width, shortcut and input resolution), plus the stem and the head of every last
+width, on one device, batch size and thread count (median of ``repeats`` runs after ``warmup``). The
+prediction of an arch is the sum of its blocks, stem and head: :func:`predict_ms`.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from nas_kd.errors import UserError
+from nas_kd.families import FAMILIES
+from nas_kd.flops import conv_out
+from nas_kd.layers import ConvBN
+from nas_kd.subnet import BLOCK_KEYS, StaticNet
+
+FORMAT = "nas_kd.latency_table.v1"
+
+
+def block_key(block: dict[str, Any], size: tuple[int, int]) -> str:
+    """The table key of one spec block at input resolution ``size`` = (h, w)."""
+    return "|".join(f"{k}={block[k]}" for k in BLOCK_KEYS) + f"|hw={size[0]}x{size[1]}"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@torch.no_grad()
+def time_ms(model: nn.Module, x: torch.Tensor, repeats: int = 20, warmup: int = 5, sample_seconds: float = 0.002) -> float:
+    """Wall time of ``model(x)`` in milliseconds (eval mode, no grad, this process's threads): the fastest of
+    ``repeats`` samples, each averaging enough calls to last ``sample_seconds``. On a shared machine the
+    fastest sample is the stable estimate; a median drifts with other tenants' load."""
+    model = model.eval()
+    for _ in range(warmup):
+        model(x)
+    _sync(x.device)
+    start = time.perf_counter()
+    model(x)
+    _sync(x.device)
+    calls = max(1, int(sample_seconds / max(time.perf_counter() - start, 1e-6)))
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(calls):
+            model(x)
+        _sync(x.device)
+        best = min(best, (time.perf_counter() - start) / calls)
+    return 1000 * best
+
+
+def model_latency_ms(model: nn.Module, input_shape: tuple[int, ...], *, batch_size: int = 1, device: str = "cpu",
+                     repeats: int = 20, warmup: int = 5) -> float:
+    """Measured latency of a whole model on ``batch_size`` images of ``input_shape`` (C, H, W)."""
+    dev = torch.device(device)
+    return time_ms(model.to(dev), torch.zeros(batch_size, *input_shape, device=dev), repeats, warmup)
+
+
+def block_variants(space) -> dict[str, tuple[dict[str, Any], tuple[int, int]]]:
+    """Every (block, input resolution) a network of ``space`` can hold, by :func:`block_key`."""
+    out = {}
+    for i, st in enumerate(space.stages, start=1):
+        size = space.stage_input_size(i)
+        after = (conv_out(size[0], 3, st.stride), conv_out(size[1], 3, st.stride))
+        cins = [space.stem_width] if i == 1 else sorted(space.stages[i - 2].widths)
+        choice_sets = [dict(zip(st.block_choices, combo)) for combo in _product(st.block_choices)]
+        for width in st.widths:
+            for choices in choice_sets:
+                for cin in cins:  # the first block: any width of the previous stage, at the stage's input size
+                    b = space.block(cin, width, st.stride, choices, first=True)
+                    out[block_key(b, size)] = (b, size)
+                if max(st.depths) > 1:  # later blocks: width in and out, after the stride
+                    b = space.block(width, width, 1, choices, first=False)
+                    out[block_key(b, after)] = (b, after)
+    return out
+
+
+def _product(choices: dict[str, tuple]) -> list[tuple]:
+    import itertools
+
+    return list(itertools.product(*choices.values()))
+
+
+class _Head(nn.Module):
+    def __init__(self, width: int, classes: int) -> None:
+        super().__init__()
+        self.pool, self.flat, self.fc = nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.flat(self.pool(x)))
+
+
+def build_table(space, *, device: str = "cpu", batch_size: int = 1, threads: int | None = None, repeats: int = 20,
+                warmup: int = 5, calibration_archs: int = 8, seed: int = 0, show_progress: bool = True) -> dict[str, Any]:
+    """Time every block variant, the stem and the head of ``space`` (its input shape and classes), then
+    ``calibration_archs`` seeded random archs end to end: the least-squares line from the summed block times
+    to the measured ones (blocks timed alone run warmer in cache than inside a network) is stored as
+    ``calibration`` and applied by :func:`predict_ms`. 0 keeps the plain sum."""
+    from tqdm import tqdm
+
+    if batch_size < 1 or repeats < 1 or warmup < 0:
+        raise UserError(f"latency table: batch size, repeats >= 1 and warm-up >= 0, got {batch_size}, {repeats}, {warmup}")
+    before = torch.get_num_threads()
+    if threads is not None:
+        if threads < 1:
+            raise UserError(f"--threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device here")
+    family = FAMILIES.get(space.family)
+    started = time.perf_counter()
+    try:
+        torch.manual_seed(0)
+        blocks = {}
+        for key, (b, (h, w)) in tqdm(block_variants(space).items(), desc=f"latency {space.name}",
+                                     disable=None if show_progress else True, leave=False):
+            x = torch.randn(batch_size, b["in"], h, w, device=dev)
+            blocks[key] = time_ms(family.static(b).to(dev), x, repeats, warmup)
+        c, h, w = space.input_shape
+        stem = time_ms(ConvBN(c, space.stem_width, 3).to(dev), torch.randn(batch_size, c, h, w, device=dev), repeats, warmup)
+        lh, lw = space.stage_input_size(len(space.stages) + 1)
+        heads = {str(width): time_ms(_Head(width, space.num_classes).to(dev),
+                                     torch.randn(batch_size, width, lh, lw, device=dev), repeats, warmup)
+                 for width in space.stages[-1].widths}
+        table = {"space": space.name, "input_shape": list(space.input_shape), "num_classes": space.num_classes,
+                 "stem_ms": stem, "head_ms": heads, "blocks_ms": blocks, "calibration": {"scale": 1.0, "offset": 0.0}}
+        table["calibration"] = calibrate(space, table, calibration_archs, seed, device=device, batch_size=batch_size,
+                                         repeats=repeats, warmup=warmup)
+    finally:
+        torch.set_num_threads(before)
+    return {
+        "format": FORMAT, "space": space.name, "input_shape": list(space.input_shape), "num_classes": space.num_classes,
+        "device": str(dev), "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine(),
+        "machine": platform.node(), "torch": torch.__version__, "threads": threads or before, "batch_size": batch_size,
+        "repeats": repeats, "warmup": warmup, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "build_seconds": round(time.perf_counter() - started, 2), **table,
+    }
+
+
+def calibration_archs(space, n: int, seed: int) -> list[dict[str, Any]]:
+    """The ``n`` archs a table is calibrated on: the max, the min and seeded random ones."""
+    import random
+
+    rng = random.Random(f"latency-calibration-{seed}")
+    return [space.max_arch(), space.min_arch(), *(space.sample(rng) for _ in range(n - 2))][:n]
+
+
+def calibrate(space, table: dict[str, Any], n: int, seed: int, **timing: Any) -> dict[str, Any]:
+    """Fit measured = scale x summed + offset on ``n`` calibration archs (needs >= 2; else the identity)."""
+    import numpy as np
+
+    archs = calibration_archs(space, n, seed)
+    if len(archs) < 2:
+        return {"scale": 1.0, "offset": 0.0, "archs": len(archs)}
+    summed = np.array([predict_ms(space, a, table) for a in archs])
+    measured = np.array([model_latency_ms(StaticNet(space.spec(a)), space.input_shape, **timing) for a in archs])
+    scale, offset = np.linalg.lstsq(np.vstack([summed, np.ones_like(summed)]).T, measured, rcond=None)[0]
+    return {"scale": float(scale), "offset": float(offset), "archs": len(archs), "seed": seed}
+
+
+def load_table(path: str | Path) -> dict[str, Any]:
+    """A latency table written by ``nas-kd latency-table``."""
+    try:
+        table = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such latency table (make one with nas-kd latency-table)") from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}: not a latency table (invalid JSON: {e})") from None
+    if not isinstance(table, dict) or table.get("format") != FORMAT:
+        raise UserError(f"{path}: not a latency table (format {FORMAT!r} expected)")
+    return table
+
+
+def require_match(space, table: dict[str, Any]) -> None:
+    """Refuse a table made for another space, input shape or number of classes, naming both."""
+    made = (table["space"], tuple(table["input_shape"]), table["num_classes"])
+    want = (space.name, space.input_shape, space.num_classes)
+    if made != want:
+        raise UserError(f"the latency table is for {made[0]} at {'x'.join(map(str, made[1]))} with {made[2]} classes, "
+                        f"the search needs {want[0]} at {'x'.join(map(str, want[1]))} with {want[2]} classes")
+
+
+def predict_ms(space, arch: dict[str, Any], table: dict[str, Any]) -> float:
+    """Predicted latency of ``arch``: its blocks (in context), the stem and the head, summed from ``table``."""
+    spec = space.spec(space.validate(arch))
+    size = tuple(space.input_shape[1:])
+    total = table["stem_ms"]
+    for blocks in spec["stages"]:
+        for b in blocks:
+            key = block_key(b, size)
+            if key not in table["blocks_ms"]:
+                require_match(space, table)
+                raise UserError(f"the latency table has no entry for block {key}: rebuild it with nas-kd latency-table")
+            total += table["blocks_ms"][key]
+            size = (conv_out(size[0], b["kernel"], b["stride"]), conv_out(size[1], b["kernel"], b["stride"]))
+    total += table["head_ms"][str(spec["head"]["in"])]
+    return table["calibration"]["scale"] * total + table["calibration"]["offset"]
+
+
+def check_predictions(space, table: dict[str, Any], archs: list[dict[str, Any]], *, device: str = "cpu",
+                      threads: int | None = None, repeats: int = 20) -> dict[str, Any]:
+    """Time real networks of ``archs`` with the table's batch size and threads and compare with the
+    predictions: Spearman, mean absolute percentage error (a fraction), share within +-10 %, and the Spearman
+    of FLOPs with the measured latency, for contrast."""
+    import numpy as np
+    from scipy.stats import spearmanr
+
+    require_match(space, table)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or table["threads"])
+    try:
+        rows = [{"arch": a, "mflops": space.flops(a) / 1e6, "predicted_ms": predict_ms(space, a, table),
+                 "measured_ms": model_latency_ms(StaticNet(space.spec(a)), space.input_shape, device=device,
+                                                 batch_size=table["batch_size"], repeats=repeats)} for a in archs]
+    finally:
+        torch.set_num_threads(before)
+    pred = np.array([r["predicted_ms"] for r in rows])
+    meas = np.array([r["measured_ms"] for r in rows])
+    err = np.abs(pred - meas) / meas
+    return {"num_archs": len(rows), "spearman": float(spearmanr(pred, meas)[0]), "mape": float(err.mean()),
+            "within_10pct": float((err <= 0.10).mean()),
+            "flops_spearman": float(spearmanr([r["mflops"] for r in rows], meas)[0]), "archs": rows}

@@ -1,0 +1,89 @@
+"""Latency tables: every block of every arch is in the table, predictions sum it, budgets are respected."""
+import json
+import random
+
+import pytest
+
+import search_spaces
+from nas_kd.cli import main
+from nas_kd.errors import BudgetError, UserError
+from nas_kd.latency import block_key, block_variants, build_table, load_table, predict_ms, require_match
+from nas_kd.search import Objective
+from nas_kd.search.strategies import run_strategy
+
+SHAPE = (1, 8, 8)  # tiny inputs: the table is timed in a second or two
+
+
+@pytest.fixture(scope="module")
+def table():
+    return build_table(search_spaces.get("resnet", input_shape=SHAPE), repeats=1, warmup=0, calibration_archs=0,
+                       show_progress=False)
+
+
+@pytest.mark.parametrize("name", search_spaces.available())
+def test_every_block_of_every_arch_is_a_table_entry(name):
+    space = search_spaces.get(name, input_shape=(3, 12, 10))
+    keys = block_variants(space)
+    rng = random.Random(0)
+    for arch in [space.max_arch(), space.min_arch()] + [space.sample(rng) for _ in range(30)]:
+        size = space.input_shape[1:]
+        for blocks in space.spec(arch)["stages"]:
+            for b in blocks:
+                assert block_key(b, size) in keys
+                size = ((size[0] - 1) // b["stride"] + 1, (size[1] - 1) // b["stride"] + 1)
+
+
+def test_prediction_is_the_sum_of_blocks_stem_and_head(table):
+    space = search_spaces.get("resnet", input_shape=SHAPE)
+    arch = space.min_arch()
+    spec = space.spec(arch)
+    size, total = space.input_shape[1:], table["stem_ms"]
+    for blocks in spec["stages"]:
+        for b in blocks:
+            total += table["blocks_ms"][block_key(b, size)]
+            size = ((size[0] - 1) // b["stride"] + 1, (size[1] - 1) // b["stride"] + 1)
+    total += table["head_ms"][str(spec["head"]["in"])]
+    assert table["calibration"] == {"scale": 1.0, "offset": 0.0, "archs": 0}
+    assert predict_ms(space, arch, table) == pytest.approx(total)
+    assert space.latency(arch, table) == pytest.approx(total)
+    calibrated = {**table, "calibration": {"scale": 2.0, "offset": 0.5}}
+    assert space.latency(arch, calibrated) == pytest.approx(2 * total + 0.5)
+
+
+def test_a_table_for_another_shape_is_refused(table):
+    with pytest.raises(UserError, match="latency table is for resnet at 1x8x8.*needs resnet at 1x28x28"):
+        require_match(search_spaces.get("resnet"), table)
+
+
+def test_latency_budget_is_respected_by_every_strategy(table, tmp_path):
+    space = search_spaces.get("resnet", input_shape=SHAPE)
+    lo, hi = space.latency(space.min_arch(), table), space.latency(space.max_arch(), table)
+    budget_ms = lo + 0.3 * (hi - lo)
+
+    def score(arch):
+        return {"arch": arch, "mflops": space.flops(arch) / 1e6, "q": space.params(arch)}
+
+    for name in ("random", "evolution", "optuna-tpe"):
+        obj = Objective(space, score, "q", space.flops(space.max_arch()), budget_ms=budget_ms, latency_table=table)
+        rows = run_strategy(name, obj, 12, {}, seed=0, storage=f"sqlite:///{tmp_path}/{name}.db", study_name="t")
+        assert rows and all(space.latency(r["arch"], table) <= budget_ms and r["latency_ms"] <= budget_ms for r in rows)
+    with pytest.raises(BudgetError, match="below the fastest resnet arch"):
+        Objective(space, score, "q", 1e9, budget_ms=lo / 2, latency_table=table)
+    with pytest.raises(BudgetError, match="needs a latency table"):
+        Objective(space, score, "q", 1e9, budget_ms=lo)
+
+
+def test_latency_table_and_check_commands(tmp_path, capsys):
+    out = tmp_path / "table.json"
+    assert main(["latency-table", "--space", "mbv2", "--input-shape", "1", "8", "8", "--repeats", "1",
+                 "--calibration-archs", "2", "--threads", "1", "--out", str(out)]) == 0
+    table = load_table(out)
+    assert table["space"] == "mbv2" and table["threads"] == 1 and table["command"] and table["git_commit"]
+    assert table["calibration"]["archs"] == 2
+    capsys.readouterr()
+    assert main(["latency-check", "--table", str(out), "--num-archs", "3", "--out", str(tmp_path / "check.json")]) == 0
+    check = json.loads((tmp_path / "check.json").read_text())
+    assert check["num_archs"] == 3 and 0 <= check["within_10pct"] <= 1 and len(check["archs"]) == 3
+    (tmp_path / "bad.json").write_text("{}")
+    assert main(["latency-check", "--table", str(tmp_path / "bad.json")]) == 2
+    assert "not a latency table" in capsys.readouterr().err
