@@ -194,6 +194,15 @@ def _cmd_bench(args: argparse.Namespace) -> None:
         print(json.dumps({k: {"acc_mean": v["acc_mean"], "acc_std": v["acc_std"]} for k, v in summary["rows"].items()},
                          indent=2))
         return
+    if args.name == "supernet-ablation":
+        from nas_kd.bench.supernet_ablation import bench_supernet_ablation
+
+        if not args.table:
+            raise UserError("bench supernet-ablation needs --table (e.g. recipes/supernet_ablation_fmnist.yaml)")
+        summary = bench_supernet_ablation(args.table, rows=args.rows, commit=args.commit, report_only=args.report)
+        print(json.dumps({k: {s: v[f"{s}_acc"] for s in ("max", "min", "median")} for k, v in summary["rows"].items()},
+                         indent=2))
+        return
     started, watch = origin(), Stopwatch()
     spaces = args.spaces or ["mbv2", "resnet"]
     if args.name == "flops":
@@ -411,14 +420,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="benchmarks: 'flops' (cost table vs fvcore), 'supernet' (weight-sharing step "
                                      "cost), 'dna-search' (exact search time, brute-force check), 'evaluators' (archs per minute), "
-                                     "'distill' (the distillation method table), 'latency' (latency tables vs measured)")
-    p.add_argument("name", choices=["flops", "supernet", "dna-search", "evaluators", "distill", "latency"])
+                                     "'distill' (the distillation method table), 'supernet-ablation' (supernet training choices), "
+                                     "'latency' (latency tables vs measured)")
+    p.add_argument("name", choices=["flops", "supernet", "dna-search", "evaluators", "distill", "supernet-ablation",
+                                    "latency"])
     p.add_argument("--threads", type=COUNT, default=2, help="torch threads (latency)")
     p.add_argument("--batch-sizes", type=COUNT, nargs="+", default=[1, 32], help="batch sizes (latency)")
-    p.add_argument("--table", help="distill: the table file (rows x seeds), e.g. recipes/distill_table_fmnist.yaml")
-    p.add_argument("--rows", nargs="*", help="distill: only these rows")
-    p.add_argument("--commit", action="store_true", help="distill: git-commit each record as it lands")
-    p.add_argument("--report", action="store_true", help="distill: train nothing, rebuild the table from the records")
+    p.add_argument("--table", help="distill, supernet-ablation: the table file (rows x seeds), e.g. "
+                                    "recipes/distill_table_fmnist.yaml")
+    p.add_argument("--rows", nargs="*", help="distill, supernet-ablation: only these rows")
+    p.add_argument("--commit", action="store_true", help="distill, supernet-ablation: git-commit each record as it lands")
+    p.add_argument("--report", action="store_true", help="distill, supernet-ablation: train nothing, rebuild the "
+                                                         "table from the records")
     p.add_argument("--spaces", nargs="*", help="search spaces (default: mbv2 resnet)")
     p.add_argument("--num-archs", type=COUNT, default=100, help="archs per space (flops, latency)")
     p.add_argument("--repeats", type=COUNT, default=10, help="timed steps per arch and model (supernet)")

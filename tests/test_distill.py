@@ -261,3 +261,25 @@ def test_distill_table_runs_rows_resumably_and_summarises(synthetic_root, teache
     stamp = (tmp_path / "out/kd-s0.json").stat().st_mtime
     bench_distill(str(table), show_progress=False)  # everything recorded: nothing retrained
     assert (tmp_path / "out/kd-s0.json").stat().st_mtime == stamp
+
+
+def test_supernet_ablation_table_mixes_supernet_and_standalone_rows(synthetic_root, teacher_ckpt, tmp_path, capsys):
+    from nas_kd.cli import main
+
+    sets = [f"data.root={synthetic_root}", "data.val_size=32", "data.limit_train=64", "data.limit_test=64",
+            "train.epochs=1", f"teacher.kwargs={json.dumps(TEACHER_KW)}", f"teacher.checkpoint={teacher_ckpt}",
+            "supernet.bn_batches=1", "supernet.eval_random_archs=0", "supernet.keep_epoch_checkpoints=false"]
+    table = tmp_path / "table.yaml"
+    table.write_text(json.dumps({
+        "recipe": "recipes/supernet_fmnist.yaml", "seeds": [0], "runs": str(tmp_path / "runs"), "out": str(tmp_path / "out"),
+        "rows": {"alone": {"trainer": "distill", "recipe": "recipes/arch_fmnist.yaml", "set": [*sets[:7], "student.arch=min"]},
+                 "teacher": sets}}))
+    assert main(["bench", "supernet-ablation", "--table", str(table)]) == 0
+    alone, sandwich = (json.loads((tmp_path / f"out/{r}-s0.json").read_text()) for r in ("alone", "teacher"))
+    assert alone["max_acc"] is None and 0 <= alone["min_acc"] <= 1 and alone["trainer"] == "distill"
+    assert all(0 <= sandwich[f"{s}_acc"] <= 1 for s in ("max", "min", "median")) and sandwich["command"]
+    assert "| teacher |" in (tmp_path / "out.md").read_text()
+    table.write_text(json.dumps({"recipe": "recipes/supernet_fmnist.yaml", "seeds": [0], "runs": "r", "out": "o",
+                                 "rows": {"bad": {"trainer": "sandwich", "set": []}}}))
+    assert main(["bench", "supernet-ablation", "--table", str(table)]) == 2
+    assert "trainer 'sandwich' is not one of distill, supernet" in capsys.readouterr().err

@@ -1,0 +1,124 @@
+"""Method tables: rows x seeds of training runs, one committed record per (row, seed), resumable.
+
+A table file names the base recipe, the seeds, a run directory, where records go, and the rows. A row is a
+list of ``--set`` overrides, or a mapping ``{set: [...], recipe: other.yaml, trainer: distill | supernet}``
+for a row that differs in more than overrides (``trainer`` defaults to the table's). ``{runs}`` and
+``{seed}`` are substituted, so a row can name another row's run directory (``{runs}/<row>-s{seed}``),
+which is then trained first if missing. Each (row, seed) writes ``<out>/<row>-s<seed>.json`` (with its
+command, commit and wall time) as it finishes; finished records are skipped and an interrupted run
+resumes from its checkpoint, so a table fills in across sessions and machines.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from nas_kd.config import load_recipe
+from nas_kd.errors import UserError
+from nas_kd.provenance import Stopwatch, commit_record, origin, write_result
+
+TABLE_KEYS = {"recipe", "seeds", "runs", "out", "rows"}
+TRAINERS = ("distill", "supernet")
+ROW_KEYS = {"set", "recipe", "trainer"}
+
+
+def load_table(path: str | Path, trainer: str) -> dict[str, Any]:
+    """Read and check a table file whose rows train with ``trainer`` unless a row says otherwise; rows come
+    back as ``{name: {set, recipe, trainer}}``."""
+    try:
+        table = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise UserError(f"{path}: cannot read the table ({e})") from None
+    if not isinstance(table, dict) or set(table) != TABLE_KEYS:
+        raise UserError(f"{path}: a table has exactly the keys {sorted(TABLE_KEYS)}")
+    if not table["seeds"] or not all(isinstance(s, int) for s in table["seeds"]):
+        raise UserError(f"{path}: seeds is a non-empty list of integers")
+    if not isinstance(table["rows"], dict) or not table["rows"]:
+        raise UserError(f"{path}: rows maps each row name to a list of KEY=VALUE overrides")
+    rows = {}
+    for name, row in table["rows"].items():
+        row = {"set": row} if isinstance(row, list) else row
+        if not isinstance(row, dict) or not set(row) <= ROW_KEYS or not isinstance(row.get("set", []), list):
+            raise UserError(f"{path}: row {name!r} is a list of KEY=VALUE overrides or a mapping with keys "
+                            f"{sorted(ROW_KEYS)} (set: a list)")
+        row = {"set": row.get("set", []), "recipe": row.get("recipe", table["recipe"]), "trainer": row.get("trainer", trainer)}
+        if row["trainer"] not in TRAINERS:
+            raise UserError(f"{path}: row {name!r}: trainer {row['trainer']!r} is not one of {', '.join(TRAINERS)}")
+        rows[name] = row
+    return {**table, "rows": rows}
+
+
+def overrides(table: dict, row: str, seed: int) -> list[str]:
+    return [o.replace("{runs}", str(table["runs"])).replace("{seed}", str(seed)) for o in table["rows"][row]["set"]]
+
+
+def _needs(table: dict, row: str) -> list[str]:
+    """Rows whose run directory ``row``'s overrides name."""
+    text = " ".join(table["rows"][row]["set"])
+    return [r for r in table["rows"] if r != row and re.search(r"\{runs\}/" + re.escape(r) + r"-s\{seed\}", text)]
+
+
+def _train(recipe, trainer: str, resume: bool, show_progress: bool) -> dict[str, Any]:
+    if trainer == "supernet":
+        from nas_kd.train.supernet import train_supernet
+
+        return train_supernet(recipe, resume=resume, show_progress=show_progress)
+    from nas_kd.students import resolve_student
+    from nas_kd.train.distill import train_students
+
+    return train_students(recipe, resolve_student(recipe.student.arch, recipe.student.space), resume=resume,
+                          show_progress=show_progress)
+
+
+def run_row(table: dict, row: str, seed: int, keep: Callable[[dict], dict], *, commit: bool = False,
+            show_progress: bool = True) -> dict[str, Any]:
+    """Train (or resume) one (row, seed) and write its record (``keep(final)`` picks what it holds)."""
+    started = origin()
+    name = f"{row}-s{seed}"
+    run_dir = Path(table["runs"]) / name
+    for dep in _needs(table, row):
+        if not (Path(table["runs"]) / f"{dep}-s{seed}" / "final.json").exists():
+            run_row(table, dep, seed, keep, commit=commit, show_progress=show_progress)
+    spec = table["rows"][row]
+    recipe = load_recipe(spec["recipe"], [*overrides(table, row, seed), f"seed={seed}",
+                                          f"run.out_dir={table['runs']}", f"run.name={name}"])
+    if (run_dir / "final.json").exists():
+        final = json.loads((run_dir / "final.json").read_text())
+    else:
+        final = _train(recipe, spec["trainer"], (run_dir / "checkpoints/last.pt").exists(), show_progress)
+    record = {"row": row, "seed": seed, "overrides": spec["set"], "recipe": spec["recipe"], "trainer": spec["trainer"],
+              **keep(final)}
+    path = Path(table["out"]) / f"{name}.json"
+    record = write_result(path, record, final["wall_seconds"], started)
+    if commit:
+        commit_record(path)
+    return record
+
+
+def records(table: dict, row: str) -> list[dict[str, Any]]:
+    """The finished records of ``row``, seed by seed."""
+    return [json.loads(p.read_text()) for s in table["seeds"] if (p := Path(table["out"]) / f"{row}-s{s}.json").exists()]
+
+
+def run_table(table_path: str, trainer: str, keep: Callable[[dict], dict], summarise: Callable[[dict, str], dict],
+              write_markdown: Callable[[dict, Path, str], None], *, rows: list[str] | None = None, commit: bool = False,
+              report_only: bool = False, show_progress: bool = True) -> dict[str, Any]:
+    """Run every missing (row, seed) of the table (or of ``rows``), then rebuild ``<out>.json`` / ``<out>.md``
+    from the records (``report_only``: only rebuild, from the records there are)."""
+    started, watch = origin(), Stopwatch()
+    table = load_table(table_path, trainer)
+    unknown = [r for r in rows or [] if r not in table["rows"]]
+    if unknown:
+        raise UserError(f"--rows {unknown}: not rows of {table_path} ({', '.join(table['rows'])})")
+    for seed in [] if report_only else table["seeds"]:
+        for row in rows or table["rows"]:
+            if not (Path(table["out"]) / f"{row}-s{seed}.json").exists():
+                run_row(table, row, seed, keep, commit=commit, show_progress=show_progress)
+    summary = summarise(table, table_path)
+    out = Path(table["out"])
+    write_markdown(summary, out.with_suffix(".md"), table_path)
+    return write_result(out.with_suffix(".json"), summary, watch.seconds(), started)
