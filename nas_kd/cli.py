@@ -183,52 +183,14 @@ def _cmd_export(args: argparse.Namespace) -> None:
 
 
 def _cmd_bench(args: argparse.Namespace) -> None:
+    from nas_kd.bench import BENCHES
     from nas_kd.provenance import Stopwatch, origin, write_result
 
-    if args.name == "distill":
-        from nas_kd.bench.distill import bench_distill
-
-        if not args.table:
-            raise UserError("bench distill needs --table (e.g. recipes/distill_table_fmnist.yaml)")
-        summary = bench_distill(args.table, rows=args.rows, commit=args.commit, report_only=args.report)
-        print(json.dumps({k: {"acc_mean": v["acc_mean"], "acc_std": v["acc_std"]} for k, v in summary["rows"].items()},
-                         indent=2))
-        return
-    if args.name == "supernet-ablation":
-        from nas_kd.bench.supernet_ablation import bench_supernet_ablation
-
-        if not args.table:
-            raise UserError("bench supernet-ablation needs --table (e.g. recipes/supernet_ablation_fmnist.yaml)")
-        summary = bench_supernet_ablation(args.table, rows=args.rows, commit=args.commit, report_only=args.report)
-        print(json.dumps({k: {s: v[f"{s}_acc"] for s in ("max", "min", "median")} for k, v in summary["rows"].items()},
-                         indent=2))
-        return
     started, watch = origin(), Stopwatch()
-    spaces = args.spaces or ["mbv2", "resnet"]
-    if args.name == "flops":
-        from nas_kd.bench.flops import bench_flops
-
-        payload = bench_flops(spaces, num_archs=args.num_archs)
-    elif args.name == "evaluators":
-        from nas_kd.bench.evaluators import bench_evaluators
-
-        recipe = load_recipe(args.recipe or "recipes/search_fmnist.yaml", args.overrides)
-        names = ["accuracy", "kl", "rdm", "cka", "diswot", "naswot", "synflow", "flops"] + (["dna"] if args.dna_tables else [])
-        payload = bench_evaluators(recipe, recipe.search.checkpoint, names, args.num_archs, args.dna_tables)
-    elif args.name == "dna-search":
-        from nas_kd.bench.dna_search import bench_dna_search
-
-        payload = {"spaces": {s: bench_dna_search(s) for s in (args.spaces or ["mbv2"])}}
-    elif args.name == "latency":
-        from nas_kd.bench.latency import bench_latency
-
-        payload = bench_latency(spaces, num_archs=args.num_archs, threads=args.threads, batch_sizes=tuple(args.batch_sizes))
-    else:
-        from nas_kd.bench.supernet import bench_supernet
-
-        payload = {"spaces": {s: bench_supernet(s, repeats=args.repeats) for s in spaces}}
-    out = args.out or f"results/bench_{args.name}.json"
-    print(json.dumps(write_result(out, payload, watch.seconds(), started), indent=2))
+    payload = BENCHES.get(args.name)(args)
+    if payload is not None:
+        out = args.out or f"results/bench_{args.name}.json"
+        print(json.dumps(write_result(out, payload, watch.seconds(), started), indent=2))
 
 
 def _space_arg(args: argparse.Namespace):
@@ -418,12 +380,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="result JSON")
     p.set_defaults(func=_cmd_latency_check)
 
-    p = sub.add_parser("bench", help="benchmarks: 'flops' (cost table vs fvcore), 'supernet' (weight-sharing step "
-                                     "cost), 'dna-search' (exact search time, brute-force check), 'evaluators' (archs per minute), "
-                                     "'distill' (the distillation method table), 'supernet-ablation' (supernet training choices), "
-                                     "'latency' (latency tables vs measured)")
-    p.add_argument("name", choices=["flops", "supernet", "dna-search", "evaluators", "distill", "supernet-ablation",
-                                    "latency"])
+    from nas_kd.bench import BENCHES
+
+    p = sub.add_parser("bench", help="benchmarks: " + ", ".join(f"'{n}' ({BENCHES.get(n).__doc__})"
+                                                                 for n in BENCHES.available()))
+    p.add_argument("name", choices=BENCHES.available())
     p.add_argument("--threads", type=COUNT, default=2, help="torch threads (latency)")
     p.add_argument("--batch-sizes", type=COUNT, nargs="+", default=[1, 32], help="batch sizes (latency)")
     p.add_argument("--table", help="distill, supernet-ablation: the table file (rows x seeds), e.g. "
