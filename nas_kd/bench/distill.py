@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from nas_kd.bench.table import records, run_table
+from nas_kd.bench.table import finished, run_table
 from nas_kd.config import load_recipe
 
 KEEP = ("test_acc", "val_acc", "students_test_acc", "best_student", "mflops", "params", "seconds_per_epoch", "epochs",
@@ -22,10 +22,8 @@ def keep(final: dict[str, Any]) -> dict[str, Any]:
 def summarise(table: dict, table_path: str) -> dict[str, Any]:
     """Rows' mean +- std over the finished seeds, from the records."""
     rows = {}
-    for row in table["rows"]:
-        recs = records(table, row)
-        if not recs:
-            continue
+    done = finished(table)
+    for row, recs in done.items():
         accs = [r["test_acc"] for r in recs]
         mean = sum(accs) / len(accs)
         std = math.sqrt(sum((a - mean) ** 2 for a in accs) / (len(accs) - 1)) if len(accs) > 1 else None
@@ -33,7 +31,7 @@ def summarise(table: dict, table_path: str) -> dict[str, Any]:
                      "seconds_per_epoch": sum(r["seconds_per_epoch"] for r in recs) / len(recs),
                      "command": f"nas-kd bench distill --table {table_path} (row {row})",
                      "overrides": table["rows"][row]["set"]}
-    first = next((recs[0] for row in table["rows"] if (recs := records(table, row))), {})
+    first = next((recs[0] for recs in done.values()), {})
     base = load_recipe(table["recipe"])
     schedule = {"train_images": base.data.limit_train, "epochs": base.train.epochs, "batch_size": base.data.batch_size,
                 "augmentation": bool(base.data.augment_pad or base.data.flip), "lr": base.train.lr,

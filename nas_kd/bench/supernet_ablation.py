@@ -8,7 +8,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from nas_kd.bench.table import records, run_table
+from nas_kd.bench.table import finished, run_table
 
 SUBNETS = ("max", "min", "median")
 
@@ -25,10 +25,7 @@ def keep(final: dict[str, Any]) -> dict[str, Any]:
 def summarise(table: dict, table_path: str) -> dict[str, Any]:
     """Per row: each subnet's mean test accuracy over the finished seeds (and the seeds' values)."""
     rows = {}
-    for row in table["rows"]:
-        recs = records(table, row)
-        if not recs:
-            continue
+    for row, recs in finished(table).items():
         rows[row] = {f"{s}_acc": (statistics.mean(vals) if (vals := [r[f"{s}_acc"] for r in recs if r[f"{s}_acc"] is not None])
                                   else None) for s in SUBNETS}
         rows[row] |= {"seeds": [r["seed"] for r in recs], "per_seed": [{s: r[f"{s}_acc"] for s in SUBNETS} for r in recs],

@@ -99,9 +99,14 @@ def run_row(table: dict, row: str, seed: int, keep: Callable[[dict], dict], *, c
     return record
 
 
-def records(table: dict, row: str) -> list[dict[str, Any]]:
-    """The finished records of ``row``, seed by seed."""
-    return [json.loads(p.read_text()) for s in table["seeds"] if (p := Path(table["out"]) / f"{row}-s{s}.json").exists()]
+def finished(table: dict) -> dict[str, list[dict[str, Any]]]:
+    """``{row: its finished records, seed by seed}`` for the rows with at least one."""
+    out = {}
+    for row in table["rows"]:
+        recs = [json.loads(p.read_text()) for s in table["seeds"] if (p := Path(table["out"]) / f"{row}-s{s}.json").exists()]
+        if recs:
+            out[row] = recs
+    return out
 
 
 def run_table(table_path: str, trainer: str, keep: Callable[[dict], dict], summarise: Callable[[dict, str], dict],
