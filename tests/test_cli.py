@@ -1,5 +1,6 @@
 """Every nas-kd command once from the command line, on tiny synthetic data (claims about behaviour, not learning)."""
 import json
+import random
 
 import pytest
 
@@ -98,3 +99,34 @@ def test_user_errors_are_one_line_and_bugs_keep_their_traceback(monkeypatch, cap
     monkeypatch.setattr(standalone, "train_arch", bug)
     with pytest.raises(ValueError, match="a bug"):
         main(["train-arch", "--recipe", "recipes/arch_fmnist.yaml"])
+
+
+def test_search_under_a_latency_budget(synthetic_root, teacher_ckpt, tmp_path, capsys):
+    import search_spaces
+    from nas_kd.checkpoint import save_supernet
+    from nas_kd.latency import build_table, load_table
+    from nas_kd.provenance import write_result
+
+    space = search_spaces.get("resnet")
+    save_supernet(space.build_supernet(), tmp_path / "super.pt")
+    table_path = tmp_path / "table.json"
+    write_result(table_path, build_table(space, repeats=2, warmup=1, calibration_archs=0, show_progress=False), 0.0,
+                 {"command": "test", "git_commit": "test"})
+    table = load_table(table_path)
+    rng = random.Random(0)
+    typical = sorted(space.latency(space.sample(rng), table) for _ in range(9))[4]
+    budget = max(space.latency(space.min_arch(), table), typical)  # timings are noisy: the min arch must fit
+    args = sets(synthetic_root, tmp_path, teacher_ckpt, "run.name=s", "search.probe_size=16", "search.bn_batches=1",
+                "search.trials=4", "search.extra_evaluators=[]")
+    assert main(["search", "--recipe", "recipes/search_fmnist.yaml", "--evaluator", "params", "--strategy", "random",
+                 "--checkpoint", str(tmp_path / "super.pt"), "--budget-ms", str(budget), "--latency-table",
+                 str(table_path), *args]) == 0
+    result = json.loads((tmp_path / "s/search.json").read_text())
+    assert result["budget_ms"] == budget and result["best_predicted_latency_ms"] <= budget
+    assert result["best_measured_latency_ms"] > 0
+    rows = [json.loads(line) for line in (tmp_path / "s/candidates.jsonl").read_text().splitlines()]
+    assert rows and all(r["latency_ms"] <= budget for r in rows)
+    capsys.readouterr()
+    assert main(["search", "--recipe", "recipes/search_fmnist.yaml", "--checkpoint", str(tmp_path / "super.pt"),
+                 "--budget-ms", str(budget), *args, "--set", "run.name=t"]) == 2
+    assert "needs search.latency_table" in capsys.readouterr().err

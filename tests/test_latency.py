@@ -16,7 +16,7 @@ SHAPE = (1, 8, 8)  # tiny inputs: the table is timed in a second or two
 
 @pytest.fixture(scope="module")
 def table():
-    return build_table(search_spaces.get("resnet", input_shape=SHAPE), repeats=1, warmup=0, calibration_archs=0,
+    return build_table(search_spaces.get("resnet", input_shape=SHAPE), repeats=2, warmup=1, calibration_archs=0,
                        show_progress=False)
 
 
@@ -57,9 +57,9 @@ def test_a_table_for_another_shape_is_refused(table):
 
 def test_latency_budget_is_respected_by_every_strategy(table, tmp_path):
     space = search_spaces.get("resnet", input_shape=SHAPE)
-    lo, hi = space.latency(space.min_arch(), table), space.latency(space.max_arch(), table)
-    budget_ms = lo + 0.3 * (hi - lo)
-
+    lo = space.latency(space.min_arch(), table)
+    rng = random.Random(0)
+    budget_ms = max(lo, sorted(space.latency(space.sample(rng), table) for _ in range(9))[3])  # noisy timings
     def score(arch):
         return {"arch": arch, "mflops": space.flops(arch) / 1e6, "q": space.params(arch)}
 

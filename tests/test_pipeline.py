@@ -28,7 +28,9 @@ def test_run_pipeline_end_to_end_then_resume_skips_done_stages(tmp_path, synthet
     assert first["student_mflops"] <= 0.1 * first["teacher_mflops"] + 1e-9  # 10 % of the teacher by default
     assert 0 <= first["student_test_acc"] <= 1 and first["teacher_latency_ms_batch1_cpu"] > 0
     assert first["student_size_bytes"] > 0 and not first["supernet"]["reused"]
-    assert "test accuracy (%)" in capsys.readouterr().out  # the summary a person reads
+    shown = capsys.readouterr()
+    assert "test accuracy (%)" in shown.out  # the summary a person reads
+    assert "\r" not in shown.out + shown.err  # not a terminal: no progress-bar redraws, only per-epoch lines
     assert (base / "student" / "weights.pt").exists() and (base / "search" / "pareto.png").exists()
     mtimes = {p: (base / p).stat().st_mtime for p in ("supernet/final.json", "search/search.json", "student/weights.pt")}
     assert main(args) == 0  # everything is done: nothing is redone
