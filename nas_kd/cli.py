@@ -153,7 +153,12 @@ def _cmd_dna_search(args: argparse.Namespace) -> None:
 
         space = search_spaces.from_meta(tables)
         budgets += [f * space.flops(space.max_arch()) for f in args.budget_fraction]
-    result = exact_search(tables, budgets, k=args.k)
+    from nas_kd.latency import load_table
+
+    latency_table = load_table(args.latency_table) if args.latency_table else None
+    if not budgets and not args.budget_ms:
+        raise UserError("dna-search: give --budget-mflops, --budget-fraction or --budget-ms")
+    result = exact_search(tables, budgets, k=args.k, budgets_ms=args.budget_ms, latency_table=latency_table)
     print(f"exact search over {result['space_size']:.3g} architectures of {result['space']} "
           f"in {result['search_seconds']:.3f} s", file=sys.stderr)
     result = {"tables": args.tables, **result}
@@ -320,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tables", required=True, help="ranking tables (nas-kd dna-rank)")
     p.add_argument("--budget-mflops", type=POSITIVE, nargs="*", default=[], help="FLOPs budgets in MFLOPs")
     p.add_argument("--budget-fraction", type=FRACTION, nargs="*", default=[], help="budgets as fractions of the max FLOPs")
+    p.add_argument("--budget-ms", type=POSITIVE, nargs="*", default=[],
+                   help="latency budgets in ms, predicted from --latency-table (instead of FLOPs budgets)")
+    p.add_argument("--latency-table", help="a table from nas-kd latency-table (this machine)")
     p.add_argument("--k", type=COUNT, default=5, help="architectures returned per budget")
     p.add_argument("--out", help="result JSON to write")
     p.set_defaults(func=_cmd_dna_search)

@@ -193,21 +193,51 @@ def require_match(space, table: dict[str, Any]) -> None:
                         f"the search needs {want[0]} at {'x'.join(map(str, want[1]))} with {want[2]} classes")
 
 
+def _blocks_ms(space, table: dict[str, Any], blocks: list[dict[str, Any]], size: tuple[int, int]) -> tuple[float, tuple[int, int]]:
+    """Summed table times of consecutive spec ``blocks`` entered at ``size``, and the size they leave."""
+    total = 0.0
+    for b in blocks:
+        key = block_key(b, size)
+        if key not in table["blocks_ms"]:
+            require_match(space, table)
+            raise UserError(f"the latency table has no entry for block {key}: rebuild it with nas-kd latency-table")
+        total += table["blocks_ms"][key]
+        size = (conv_out(size[0], b["kernel"], b["stride"]), conv_out(size[1], b["kernel"], b["stride"]))
+    return total, size
+
+
+def stage_ms(space, table: dict[str, Any], stage: int, cand: dict[str, Any], cin: int) -> float:
+    """Uncalibrated table time of stage ``stage`` with the stage's choices ``cand`` fed ``cin`` channels."""
+    return _blocks_ms(space, table, space.stage_blocks(stage, cand, cin), space.stage_input_size(stage))[0]
+
+
+def fixed_ms(table: dict[str, Any], last_width: int) -> float:
+    """Uncalibrated table time outside the stages: the stem and the head after a last stage of ``last_width``."""
+    return table["stem_ms"] + table["head_ms"][str(last_width)]
+
+
+def calibrated(table: dict[str, Any], summed_ms: float) -> float:
+    """The table's calibration applied to a sum of its entries (an increasing line: budgets map back exactly)."""
+    return table["calibration"]["scale"] * summed_ms + table["calibration"]["offset"]
+
+
+def summed_budget(table: dict[str, Any], budget_ms: float) -> float:
+    """The uncalibrated sum that :func:`calibrated` maps to ``budget_ms``."""
+    scale = table["calibration"]["scale"]
+    if scale <= 0:
+        raise UserError(f"latency table calibration has scale {scale}: rebuild the table")
+    return (budget_ms - table["calibration"]["offset"]) / scale
+
+
 def predict_ms(space, arch: dict[str, Any], table: dict[str, Any]) -> float:
-    """Predicted latency of ``arch``: its blocks (in context), the stem and the head, summed from ``table``."""
+    """Predicted latency of ``arch``: its blocks (in context), the stem and the head, summed from ``table``
+    and calibrated."""
     spec = space.spec(space.validate(arch))
-    size = tuple(space.input_shape[1:])
-    total = table["stem_ms"]
+    size, total = tuple(space.input_shape[1:]), 0.0
     for blocks in spec["stages"]:
-        for b in blocks:
-            key = block_key(b, size)
-            if key not in table["blocks_ms"]:
-                require_match(space, table)
-                raise UserError(f"the latency table has no entry for block {key}: rebuild it with nas-kd latency-table")
-            total += table["blocks_ms"][key]
-            size = (conv_out(size[0], b["kernel"], b["stride"]), conv_out(size[1], b["kernel"], b["stride"]))
-    total += table["head_ms"][str(spec["head"]["in"])]
-    return table["calibration"]["scale"] * total + table["calibration"]["offset"]
+        ms, size = _blocks_ms(space, table, blocks, size)
+        total += ms
+    return calibrated(table, total + fixed_ms(table, spec["head"]["in"]))
 
 
 def check_predictions(space, table: dict[str, Any], archs: list[dict[str, Any]], *, device: str = "cpu",

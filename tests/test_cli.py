@@ -130,3 +130,29 @@ def test_search_under_a_latency_budget(synthetic_root, teacher_ckpt, tmp_path, c
     assert main(["search", "--recipe", "recipes/search_fmnist.yaml", "--checkpoint", str(tmp_path / "super.pt"),
                  "--budget-ms", str(budget), *args, "--set", "run.name=t"]) == 2
     assert "needs search.latency_table" in capsys.readouterr().err
+
+
+def test_dna_search_under_latency_budgets(tmp_path, capsys):
+    from nas_kd.dna.exact import exact_search
+    from nas_kd.latency import build_table
+    from nas_kd.provenance import write_result
+    import search_spaces
+
+    space = search_spaces.get("resnet", input_shape=(1, 8, 8))
+    rng = random.Random(0)
+    ranking = {"space": "resnet", "input_shape": [1, 8, 8], "num_classes": 10, "scores": ["rel_l1"],
+               "stages": [{"stage": i, "candidates": [{"cand": c, "rel_l1": rng.random()} for c in space.stage_candidates(i)]}
+                          for i in range(1, 5)]}
+    (tmp_path / "ranking.json").write_text(json.dumps(ranking))
+    table = build_table(space, repeats=1, warmup=0, calibration_archs=0, show_progress=False)
+    write_result(tmp_path / "lt.json", table, 0.0, {"command": "test", "git_commit": "test"})
+    typical = sorted(space.latency(space.sample(rng), table) for _ in range(9))[4]
+    budget = max(typical, space.latency(space.min_arch(), table))
+    found = exact_search(ranking, [], k=2, budgets_ms=[budget], latency_table=table, check_fvcore=False)
+    (top, *_), = found["by_budget"].values()
+    assert found["cost"] == "latency" and top["latency_ms"] <= budget and top["measured_latency_ms"] > 0
+    assert main(["dna-search", "--tables", str(tmp_path / "ranking.json"), "--budget-ms", str(budget),
+                 "--latency-table", str(tmp_path / "lt.json"), "--out", str(tmp_path / "out.json")]) == 0
+    assert main(["dna-search", "--tables", str(tmp_path / "ranking.json"), "--budget-ms", str(budget),
+                 "--budget-mflops", "5", "--latency-table", str(tmp_path / "lt.json")]) == 2
+    assert "not both" in capsys.readouterr().err

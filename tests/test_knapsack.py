@@ -74,3 +74,17 @@ def test_space_tables_price_archs_like_the_space():
         assert space.flops(arch) == r["flops"]
     lo = space.flops(space.min_arch())
     assert results[0]["flops"] >= lo
+
+
+def test_space_tables_on_latency_price_archs_like_the_latency_table():
+    from nas_kd.latency import build_table, calibrated
+
+    space = search_spaces.get("resnet", input_shape=(1, 8, 8))
+    table = build_table(space, repeats=1, warmup=0, calibration_archs=0, show_progress=False)
+    table["calibration"] = {"scale": 1.5, "offset": 0.25}
+    rng = np.random.default_rng(1)
+    scores = [rng.random(len(space.stage_candidates(i))) for i in range(1, 5)]
+    tables, cin, fixed = space_tables(space, scores, latency_table=table)
+    results = search(tables, cin, fixed, k=1)
+    for r in results[:: max(1, len(results) // 10)]:
+        assert calibrated(table, r["flops"] / 1e6) == pytest.approx(space.latency(to_arch(tables, r), table), abs=1e-5)

@@ -1,7 +1,7 @@
 """Exact search over every architecture of a staged space when stage scores add up.
 
 An architecture's score is the sum of its stages' scores (lower is better: a distillation loss)
-and its FLOPs are the stem and head plus each stage's FLOPs, which depend on the stage's choices
+and its FLOPs (or latency, from a per-block latency table) are the stem and head plus each stage's, which depend on the stage's choices
 and on the previous stage's width. That is a multiple-choice knapsack along a chain, solved
 exactly by dynamic programming over (stage, width): for each width of stage i, keep the partial
 architectures (stages 1..i) that are not dominated in (FLOPs, score) by k others of the same
@@ -15,6 +15,7 @@ this one is checked against brute-force enumeration in the tests and in ``nas-kd
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,17 +112,32 @@ def best_under(results: list[dict[str, Any]], budget: float, k: int = 1) -> list
     return sorted(fits, key=lambda r: (r["score"], r["flops"]))[:k]
 
 
-def space_tables(space, scores: list[np.ndarray], cands: list[list[dict]] | None = None) -> tuple[list[StageTable], int, dict[int, int]]:
+NS_PER_MS = 1_000_000
+
+
+def space_tables(space, scores: list[np.ndarray], cands: list[list[dict]] | None = None,
+                 latency_table: dict | None = None) -> tuple[list[StageTable], int, dict[int, int]]:
     """Tables of a :class:`search_spaces.StagedSpace` with per-stage ``scores`` (aligned with
-    ``space.stage_candidates(i)`` unless ``cands`` is given), its stage-1 input width and fixed FLOPs."""
+    ``space.stage_candidates(i)`` unless ``cands`` is given), its stage-1 input width and fixed costs.
+
+    The cost is FLOPs, or with ``latency_table`` the table's uncalibrated time in integer nanoseconds,
+    rounded up so that an arch within a budget (rounded down) is within it by prediction too (the knapsack
+    then bounds latency; :func:`nas_kd.latency.summed_budget` maps a budget onto it)."""
+    from nas_kd.latency import fixed_ms, stage_ms
+
+    def stage_cost(i: int, cand: dict, cin: int) -> int:
+        return space.stage_flops(i, cand, cin) if latency_table is None else \
+            math.ceil(NS_PER_MS * stage_ms(space, latency_table, i, cand, cin))
+
     tables = []
     for i in range(1, len(space.stages) + 1):
         cs = cands[i - 1] if cands is not None else space.stage_candidates(i)
         cins = [space.stem_width] if i == 1 else sorted(space.stages[i - 2].widths)
-        flops = {cin: np.array([space.stage_flops(i, c, cin) for c in cs], dtype=np.int64) for cin in cins}
+        cost = {cin: np.array([stage_cost(i, c, cin) for c in cs], dtype=np.int64) for cin in cins}
         width = np.array([c[f"stage{i}.width"] for c in cs])
-        tables.append(StageTable(cs, np.asarray(scores[i - 1], dtype=float), width, flops))
-    fixed = {w: space.fixed_flops(w) for w in space.stages[-1].widths}
+        tables.append(StageTable(cs, np.asarray(scores[i - 1], dtype=float), width, cost))
+    fixed = {w: space.fixed_flops(w) if latency_table is None else math.ceil(NS_PER_MS * fixed_ms(latency_table, w))
+             for w in space.stages[-1].widths}
     return tables, space.stem_width, fixed
 
 
