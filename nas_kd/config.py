@@ -33,6 +33,8 @@ class DataConfig:
     flip: bool = True  # horizontal flips, only where the dataset allows them
     limit_train: int | None = None
     limit_test: int | None = None
+    memory_limit_mb: float = 4096  # an image-folder dataset whose float images exceed this streams from disk
+    workers: int = 2  # processes decoding a streamed dataset's training batches
 
 
 @dataclass
@@ -227,6 +229,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
 RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     "data.val_size": (0, None, False), "data.batch_size": (1, None, False), "data.eval_batch_size": (1, None, False),
     "data.augment_pad": (0, None, False), "data.limit_train": (1, None, False), "data.limit_test": (1, None, False),
+    "data.memory_limit_mb": (0, None, False), "data.workers": (0, None, False),
     "train.epochs": (0, None, False), "train.lr": (0, None, True), "train.momentum": (0, 1, False),
     "train.weight_decay": (0, None, False), "train.warmup_epochs": (0, None, False),
     "train.label_smoothing": (0, 1, False), "train.checkpoint_every_steps": (0, None, False),

@@ -224,11 +224,21 @@ def _class_files(root: Path) -> dict[str, list[Path]]:
     return out
 
 
-def load_imagefolder(root: str | Path):
-    """Load an image-folder dataset: ``root/train/<class>/*.png`` and ``root/test/<class>/...`` (PNG, JPEG, ...),
+@dataclass
+class FileIndex:
+    """A dataset of image files, listed and checked but not decoded: labels, Pillow mode, (C, H, W)."""
+
+    train: tuple[list[Path], np.ndarray]
+    test: tuple[list[Path], np.ndarray]
+    mode: str
+    shape: tuple[int, int, int]
+
+
+def index_imagefolder(root: str | Path) -> FileIndex:
+    """List an image-folder dataset: ``root/train/<class>/*.png`` and ``root/test/<class>/...`` (PNG, JPEG, ...),
     or ``root/<class>/...`` split per class with a fixed seed (:data:`FOLDER_TEST_FRACTION` to test). Classes
-    are the sorted folder names; images are decoded with Pillow, grey if every one is greyscale, else RGB, and
-    must share one size (the message names a file that differs). Held in memory like every dataset here."""
+    are the sorted folder names; images are grey if every one is greyscale, else RGB, and must share the first
+    image's size (checked as each is decoded)."""
     from PIL import Image
 
     root = Path(root)
@@ -247,22 +257,33 @@ def load_imagefolder(root: str | Path):
             test[name], train[name] = [files[i] for i in order[:n_test]], [files[i] for i in order[n_test:]]
     everything = [f for split in (train, test) for files in split.values() for f in files]
     with Image.open(everything[0]) as first:
-        size = first.size
+        width, height = first.size
     grey = all(_mode_of(f) in ("L", "1") for f in everything)
-    out = []
-    for split in (train, test):
-        xs, ys = [], []
-        for label, files in enumerate(split.values()):
-            for f in files:
-                x = _read_image(f, "L" if grey else "RGB")
-                if (x.shape[2], x.shape[1]) != size:
-                    raise DatasetError(f"{f}: {x.shape[2]}x{x.shape[1]} pixels, but {everything[0]} is "
-                                       f"{size[0]}x{size[1]}: resize the images to one size")
-                xs.append(x)
-                ys.append(label)
-        c, h, w = (1 if grey else 3), size[1], size[0]
-        out.append(_pair(np.stack(xs) if xs else np.zeros((0, c, h, w), np.uint8), np.array(ys, np.int64), root, root))
-    return tuple(out)
+
+    def flat(split: dict[str, list[Path]]) -> tuple[list[Path], np.ndarray]:
+        pairs = [(f, label) for label, files in enumerate(split.values()) for f in files]
+        return [f for f, _ in pairs], np.array([label for _, label in pairs], np.int64)
+
+    return FileIndex(flat(train), flat(test), "L" if grey else "RGB", (1 if grey else 3, height, width))
+
+
+def decode(files: list[Path], mode: str, shape: tuple[int, int, int]) -> np.ndarray:
+    """uint8 (N, C, H, W) of ``files``; an unreadable file or one of another size is an error naming it."""
+    out = np.zeros((len(files), *shape), np.uint8)
+    for i, f in enumerate(files):
+        x = _read_image(f, mode)
+        if x.shape != shape:
+            raise DatasetError(f"{f}: {x.shape[2]}x{x.shape[1]} pixels, but the dataset's images are "
+                               f"{shape[2]}x{shape[1]}: resize the images to one size")
+        out[i] = x
+    return out
+
+
+def load_imagefolder(root: str | Path):
+    """Decode a whole image-folder dataset (:func:`index_imagefolder`) into memory."""
+    index = index_imagefolder(root)
+    return tuple(_pair(decode(files, index.mode, index.shape), labels, Path(root), Path(root))
+                 for files, labels in (index.train, index.test))
 
 
 def _mode_of(path: Path) -> str:
@@ -280,17 +301,15 @@ def _mode_of(path: Path) -> str:
 
 @dataclass
 class Split:
-    """Normalised images ``x`` (float32, NCHW) and labels ``y`` (int64)."""
+    """Normalised images ``x`` (float32, NCHW; a tensor, or :class:`LazyImages` decoded a batch at a time)
+    and labels ``y`` (int64)."""
 
-    x: torch.Tensor
+    x: "torch.Tensor | LazyImages"
     y: torch.Tensor
 
     def __len__(self) -> int:
         return len(self.y)
 
-    def head(self, n: int) -> "Split":
-        """The first ``n`` examples."""
-        return Split(self.x[:n], self.y[:n])
 
 
 @dataclass
@@ -319,11 +338,37 @@ class DataBundle:
 @dataclass(frozen=True)
 class DatasetKind:
     """How to read one kind of dataset: ``load(root)`` gives ``((x_train, y_train), (x_test, y_test))`` as
-    uint8 NCHW images and int64 labels; ``flip`` says whether horizontal flips keep labels valid."""
+    uint8 NCHW images and int64 labels; ``flip`` says whether horizontal flips keep labels valid;
+    ``index(root)``, for datasets of files, lists them without decoding, so one larger than memory streams."""
 
     load: Callable[[str | Path], tuple]
     flip: bool
     default_dir: str | None = None
+    index: Callable[[str | Path], FileIndex] | None = None
+
+
+class LazyImages:
+    """Image files decoded and normalised on access, indexable like the tensor it stands for (an int, a
+    slice or an index tensor gives a float32 NCHW tensor); ``workers`` processes decode training batches."""
+
+    def __init__(self, files: list[Path], mode: str, shape: tuple[int, int, int], mean: torch.Tensor,
+                 std: torch.Tensor, workers: int = 0) -> None:
+        self.files, self.mode, self.image_shape = files, mode, shape
+        self.mean, self.std, self.workers = mean, std, workers
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.files), *self.image_shape)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, key) -> torch.Tensor:
+        rows = range(len(self.files))[key] if isinstance(key, (slice, int)) else torch.as_tensor(key).tolist()
+        single = isinstance(rows, int)
+        raw = torch.from_numpy(decode([self.files[i] for i in ([rows] if single else rows)], self.mode, self.image_shape))
+        x = ((raw.float() / 255.0 - self.mean) / self.std).contiguous()
+        return x[0] if single else x
 
 
 DATASETS: Registry = Registry("dataset")
@@ -333,7 +378,7 @@ DATASETS.register("idx")(DatasetKind(load_idx, False))  # any IDX directory (no 
 DATASETS.register("cifar10")(DatasetKind(load_cifar10, True))
 DATASETS.register("cifar100")(DatasetKind(load_cifar100, True))
 DATASETS.register("npz")(DatasetKind(load_npz, False))  # your own arrays (no flips: their meaning is unknown)
-DATASETS.register("imagefolder")(DatasetKind(load_imagefolder, False))  # your own images, one folder per class
+DATASETS.register("imagefolder")(DatasetKind(load_imagefolder, False, index=index_imagefolder))  # one folder per class
 
 
 def dataset_kind(name: str) -> DatasetKind:
@@ -352,15 +397,23 @@ def load_dataset(
     split_seed: int = 0,
     limit_train: int | None = None,
     limit_test: int | None = None,
+    memory_limit_mb: float = 4096,
+    workers: int = 2,
 ) -> DataBundle:
     """Load the registered dataset ``name`` (:data:`DATASETS`) into normalised splits.
 
     The validation split is carved from the train set with a permutation seeded by
     ``split_seed``; the test set is kept apart. ``limit_*`` keep the first examples (for tests).
-    Normalisation uses the train split's per-channel mean and std.
+    Normalisation uses the train split's per-channel mean and std. A dataset of files (``kind.index``)
+    whose float images would take more than ``memory_limit_mb`` streams instead: :func:`_stream`.
     """
     kind = dataset_kind(name)
     root = root or default_root(name)
+    if kind.index is not None:
+        index = kind.index(root)
+        images = len(index.train[0]) + len(index.test[0])
+        if 4 * images * int(np.prod(index.shape)) > memory_limit_mb * 2**20:
+            return _stream(index, kind, val_size, split_seed, limit_train, limit_test, workers)
     (xtr, ytr), (xte, yte) = kind.load(root)
     if not 0 <= val_size < len(ytr):
         raise DatasetError(f"data.val_size={val_size} must be in [0, {len(ytr)})")
@@ -386,6 +439,41 @@ def load_dataset(
         input_shape=tuple(int(v) for v in xtr.shape[1:]),
         pad_value=(-mean / std).view(-1),
         flip=kind.flip,
+    )
+
+
+STATS_SAMPLE = 1000  # training images the mean and std of a streamed dataset are estimated from
+
+
+def _stream(index: FileIndex, kind: DatasetKind, val_size: int, split_seed: int, limit_train: int | None,
+            limit_test: int | None, workers: int) -> DataBundle:
+    """Splits of :class:`LazyImages`, drawn exactly as :func:`load_dataset` draws in-memory ones; the
+    normalisation statistics come from up to :data:`STATS_SAMPLE` seeded training images."""
+    files, ytr = index.train
+    test_files, yte = index.test
+    if not 0 <= val_size < len(ytr):
+        raise DatasetError(f"data.val_size={val_size} must be in [0, {len(ytr)})")
+    perm = torch.randperm(len(ytr), generator=torch.Generator().manual_seed(split_seed))
+    val_idx, train_idx = perm[:val_size], perm[val_size:]
+    if limit_train is not None:
+        train_idx = train_idx[:limit_train]
+        val_idx = val_idx[: max(1, min(val_size, limit_train // 5))]
+    if limit_test is not None:
+        test_files, yte = test_files[:limit_test], yte[:limit_test]
+    sample = train_idx[torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(split_seed))[:STATS_SAMPLE]]
+    x = torch.from_numpy(decode([files[i] for i in sample.tolist()], index.mode, index.shape)).float() / 255.0
+    mean, std = x.mean(dim=(0, 2, 3), keepdim=True), x.std(dim=(0, 2, 3), keepdim=True)
+    ytr, yte = torch.from_numpy(ytr), torch.from_numpy(yte)
+
+    def split(chosen: list[Path], labels: torch.Tensor, w: int = 0) -> Split:
+        return Split(LazyImages(chosen, index.mode, index.shape, mean, std, w), labels)
+
+    return DataBundle(
+        train=split([files[i] for i in train_idx.tolist()], ytr[train_idx], workers),
+        val=split([files[i] for i in val_idx.tolist()], ytr[val_idx]),
+        test=split(list(test_files), yte),
+        num_classes=int(max(ytr.max(), yte.max())) + 1, input_shape=index.shape,
+        pad_value=(-mean / std).view(-1), flip=kind.flip,
     )
 
 
@@ -442,15 +530,40 @@ class BatchIterator:
         with ``with_index``, ``index`` being the rows of the split (for per-example caches)."""
         n = len(self.split)
         order = torch.randperm(n, generator=_rng(self.seed, epoch)) if self.shuffle else torch.arange(n)
-        for step in range(start_step, len(self)):
-            idx = order[step * self.batch_size : (step + 1) * self.batch_size]
-            x, y = self.split.x[idx], self.split.y[idx]
+        steps = range(start_step, len(self))
+        chunks = [order[step * self.batch_size : (step + 1) * self.batch_size] for step in steps]
+        for step, idx, x in zip(steps, chunks, self._images(chunks)):
+            y = self.split.y[idx]
             if self.augment_pad or self.flip:
                 x = augment(x, _rng(self.seed, epoch, step), self.augment_pad, self.pad_value, self.flip)
             yield (x, y, idx) if self.with_index else (x, y)
 
+    def _images(self, chunks: list[torch.Tensor]) -> Iterator[torch.Tensor]:
+        """The images of each chunk of rows, in order: decoded ahead by worker processes when the split
+        streams from files, else sliced from memory."""
+        x = self.split.x
+        if isinstance(x, LazyImages) and x.workers > 0:
+            from torch.utils.data import DataLoader
+
+            yield from DataLoader(_Rows(x, chunks), batch_size=None, num_workers=x.workers, prefetch_factor=4)
+        else:
+            yield from (x[idx] for idx in chunks)
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return self.epoch(0)
+
+
+class _Rows:
+    """Chunks of rows of a :class:`LazyImages` as a map-style dataset (one decoded batch per item)."""
+
+    def __init__(self, images: LazyImages, chunks: list[torch.Tensor]) -> None:
+        self.images, self.chunks = images, chunks
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.images[self.chunks[i]]
 
 
 def load_data(recipe: "Recipe") -> DataBundle:
@@ -458,7 +571,7 @@ def load_data(recipe: "Recipe") -> DataBundle:
     d = recipe.data
     return load_dataset(
         d.dataset, d.root, val_size=d.val_size, split_seed=d.split_seed,
-        limit_train=d.limit_train, limit_test=d.limit_test,
+        limit_train=d.limit_train, limit_test=d.limit_test, memory_limit_mb=d.memory_limit_mb, workers=d.workers,
     )
 
 

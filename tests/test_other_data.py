@@ -136,3 +136,32 @@ def test_imagefolder_errors_name_the_file(tmp_path):
         load_imagefolder(tmp_path / "c")
     with pytest.raises(DatasetError, match="no class folders"):
         load_imagefolder(tmp_path / "c" / "cat")
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_an_image_folder_larger_than_memory_streams_the_same_batches(tmp_path, workers):
+    from nas_kd.data import BatchIterator, LazyImages, load_dataset
+
+    write_folder(tmp_path / "train", per_class=12)
+    write_folder(tmp_path / "test", per_class=3, seed=1)
+    eager = load_dataset("imagefolder", str(tmp_path), val_size=4)
+    lazy = load_dataset("imagefolder", str(tmp_path), val_size=4, memory_limit_mb=0, workers=workers)
+    assert isinstance(lazy.train.x, LazyImages) and not isinstance(eager.train.x, LazyImages)
+    assert lazy.input_shape == eager.input_shape and lazy.train.x.shape == eager.train.x.shape
+    assert torch.equal(lazy.val.y, eager.val.y) and torch.allclose(lazy.test.x[:5], eager.test.x[:5], atol=1e-5)
+    kw = dict(shuffle=True, seed=3, augment_pad=2, flip=True)
+    batches = [list(BatchIterator(d.train, 7, pad_value=d.pad_value, **kw).epoch(1, start_step=1)) for d in (eager, lazy)]
+    assert len(batches[0]) == len(batches[1]) == 2
+    for (xe, ye), (xl, yl) in zip(*batches):
+        assert torch.equal(ye, yl) and torch.allclose(xe, xl, atol=1e-5)
+
+
+def test_a_streamed_image_that_is_broken_is_named_when_read(tmp_path):
+    from nas_kd.data import DatasetError, load_dataset
+
+    write_folder(tmp_path, per_class=6)
+    data = load_dataset("imagefolder", str(tmp_path), val_size=2, memory_limit_mb=0, workers=0)
+    victim = data.test.x.files[0]
+    victim.write_bytes(b"broken")
+    with pytest.raises(DatasetError, match=f"{victim.name}: not a readable image"):
+        data.test.x[:3]
