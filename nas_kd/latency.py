@@ -9,6 +9,7 @@ prediction of an arch is the sum of its blocks, stem and head: :func:`predict_ms
 from __future__ import annotations
 
 import datetime
+import itertools
 import json
 import platform
 import statistics
@@ -75,7 +76,7 @@ def block_variants(space) -> dict[str, tuple[dict[str, Any], tuple[int, int]]]:
         size = space.stage_input_size(i)
         after = (conv_out(size[0], 3, st.stride), conv_out(size[1], 3, st.stride))
         cins = [space.stem_width] if i == 1 else sorted(space.stages[i - 2].widths)
-        choice_sets = [dict(zip(st.block_choices, combo)) for combo in _product(st.block_choices)]
+        choice_sets = [dict(zip(st.block_choices, combo)) for combo in itertools.product(*st.block_choices.values())]
         for width in st.widths:
             for choices in choice_sets:
                 for cin in cins:  # the first block: any width of the previous stage, at the stage's input size
@@ -87,13 +88,9 @@ def block_variants(space) -> dict[str, tuple[dict[str, Any], tuple[int, int]]]:
     return out
 
 
-def _product(choices: dict[str, tuple]) -> list[tuple]:
-    import itertools
-
-    return list(itertools.product(*choices.values()))
-
-
 class _Head(nn.Module):
+    """A network's head alone (pool, flatten, linear), as :class:`nas_kd.subnet.StaticNet` ends."""
+
     def __init__(self, width: int, classes: int) -> None:
         super().__init__()
         self.pool, self.flat, self.fc = nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, classes)
