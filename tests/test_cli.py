@@ -83,7 +83,18 @@ def test_ground_truth_command_runs_one_job(synthetic_root, teacher_ckpt, tmp_pat
 def test_bench_flops(tmp_path):
     out = tmp_path / "bench.json"
     assert main(["bench", "flops", "--num-archs", "2", "--spaces", "resnet", "--out", str(out)]) == 0
-    assert json.loads(out.read_text())["command"]
+    result = json.loads(out.read_text())
+    assert result["command"] and result["spaces"]["resnet"]["all_equal"]
+    assert all(result["spaces"]["resnet"]["equal_at_shapes"].values())
+
+
+def test_bench_latency(tmp_path):
+    out = tmp_path / "latency.json"
+    assert main(["bench", "latency", "--num-archs", "3", "--spaces", "resnet", "--batch-sizes", "1", "--threads", "1",
+                 "--out", str(out)]) == 0
+    b1 = json.loads(out.read_text())["spaces"]["resnet"]["batch_1"]
+    assert b1["num_archs"] == 3 and 0 <= b1["mape"] and 0 <= b1["within_10pct"] <= 1 and len(b1["archs"]) == 3
+    assert {"spearman", "flops_spearman", "calibration", "machine"} <= set(b1)
 
 
 def test_user_errors_are_one_line_and_bugs_keep_their_traceback(monkeypatch, capsys):
