@@ -135,8 +135,8 @@ def run_acceptance(recipe: Recipe, *, band: str, evaluator: str, strategy: str, 
         "picks": {n: {"arch": a, "arch_id": arch_id(a), "mflops": sp.flops(a) / 1e6, "params": sp.params(a),
                       "accs": accs[n], "mean": mean[n], "std": std[n]} for n, a in chosen.items()},
     }
-    payload = write_result(Path(result).with_suffix(".json"), payload, watch.seconds(), started)
-    write_markdown(payload, Path(result).with_suffix(".md"))
+    payload = write_result(Path(f"{result}.json"), payload, watch.seconds(), started)  # a name may hold dots
+    write_markdown(payload, Path(f"{result}.md"))
     return payload
 
 
