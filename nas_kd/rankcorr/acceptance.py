@@ -83,8 +83,8 @@ def picks(recipe: Recipe, band: str, out: Path, evaluator: str, strategy: str, t
         if path.exists():
             candidates.append((json.loads(path.read_text())["val_acc"], arch))
     chosen = {
-        "searched": _search(recipe, out, evaluator, strategy, trials, budget, f"search-{evaluator}-{strategy}"),
-        "maxflops": _search(recipe, out, "flops", "evolution", 600, budget, "search-maxflops"),
+        "searched": _search(recipe, out, evaluator, strategy, trials, budget, f"search-b{band}-{evaluator}-{strategy}"),
+        "maxflops": _search(recipe, out, "flops", "evolution", 600, budget, f"search-b{band}-maxflops"),
         "handcrafted": handcrafted_arch(space, budget),
     }
     if len(candidates) == 10:  # else picked by a later run, once the ground truth has them
