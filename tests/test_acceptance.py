@@ -25,7 +25,7 @@ def test_acceptance_trains_missing_seeds_and_writes_the_table(tmp_path, monkeypa
                                                            f"rankcorr.records={tmp_path}/gt/records"])
     space = search_spaces.get("resnet")
     band = "0.12"
-    monkeypatch.setattr(acceptance, "_search", lambda *a: space.max_arch() if a[-1] == "search-maxflops" else space.min_arch())
+    monkeypatch.setattr(acceptance, "_search", lambda *a: space.max_arch() if a[-1].endswith("maxflops") else space.min_arch())
     assert "random_best" not in acceptance.picks(r, band, tmp_path, "kl", "evolution", 5)  # no ground truth yet
     (tmp_path / "gt/records").mkdir(parents=True)
     for i, arch in enumerate(gt.study_bands(r)[band][:10]):
@@ -43,10 +43,20 @@ def test_acceptance_trains_missing_seeds_and_writes_the_table(tmp_path, monkeypa
 
     monkeypatch.setattr(gt, "train_job", fake)
     result = acceptance.run_acceptance(r, band=band, evaluator="kl", strategy="evolution", trials=5,
-                                       result=str(tmp_path / "search_fmnist"), show_progress=False)
+                                       result=str(tmp_path / "search_b0.12"), show_progress=False)
     assert len(trained) == 3 * 3 + 1  # three picks x 3 seeds, plus seed 2 of the best random arch
     assert result["student_acc"] == pytest.approx(0.951) and result["p_value"] < 0.01
     assert result["random_best_acc"] == pytest.approx((0.909 + 0.909 + 0.902) / 3)
     assert set(result) >= {"budget_mflops", "student_mflops", "student_acc", "student_acc_std", "random_best_acc",
                            "handcrafted_acc", "maxflops_acc", "p_value", "command", "git_commit", "wall_seconds"}
-    assert "| searched |" in (tmp_path / "search_fmnist.md").read_text()
+    assert "| searched |" in (tmp_path / "search_b0.12.md").read_text()  # the band's dots stay in the name
+    assert json.loads((tmp_path / "search_b0.12.json").read_text())["student_acc"] == result["student_acc"]
+
+
+def test_each_band_searches_in_its_own_run(tmp_path, monkeypatch):
+    r = load_recipe("recipes/search_quality_fmnist.yaml", [f"run.out_dir={tmp_path}"])
+    names = []
+    monkeypatch.setattr(acceptance, "_search", lambda *a: names.append(a[-1]) or search_spaces.get("resnet").min_arch())
+    for band in ("0.06", "0.12"):
+        acceptance.picks(r, band, tmp_path, "kl", "evolution", 5)
+    assert len(names) == len(set(names)) == 4
