@@ -415,13 +415,7 @@ def load_dataset(
         if 4 * images * int(np.prod(index.shape)) > memory_limit_mb * 2**20:
             return _stream(index, kind, val_size, split_seed, limit_train, limit_test, workers)
     (xtr, ytr), (xte, yte) = kind.load(root)
-    if not 0 <= val_size < len(ytr):
-        raise DatasetError(f"data.val_size={val_size} must be in [0, {len(ytr)})")
-    perm = torch.randperm(len(ytr), generator=torch.Generator().manual_seed(split_seed))
-    val_idx, train_idx = perm[:val_size], perm[val_size:]
-    if limit_train is not None:
-        train_idx = train_idx[:limit_train]
-        val_idx = val_idx[: max(1, min(val_size, limit_train // 5))]
+    train_idx, val_idx = _split_rows(len(ytr), val_size, split_seed, limit_train)
     if limit_test is not None:
         xte, yte = xte[:limit_test], yte[:limit_test]
     xtrain = xtr[train_idx].float() / 255.0
@@ -442,6 +436,19 @@ def load_dataset(
     )
 
 
+def _split_rows(n: int, val_size: int, split_seed: int, limit_train: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train rows, validation rows) of a training set of ``n``: a permutation seeded by ``split_seed``;
+    ``limit_train`` keeps the first training rows and a fifth as many validation rows."""
+    if not 0 <= val_size < n:
+        raise DatasetError(f"data.val_size={val_size} must be in [0, {n})")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(split_seed))
+    val_idx, train_idx = perm[:val_size], perm[val_size:]
+    if limit_train is not None:
+        train_idx = train_idx[:limit_train]
+        val_idx = val_idx[: max(1, min(val_size, limit_train // 5))]
+    return train_idx, val_idx
+
+
 STATS_SAMPLE = 1000  # training images the mean and std of a streamed dataset are estimated from
 
 
@@ -451,13 +458,7 @@ def _stream(index: FileIndex, kind: DatasetKind, val_size: int, split_seed: int,
     normalisation statistics come from up to :data:`STATS_SAMPLE` seeded training images."""
     files, ytr = index.train
     test_files, yte = index.test
-    if not 0 <= val_size < len(ytr):
-        raise DatasetError(f"data.val_size={val_size} must be in [0, {len(ytr)})")
-    perm = torch.randperm(len(ytr), generator=torch.Generator().manual_seed(split_seed))
-    val_idx, train_idx = perm[:val_size], perm[val_size:]
-    if limit_train is not None:
-        train_idx = train_idx[:limit_train]
-        val_idx = val_idx[: max(1, min(val_size, limit_train // 5))]
+    train_idx, val_idx = _split_rows(len(ytr), val_size, split_seed, limit_train)
     if limit_test is not None:
         test_files, yte = test_files[:limit_test], yte[:limit_test]
     sample = train_idx[torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(split_seed))[:STATS_SAMPLE]]
