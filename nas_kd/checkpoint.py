@@ -11,6 +11,7 @@ import torch
 
 import search_spaces
 from nas_kd.errors import UserError
+from nas_kd.subnet import shape_text
 
 
 class CheckpointError(UserError):
@@ -84,8 +85,8 @@ def load_supernet(path: str | Path, input_shape: tuple[int, int, int] | None = N
         raise CheckpointError(f"{path}: a nas_kd checkpoint, but not of a supernet (no 'supernet' metadata)")
     space = search_spaces.from_meta(meta)
     if input_shape is not None and tuple(input_shape) != space.input_shape:
-        raise UserError(f"{path}: the supernet was trained for {'x'.join(map(str, space.input_shape))} inputs, but the "
-                        f"data is {'x'.join(map(str, input_shape))}; train a supernet for this data (nas-kd train-supernet)")
+        raise UserError(f"{path}: the supernet was trained for {shape_text(space.input_shape)} inputs, but the "
+                        f"data is {shape_text(input_shape)}; train a supernet for this data (nas-kd train-supernet)")
     net = space.build_supernet(kernel_transform=meta["kernel_transform"])
     try:
         net.load_state_dict(ckpt["model"])

@@ -228,7 +228,7 @@ def _cmd_latency_check(args: argparse.Namespace) -> None:
     table = load_table(args.table)
     space = search_spaces.from_meta(table)
     rng = random.Random(f"latency-check-{args.seed}")
-    found = check_predictions(space, table, [space.sample(rng) for _ in range(args.num_archs)], device=table["device"])
+    found = check_predictions(space, table, [space.sample(rng) for _ in range(args.num_archs)])
     payload = {"table": args.table, **found}
     if args.out:
         payload = write_result(args.out, payload, watch.seconds(), started)

@@ -11,6 +11,7 @@ import gzip
 import io
 import os
 import pickle
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
@@ -198,15 +199,27 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 FOLDER_TEST_FRACTION = 0.2  # without train/ and test/ sub-folders: this share of each class is the test split
 
 
-def _read_image(path: Path, mode: str) -> np.ndarray:
-    """One image file as uint8 (C, H, W), decoded by Pillow in ``mode`` (``L`` or ``RGB``)."""
+@contextmanager
+def _open_image(path: Path):
+    """The Pillow image at ``path``; an unreadable file is a :class:`DatasetError` naming it."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
-            arr = np.asarray(im.convert(mode), dtype=np.uint8)
+            yield im
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise DatasetError(f"{path}: not a readable image ({e})") from None
+
+
+def _mode(path: Path) -> str:
+    with _open_image(path) as im:
+        return im.mode
+
+
+def _read_image(path: Path, mode: str) -> np.ndarray:
+    """One image file as uint8 (C, H, W), decoded by Pillow in ``mode`` (``L`` or ``RGB``)."""
+    with _open_image(path) as im:
+        arr = np.asarray(im.convert(mode), dtype=np.uint8)
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
 
@@ -239,8 +252,6 @@ def index_imagefolder(root: str | Path) -> FileIndex:
     or ``root/<class>/...`` split per class with a fixed seed (:data:`FOLDER_TEST_FRACTION` to test). Classes
     are the sorted folder names; images are grey if every one is greyscale, else RGB, and must share the first
     image's size (checked as each is decoded)."""
-    from PIL import Image
-
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: dataset directory does not exist")
@@ -256,9 +267,9 @@ def index_imagefolder(root: str | Path) -> FileIndex:
             n_test = int(round(FOLDER_TEST_FRACTION * len(files)))
             test[name], train[name] = [files[i] for i in order[:n_test]], [files[i] for i in order[n_test:]]
     everything = [f for split in (train, test) for files in split.values() for f in files]
-    with Image.open(everything[0]) as first:
+    with _open_image(everything[0]) as first:
         width, height = first.size
-    grey = all(_mode_of(f) in ("L", "1") for f in everything)
+    grey = all(_mode(f) in ("L", "1") for f in everything)
 
     def flat(split: dict[str, list[Path]]) -> tuple[list[Path], np.ndarray]:
         pairs = [(f, label) for label, files in enumerate(split.values()) for f in files]
@@ -279,21 +290,15 @@ def decode(files: list[Path], mode: str, shape: tuple[int, int, int]) -> np.ndar
     return out
 
 
-def load_imagefolder(root: str | Path):
-    """Decode a whole image-folder dataset (:func:`index_imagefolder`) into memory."""
-    index = index_imagefolder(root)
+def decode_index(index: FileIndex, root: str | Path):
+    """Every file of ``index`` decoded: ``((x_train, y_train), (x_test, y_test))`` like a ``load``."""
     return tuple(_pair(decode(files, index.mode, index.shape), labels, Path(root), Path(root))
                  for files, labels in (index.train, index.test))
 
 
-def _mode_of(path: Path) -> str:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            return im.mode
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise DatasetError(f"{path}: not a readable image ({e})") from None
+def load_imagefolder(root: str | Path):
+    """Decode a whole image-folder dataset (:func:`index_imagefolder`) into memory."""
+    return decode_index(index_imagefolder(root), root)
 
 
 # Horizontal flips keep the label for clothes and natural images, not for digits.
@@ -409,12 +414,14 @@ def load_dataset(
     """
     kind = dataset_kind(name)
     root = root or default_root(name)
-    if kind.index is not None:
+    if kind.index is None:
+        (xtr, ytr), (xte, yte) = kind.load(root)
+    else:  # listed once: streamed if too large, else decoded from the same listing
         index = kind.index(root)
         images = len(index.train[0]) + len(index.test[0])
         if 4 * images * int(np.prod(index.shape)) > memory_limit_mb * 2**20:
             return _stream(index, kind, val_size, split_seed, limit_train, limit_test, workers)
-    (xtr, ytr), (xte, yte) = kind.load(root)
+        (xtr, ytr), (xte, yte) = decode_index(index, root)
     train_idx, val_idx = _split_rows(len(ytr), val_size, split_seed, limit_train)
     if limit_test is not None:
         xte, yte = xte[:limit_test], yte[:limit_test]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import itertools
 import json
+from contextlib import contextmanager
 import platform
 import statistics
 import time
@@ -24,7 +25,7 @@ from nas_kd.errors import UserError
 from nas_kd.families import FAMILIES
 from nas_kd.flops import conv_out
 from nas_kd.layers import ConvBN
-from nas_kd.subnet import BLOCK_KEYS, StaticNet
+from nas_kd.subnet import BLOCK_KEYS, StaticNet, shape_text
 
 FORMAT = "nas_kd.latency_table.v1"
 
@@ -60,6 +61,20 @@ def time_ms(model: nn.Module, x: torch.Tensor, repeats: int = 20, warmup: int = 
         _sync(x.device)
         best = min(best, (time.perf_counter() - start) / calls)
     return 1000 * best
+
+
+@contextmanager
+def torch_threads(threads: int | None):
+    """Run the block with ``threads`` torch threads (``None``: as they are), restoring the count after."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        if threads < 1:
+            raise UserError(f"--threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def model_latency_ms(model: nn.Module, input_shape: tuple[int, ...], *, batch_size: int = 1, device: str = "cpu",
@@ -109,17 +124,12 @@ def build_table(space, *, device: str = "cpu", batch_size: int = 1, threads: int
 
     if batch_size < 1 or repeats < 1 or warmup < 0:
         raise UserError(f"latency table: batch size, repeats >= 1 and warm-up >= 0, got {batch_size}, {repeats}, {warmup}")
-    before = torch.get_num_threads()
-    if threads is not None:
-        if threads < 1:
-            raise UserError(f"--threads must be >= 1, got {threads}")
-        torch.set_num_threads(threads)
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device here")
     family = FAMILIES.get(space.family)
     started = time.perf_counter()
-    try:
+    with torch_threads(threads):
         torch.manual_seed(0)
         blocks = {}
         for key, (b, (h, w)) in tqdm(block_variants(space).items(), desc=f"latency {space.name}",
@@ -136,12 +146,10 @@ def build_table(space, *, device: str = "cpu", batch_size: int = 1, threads: int
                  "stem_ms": stem, "head_ms": heads, "blocks_ms": blocks, "calibration": {"scale": 1.0, "offset": 0.0}}
         table["calibration"] = calibrate(space, table, calibration_archs, seed, device=device, batch_size=batch_size,
                                          repeats=repeats, warmup=warmup)
-    finally:
-        torch.set_num_threads(before)
+        threads_used = torch.get_num_threads()
     return {
-        "format": FORMAT, "space": space.name, "input_shape": list(space.input_shape), "num_classes": space.num_classes,
-        "device": str(dev), "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine(),
-        "machine": platform.node(), "torch": torch.__version__, "threads": threads or before, "batch_size": batch_size,
+        "format": FORMAT, "device": str(dev), "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine(),
+        "machine": platform.node(), "torch": torch.__version__, "threads": threads_used, "batch_size": batch_size,
         "repeats": repeats, "warmup": warmup, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "build_seconds": round(time.perf_counter() - started, 2), **table,
     }
@@ -186,8 +194,8 @@ def require_match(space, table: dict[str, Any]) -> None:
     made = (table["space"], tuple(table["input_shape"]), table["num_classes"])
     want = (space.name, space.input_shape, space.num_classes)
     if made != want:
-        raise UserError(f"the latency table is for {made[0]} at {'x'.join(map(str, made[1]))} with {made[2]} classes, "
-                        f"the search needs {want[0]} at {'x'.join(map(str, want[1]))} with {want[2]} classes")
+        raise UserError(f"the latency table is for {made[0]} at {shape_text(made[1])} with {made[2]} classes, "
+                        f"the search needs {want[0]} at {shape_text(want[1])} with {want[2]} classes")
 
 
 def _blocks_ms(space, table: dict[str, Any], blocks: list[dict[str, Any]], size: tuple[int, int]) -> tuple[float, tuple[int, int]]:
@@ -237,23 +245,24 @@ def predict_ms(space, arch: dict[str, Any], table: dict[str, Any]) -> float:
     return calibrated(table, total + fixed_ms(table, spec["head"]["in"]))
 
 
-def check_predictions(space, table: dict[str, Any], archs: list[dict[str, Any]], *, device: str = "cpu",
-                      threads: int | None = None, repeats: int = 20) -> dict[str, Any]:
-    """Time real networks of ``archs`` with the table's batch size and threads and compare with the
-    predictions: Spearman, mean absolute percentage error (a fraction), share within +-10 %, and the Spearman
-    of FLOPs with the measured latency, for contrast."""
+def measured_ms(space, arch: dict[str, Any], table: dict[str, Any], repeats: int = 20) -> float:
+    """``arch``'s latency measured here as ``table`` was timed (its device, batch size and threads), to set
+    beside the table's prediction."""
+    with torch_threads(table["threads"]):
+        return model_latency_ms(StaticNet(space.spec(arch)), space.input_shape, batch_size=table["batch_size"],
+                                device=table["device"], repeats=repeats)
+
+
+def check_predictions(space, table: dict[str, Any], archs: list[dict[str, Any]], repeats: int = 20) -> dict[str, Any]:
+    """Time real networks of ``archs`` as the table was timed and compare with the predictions: Spearman,
+    mean absolute percentage error (a fraction), share within +-10 %, and the Spearman of FLOPs with the
+    measured latency, for contrast."""
     import numpy as np
     from scipy.stats import spearmanr
 
     require_match(space, table)
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads or table["threads"])
-    try:
-        rows = [{"arch": a, "mflops": space.flops(a) / 1e6, "predicted_ms": predict_ms(space, a, table),
-                 "measured_ms": model_latency_ms(StaticNet(space.spec(a)), space.input_shape, device=device,
-                                                 batch_size=table["batch_size"], repeats=repeats)} for a in archs]
-    finally:
-        torch.set_num_threads(before)
+    rows = [{"arch": a, "mflops": space.flops(a) / 1e6, "predicted_ms": predict_ms(space, a, table),
+             "measured_ms": measured_ms(space, a, table, repeats)} for a in archs]
     pred = np.array([r["predicted_ms"] for r in rows])
     meas = np.array([r["measured_ms"] for r in rows])
     err = np.abs(pred - meas) / meas

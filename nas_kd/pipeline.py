@@ -34,6 +34,7 @@ def supernet_mismatches(recipe: Recipe, checkpoint: str | Path, num_classes: int
     """Why the trained supernet at ``checkpoint`` does not fit ``recipe`` and its data (empty: it does)."""
     import search_spaces
     from nas_kd.checkpoint import load_checkpoint
+    from nas_kd.subnet import shape_text
 
     path = Path(checkpoint)
     if not path.exists():
@@ -45,8 +46,8 @@ def supernet_mismatches(recipe: Recipe, checkpoint: str | Path, num_classes: int
     elif (space := search_spaces.from_meta(meta)).num_classes != num_classes:
         found.append(f"num_classes: the checkpoint has {space.num_classes}, the data has {num_classes}")
     elif space.input_shape != tuple(input_shape):
-        found.append(f"input_shape: the checkpoint has {'x'.join(map(str, space.input_shape))}, "
-                     f"the data has {'x'.join(map(str, input_shape))}")
+        found.append(f"input_shape: the checkpoint has {shape_text(space.input_shape)}, "
+                     f"the data has {shape_text(input_shape)}")
     record = path.with_suffix(".json")
     if not record.exists():
         return [*found, f"no {record.name} beside it to say which teacher and data trained it"]

@@ -30,6 +30,11 @@ Spec = dict[str, Any]
 BLOCK_KEYS = ("in", "out", "stride", "kernel", "mid", "shortcut")
 
 
+def shape_text(shape) -> str:
+    """An input shape (C, H, W) as people write it in messages: ``3x32x32``."""
+    return "x".join(map(str, shape))
+
+
 def zero_init_residual(model: nn.Module) -> nn.Module:
     """Zero the last BatchNorm scale of every residual block (static or elastic) in ``model``.
 

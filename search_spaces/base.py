@@ -23,7 +23,7 @@ import nni.mutable as nm
 
 from nas_kd.errors import BudgetError, UserError
 from nas_kd.flops import conv_bn_cost
-from nas_kd.subnet import Spec, block_cost, spec_cost
+from nas_kd.subnet import Spec, block_cost, shape_text, spec_cost
 
 Arch = dict[str, Any]
 DEFAULT_INPUT_SHAPE = (1, 28, 28)
@@ -251,4 +251,4 @@ class StagedSpace:
 
     def describe(self) -> str:
         """``name`` plus its input shape and classes, for messages."""
-        return f"{self.name} ({'x'.join(map(str, self.input_shape))} input, {self.num_classes} classes)"
+        return f"{self.name} ({shape_text(self.input_shape)} input, {self.num_classes} classes)"

@@ -20,7 +20,7 @@ def bench_latency(spaces: list[str], num_archs: int = 50, threads: int = 2, batc
         out["spaces"][name] = {}
         for bs in batch_sizes:
             table = build_table(space, batch_size=bs, threads=threads, show_progress=show_progress)
-            check = check_predictions(space, table, archs, threads=threads)
+            check = check_predictions(space, table, archs)
             out["spaces"][name][f"batch_{bs}"] = {
                 **{k: v for k, v in check.items() if k != "archs"},
                 "table_build_seconds": table["build_seconds"], "table_entries": len(table["blocks_ms"]),

@@ -23,7 +23,7 @@ def exact_search(tables: dict[str, Any], budgets_flops: list[float], k: int = 5,
     on the table's times): one kind per search, since the exact search bounds one cost. Each latency budget's
     best arch is also timed here."""
     from nas_kd.errors import UserError
-    from nas_kd.latency import model_latency_ms, predict_ms, require_match, summed_budget
+    from nas_kd.latency import measured_ms, predict_ms, require_match, summed_budget
 
     space = search_spaces.from_meta(tables)
     budgets_ms = budgets_ms or []
@@ -57,8 +57,7 @@ def exact_search(tables: dict[str, Any], budgets_flops: list[float], k: int = 5,
             if check_fvcore and not top:
                 entry["fvcore_flops"] = count_flops(StaticNet(space.spec(arch)), (1, *space.input_shape))
             if on_latency and not top:
-                entry["measured_latency_ms"] = model_latency_ms(StaticNet(space.spec(arch)), space.input_shape,
-                                                                batch_size=latency_table["batch_size"])
+                entry["measured_latency_ms"] = measured_ms(space, arch, latency_table)
             top.append(entry)
         by_budget[f"{b:g}ms" if on_latency else f"{b / 1e6:.3f}"] = top
     cost = (lambda r: {"latency_ms": calibrated_ms(latency_table, r["flops"])}) if on_latency else \

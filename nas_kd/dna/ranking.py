@@ -30,6 +30,7 @@ from nas_kd.dna.blockwise import BlockwiseSupernet, load_blockwise, teacher_chan
 from nas_kd.errors import UserError
 from nas_kd.features import capture
 from nas_kd.provenance import Stopwatch, origin, write_result
+from nas_kd.subnet import shape_text
 from nas_kd.teacher import load_teacher
 
 SCORES = ("rel_l1", "nmse", "cosine", "mse")
@@ -76,7 +77,7 @@ def rank_stages(recipe: Recipe, checkpoint: str | Path, out: str | Path, show_pr
     space, tstages = model.space, recipe.teacher.stages
     if tuple(data.input_shape) != model.space.input_shape:
         raise UserError(f"{checkpoint} was trained on {model.space.describe()}, the data is "
-                        f"{'x'.join(map(str, data.input_shape))}")
+                        f"{shape_text(data.input_shape)}")
     widths = teacher_channels(teacher, tstages, data.input_shape)
     if list(widths) != list(model.teacher_widths):
         raise UserError(f"{checkpoint} was trained against teacher stages of widths {list(model.teacher_widths)}, "

@@ -17,6 +17,7 @@ from nas_kd.errors import UserError
 from nas_kd.evaluation import evaluate
 from nas_kd.evaluators.similarity import centred_gram, rdm
 from nas_kd.features import capture
+from nas_kd.subnet import shape_text
 from nas_kd.supernet import Supernet
 
 
@@ -48,7 +49,7 @@ class EvalContext:
             raise UserError(f"probe_size must be >= 3 (RDMs need pairs), got {probe_size}")
         if (supernet.space.input_shape, supernet.space.num_classes) != (tuple(data.input_shape), data.num_classes):
             raise UserError(f"the supernet is built for {supernet.space.describe()}, the data has "
-                            f"{'x'.join(map(str, data.input_shape))} images and {data.num_classes} classes")
+                            f"{shape_text(data.input_shape)} images and {data.num_classes} classes")
         calib = []
         for x, _ in BatchIterator(data.train, batch_size, shuffle=True, seed=seed).epoch(0):
             if len(calib) == bn_batches:

@@ -19,7 +19,7 @@ from nas_kd.data import load_data
 from nas_kd.device import resolve_device
 from nas_kd.errors import UserError
 from nas_kd.evaluators import EVALUATORS, EvalContext, check_evaluator_options, score_archs
-from nas_kd.latency import load_table, require_match
+from nas_kd.latency import load_table, measured_ms, require_match
 from nas_kd.plots import pareto_front, pareto_plot
 from nas_kd.provenance import Stopwatch, origin, write_result
 from nas_kd.search.objective import Objective
@@ -119,20 +119,8 @@ def _measured_latency(space, best: dict[str, Any], table_path: str | None) -> di
     """The best arch's latency measured here with the table's batch size, threads and device (beside its prediction)."""
     if not table_path:
         return {}
-    import torch
-
-    from nas_kd.latency import model_latency_ms
-    from nas_kd.subnet import StaticNet
-
-    table = load_table(table_path)
-    before = torch.get_num_threads()
-    torch.set_num_threads(table["threads"])
-    try:
-        measured = model_latency_ms(StaticNet(space.spec(best["arch"])), space.input_shape, batch_size=table["batch_size"],
-                                    device=table["device"])
-    finally:
-        torch.set_num_threads(before)
-    return {"best_predicted_latency_ms": best["latency_ms"], "best_measured_latency_ms": measured}
+    return {"best_predicted_latency_ms": best["latency_ms"],
+            "best_measured_latency_ms": measured_ms(space, best["arch"], load_table(table_path))}
 
 
 def write_candidates(rows: list[dict[str, Any]], out: Path) -> None:
