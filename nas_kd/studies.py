@@ -74,6 +74,7 @@ class JobQueue:
         storage = open_storage(url, heartbeat_interval=heartbeat_seconds, grace_period=grace_seconds,
                                heartbeat_stale_trial_callback=retry)
         self.study = optuna.create_study(storage=storage, study_name=name, load_if_exists=True, direction="maximize")
+        self._storage, self._study_id = storage, storage.get_study_id_from_name(name)
 
     def _keys(self, *states) -> set[str]:
         return {t.user_attrs["job"] for t in self.study.get_trials(deepcopy=False, states=states) if "job" in t.user_attrs}
@@ -115,6 +116,9 @@ class JobQueue:
             key = trial.user_attrs.get("job")
             if key is None:  # the queue emptied between the check and the ask: nothing to do
                 raise optuna.TrialPruned()
+            # the heartbeat thread may not have written yet: a worker killed before its first
+            # heartbeat would leave a RUNNING job that never goes stale, so write one now
+            self._storage.record_heartbeat(self._storage.get_trial_id_from_study_id_trial_number(self._study_id, trial.number))
             ran.append(key)
             return run(key)
 
