@@ -8,9 +8,10 @@ and is failed and re-enqueued (``RetryHeartbeatStaleTrialCallback``) by the next
 """
 from __future__ import annotations
 
+import sys
 import time
 import warnings
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
 STALE_RETRIES = 3
 
@@ -105,9 +106,12 @@ class JobQueue:
 
         return self._keys(TrialState.COMPLETE)
 
-    def work(self, run: Callable[[str], float], max_jobs: int | None = None) -> list[str]:
+    def work(self, run: Callable[[str], float], max_jobs: int | None = None,
+             known: Collection[str] | None = None) -> list[str]:
         """Run waiting jobs one by one (``run(key)`` returns the job's value) until none waits or
-        ``max_jobs`` ran; returns the keys this worker ran. An exception in ``run`` fails the job and stops."""
+        ``max_jobs`` ran; returns the keys this worker ran. An exception in ``run`` fails the job and stops.
+        A waiting job outside ``known`` (when given) is a leftover of an older plan: it is dropped
+        (pruned, so a later plan that has it enqueues it again), with a warning."""
         import optuna
 
         ran: list[str] = []
@@ -115,6 +119,9 @@ class JobQueue:
         def objective(trial: optuna.Trial) -> float:
             key = trial.user_attrs.get("job")
             if key is None:  # the queue emptied between the check and the ask: nothing to do
+                raise optuna.TrialPruned()
+            if known is not None and key not in known:
+                print(f"warning: dropping the queued job {key!r}: not a job of this plan", file=sys.stderr)
                 raise optuna.TrialPruned()
             # the heartbeat thread may not have written yet: a worker killed before its first
             # heartbeat would leave a RUNNING job that never goes stale, so write one now

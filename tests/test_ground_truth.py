@@ -96,3 +96,12 @@ def test_a_killed_workers_job_is_picked_up_again(tmp_path):
     time.sleep(3)  # past the grace period: the job is stale
     ran = q.work(lambda key: 1.0)
     assert sorted(ran) == ["after", "sleep"] and {"after", "sleep"} <= q.done()
+
+
+def test_a_job_left_in_the_queue_by_an_older_plan_is_dropped(tmp_path, capsys):
+    q = JobQueue(f"sqlite:///{tmp_path}/q.db", "test")
+    q.enqueue(["old", "new"])
+    assert q.work(lambda key: 1.0, known={"new"}) == ["new"]
+    assert q.done() == {"new"} and q.waiting() == 0
+    assert "dropping the queued job 'old'" in capsys.readouterr().err
+    assert q.enqueue(["old"]) == 1  # a later plan that has it queues it again

@@ -163,7 +163,7 @@ def work_jobs(recipe: Recipe, jobs: dict[str, dict[str, Any]], out: str | Path, 
                 commit_record(path)
         return json.loads(path.read_text())["heldout_acc"]
 
-    ran = q.work(run, max_jobs)
+    ran = q.work(run, max_jobs, known=jobs)
     finished = sum(record_path(recipe, k, records).exists() for k in jobs)
     return {"jobs": len(jobs), "finished": finished, "ran_here": len(ran),
             "records": str(records or recipe.rankcorr.records)}
