@@ -8,6 +8,7 @@ from nas_kd.config import load_recipe
 from nas_kd.errors import UserError
 from nas_kd.rankcorr import acceptance
 from nas_kd.rankcorr import ground_truth as gt
+from nas_kd.rankcorr.report import acceptance_lines
 
 
 @pytest.mark.parametrize("space", ["resnet", "mbv2"])
@@ -51,6 +52,10 @@ def test_acceptance_trains_missing_seeds_and_writes_the_table(tmp_path, monkeypa
                            "handcrafted_acc", "maxflops_acc", "p_value", "command", "git_commit", "wall_seconds"}
     assert "| searched |" in (tmp_path / "search_b0.12.md").read_text()  # the band's dots stay in the name
     assert json.loads((tmp_path / "search_b0.12.json").read_text())["student_acc"] == result["student_acc"]
+    # the study's README lists the acceptances written beside it
+    (tmp_path / "acceptance_b0.12.json").write_text((tmp_path / "search_b0.12.json").read_text())
+    rows = [line for line in acceptance_lines(tmp_path) if line.startswith("| [acceptance_b0.12]")]
+    assert len(rows) == 1 and "| kl | 95.10 +- 0.10 | 91.10 +- 0.10 (" in rows[0]
 
 
 def test_each_band_searches_in_its_own_run(tmp_path, monkeypatch):
