@@ -8,7 +8,6 @@ from nas_kd.config import load_recipe
 from nas_kd.errors import UserError
 from nas_kd.rankcorr import acceptance
 from nas_kd.rankcorr import ground_truth as gt
-from nas_kd.rankcorr.report import acceptance_lines
 
 
 @pytest.mark.parametrize("space", ["resnet", "mbv2"])
@@ -54,7 +53,7 @@ def test_acceptance_trains_missing_seeds_and_writes_the_table(tmp_path, monkeypa
     assert json.loads((tmp_path / "search_b0.12.json").read_text())["student_acc"] == result["student_acc"]
     # the study's README lists the acceptances written beside it
     (tmp_path / "acceptance_b0.12.json").write_text((tmp_path / "search_b0.12.json").read_text())
-    rows = [line for line in acceptance_lines(tmp_path) if line.startswith("| [acceptance_b0.12]")]
+    rows = [line for line in acceptance.summary_lines(tmp_path) if line.startswith("| [acceptance_b0.12]")]
     assert len(rows) == 1 and "| kl | 95.10 +- 0.10 | 91.10 +- 0.10 (" in rows[0]
 
 

@@ -36,6 +36,7 @@ from nas_kd.rankcorr.ground_truth import (
 )
 
 SEEDS = (0, 1, 2)
+OTHERS = ("maxflops", "handcrafted", "random_best")  # the picks the searched student is compared with
 
 
 def handcrafted_arch(space, budget: float, steps: int = 20) -> dict[str, Any]:
@@ -150,7 +151,7 @@ def write_markdown(p: dict[str, Any], path: Path) -> None:
              "| student | MFLOPs | params | accuracy % (mean +- std) | per seed | Welch p vs searched |", "|---|---|---|---|---|---|"]
     for n, v in p["picks"].items():
         pv = p["p_values_welch"].get(n)
-        lines.append(f"| {n} | {v['mflops']:.2f} | {v['params']:,} | {100 * v['mean']:.2f} +- {100 * v['std']:.2f} | "
+        lines.append(f"| {n} | {v['mflops']:.2f} | {v['params']:,} | {_mean_std(v)} | "
                      f"{', '.join(f'{100 * a:.2f}' for a in v['accs'])} | {f'{pv:.3f}' if pv is not None else '-'} |")
     best_other = max((n for n in p["picks"] if n != "searched"), key=lambda n: p["picks"][n]["mean"])
     diff = 100 * (p["picks"]["searched"]["mean"] - p["picks"][best_other]["mean"])
@@ -159,3 +160,23 @@ def write_markdown(p: dict[str, Any], path: Path) -> None:
     lines += ["", f"Searched minus the best other pick ({best_other}): {diff:+.2f} points, {verdict} than the summed seed "
               f"standard deviations ({spread:.2f}); largest Welch p-value {p['p_value']:.3f}."]
     path.write_text("\n".join(lines) + "\n")
+
+
+def _mean_std(pick: dict[str, Any]) -> str:
+    return f"{100 * pick['mean']:.2f} +- {100 * pick['std']:.2f}"
+
+
+def summary_lines(run: Path) -> list[str]:
+    """A table of the acceptances written into ``run`` (``acceptance*.json``; none: no lines), for a study's README."""
+    found = sorted(run.glob("acceptance*.json"))
+    if not found:
+        return []
+    lines = [f"## Search acceptance: the searched student vs the obvious picks ({len(SEEDS)} seeds each, distilled alike)",
+             "", "| file | band (MFLOPs) | evaluator | searched % | " + " | ".join(f"{n} % (Welch p)" for n in OTHERS) + " |",
+             "|---|---|---|---|" + "---|" * len(OTHERS)]
+    for path in found:
+        p = json.loads(path.read_text())
+        others = [f"{_mean_std(p['picks'][n])} ({p['p_values_welch'][n]:.3f})" if n in p["picks"] else "-" for n in OTHERS]
+        lines.append(f"| [{path.stem}]({path.stem}.md) | {p['band']} ({p['budget_mflops']:.2f}) | {p['evaluator']} | "
+                     f"{_mean_std(p['picks']['searched'])} | " + " | ".join(others) + " |")
+    return [*lines, "", "Each file's .md has the archs, the per-seed figures and the command that regenerates it.", ""]

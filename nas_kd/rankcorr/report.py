@@ -7,6 +7,7 @@ from pathlib import Path
 from matplotlib import colormaps
 
 from nas_kd.plots import save, subplots
+from nas_kd.rankcorr.acceptance import summary_lines
 
 FORMATS = ("png", "svg")
 
@@ -107,33 +108,9 @@ def write_report(run: str | Path) -> Path:
                              f"{m['precision_at_25pct']:.2f} | {m['regret']:.2f} |")
             lines.append("")
     lines += ["`fitted`: ridge regression over all other scores, leave-one-band-out (never scored on its training archs).",
-              "Figures: `tau_per_band_<column>.png`, `regret_<column>.png` (and .svg).", "", *acceptance_lines(run)]
+              "Figures: `tau_per_band_<column>.png`, `regret_<column>.png` (and .svg).", "", *summary_lines(run)]
     path = run / "README.md"
     path.write_text("\n".join(lines) + "\n")
     plot_study(run)
     return path
 
-
-PICKS = ("maxflops", "handcrafted", "random_best")
-
-
-def acceptance_lines(run: Path) -> list[str]:
-    """A table of the search acceptances written into ``run`` (``acceptance*.json``; none: no lines)."""
-    found = sorted(run.glob("acceptance*.json"))
-    if not found:
-        return []
-    lines = ["## Search acceptance: the searched student vs the obvious picks (3 seeds each, distilled alike)", "",
-             "| file | band (MFLOPs) | evaluator | searched % | " + " | ".join(f"{p} % (Welch p)" for p in PICKS) + " |",
-             "|---|---|---|---|" + "---|" * len(PICKS)]
-    for path in found:
-        a = json.loads(path.read_text())
-        picks = a["picks"]
-
-        def cell(name: str) -> str:
-            text = f"{100 * picks[name]['mean']:.2f} +- {100 * picks[name]['std']:.2f}"
-            p = a["p_values_welch"].get(name)
-            return text + (f" ({p:.3f})" if p is not None else "")
-
-        lines.append(f"| [{path.stem}]({path.stem}.md) | {a['band']} ({a['budget_mflops']:.2f}) | {a['evaluator']} | "
-                     f"{cell('searched')} | " + " | ".join(cell(p) if p in picks else "-" for p in PICKS) + " |")
-    return [*lines, "", "Each file's .md has the archs, the per-seed figures and the command that regenerates it.", ""]
