@@ -23,8 +23,13 @@ def test_regret_of_a_pick():
 
 def test_noise_ceiling_and_parts():
     a, b = [0.1, 0.2, 0.3, 0.4], [0.1, 0.2, 0.4, 0.3]
-    assert noise_ceiling(a, b, resamples=50)["tau"] == pytest.approx(4 / 6)
-    assert noise_ceiling(a, a, resamples=50)["tau"] == 1.0
+    assert noise_ceiling(np.array([a, b]).T, resamples=50)["tau"] == pytest.approx(4 / 6)
+    assert noise_ceiling(np.array([a, a]).T, resamples=50)["tau"] == 1.0
+    c = [0.4, 0.3, 0.2, 0.1]  # reversed: tau -1 with a, -4/6 with b
+    three = noise_ceiling(np.array([a, b, c]).T, resamples=50)
+    assert three["tau"] == pytest.approx((4 / 6 - 1 - 4 / 6) / 3) and three["seed_pairs"] == 3
+    lo, hi = three["tau_ci95"]
+    assert -1 <= lo <= hi <= 1
     per_seed = np.array([[0.90, 0.92], [0.91, 0.91]])
     se = np.full((2, 2), 0.005)
     parts = noise_parts(per_seed, se)

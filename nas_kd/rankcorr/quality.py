@@ -5,6 +5,7 @@ truth of the band's archs (seed mean); a score is oriented so that higher means 
 """
 from __future__ import annotations
 
+from itertools import combinations
 from typing import Sequence
 
 import numpy as np
@@ -12,10 +13,18 @@ import numpy as np
 from nas_kd.rankcorr.stats import bootstrap_interval, kendall_tau, spearman
 
 
-def noise_ceiling(seed_a: Sequence[float], seed_b: Sequence[float], resamples: int = 1000, seed: int = 0) -> dict:
-    """Kendall tau between two seeds' ground truths of the same archs (the best any evaluator can expect),
-    with its bootstrap 95 % interval."""
-    return {"tau": kendall_tau(seed_a, seed_b), "tau_ci95": bootstrap_interval(kendall_tau, seed_a, seed_b, resamples, seed)}
+def noise_ceiling(per_seed: np.ndarray, resamples: int = 1000, seed: int = 0) -> dict:
+    """Kendall tau between the ground truths of two seeds of the same archs (the best any evaluator can
+    expect), averaged over every pair of seeds: ``per_seed`` is (archs, seeds), at least two seeds. With
+    its bootstrap 95 % interval over archs."""
+    per_seed = np.asarray(per_seed, dtype=float)
+    pairs = list(combinations(range(per_seed.shape[1]), 2))
+
+    def mean_tau(a: np.ndarray, b: np.ndarray) -> float:  # a and b are the same resampled rows
+        return float(np.mean([kendall_tau(a[:, i], b[:, j]) for i, j in pairs]))
+
+    return {"tau": mean_tau(per_seed, per_seed), "seed_pairs": len(pairs),
+            "tau_ci95": bootstrap_interval(mean_tau, per_seed, per_seed, resamples, seed)}
 
 
 def noise_parts(per_seed: np.ndarray, measurement_se: np.ndarray) -> dict[str, float]:

@@ -94,8 +94,9 @@ def write_report(run: str | Path) -> Path:
             b = bl[band]
             ceil = b["noise_ceiling"]
             ceil_txt = f"{ceil['tau']:.2f} [{ceil['tau_ci95'][0]:.2f}, {ceil['tau_ci95'][1]:.2f}]" if ceil else "-"
+            pairs_txt = f", mean of {ceil['seed_pairs']} seed pairs" if ceil and ceil.get("seed_pairs", 1) > 1 else ""
             lines += [f"### Band {band}: B = {b['budget_mflops']:.2f} MFLOPs, {b['num_archs']} archs in [0.8 B, B]", "",
-                      f"Noise ceiling (tau seed 0 vs seed 1): {ceil_txt}. Ground truth spans {b['truth_range']:.2f} points; "
+                      f"Noise ceiling (Kendall tau between two seeds{pairs_txt}): {ceil_txt}. Ground truth spans {b['truth_range']:.2f} points; "
                       f"seed s.d. {b['seed_sd']:.2f} points, of which measurement s.e. {b['measurement_se']:.2f}. "
                       f"Regret of a random pick {b['random_regret']:.2f}, of the max-FLOPs pick {b['maxflops_regret']:.2f}, "
                       f"of the max-params pick {b['maxparams_regret']:.2f} points.", "",

@@ -5,9 +5,9 @@ For every supernet checkpoint of ``rankcorr.supernet_run`` (a run directory with
 ``checkpoints/epochNNN.pt``, or one checkpoint file), every evaluator scores every band arch; the
 training-free and cost evaluators do not depend on the checkpoint. Against each ground-truth column
 (seed mean of the held-out accuracy), per band: Kendall tau with its bootstrap interval, Spearman,
-tau as a fraction of the noise ceiling (tau between seed 0 and seed 1), precision@top-25 % and the
-regret of the top-1 pick, beside the regret of a random pick, of the max-FLOPs pick and of the
-max-params pick. ``fitted`` is a ridge combination of all the other scores, scored by
+tau as a fraction of the noise ceiling (Kendall tau between two seeds, averaged over seed pairs),
+precision@top-25 % and the regret of the top-1 pick, beside the regret of a random pick, of the max-FLOPs
+pick and of the max-params pick. ``fitted`` is a ridge combination of all the other scores, scored by
 leave-one-band-out cross-validation only (:mod:`nas_kd.rankcorr.fitted`).
 
 Writes ``rankcorr.json`` (everything; scores are cached by arch, so a rerun after more ground truth
@@ -125,7 +125,7 @@ def _column_metrics(recipe: Recipe, bands, gt_col, scores, resamples) -> tuple[d
         by_id = {arch_id(a): a for a in archs}
         flops = [space.flops(by_id[a]) for a in ids]
         params = [space.params(by_id[a]) for a in ids]
-        ceiling = noise_ceiling(per_seed[:, 0], per_seed[:, 1], resamples, recipe.seed) if len(seeds) > 1 else None
+        ceiling = noise_ceiling(per_seed, resamples, recipe.seed) if len(seeds) > 1 else None
         baselines[band] = {
             "budget_mflops": band_budget(space, float(band)) / 1e6, "num_archs": len(ids), "arch_ids": ids,
             "truth": truth.tolist(), "per_seed": per_seed.tolist(), "mflops": [f / 1e6 for f in flops],
