@@ -53,6 +53,11 @@ def test_study_reports_every_band_and_reuses_scores(study, monkeypatch):
     run_rank_corr(r, show_progress=False)
     assert calls == []  # every arch already scored at this checkpoint
     assert main(["plot", "--run", str(out)]) == 0
+    (tmp_path / "supernet.pt").unlink()  # a clone without the uncommitted supernet: the cached scores serve
+    assert run_rank_corr(r, show_progress=False)["kendall_tau_band"] == summary["kendall_tau_band"]
+    r.rankcorr.archs_per_band = 6  # a new arch to score needs the supernet
+    with pytest.raises(UserError, match="does not exist and epoch 3 has archs to score"):
+        run_rank_corr(r, show_progress=False)
 
 
 def test_a_supernet_of_another_space_is_refused(study, tmp_path):

@@ -79,7 +79,11 @@ def _score(recipe: Recipe, bands: dict[str, list[dict]], saved: dict, show_progr
     scores = saved
     data = device = teacher = None
     free_done: dict[str, dict[str, float]] = {}
-    for epoch, path in epoch_checkpoints(cfg.supernet_run).items():
+    if Path(cfg.supernet_run).exists() or not saved:
+        checkpoints: dict[int, Path | None] = dict(epoch_checkpoints(cfg.supernet_run))
+    else:  # a clone without the (uncommitted) supernet run: the cached scores are all there is
+        checkpoints = {int(e): None for e in saved}
+    for epoch, path in checkpoints.items():
         have = scores.setdefault(str(epoch), {})
         todo = {n: [a for a in archs if a not in have.get(n, {})] for n in cfg.evaluators}
         for n in list(todo):
@@ -89,6 +93,9 @@ def _score(recipe: Recipe, bands: dict[str, list[dict]], saved: dict, show_progr
         if not any(todo.values()):
             free_done.update({n: have[n] for n in cfg.evaluators if n in CHECKPOINT_FREE})
             continue
+        if path is None:
+            raise UserError(f"rankcorr.supernet_run {cfg.supernet_run} does not exist and epoch {epoch} has archs to "
+                            "score; train that supernet first (the command is in the study recipe's header)")
         if data is None:
             data, device = load_data(recipe), resolve_device(recipe.train.device)
             teacher = load_teacher(recipe.teacher, data.num_classes, data.in_channels).to(device)
