@@ -46,6 +46,7 @@ def test_precision_and_band_metrics():
     assert precision_at([-t for t in truth], truth, 0.25) == 0.0
     m = band_metrics(truth, truth, ceiling=0.5, resamples=50)
     assert m["kendall_tau"] == 1.0 and m["fraction_of_ceiling"] == 2.0 and m["regret"] == 0.0
+    assert band_metrics(truth, truth, ceiling=0.29, resamples=50)["fraction_of_ceiling"] is None  # a flat band
 
 
 def test_fitted_combination_learns_across_bands():
@@ -69,3 +70,20 @@ def test_fitted_combination_is_never_scored_on_its_training_archs():
         assert np.allclose(fitted.cross_validated(feats, poisoned)[b], base[b])
         others = [g for g in feats if g != b]
         assert not np.allclose(fitted.cross_validated(feats, poisoned)[others[0]], base[others[0]])
+
+
+def test_k_fold_inside_one_band_learns_and_never_scores_its_training_archs():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(16, 3))
+    y = 2 * x[:, 0] - x[:, 2] + 0.1 * rng.normal(size=16)
+    pred = fitted.k_fold(x, y, seed=0)
+    assert np.corrcoef(pred, y)[0, 1] > 0.9
+    folds = np.array_split(np.random.default_rng(0).permutation(16), fitted.FOLDS)
+    for fold in folds:  # poisoning a fold's own truth must not move that fold's predictions, only the others'
+        poisoned = y.copy()
+        poisoned[fold] = 100 * rng.normal(size=len(fold))
+        moved = fitted.k_fold(x, poisoned, seed=0)
+        assert np.allclose(moved[fold], pred[fold])
+        assert not np.allclose(np.delete(moved, fold), np.delete(pred, fold))
+    with pytest.raises(ValueError, match="at least 8 archs"):
+        fitted.k_fold(x[:7], y[:7])

@@ -22,7 +22,7 @@ def study(tmp_path, synthetic_root):
     r = load_recipe("recipes/search_quality_fmnist.yaml", [
         f"data.root={synthetic_root}", "data.val_size=64", "data.limit_train=128", f"run.out_dir={tmp_path}",
         f"rankcorr.records={tmp_path}/records", f"rankcorr.out={tmp_path}/out", f"rankcorr.supernet_run={ckpt}",
-        "rankcorr.bands=[0.12, 0.25]", "rankcorr.archs_per_band=5", "rankcorr.columns=[kd]", "rankcorr.probe_size=16",
+        "rankcorr.bands=[0.12, 0.25]", "rankcorr.archs_per_band=8", "rankcorr.columns=[kd]", "rankcorr.probe_size=16",
         "rankcorr.bn_batches=1", "rankcorr.bootstrap=20", "rankcorr.evaluators=[kl, synflow, flops, params]",
         "rankcorr.dna_tables=null"])
     rng = random.Random(0)
@@ -55,7 +55,9 @@ def test_study_reports_every_band_and_reuses_scores(study, monkeypatch):
     assert main(["plot", "--run", str(out)]) == 0
     (tmp_path / "supernet.pt").unlink()  # a clone without the uncommitted supernet: the cached scores serve
     assert run_rank_corr(r, show_progress=False)["kendall_tau_band"] == summary["kendall_tau_band"]
-    r.rankcorr.archs_per_band = 6  # a new arch to score needs the supernet
+    r.rankcorr.bands = [0.12]  # one band: the fitted combination is cross-validated by k-fold inside it
+    assert "fitted" in run_rank_corr(r, show_progress=False)["kendall_tau_band"]["resnet"]["0.12"]
+    r.rankcorr.archs_per_band = 9  # a new arch to score needs the supernet
     with pytest.raises(UserError, match="does not exist and epoch 3 has archs to score"):
         run_rank_corr(r, show_progress=False)
 

@@ -1,5 +1,5 @@
 """A fitted combination of evaluator scores (in the spirit of DONNA's fitted accuracy predictor),
-scored only by leave-one-band-out cross-validation.
+scored only by cross-validation: leave-one-band-out across bands, k-fold inside a study's only band.
 
 Features per arch are the evaluators' scores and FLOPs / params, each z-scored within its band (so a
 band's absolute level carries no information); the target is the ground truth z-scored within its
@@ -9,6 +9,8 @@ the other folds only; :func:`cross_validated` never returns a prediction for an 
 from __future__ import annotations
 
 import numpy as np
+
+FOLDS = 4  # k of the k-fold cross-validation inside a single band
 
 
 def zscore(v: np.ndarray) -> np.ndarray:
@@ -42,4 +44,22 @@ def cross_validated(features: dict[str, np.ndarray], truth: dict[str, np.ndarray
         train = [h for h in groups if h != g]
         w = ridge_fit(np.vstack([zx[h] for h in train]), np.concatenate([zy[h] for h in train]), lam)
         out[g] = ridge_predict(w, zx[g])
+    return out
+
+
+def k_fold(features: np.ndarray, truth: np.ndarray, k: int = FOLDS, seed: int = 0, lam: float = 1.0) -> np.ndarray:
+    """k-fold predictions inside one group: the archs are split into ``k`` seeded folds and each fold's
+    predictions come from a model fit on the other folds, its target z-scored with those folds' statistics
+    alone (features are z-scored over the group: they carry no ground truth)."""
+    zx = zscore(np.asarray(features, dtype=float))
+    y = np.asarray(truth, dtype=float)
+    if len(y) < 2 * k:
+        raise ValueError(f"{k}-fold cross-validation needs at least {2 * k} archs, got {len(y)}")
+    folds = np.array_split(np.random.default_rng(seed).permutation(len(y)), k)
+    out = np.empty(len(y))
+    for fold in folds:
+        train = np.setdiff1d(np.arange(len(y)), fold)
+        sd = y[train].std()
+        w = ridge_fit(zx[train], (y[train] - y[train].mean()) / (sd if sd > 0 else 1.0), lam)
+        out[fold] = ridge_predict(w, zx[fold])
     return out

@@ -13,6 +13,10 @@ import numpy as np
 from nas_kd.rankcorr.stats import bootstrap_interval, kendall_tau, spearman
 
 
+FLAT_CEILING = 0.3  # a band whose noise ceiling is below this is flat: its ground truth is mostly seed noise,
+# and a tau as a fraction of such a ceiling means nothing (none is given)
+
+
 def noise_ceiling(per_seed: np.ndarray, resamples: int = 1000, seed: int = 0) -> dict:
     """Kendall tau between the ground truths of two seeds of the same archs (the best any evaluator can
     expect), averaged over every pair of seeds: ``per_seed`` is (archs, seeds), at least two seeds. With
@@ -67,7 +71,7 @@ def band_metrics(score: Sequence[float], truth: Sequence[float], ceiling: float,
     return {
         "kendall_tau": tau, "kendall_tau_ci95": bootstrap_interval(kendall_tau, score, truth, resamples, seed),
         "spearman": spearman(score, truth),
-        "fraction_of_ceiling": tau / ceiling if ceiling > 0 else None,
+        "fraction_of_ceiling": tau / ceiling if ceiling >= FLAT_CEILING else None,
         "precision_at_25pct": precision_at(score, truth, 0.25),
         "regret": regret(score, truth),
     }

@@ -8,6 +8,7 @@ from matplotlib import colormaps
 
 from nas_kd.plots import save, subplots
 from nas_kd.rankcorr.acceptance import summary_lines
+from nas_kd.rankcorr.quality import FLAT_CEILING
 
 FORMATS = ("png", "svg")
 
@@ -99,7 +100,9 @@ def write_report(run: str | Path) -> Path:
                       f"Noise ceiling (Kendall tau between two seeds{pairs_txt}): {ceil_txt}. Ground truth spans {b['truth_range']:.2f} points; "
                       f"seed s.d. {b['seed_sd']:.2f} points, of which measurement s.e. {b['measurement_se']:.2f}. "
                       f"Regret of a random pick {b['random_regret']:.2f}, of the max-FLOPs pick {b['maxflops_regret']:.2f}, "
-                      f"of the max-params pick {b['maxparams_regret']:.2f} points.", "",
+                      f"of the max-params pick {b['maxparams_regret']:.2f} points."
+                      + (f" **Flat band** (ceiling below {FLAT_CEILING}): its ground truth is mostly seed noise, so no "
+                         "fraction of the ceiling is given." if not ceil or ceil["tau"] < FLAT_CEILING else ""), "",
                       "| evaluator | Kendall tau [95% CI] | fraction of ceiling | P@25% | regret (points) |",
                       "|---|---|---|---|---|"]
             for n, m in last.get(band, {}).items():
@@ -108,7 +111,8 @@ def write_report(run: str | Path) -> Path:
                 lines.append(f"| {n} | {m['kendall_tau']:.2f} [{lo:.2f}, {hi:.2f}] | {frac} | "
                              f"{m['precision_at_25pct']:.2f} | {m['regret']:.2f} |")
             lines.append("")
-    lines += ["`fitted`: ridge regression over all other scores, leave-one-band-out (never scored on its training archs).",
+    lines += ["`fitted`: ridge regression over all other scores, cross-validated: leave-one-band-out, or 4-fold inside a "
+              "study's only band (never scored on its training archs).",
               "Figures: `tau_per_band_<column>.png`, `regret_<column>.png` (and .svg).", "", *summary_lines(run)]
     path = run / "README.md"
     path.write_text("\n".join(lines) + "\n")

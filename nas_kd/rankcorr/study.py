@@ -26,7 +26,7 @@ import search_spaces
 from nas_kd.config import Recipe
 from nas_kd.errors import UserError
 from nas_kd.provenance import Stopwatch, origin, write_result
-from nas_kd.rankcorr.fitted import cross_validated
+from nas_kd.rankcorr.fitted import FOLDS, cross_validated, k_fold
 from nas_kd.rankcorr.ground_truth import arch_id, band_budget, collect_ground_truth, plan, study_bands
 from nas_kd.rankcorr.quality import band_metrics, noise_ceiling, noise_parts, random_regret, regret
 
@@ -151,12 +151,13 @@ def _column_metrics(recipe: Recipe, bands, gt_col, scores, resamples) -> tuple[d
             truth, ceiling = baselines[band]["truth"], (baselines[band]["noise_ceiling"] or {}).get("tau", 0.0)
             per_band[band] = {n: band_metrics([by_eval[n][a] for a in ids], truth, ceiling, resamples, recipe.seed)
                               for n in names}
-        if len(per_band) >= 2:
-            feats = {b: np.array([[by_eval[n][a] for n in names] for a in kept[b]]) for b in per_band}
-            preds = cross_validated(feats, {b: np.array(baselines[b]["truth"]) for b in per_band})
-            for b, pred in preds.items():
-                ceiling = (baselines[b]["noise_ceiling"] or {}).get("tau", 0.0)
-                per_band[b][FITTED] = band_metrics(pred.tolist(), baselines[b]["truth"], ceiling, resamples, recipe.seed)
+        feats = {b: np.array([[by_eval[n][a] for n in names] for a in kept[b]]) for b in per_band}
+        truths = {b: np.array(baselines[b]["truth"]) for b in per_band}
+        preds = cross_validated(feats, truths) if len(per_band) >= 2 else \
+            {b: k_fold(feats[b], truths[b], seed=recipe.seed) for b in per_band if len(truths[b]) >= 2 * FOLDS}
+        for b, pred in preds.items():
+            ceiling = (baselines[b]["noise_ceiling"] or {}).get("tau", 0.0)
+            per_band[b][FITTED] = band_metrics(pred.tolist(), baselines[b]["truth"], ceiling, resamples, recipe.seed)
         metrics[epoch] = per_band
     return baselines, metrics
 
