@@ -95,7 +95,8 @@ def write_report(run: str | Path) -> Path:
             b = bl[band]
             ceil = b["noise_ceiling"]
             ceil_txt = f"{ceil['tau']:.2f} [{ceil['tau_ci95'][0]:.2f}, {ceil['tau_ci95'][1]:.2f}]" if ceil else "-"
-            pairs_txt = f", mean of {ceil['seed_pairs']} seed pairs" if ceil and ceil.get("seed_pairs", 1) > 1 else ""
+            pairs_txt = (f", mean of {ceil['seed_pairs']} seed pairs; the ground truth is the mean of the seeds, less noisy "
+                         "than one, so an evaluator can pass it") if ceil and ceil.get("seed_pairs", 1) > 1 else ""
             lines += [f"### Band {band}: B = {b['budget_mflops']:.2f} MFLOPs, {b['num_archs']} archs in [0.8 B, B]", "",
                       f"Noise ceiling (Kendall tau between two seeds{pairs_txt}): {ceil_txt}. Ground truth spans {b['truth_range']:.2f} points; "
                       f"seed s.d. {b['seed_sd']:.2f} points, of which measurement s.e. {b['measurement_se']:.2f}. "
