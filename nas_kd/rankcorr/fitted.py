@@ -59,7 +59,6 @@ def k_fold(features: np.ndarray, truth: np.ndarray, k: int = FOLDS, seed: int = 
     out = np.empty(len(y))
     for fold in folds:
         train = np.setdiff1d(np.arange(len(y)), fold)
-        sd = y[train].std()
-        w = ridge_fit(zx[train], (y[train] - y[train].mean()) / (sd if sd > 0 else 1.0), lam)
+        w = ridge_fit(zx[train], zscore(y[train][:, None])[:, 0], lam)
         out[fold] = ridge_predict(w, zx[fold])
     return out

@@ -24,8 +24,8 @@ def noise_ceiling(per_seed: np.ndarray, resamples: int = 1000, seed: int = 0) ->
     per_seed = np.asarray(per_seed, dtype=float)
     pairs = list(combinations(range(per_seed.shape[1]), 2))
 
-    def mean_tau(a: np.ndarray, b: np.ndarray) -> float:  # a and b are the same resampled rows
-        return float(np.mean([kendall_tau(a[:, i], b[:, j]) for i, j in pairs]))
+    def mean_tau(rows: np.ndarray, _: np.ndarray) -> float:  # bootstrap_interval resamples a pair of arrays
+        return float(np.mean([kendall_tau(rows[:, i], rows[:, j]) for i, j in pairs]))
 
     return {"tau": mean_tau(per_seed, per_seed), "seed_pairs": len(pairs),
             "tau_ci95": bootstrap_interval(mean_tau, per_seed, per_seed, resamples, seed)}

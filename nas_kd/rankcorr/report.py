@@ -8,6 +8,7 @@ from matplotlib import colormaps
 
 from nas_kd.plots import save, subplots
 from nas_kd.rankcorr.acceptance import summary_lines
+from nas_kd.rankcorr.fitted import FOLDS
 from nas_kd.rankcorr.quality import FLAT_CEILING
 
 FORMATS = ("png", "svg")
@@ -112,8 +113,8 @@ def write_report(run: str | Path) -> Path:
                 lines.append(f"| {n} | {m['kendall_tau']:.2f} [{lo:.2f}, {hi:.2f}] | {frac} | "
                              f"{m['precision_at_25pct']:.2f} | {m['regret']:.2f} |")
             lines.append("")
-    lines += ["`fitted`: ridge regression over all other scores, cross-validated: leave-one-band-out, or 4-fold inside a "
-              "study's only band (never scored on its training archs).",
+    lines += ["`fitted`: ridge regression over all other scores, cross-validated: leave-one-band-out, or "
+              f"{FOLDS}-fold inside a study's only band (never scored on its training archs).",
               "Figures: `tau_per_band_<column>.png`, `regret_<column>.png` (and .svg).", "", *summary_lines(run)]
     path = run / "README.md"
     path.write_text("\n".join(lines) + "\n")

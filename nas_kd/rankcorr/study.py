@@ -8,7 +8,7 @@ training-free and cost evaluators do not depend on the checkpoint. Against each 
 tau as a fraction of the noise ceiling (Kendall tau between two seeds, averaged over seed pairs),
 precision@top-25 % and the regret of the top-1 pick, beside the regret of a random pick, of the max-FLOPs
 pick and of the max-params pick. ``fitted`` is a ridge combination of all the other scores, scored by
-leave-one-band-out cross-validation only (:mod:`nas_kd.rankcorr.fitted`).
+cross-validation only: leave-one-band-out, or k-fold inside a study's only band (:mod:`nas_kd.rankcorr.fitted`).
 
 Writes ``rankcorr.json`` (everything; scores are cached by arch, so a rerun after more ground truth
 lands only scores what is new), ``summary.json``, ``README.md`` and the plots into ``rankcorr.out``.
@@ -120,7 +120,7 @@ def _column_metrics(recipe: Recipe, bands, gt_col, scores, resamples) -> tuple[d
     """Per band: baselines and noise; per epoch and band: every evaluator's metrics (plus ``fitted``)."""
     space = search_spaces.get(recipe.student.space)
     seeds = [str(s) for s in recipe.rankcorr.seeds]
-    baselines, kept = {}, {}
+    baselines, kept, ceiling_tau = {}, {}, {}
     for band, archs in bands.items():
         cells = gt_col.get(band, {})
         ids = [arch_id(a) for a in archs if all(s in cells.get(arch_id(a), {"seeds": {}})["seeds"] for s in seeds)]
@@ -140,7 +140,7 @@ def _column_metrics(recipe: Recipe, bands, gt_col, scores, resamples) -> tuple[d
             "random_regret": random_regret(truth), "maxflops_regret": regret(flops, truth),
             "maxparams_regret": regret(params, truth),
         }
-        kept[band] = ids
+        kept[band], ceiling_tau[band] = ids, (ceiling or {}).get("tau", 0.0)
     metrics = {}
     for epoch, by_eval in scores.items():
         per_band = {}
@@ -148,16 +148,14 @@ def _column_metrics(recipe: Recipe, bands, gt_col, scores, resamples) -> tuple[d
         for band, ids in kept.items():
             if not all(a in by_eval[n] for n in names for a in ids):
                 continue
-            truth, ceiling = baselines[band]["truth"], (baselines[band]["noise_ceiling"] or {}).get("tau", 0.0)
-            per_band[band] = {n: band_metrics([by_eval[n][a] for a in ids], truth, ceiling, resamples, recipe.seed)
-                              for n in names}
+            per_band[band] = {n: band_metrics([by_eval[n][a] for a in ids], baselines[band]["truth"],
+                                              ceiling_tau[band], resamples, recipe.seed) for n in names}
         feats = {b: np.array([[by_eval[n][a] for n in names] for a in kept[b]]) for b in per_band}
         truths = {b: np.array(baselines[b]["truth"]) for b in per_band}
         preds = cross_validated(feats, truths) if len(per_band) >= 2 else \
             {b: k_fold(feats[b], truths[b], seed=recipe.seed) for b in per_band if len(truths[b]) >= 2 * FOLDS}
         for b, pred in preds.items():
-            ceiling = (baselines[b]["noise_ceiling"] or {}).get("tau", 0.0)
-            per_band[b][FITTED] = band_metrics(pred.tolist(), baselines[b]["truth"], ceiling, resamples, recipe.seed)
+            per_band[b][FITTED] = band_metrics(pred.tolist(), truths[b], ceiling_tau[b], resamples, recipe.seed)
         metrics[epoch] = per_band
     return baselines, metrics
 
