@@ -130,6 +130,7 @@ class RankCorrConfig:
     dna_tables: str | None = None  # blockwise ranking tables (nas-kd dna-rank) for the dna evaluators
     queue: str | None = None  # Optuna RDB URL of the job queue; default sqlite:///<run dir>/queue.db
     supernet_run: str = "runs/supernet_fmnist"  # a supernet run with checkpoints/epochNNN.pt, or one checkpoint
+    epochs: list[int] | None = None  # the supernet epochs to score (None: every checkpoint of supernet_run)
     evaluators: list[str] = field(default_factory=lambda: ["accuracy", "kl", "rdm", "cka", "flops"])
     probe_size: int = 500  # validation images for kl / rdm / cka
     bn_batches: int = 20

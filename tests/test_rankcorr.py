@@ -69,3 +69,34 @@ def test_a_supernet_of_another_space_is_refused(study, tmp_path):
     r.rankcorr.supernet_run = str(other)
     with pytest.raises(UserError, match="is a 'mbv2' supernet"):
         run_rank_corr(r, show_progress=False)
+
+
+def test_only_the_chosen_epochs_are_scored_and_a_changed_checkpoint_is_rescored(study, tmp_path, monkeypatch):
+    import torch
+
+    import nas_kd.evaluators as ev
+
+    r, _ = study
+    run = tmp_path / "supernet_run"
+    (run / "checkpoints").mkdir(parents=True)
+    space = search_spaces.get("resnet")
+    for epoch in (1, 2, 3):
+        torch.manual_seed(epoch)
+        save_supernet(Supernet(space), run / "checkpoints" / f"epoch{epoch:03d}.pt", epoch=epoch)
+    r.rankcorr.supernet_run, r.rankcorr.epochs = str(run), [1, 3]
+    summary = run_rank_corr(r, show_progress=False)
+    assert summary["epoch"] == 3
+    saved = json.loads((tmp_path / "out" / "rankcorr.json").read_text())
+    assert set(saved["scores"]) == set(saved["checkpoints"]) == {"1", "3"}
+    assert set(saved["columns"]["kd"]["metrics"]) == {"1", "3"}
+
+    torch.manual_seed(7)  # epoch 3 retrained: its kl scores are stale, the arch-only ones still hold
+    save_supernet(Supernet(space), run / "checkpoints" / "epoch003.pt", epoch=3)
+    real, calls = ev.score_archs, []
+    monkeypatch.setattr(ev, "score_archs", lambda ctx, archs, names, **k: calls.append(names) or real(ctx, archs, names, **k))
+    again = run_rank_corr(r, show_progress=False)
+    assert calls == [["kl"]]  # epoch 1 unchanged: nothing; epoch 3: kl only
+    assert again["kendall_tau_band"]["resnet"]["0.12"]["synflow"] == summary["kendall_tau_band"]["resnet"]["0.12"]["synflow"]
+    r.rankcorr.epochs = [4]
+    with pytest.raises(UserError, match=r"epoch\(s\) \[4\].*has epochs \[1, 2, 3\]"):
+        run_rank_corr(r, show_progress=False)

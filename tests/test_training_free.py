@@ -31,6 +31,23 @@ def test_diswot_is_maximal_for_a_student_identical_to_the_teacher():
     assert diswot_distance(t_map, t_feat, s_map, s_feat) > 1e-3
 
 
+def test_grad_cam_matches_its_definition_and_leaves_the_model_alone():
+    torch.manual_seed(0)
+    net = ResNetTeacher(widths=(8, 8, 8, 8)).eval()
+    x, classes = torch.randn(6, 1, 28, 28), torch.randint(0, 10, (6,))
+    with torch.no_grad():
+        a = net.stage3(net.stage2(net.stage1(net.stem(x))))
+        a = net.stage4(a)
+        cam, pooled = cam_at(net, "stage4", x, classes)
+        assert not torch.is_grad_enabled()  # the caller's grad mode survives
+    assert all(p.grad is None for p in net.parameters())  # dy/dA only: no weight gradients
+    a.requires_grad_()
+    (grad,) = torch.autograd.grad(net.head(a).gather(1, classes[:, None]).sum(), a)
+    assert torch.allclose(cam, torch.relu((grad.mean((2, 3), keepdim=True) * a).sum(1)).detach(), atol=1e-6)
+    assert torch.allclose(pooled, a.detach().mean((2, 3)))
+    assert cam.shape == (6, *a.shape[-2:]) and (cam > 0).any()
+
+
 def test_naswot_falls_when_inputs_cannot_be_told_apart():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Flatten(), nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU())

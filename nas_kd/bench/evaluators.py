@@ -2,6 +2,9 @@
 
 Each evaluator scores the same random archs of a trained supernet on its own, so subnet
 evaluators each pay the BN recalibration; ``all`` shares it, as ``nas-kd search`` does.
+``times_faster``: for each evaluator that ignores the supernet's weights (training-free, cost, table),
+how many times faster it is than each one that reads them (a ratio inside one run, so machine load
+mostly cancels), and ``min`` over those.
 """
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import torch
 
 from nas_kd.config import Recipe
 from nas_kd.data import load_data
-from nas_kd.evaluators import EvalContext, score_archs
+from nas_kd.evaluators import EVALUATORS, EvalContext, score_archs
 from nas_kd.provenance import Stopwatch
 from nas_kd.checkpoint import load_supernet
 from nas_kd.teacher import load_teacher
@@ -39,4 +42,11 @@ def bench_evaluators(recipe: Recipe, checkpoint: str, names: list[str], num_arch
         rates["all" if len(group) > 1 else group[0]] = {"seconds_per_arch": round(seconds / num_archs, 3),
                                                          "archs_per_minute": round(60 * num_archs / seconds, 1)}
     out["evaluators"] = rates
+    reading = [n for n in names if EVALUATORS.get(n).reads_supernet]
+    out["times_faster"] = {}
+    for n in names:
+        if n not in reading and reading:
+            free = max(rates[n]["seconds_per_arch"], 1e-3)  # rounded to ms: a floor, not a zero
+            ratios = {m: round(rates[m]["seconds_per_arch"] / free, 1) for m in reading}
+            out["times_faster"][n] = {**ratios, "min": min(ratios.values())}
     return out

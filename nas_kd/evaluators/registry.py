@@ -19,6 +19,7 @@ class Evaluator:
 
     name: str = ""
     higher_is_better: bool = True
+    reads_supernet: bool = True  # False: the score ignores the supernet's weights (no subnet is recalibrated)
 
     def raw(self, view: SubnetView) -> float:
         raise NotImplementedError
@@ -78,7 +79,7 @@ class CKA(Evaluator):
 
 class _Dna(Evaluator):
     metric, normalise = "rel_l1", "stage_mean"
-    higher_is_better = False
+    higher_is_better, reads_supernet = False, False
 
     def raw(self, view: SubnetView) -> float:
         from nas_kd.dna.score import DnaScorer
@@ -108,7 +109,7 @@ class DnaRaw(_Dna):
 class Flops(Evaluator):
     """Exact FLOPs; as a quality proxy, more is better (the baseline every evaluator should beat)."""
 
-    name, higher_is_better = "flops", True
+    name, higher_is_better, reads_supernet = "flops", True, False
 
     def raw(self, view: SubnetView) -> float:
         return float(view.ctx.supernet.space.flops(view.arch))
@@ -118,7 +119,7 @@ class Flops(Evaluator):
 class Params(Evaluator):
     """Exact parameter count; as a quality proxy, more is better."""
 
-    name, higher_is_better = "params", True
+    name, higher_is_better, reads_supernet = "params", True, False
 
     def raw(self, view: SubnetView) -> float:
         return float(view.ctx.supernet.space.params(view.arch))

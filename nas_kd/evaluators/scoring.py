@@ -8,8 +8,6 @@ from tqdm import tqdm
 from nas_kd.evaluators.context import EvalContext, SubnetView
 from nas_kd.evaluators.registry import EVALUATORS
 
-NO_SUBNET = {"flops", "params", "dna", "dna-raw", "diswot", "naswot", "synflow"}  # need no supernet subnet
-
 
 def score_archs(ctx: EvalContext, archs: Iterable[dict[str, Any]], names: list[str],
                 show_progress: bool = False) -> list[dict[str, Any]]:
@@ -21,7 +19,7 @@ def score_archs(ctx: EvalContext, archs: Iterable[dict[str, Any]], names: list[s
     for arch in tqdm(list(archs), desc="scoring", disable=None if show_progress else True, leave=False):
         arch = space.validate(arch)
         row: dict[str, Any] = {"arch": arch, "mflops": space.flops(arch) / 1e6, "mparams": space.params(arch) / 1e6}
-        view = _TableView(ctx, arch) if set(names) <= NO_SUBNET else SubnetView(ctx, arch)
+        view = SubnetView(ctx, arch) if any(ev.reads_supernet for ev in evaluators) else _TableView(ctx, arch)
         for name, ev in zip(names, evaluators):
             raw = ev.raw(view)
             row[f"{name}_raw"], row[name] = raw, ev.oriented(raw)

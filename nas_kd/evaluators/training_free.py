@@ -12,7 +12,6 @@ and looks at one small batch of probe images (``EvalContext.free_batch`` of them
 """
 from __future__ import annotations
 
-import copy
 import math
 
 import torch
@@ -43,25 +42,27 @@ def _gram(f: torch.Tensor) -> torch.Tensor:
 
 def cam_at(model: nn.Module, layer: str, x: torch.Tensor, classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Grad-CAM maps (Selvaraju et al. 2017) ``(n, h, w)`` of ``classes`` at ``layer``,
-    relu(sum_c mean_hw(dy/dA_c) A_c) unnormalised, and the layer's globally pooled features ``(n, c)``
-    (one forward and backward pass; works on frozen models too)."""
+    relu(sum_c mean_hw(dy/dA_c) A_c) unnormalised, and the layer's globally pooled features ``(n, c)``.
+
+    The modules before ``layer`` run without autograd and only the part after it is differentiated,
+    for dy/dA alone (no weight gradients), so the model's parameters and their ``.grad`` are untouched."""
     store = {}
-    x = x.detach().clone().requires_grad_()
 
     def keep(_m, _i, out):
-        out.retain_grad()
-        store["a"] = out
+        store["a"] = out.detach().requires_grad_()
+        torch.set_grad_enabled(True)  # from here on; the no_grad block below restores the caller's mode
+        return store["a"]
 
     handle = dict(model.named_modules())[layer].register_forward_hook(keep)
     try:
-        with torch.enable_grad():
-            model.zero_grad(set_to_none=True)
-            model(x).gather(1, classes[:, None]).sum().backward()
+        with torch.no_grad():
+            y = model(x).gather(1, classes[:, None]).sum()
+            (grad,) = torch.autograd.grad(y, store["a"])
     finally:
         handle.remove()
-    a = store["a"]
-    cam = torch.relu((a.grad.mean((2, 3), keepdim=True) * a).sum(1)).detach()
-    return cam, a.detach().float().mean((2, 3))
+    a = store["a"].detach()
+    cam = torch.relu((grad.mean((2, 3), keepdim=True) * a).sum(1))
+    return cam, a.float().mean((2, 3))
 
 
 def diswot_distance(t_map: torch.Tensor, t_feat: torch.Tensor, s_map: torch.Tensor, s_feat: torch.Tensor) -> float:
@@ -81,7 +82,7 @@ class DisWOT(Evaluator):
     squared Frobenius distance between their row-normalised sample-relation Gram matrices of the
     pooled last-stage features, divided by the batch size squared (relation similarity)."""
 
-    name, higher_is_better = "diswot", True
+    name, higher_is_better, reads_supernet = "diswot", True, False
 
     def raw(self, view) -> float:
         ctx = view.ctx
@@ -100,7 +101,7 @@ class NASWOT(Evaluator):
     """NASWOT (Mellor et al., ICML 2021): with c_i the binary code of which ReLUs fire for image i,
     K_ij = <c_i, c_j> + <1 - c_i, 1 - c_j>; the score is log|det K| (higher: inputs are told apart)."""
 
-    name, higher_is_better = "naswot", True
+    name, higher_is_better, reads_supernet = "naswot", True, False
 
     def raw(self, view) -> float:
         ctx = view.ctx
@@ -109,18 +110,25 @@ class NASWOT(Evaluator):
 
 
 def naswot_score(net: nn.Module, x: torch.Tensor) -> float:
-    """log|det K| of the binary ReLU-code kernel of ``net`` on the batch ``x`` (-inf if two codes coincide)."""
-    codes = []
-    hooks = [m.register_forward_hook(lambda _m, _i, out: codes.append((out > 0).flatten(1).double()))
-             for m in net.modules() if isinstance(m, nn.ReLU)]
+    """log|det K| of the binary ReLU-code kernel of ``net`` on the batch ``x`` (-inf if two codes coincide).
+
+    K is summed layer by layer as K += C C^T + (1 - C)(1 - C)^T = 2 C C^T - s_i - s_j + d for the layer's
+    (n, d) 0/1 codes C with row sums s: integers, exact in float32 below 2^24 units per entry."""
+    n = len(x)
+    k = torch.zeros(n, n, dtype=torch.float64)
+
+    def add(_m, _i, out):
+        c = (out > 0).flatten(1).float()
+        s = c.sum(1)
+        k.add_((2 * (c @ c.T) - s[:, None] - s[None, :] + c.shape[1]).double())
+
+    hooks = [m.register_forward_hook(add) for m in net.modules() if isinstance(m, nn.ReLU)]
     try:
         with torch.no_grad():
             net(x)
     finally:
         for h in hooks:
             h.remove()
-    c = torch.cat(codes, 1)
-    k = c @ c.T + (1 - c) @ (1 - c).T
     return float(torch.linalg.slogdet(k)[1])
 
 
@@ -129,7 +137,7 @@ class SynFlow(Evaluator):
     """SynFlow (Tanaka et al. 2020): R = sum(f_{|theta|}(1)) in float64 with BatchNorm as the identity
     (eval mode, default statistics); the score is log(sum |theta * dR/dtheta|) over conv/linear weights."""
 
-    name, higher_is_better = "synflow", True
+    name, higher_is_better, reads_supernet = "synflow", True, False
 
     def raw(self, view) -> float:
         ctx = view.ctx
@@ -137,11 +145,19 @@ class SynFlow(Evaluator):
 
 
 def synflow_score(net: nn.Module, input_shape: tuple[int, ...]) -> float:
-    """log(sum |theta * dR/dtheta|) over conv/linear weights of a float64 copy of ``net`` with |theta|
-    weights, eval-mode BatchNorm, R = sum of the outputs for an all-ones input."""
-    net = copy.deepcopy(net).double().eval()
-    for p in net.parameters():
-        p.data = p.data.abs()
-    net(torch.ones(1, *input_shape, dtype=torch.float64)).sum().backward()
-    total = sum((m.weight * m.weight.grad).abs().sum() for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+    """log(sum |theta * dR/dtheta|) over conv/linear weights of ``net`` run in float64 with |theta| weights and
+    eval-mode BatchNorm, R = sum of the outputs for an all-ones input. The weights are swapped in by
+    ``functional_call``, so ``net`` itself (its weights, grads and mode) is untouched."""
+    weights = [f"{name}.weight" for name, m in net.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    params = {k: v.detach().double().abs().requires_grad_() for k, v in net.named_parameters()}
+    buffers = {k: v.double() if v.is_floating_point() else v for k, v in net.named_buffers()}
+    training = net.training
+    net.eval()
+    try:
+        with torch.enable_grad():
+            r = torch.func.functional_call(net, (params, buffers), (torch.ones(1, *input_shape, dtype=torch.float64),))
+            grads = torch.autograd.grad(r.sum(), [params[k] for k in weights])
+    finally:
+        net.train(training)
+    total = sum((params[k] * g).abs().sum() for k, g in zip(weights, grads))
     return math.log(float(total.detach()) + 1e-300)

@@ -31,8 +31,6 @@ from nas_kd.rankcorr.ground_truth import arch_id, band_budget, collect_ground_tr
 from nas_kd.rankcorr.quality import band_metrics, noise_ceiling, noise_parts, random_regret, regret
 
 FITTED = "fitted"
-# scores that ignore the sandwich supernet's weights (the dna ones come from the blockwise tables)
-CHECKPOINT_FREE = {"flops", "params", "diswot", "naswot", "synflow", "dna", "dna-raw"}
 
 
 def epoch_checkpoints(supernet_run: str | Path) -> dict[int, Path]:
@@ -64,8 +62,12 @@ def ground_truth_table(recipe: Recipe) -> dict[str, dict[str, dict[str, Any]]]:
     return table
 
 
-def _score(recipe: Recipe, bands: dict[str, list[dict]], saved: dict, show_progress: bool) -> dict:
-    """``{epoch: {evaluator: {arch id: score}}}``, scoring only what ``saved`` lacks."""
+def _score(recipe: Recipe, bands: dict[str, list[dict]], cache: dict, show_progress: bool) -> dict:
+    """``{epoch: {evaluator: {arch id: score}}}`` for the study's checkpoints (``rankcorr.epochs``, or all),
+    scoring only what ``cache`` lacks. ``cache`` (``{"scores": ..., "checkpoints": {epoch: sha256}}``) is updated
+    in place; an epoch whose checkpoint file changed keeps only the scores that ignore the supernet's weights."""
+    import hashlib
+
     from nas_kd.data import load_data
     from nas_kd.device import resolve_device
     from nas_kd.evaluators import EVALUATORS, EvalContext, score_archs
@@ -73,25 +75,37 @@ def _score(recipe: Recipe, bands: dict[str, list[dict]], saved: dict, show_progr
     from nas_kd.teacher import load_teacher
 
     cfg = recipe.rankcorr
-    for n in cfg.evaluators:
-        EVALUATORS.get(n)
+    checkpoint_free = {n for n in cfg.evaluators if not EVALUATORS.get(n).reads_supernet}  # same at every epoch
     archs = {arch_id(a): a for band in bands.values() for a in band}
-    scores = saved
+    scores, digests = cache.setdefault("scores", {}), cache.setdefault("checkpoints", {})
     data = device = teacher = None
     free_done: dict[str, dict[str, float]] = {}
-    if Path(cfg.supernet_run).exists() or not saved:
+    if Path(cfg.supernet_run).exists() or not scores:
         checkpoints: dict[int, Path | None] = dict(epoch_checkpoints(cfg.supernet_run))
     else:  # a clone without the (uncommitted) supernet run: the cached scores are all there is
-        checkpoints = {int(e): None for e in saved}
+        checkpoints = {int(e): None for e in scores}
+    if cfg.epochs is not None:
+        missing = [e for e in cfg.epochs if e not in checkpoints]
+        if missing:
+            raise UserError(f"rankcorr.epochs: no supernet checkpoint (or cached scores) for epoch(s) {missing} in "
+                            f"{cfg.supernet_run}; it has epochs {sorted(checkpoints)}")
+        checkpoints = {e: checkpoints[e] for e in cfg.epochs}
     for epoch, path in checkpoints.items():
         have = scores.setdefault(str(epoch), {})
+        if path is not None:
+            with open(path, "rb") as f:
+                digest = hashlib.file_digest(f, "sha256").hexdigest()
+            if digests.get(str(epoch), digest) != digest:  # another supernet was scored as this epoch
+                for n in [n for n in have if n not in EVALUATORS.available() or EVALUATORS.get(n).reads_supernet]:
+                    del have[n]
+            digests[str(epoch)] = digest
         todo = {n: [a for a in archs if a not in have.get(n, {})] for n in cfg.evaluators}
         for n in list(todo):
-            if n in CHECKPOINT_FREE and n in free_done:  # identical at every checkpoint
+            if n in checkpoint_free and n in free_done:  # identical at every checkpoint
                 have.setdefault(n, {}).update(free_done[n])
                 todo[n] = [a for a in archs if a not in have[n]]
         if not any(todo.values()):
-            free_done.update({n: have[n] for n in cfg.evaluators if n in CHECKPOINT_FREE})
+            free_done.update({n: have[n] for n in cfg.evaluators if n in checkpoint_free})
             continue
         if path is None:
             raise UserError(f"rankcorr.supernet_run {cfg.supernet_run} does not exist and epoch {epoch} has archs to "
@@ -112,8 +126,8 @@ def _score(recipe: Recipe, bands: dict[str, list[dict]], saved: dict, show_progr
         for a, row in zip(ids, rows):
             for n in names:
                 have.setdefault(n, {})[a] = row[n]
-        free_done.update({n: have[n] for n in cfg.evaluators if n in CHECKPOINT_FREE})
-    return scores
+        free_done.update({n: have[n] for n in cfg.evaluators if n in checkpoint_free})
+    return {str(e): scores[str(e)] for e in checkpoints}
 
 
 def _column_metrics(recipe: Recipe, bands, gt_col, scores, resamples) -> tuple[dict, dict]:
@@ -171,9 +185,10 @@ def run_rank_corr(recipe: Recipe, show_progress: bool = True) -> dict[str, Any]:
     if not gt:
         raise UserError(f"{cfg.records}: no ground-truth records yet; run `nas-kd ground-truth` with this recipe first")
     data_path = out / "rankcorr.json"
-    saved = json.loads(data_path.read_text()).get("scores", {}) if data_path.exists() else {}
-    scores = _score(recipe, bands, saved, show_progress)
-    data_path.write_text(json.dumps({"scores": scores}) + "\n")  # scoring progress survives a failure below
+    saved = json.loads(data_path.read_text()) if data_path.exists() else {}
+    cache = {k: saved[k] for k in ("scores", "checkpoints") if k in saved}
+    scores = _score(recipe, bands, cache, show_progress)
+    data_path.write_text(json.dumps(cache) + "\n")  # scoring progress survives a failure below
     columns = {c: _column_metrics(recipe, bands, gt[c], scores, cfg.bootstrap) for c in cfg.columns if c in gt}
     records = collect_ground_truth(recipe)
     per_job = [r["train_wall_seconds"] for r in records if "train_wall_seconds" in r]
@@ -182,7 +197,7 @@ def run_rank_corr(recipe: Recipe, show_progress: bool = True) -> dict[str, Any]:
                "estimated_cpu_hours_total": len(plan(recipe)) * sum(per_job) / len(per_job) / 3600 if per_job else None}
     record = {"space": recipe.student.space, "compute": compute,
               "bands": {b: [arch_id(a) for a in archs] for b, archs in bands.items()},
-              "archs": {arch_id(a): a for archs in bands.values() for a in archs}, "scores": scores,
+              "archs": {arch_id(a): a for archs in bands.values() for a in archs}, **cache,
               "columns": {c: {"baselines": bl, "metrics": m} for c, (bl, m) in columns.items()},
               "evaluators": [*cfg.evaluators, FITTED]}
     write_result(data_path, record, watch.seconds(), started)
