@@ -88,7 +88,8 @@ def _cmd_acceptance(args: argparse.Namespace) -> None:
 
     recipe = load_recipe(args.recipe, args.overrides)
     print(json.dumps(run_acceptance(recipe, band=args.band, evaluator=args.evaluator, strategy=args.strategy,
-                                    trials=args.trials, result=args.out, queue=args.queue, commit=args.commit), indent=2))
+                                    trials=args.trials, result=args.out, seeds=args.seeds, queue=args.queue,
+                                    commit=args.commit), indent=2))
 
 
 def _cmd_run(args: argparse.Namespace) -> None:
@@ -341,13 +342,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_ground_truth)
 
     p = sub.add_parser("acceptance", help="at one budget band: searched student vs max-FLOPs, hand-designed and "
-                                          "best-of-10-random picks, each distilled with 3 seeds (Welch t-tests)")
+                                          "best-of-10-random picks, each distilled with the same seeds (Welch t-tests)")
     _recipe_args(p)
     p.add_argument("--band", default="0.12", help="the study's band (budget as a fraction of the max arch's FLOPs)")
     p.add_argument("--evaluator", default="kl", help=f"evaluator of the searched student ({', '.join(EVALUATORS.available())})")
     p.add_argument("--strategy", default="evolution",
                    help=f"search strategy of the searched student ({', '.join(STRATEGIES.available())})")
     p.add_argument("--trials", type=COUNT, default=100, help="archs the search scores")
+    p.add_argument("--seeds", type=COUNT, default=3, help="training seeds per student (0 .. N-1; at least 2)")
     p.add_argument("--out", default="results/search_fmnist", help="result path without suffix (.json and .md)")
     p.add_argument("--queue", help="Optuna RDB URL of the job queue (default: SQLite in the run dir)")
     p.add_argument("--commit", action="store_true", help="git-commit each record as it lands")

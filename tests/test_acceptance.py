@@ -54,7 +54,18 @@ def test_acceptance_trains_missing_seeds_and_writes_the_table(tmp_path, monkeypa
     # the study's README lists the acceptances written beside it
     (tmp_path / "acceptance_b0.12.json").write_text((tmp_path / "search_b0.12.json").read_text())
     rows = [line for line in acceptance.summary_lines(tmp_path) if line.startswith("| [acceptance_b0.12]")]
-    assert len(rows) == 1 and "| kl | 95.10 +- 0.10 | 91.10 +- 0.10 (" in rows[0]
+    assert len(rows) == 1 and "| kl | 3 | 95.10 +- 0.10 | 91.10 +- 0.10 (" in rows[0]
+
+    trained.clear()  # more seeds later: only the new ones train, for every pick
+    more = acceptance.run_acceptance(r, band=band, evaluator="kl", strategy="evolution", trials=5, seeds=4,
+                                     result=str(tmp_path / "search_b0.12_4seeds"), show_progress=False)
+    assert sorted(k.split("-resnet")[0] for k in trained) == ["acc-handcrafted", "acc-maxflops", "acc-random_best",
+                                                              "acc-searched"]
+    assert all(k.endswith("-s3") for k in trained) and more["seeds"] == [0, 1, 2, 3]
+    assert more["student_acc"] == pytest.approx(0.9515)
+    with pytest.raises(UserError, match="at least 2 seeds"):
+        acceptance.run_acceptance(r, band=band, evaluator="kl", strategy="evolution", trials=5, seeds=1,
+                                  result=str(tmp_path / "x"), show_progress=False)
 
 
 def test_each_band_searches_in_its_own_run(tmp_path, monkeypatch):

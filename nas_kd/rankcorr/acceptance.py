@@ -1,7 +1,7 @@
 """``nas-kd acceptance``: at one budget, does the searched student beat the picks a user makes without search?
 
 Four students under the band's budget B (``--band``, a fraction of the max arch's FLOPs), each trained
-exactly like the ground truth (the recipe's distillation, ``kd`` column) with 3 seeds:
+exactly like the ground truth (the recipe's distillation, ``kd`` column) with seeds 0 .. ``seeds`` - 1 (3 by default):
 
 * ``searched``: the best arch of ``nas-kd search`` with the given evaluator and strategy on the
   study's supernet;
@@ -9,8 +9,8 @@ exactly like the ground truth (the recipe's distillation, ``kd`` column) with 3 
 * ``handcrafted``: uniform scaling, as a person designs a smaller net: one depth level for every stage
   and one level for every width / ratio choice, the pair with the most FLOPs that fits B;
 * ``random_best``: of the band's first 10 ground-truth archs (random, FLOPs in [0.8 B, B]), the one with
-  the best seed-0 validation accuracy (what 10 trial trainings would pick); its seeds 0 and 1 come from
-  the ground truth, seed 2 is trained here.
+  the best seed-0 validation accuracy (what 10 trial trainings would pick); its seeds that the ground
+  truth has come from there, the others are trained here.
 
 Jobs go through the same queue and records as the ground truth (``<records>/../acceptance/``). The
 result, with Welch t-tests of ``searched`` against each other pick, goes to ``--out`` (.json and .md).
@@ -35,7 +35,7 @@ from nas_kd.rankcorr.ground_truth import (
     work_jobs,
 )
 
-SEEDS = (0, 1, 2)
+SEEDS = 3  # seeds per student unless asked otherwise
 OTHERS = ("maxflops", "handcrafted", "random_best")  # the picks the searched student is compared with
 
 
@@ -94,7 +94,8 @@ def picks(recipe: Recipe, band: str, out: Path, evaluator: str, strategy: str, t
 
 
 def run_acceptance(recipe: Recipe, *, band: str, evaluator: str, strategy: str, trials: int, result: str,
-                   queue: str | None = None, commit: bool = False, show_progress: bool = True) -> dict[str, Any]:
+                   seeds: int = SEEDS, queue: str | None = None, commit: bool = False,
+                   show_progress: bool = True) -> dict[str, Any]:
     """Train what is missing (through the job queue), then write ``result`` (.json and .md)."""
     from scipy.stats import ttest_ind
 
@@ -104,19 +105,21 @@ def run_acceptance(recipe: Recipe, *, band: str, evaluator: str, strategy: str, 
     chosen = picks(recipe, band, out, evaluator, strategy, trials)
     space = recipe.student.space
     jobs, where = {}, {}
+    if seeds < 2:
+        raise UserError(f"--seeds {seeds}: a mean +- std and a t-test need at least 2 seeds")
     for name, arch in chosen.items():
-        for seed in SEEDS:
+        for seed in range(seeds):
             key = job_key(space, band, arch, "kd", seed)
-            if name == "random_best" and seed < 2:  # already in the ground truth
+            if name == "random_best" and record_path(recipe, key).exists():  # already in the ground truth
                 where[(name, seed)] = record_path(recipe, key)
                 continue
             jobs[f"acc-{name}-{key}"] = {"space": space, "band": band, "arch": arch, "column": "kd", "seed": seed}
             where[(name, seed)] = record_path(recipe, f"acc-{name}-{key}", records)
     progress = work_jobs(recipe, jobs, out, f"acceptance-{space}-{band}", records=records, queue=queue,
                          commit=commit, show_progress=show_progress)
-    accs = {name: [json.loads(where[(name, s)].read_text())["heldout_acc"] for s in SEEDS if where[(name, s)].exists()]
-            for name in chosen}
-    missing = {n: len(SEEDS) - len(a) for n, a in accs.items() if len(a) < len(SEEDS)}
+    accs = {name: [json.loads(where[(name, s)].read_text())["heldout_acc"] for s in range(seeds)
+                   if where[(name, s)].exists()] for name in chosen}
+    missing = {n: seeds - len(a) for n, a in accs.items() if len(a) < seeds}
     if "random_best" not in chosen:
         missing["random_best"] = "its 10 candidates lack a kd seed-0 ground truth: run nas-kd ground-truth further"
     if missing:
@@ -127,7 +130,7 @@ def run_acceptance(recipe: Recipe, *, band: str, evaluator: str, strategy: str, 
     p_values = {n: float(ttest_ind(accs["searched"], accs[n], equal_var=False).pvalue) for n in chosen if n != "searched"}
     payload = {
         "space": space, "band": band, "budget_mflops": band_budget(sp, float(band)) / 1e6,
-        "evaluator": evaluator, "strategy": strategy, "trials": trials, "seeds": list(SEEDS),
+        "evaluator": evaluator, "strategy": strategy, "trials": trials, "seeds": list(range(seeds)),
         "accuracy_kind": "held-out (test + validation) accuracy, last epoch, ground-truth schedule",
         "student_mflops": sp.flops(chosen["searched"]) / 1e6, "student_acc": mean["searched"],
         "student_acc_std": std["searched"], "random_best_acc": mean["random_best"],
@@ -171,12 +174,12 @@ def summary_lines(run: Path) -> list[str]:
     found = sorted(run.glob("acceptance*.json"))
     if not found:
         return []
-    lines = [f"## Search acceptance: the searched student vs the obvious picks ({len(SEEDS)} seeds each, distilled alike)",
-             "", "| file | band (MFLOPs) | evaluator | searched % | " + " | ".join(f"{n} % (Welch p)" for n in OTHERS) + " |",
-             "|---|---|---|---|" + "---|" * len(OTHERS)]
+    lines = ["## Search acceptance: the searched student vs the obvious picks (distilled alike)",
+             "", "| file | band (MFLOPs) | evaluator | seeds | searched % | "
+             + " | ".join(f"{n} % (Welch p)" for n in OTHERS) + " |", "|---|---|---|---|---|" + "---|" * len(OTHERS)]
     for path in found:
         p = json.loads(path.read_text())
         others = [f"{_mean_std(p['picks'][n])} ({p['p_values_welch'][n]:.3f})" if n in p["picks"] else "-" for n in OTHERS]
         lines.append(f"| [{path.stem}]({path.stem}.md) | {p['band']} ({p['budget_mflops']:.2f}) | {p['evaluator']} | "
-                     f"{_mean_std(p['picks']['searched'])} | " + " | ".join(others) + " |")
+                     f"{len(p['seeds'])} | {_mean_std(p['picks']['searched'])} | " + " | ".join(others) + " |")
     return [*lines, "", "Each file's .md has the archs, the per-seed figures and the command that regenerates it.", ""]
