@@ -100,3 +100,30 @@ def test_only_the_chosen_epochs_are_scored_and_a_changed_checkpoint_is_rescored(
     r.rankcorr.epochs = [4]
     with pytest.raises(UserError, match=r"epoch\(s\) \[4\].*has epochs \[1, 2, 3\]"):
         run_rank_corr(r, show_progress=False)
+
+
+def test_scores_of_finished_epochs_survive_a_failure(study, tmp_path, monkeypatch):
+    import nas_kd.evaluators as ev
+
+    r, _ = study
+    run = tmp_path / "supernet_run"
+    (run / "checkpoints").mkdir(parents=True)
+    for epoch in (1, 2):
+        save_supernet(Supernet(search_spaces.get("resnet")), run / "checkpoints" / f"epoch{epoch:03d}.pt", epoch=epoch)
+    r.rankcorr.supernet_run, r.rankcorr.evaluators = str(run), ["kl", "flops"]
+    real, calls = ev.score_archs, []
+
+    def flaky(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # stopped while scoring epoch 2
+        return real(*a, **k)
+
+    monkeypatch.setattr(ev, "score_archs", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        run_rank_corr(r, show_progress=False)
+    saved = json.loads((tmp_path / "out" / "rankcorr.json").read_text())
+    assert set(saved["scores"]["1"]) == {"kl", "flops"} and len(saved["scores"]["1"]["kl"]) == 16
+    calls.clear()
+    run_rank_corr(r, show_progress=False)
+    assert len(calls) == 1  # only epoch 2 is scored again

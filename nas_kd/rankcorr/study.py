@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -62,10 +62,12 @@ def ground_truth_table(recipe: Recipe) -> dict[str, dict[str, dict[str, Any]]]:
     return table
 
 
-def _score(recipe: Recipe, bands: dict[str, list[dict]], cache: dict, show_progress: bool) -> dict:
+def _score(recipe: Recipe, bands: dict[str, list[dict]], cache: dict, save: Callable[[], None],
+           show_progress: bool) -> dict:
     """``{epoch: {evaluator: {arch id: score}}}`` for the study's checkpoints (``rankcorr.epochs``, or all),
     scoring only what ``cache`` lacks. ``cache`` (``{"scores": ..., "checkpoints": {epoch: sha256}}``) is updated
-    in place; an epoch whose checkpoint file changed keeps only the scores that ignore the supernet's weights."""
+    in place and ``save``d after each scored epoch; an epoch whose checkpoint file changed keeps only the scores
+    that ignore the supernet's weights."""
     import hashlib
 
     from nas_kd.data import load_data
@@ -127,6 +129,7 @@ def _score(recipe: Recipe, bands: dict[str, list[dict]], cache: dict, show_progr
             for n in names:
                 have.setdefault(n, {})[a] = row[n]
         free_done.update({n: have[n] for n in cfg.evaluators if n in checkpoint_free})
+        save()
     return {str(e): scores[str(e)] for e in checkpoints}
 
 
@@ -187,8 +190,7 @@ def run_rank_corr(recipe: Recipe, show_progress: bool = True) -> dict[str, Any]:
     data_path = out / "rankcorr.json"
     saved = json.loads(data_path.read_text()) if data_path.exists() else {}
     cache = {k: saved[k] for k in ("scores", "checkpoints") if k in saved}
-    scores = _score(recipe, bands, cache, show_progress)
-    data_path.write_text(json.dumps(cache) + "\n")  # scoring progress survives a failure below
+    scores = _score(recipe, bands, cache, lambda: data_path.write_text(json.dumps(cache) + "\n"), show_progress)
     columns = {c: _column_metrics(recipe, bands, gt[c], scores, cfg.bootstrap) for c in cfg.columns if c in gt}
     records = collect_ground_truth(recipe)
     per_job = [r["train_wall_seconds"] for r in records if "train_wall_seconds" in r]
