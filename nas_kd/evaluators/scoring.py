@@ -15,11 +15,12 @@ def score_archs(ctx: EvalContext, archs: Iterable[dict[str, Any]], names: list[s
     better) and ``name_raw`` (its natural value and direction)."""
     evaluators = [EVALUATORS.build(n) for n in names]
     space = ctx.supernet.space
+    needs_subnet = any(ev.reads_supernet for ev in evaluators)
     rows = []
     for arch in tqdm(list(archs), desc="scoring", disable=None if show_progress else True, leave=False):
         arch = space.validate(arch)
         row: dict[str, Any] = {"arch": arch, "mflops": space.flops(arch) / 1e6, "mparams": space.params(arch) / 1e6}
-        view = SubnetView(ctx, arch) if any(ev.reads_supernet for ev in evaluators) else _TableView(ctx, arch)
+        view = SubnetView(ctx, arch) if needs_subnet else _TableView(ctx, arch)
         for name, ev in zip(names, evaluators):
             raw = ev.raw(view)
             row[f"{name}_raw"], row[name] = raw, ev.oriented(raw)

@@ -99,19 +99,20 @@ def run_acceptance(recipe: Recipe, *, band: str, evaluator: str, strategy: str, 
     """Train what is missing (through the job queue), then write ``result`` (.json and .md)."""
     from scipy.stats import ttest_ind
 
+    if seeds < 2:  # before the searches that picking the students may run
+        raise UserError(f"--seeds {seeds}: a mean +- std and a t-test need at least 2 seeds")
     started, watch = origin(), Stopwatch()
     out = Path(recipe.run.out_dir) / recipe.run.name / "acceptance"
     records = Path(recipe.rankcorr.records).parent / "acceptance"
     chosen = picks(recipe, band, out, evaluator, strategy, trials)
     space = recipe.student.space
     jobs, where = {}, {}
-    if seeds < 2:
-        raise UserError(f"--seeds {seeds}: a mean +- std and a t-test need at least 2 seeds")
     for name, arch in chosen.items():
         for seed in range(seeds):
             key = job_key(space, band, arch, "kd", seed)
-            if name == "random_best" and record_path(recipe, key).exists():  # already in the ground truth
-                where[(name, seed)] = record_path(recipe, key)
+            truth = record_path(recipe, key)
+            if name == "random_best" and truth.exists():  # already in the ground truth
+                where[(name, seed)] = truth
                 continue
             jobs[f"acc-{name}-{key}"] = {"space": space, "band": band, "arch": arch, "column": "kd", "seed": seed}
             where[(name, seed)] = record_path(recipe, f"acc-{name}-{key}", records)
