@@ -84,11 +84,12 @@ def _cmd_ground_truth(args: argparse.Namespace) -> None:
 
 
 def _cmd_acceptance(args: argparse.Namespace) -> None:
-    from nas_kd.rankcorr.acceptance import run_acceptance
+    from nas_kd.rankcorr.acceptance import SEEDS, run_acceptance
 
     recipe = load_recipe(args.recipe, args.overrides)
+    seeds = SEEDS if args.seeds is None else args.seeds
     print(json.dumps(run_acceptance(recipe, band=args.band, evaluator=args.evaluator, strategy=args.strategy,
-                                    trials=args.trials, result=args.out, seeds=args.seeds, queue=args.queue,
+                                    trials=args.trials, result=args.out, seeds=seeds, queue=args.queue,
                                     commit=args.commit), indent=2))
 
 
@@ -349,7 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", default="evolution",
                    help=f"search strategy of the searched student ({', '.join(STRATEGIES.available())})")
     p.add_argument("--trials", type=COUNT, default=100, help="archs the search scores")
-    p.add_argument("--seeds", type=COUNT, default=3, help="training seeds per student (0 .. N-1; at least 2)")
+    p.add_argument("--seeds", type=COUNT, help="training seeds per student (0 .. N-1; at least 2; "
+                                               "default: nas_kd.rankcorr.acceptance.SEEDS)")
     p.add_argument("--out", default="results/search_fmnist", help="result path without suffix (.json and .md)")
     p.add_argument("--queue", help="Optuna RDB URL of the job queue (default: SQLite in the run dir)")
     p.add_argument("--commit", action="store_true", help="git-commit each record as it lands")

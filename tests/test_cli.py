@@ -167,3 +167,14 @@ def test_dna_search_under_latency_budgets(tmp_path, capsys):
     assert main(["dna-search", "--tables", str(tmp_path / "ranking.json"), "--budget-ms", str(budget),
                  "--budget-mflops", "5", "--latency-table", str(tmp_path / "lt.json")]) == 2
     assert "not both" in capsys.readouterr().err
+
+
+def test_acceptance_seeds_default_to_the_acceptance_count(monkeypatch, capsys):
+    from nas_kd.rankcorr import acceptance
+
+    asked = []
+    monkeypatch.setattr(acceptance, "run_acceptance", lambda recipe, **kw: asked.append(kw["seeds"]) or {})
+    for extra in ([], ["--seeds", "5"]):
+        assert main(["acceptance", "--recipe", "recipes/search_quality_fmnist_2k.yaml", "--band", "0.12",
+                     "--evaluator", "rdm", *extra]) == 0
+    assert asked == [acceptance.SEEDS, 5]
