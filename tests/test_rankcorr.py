@@ -53,6 +53,10 @@ def test_study_reports_every_band_and_reuses_scores(study, monkeypatch):
     run_rank_corr(r, show_progress=False)
     assert calls == []  # every arch already scored at this checkpoint
     assert main(["plot", "--run", str(out)]) == 0
+    (out / "findings.md").write_text("Nothing beats flops here.\n")  # hand-written; a rerun keeps it in the README
+    run_rank_corr(r, show_progress=False)
+    assert ("## What the numbers say (hand-written: `findings.md`)\n\nNothing beats flops here.\n"
+            in (out / "README.md").read_text())
     (tmp_path / "supernet.pt").unlink()  # a clone without the uncommitted supernet: the cached scores serve
     assert run_rank_corr(r, show_progress=False)["kendall_tau_band"] == summary["kendall_tau_band"]
     r.rankcorr.bands = [0.12]  # one band: the fitted combination is cross-validated by k-fold inside it

@@ -69,8 +69,12 @@ def plot_study(run: str | Path) -> list[Path]:
     return files
 
 
+FINDINGS = "findings.md"  # hand-written beside a study: what its numbers say, kept across regenerations
+
+
 def write_report(run: str | Path) -> Path:
-    """``README.md``: per ground-truth column and band, the noise and every evaluator's figures; then the plots."""
+    """``README.md``: per ground-truth column and band, the noise and every evaluator's figures; the acceptances;
+    then the study's hand-written ``findings.md``, if any, under its own heading; then the plots."""
     run = Path(run)
     d, summary = _load(run)
     lines = [f"# Search quality inside equal-cost bands: `{d['space']}` space", "",
@@ -116,6 +120,8 @@ def write_report(run: str | Path) -> Path:
     lines += ["`fitted`: ridge regression over all other scores, cross-validated: leave-one-band-out, or "
               f"{FOLDS}-fold inside a study's only band (never scored on its training archs).",
               "Figures: `tau_per_band_<column>.png`, `regret_<column>.png` (and .svg).", "", *summary_lines(run)]
+    if (run / FINDINGS).exists():
+        lines += [f"## What the numbers say (hand-written: `{FINDINGS}`)", "", (run / FINDINGS).read_text().strip(), ""]
     path = run / "README.md"
     path.write_text("\n".join(lines) + "\n")
     plot_study(run)
