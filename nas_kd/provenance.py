@@ -30,6 +30,22 @@ def git_commit() -> str:
     return sha + ("-dirty" if dirty else "")
 
 
+def machine() -> dict[str, Any]:
+    """The CPU model, torch version and intra-op threads of this process. A CPU training run reproduces bit for bit
+    only where all three match: other CPUs pick other kernels, whose float sums round differently."""
+    import platform
+
+    import torch
+
+    try:
+        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                 if line.startswith("model name")]
+    except OSError:
+        names = []
+    return {"cpu": names[0] if names else platform.processor() or platform.machine(), "torch": torch.__version__,
+            "threads": torch.get_num_threads()}
+
+
 def command_line() -> str:
     """The command that started this process, as a copyable shell line."""
     prog = Path(sys.argv[0]).name

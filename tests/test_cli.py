@@ -3,6 +3,7 @@ import json
 import random
 
 import pytest
+import torch
 
 from nas_kd.checkpoint import save_checkpoint
 from nas_kd.cli import main
@@ -77,7 +78,9 @@ def test_ground_truth_command_runs_one_job(synthetic_root, teacher_ckpt, tmp_pat
     progress = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert progress["ran_here"] == 1 and progress["finished"] == 1 and progress["jobs"] == 4
     (record,) = (tmp_path / "records").iterdir()
-    assert json.loads(record.read_text())["heldout_n"] == 64 + 25
+    r = json.loads(record.read_text())
+    assert r["heldout_n"] == 64 + 25
+    assert r["machine"]["cpu"] and r["machine"]["torch"] == torch.__version__ and r["machine"]["threads"] >= 1
 
 
 def test_bench_flops(tmp_path):

@@ -25,7 +25,7 @@ from typing import Any
 import search_spaces
 from nas_kd.config import Recipe, derive
 from nas_kd.errors import UserError
-from nas_kd.provenance import Stopwatch, commit_record, origin, write_result
+from nas_kd.provenance import Stopwatch, commit_record, machine, origin, write_result
 from search_spaces import SAMPLERS
 
 COLUMNS = ("kd", "scratch")
@@ -138,7 +138,7 @@ def train_job(recipe: Recipe, key: str, job: dict[str, Any], out: Path, *, recor
         **heldout(final, len(data.test), len(data.val)),
         "epochs": r.train.epochs, "train_images": len(data.train), "distill": final["distill"],
         "ce_weight": final["ce_weight"], "seconds_per_epoch": final["seconds_per_epoch"],
-        "train_wall_seconds": final["wall_seconds"], "device": final["device"],
+        "train_wall_seconds": final["wall_seconds"], "device": final["device"], "machine": machine(),
     }
     return write_result(record_path(recipe, key, records), record, watch.seconds(), started)
 
