@@ -12,6 +12,7 @@ from nas_kd.rankcorr.fitted import FOLDS
 from nas_kd.rankcorr.quality import FLAT_CEILING
 
 FORMATS = ("png", "svg")
+FINDINGS = "findings.md"  # hand-written beside a study: what its numbers say, kept across regenerations
 
 
 def _load(run: Path) -> tuple[dict, dict]:
@@ -67,9 +68,6 @@ def plot_study(run: str | Path) -> list[Path]:
         ax.legend(fontsize=6, ncol=2)
         files += save(fig, run / f"regret_{column}", FORMATS)
     return files
-
-
-FINDINGS = "findings.md"  # hand-written beside a study: what its numbers say, kept across regenerations
 
 
 def write_report(run: str | Path) -> Path:
