@@ -144,7 +144,7 @@ def _cmd_dna_rank(args: argparse.Namespace) -> None:
 
 def _cmd_dna_search(args: argparse.Namespace) -> None:
     from nas_kd.dna.exact import exact_search
-    from nas_kd.dna.ranking import load_tables
+    from nas_kd.dna.score import load_tables
     from nas_kd.provenance import Stopwatch, origin, write_result
 
     started, watch = origin(), Stopwatch()

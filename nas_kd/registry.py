@@ -4,9 +4,11 @@ from __future__ import annotations
 import difflib
 import inspect
 import math
+import typing
 from typing import Any, Callable, Generic, TypeVar
 
-from nas_kd.errors import OptionError, UnknownName
+from nas_kd.errors import OptionError, UnknownName, UserError
+from nas_kd.typecheck import coerce
 
 T = TypeVar("T")
 
@@ -50,37 +52,52 @@ class Registry(Generic[T]):
         """Instantiate ``name`` with keyword arguments."""
         return self.get(name)(**kwargs)
 
-    def check_options(self, name: str, options: dict[str, Any], where: str, *, given: tuple[str, ...] = ()) -> None:
-        """Raise :class:`OptionError` naming ``where`` unless ``options`` fit ``name``'s constructor.
+    def check_options(self, name: str, options: dict[str, Any], where: str, *,
+                      given: tuple[str, ...] = ()) -> dict[str, Any]:
+        """``options`` checked against ``name``'s constructor (keyword arguments, their annotations); returns them
+        coerced (an int where a float is expected becomes a float).
 
-        Unknown options (with a close match), missing required ones and non-finite numbers are
-        errors; ``given`` lists parameters the caller supplies itself (e.g. ``space``).
-        """
-        try:
-            factory = self.get(name)
-        except KeyError as e:
-            raise OptionError(f"{where}: {e.args[0]}") from None
+        Unknown options (with a close match), missing required ones and values of the wrong type or not finite
+        raise :class:`OptionError` naming ``where``; ``given`` lists parameters the caller supplies itself (e.g.
+        ``space``). Ranges are the constructor's to check (it raises :class:`~nas_kd.errors.UserError`)."""
+        factory = self.get_for(name, where)
+        target = factory.__init__ if inspect.isclass(factory) else factory
         params = {p.name: p for p in inspect.signature(factory).parameters.values()
                   if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        try:
+            hints = typing.get_type_hints(target)
+        except (NameError, TypeError):  # an annotation this module cannot resolve: names are still checked
+            hints = {}
         allowed = [n for n in params if n not in given]
+        checked = {}
         for key, value in options.items():
             if key not in allowed:
                 close = difflib.get_close_matches(str(key), allowed, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 listed = ", ".join(allowed) or "none"
                 raise OptionError(f"{where}: {self.kind} {name!r} has no option {key!r}{hint}; options: {listed}")
-            if isinstance(value, float) and not math.isfinite(value):
+            checked[key] = coerce(value, hints.get(key, Any), f"{where}.{key}")
+            if isinstance(checked[key], float) and not math.isfinite(checked[key]):
                 raise OptionError(f"{where}.{key}: must be a finite number, got {value}")
         missing = [n for n in allowed if params[n].default is inspect.Parameter.empty and n not in options]
         if missing:
             raise OptionError(f"{where}: {self.kind} {name!r} needs option(s) {', '.join(missing)}")
+        return checked
+
+    def get_for(self, name: str, where: str) -> Callable[..., T]:
+        """:meth:`get`, with an unknown name reported as an :class:`OptionError` naming ``where``."""
+        try:
+            return self.get(name)
+        except UnknownName as e:
+            raise OptionError(f"{where}: {e}") from None
 
     def build_checked(self, name: str, options: dict[str, Any], where: str, **given: Any) -> T:
-        """:meth:`check_options`, then build; a ``ValueError`` of the constructor becomes an :class:`OptionError`."""
-        self.check_options(name, options, where, given=tuple(given))
+        """:meth:`check_options`, then build. A :class:`~nas_kd.errors.UserError` the constructor raises (a value
+        out of range) is re-raised naming ``where``; any other exception is a bug and keeps its traceback."""
+        checked = self.check_options(name, options, where, given=tuple(given))
         try:
-            return self.get(name)(**options, **given)
-        except (ValueError, TypeError) as e:
+            return self.get(name)(**checked, **given)
+        except UserError as e:
             raise OptionError(f"{where}: {e}") from None
 
     def available(self) -> list[str]:
@@ -89,3 +106,13 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: object) -> bool:
         return name in self._items
+
+
+def split_component(spec: Any, where: str, registry: Registry) -> tuple[str, dict[str, Any]]:
+    """A recipe's component, a bare ``name`` or a mapping ``{name: ..., **options}``, as (name, options)."""
+    if isinstance(spec, str):
+        return spec, {}
+    if isinstance(spec, dict) and isinstance(spec.get("name"), str):
+        return spec["name"], {k: v for k, v in spec.items() if k != "name"}
+    raise OptionError(f"{where}: expected a {registry.kind} name or a mapping {{name: ..., options}} "
+                      f"(names: {', '.join(registry.available())}), got {spec!r}")

@@ -43,14 +43,18 @@ def build_model(cfg: TeacherConfig, num_classes: int, in_channels: int) -> nn.Mo
                             "does: leave it unset and give your weights file as teacher.checkpoint")
     factory = resolve_factory(cfg.model)
     try:
-        named = inspect.signature(factory).parameters
-    except (TypeError, ValueError):
-        named = {}
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # a builtin without a signature: call it and let it speak
+        signature = None
+    named = signature.parameters if signature is not None else {}
     given = {"num_classes": num_classes, **({"in_channels": in_channels} if "in_channels" in named else {})}
-    try:
-        return factory(**given, **cfg.kwargs)
-    except TypeError as e:
-        raise UserError(f"teacher.model {cfg.model!r} cannot be built with {sorted({**given, **cfg.kwargs})}: {e}") from None
+    if signature is not None:
+        try:
+            signature.bind(**given, **cfg.kwargs)
+        except TypeError as e:
+            raise UserError(f"teacher.model {cfg.model!r} cannot be built with "
+                            f"{sorted({**given, **cfg.kwargs})}: {e}") from None
+    return factory(**given, **cfg.kwargs)  # an error inside the factory is a bug there: it keeps its traceback
 
 
 def load_teacher(cfg: TeacherConfig, num_classes: int = 10, in_channels: int = 1) -> nn.Module:

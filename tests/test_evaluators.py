@@ -4,7 +4,8 @@ import torch
 import search_spaces
 from nas_kd.config import load_recipe
 from nas_kd.data import load_data
-from nas_kd.evaluators import EVALUATORS, EvalContext, SubnetView, score_archs
+from nas_kd.evaluators import EVALUATORS, EvalContext, build_evaluators, score_archs
+from nas_kd.evaluators.context import RecalibratedSubnet
 from nas_kd.evaluators.similarity import (
     centred_gram,
     linear_cka,
@@ -62,16 +63,16 @@ def test_subnet_scored_against_its_own_export_is_identical(fmnist_root):
     net = Supernet(space)
     arch = space.sample(__import__("random").Random(0))
     ctx = EvalContext.build(net, export_subnet(net.eval(), arch), data, teacher_stages=["stem", *net.stage_names],
-                            probe_size=50, bn_batches=2, batch_size=64)
-    SubnetView(ctx, arch)  # recalibrates the supernet for arch
+                            probe_size=50, bn_batches=2, batch_size=64, seed=0, channels_last=False)
+    RecalibratedSubnet(ctx, arch)  # recalibrates the supernet for arch
     ctx.teacher = export_subnet(net.eval(), arch).eval()
-    (row,) = score_archs(ctx, [arch], ["kl", "rdm", "cka", "flops"])
+    (row,) = score_archs(ctx, [arch], build_evaluators(["kl", "rdm", "cka", "flops"], "test"))
     assert row["kl_raw"] == pytest.approx(0.0, abs=1e-6) and row["kl"] == -row["kl_raw"]
     assert row["rdm"] == pytest.approx(1.0, abs=1e-6)
     assert row["cka"] == pytest.approx(1.0, abs=1e-6)
     assert row["flops_raw"] == space.flops(arch)
     other = space.min_arch() if arch != space.min_arch() else space.max_arch()
-    (far,) = score_archs(ctx, [other], ["kl", "rdm"])
+    (far,) = score_archs(ctx, [other], build_evaluators(["kl", "rdm"], "test"))
     assert far["kl"] < row["kl"] and far["rdm"] < row["rdm"]
 
 
@@ -91,12 +92,12 @@ def test_torchscript_teacher_works_for_logit_evaluators_and_is_refused_for_featu
     scripted = torch.jit.trace(ResNetTeacher(widths=(8, 8, 8, 8)).eval(), torch.zeros(1, 1, 28, 28))
     space = search_spaces.get("resnet")
     ctx = EvalContext.build(Supernet(space), scripted, data, teacher_stages=["stem", "stage1", "stage2",
-                            "stage3", "stage4"], probe_size=16, bn_batches=1)
+                            "stage3", "stage4"], probe_size=16, bn_batches=1, batch_size=64, seed=0, channels_last=False)
     arch = space.sample(random.Random(0))
-    assert score_archs(ctx, [arch], ["kl", "synflow"])[0]["kl_raw"] >= 0
+    assert score_archs(ctx, [arch], build_evaluators(["kl", "synflow"], "test"))[0]["kl_raw"] > 0
     for name in ("cka", "diswot"):
         with pytest.raises(UserError, match="TorchScript"):
-            score_archs(ctx, [arch], [name])
+            score_archs(ctx, [arch], build_evaluators([name], "test"))
 
 
 def test_evaluator_bench_compares_supernet_free_evaluators_with_the_supernet_ones(synthetic_root, tmp_path):

@@ -46,7 +46,7 @@ def test_study_reports_every_band_and_reuses_scores(study, monkeypatch):
     assert "### Band 0.12" in (out / "README.md").read_text()
     for f in ("tau_per_band_kd.png", "regret_kd.png", "rankcorr.json"):
         assert (out / f).stat().st_size > 1000
-    import nas_kd.evaluators as ev
+    import nas_kd.rankcorr.study as ev
 
     calls = []
     monkeypatch.setattr(ev, "score_archs", lambda *a, **k: calls.append(a) or [])
@@ -78,7 +78,7 @@ def test_a_supernet_of_another_space_is_refused(study, tmp_path):
 def test_only_the_chosen_epochs_are_scored_and_a_changed_checkpoint_is_rescored(study, tmp_path, monkeypatch):
     import torch
 
-    import nas_kd.evaluators as ev
+    import nas_kd.rankcorr.study as ev
 
     r, _ = study
     run = tmp_path / "supernet_run"
@@ -97,7 +97,8 @@ def test_only_the_chosen_epochs_are_scored_and_a_changed_checkpoint_is_rescored(
     torch.manual_seed(7)  # epoch 3 retrained: its kl scores are stale, the arch-only ones still hold
     save_supernet(Supernet(space), run / "checkpoints" / "epoch003.pt", epoch=3)
     real, calls = ev.score_archs, []
-    monkeypatch.setattr(ev, "score_archs", lambda ctx, archs, names, **k: calls.append(names) or real(ctx, archs, names, **k))
+    monkeypatch.setattr(ev, "score_archs", lambda ctx, archs, evs, **k: calls.append([e.name for e in evs])
+                        or real(ctx, archs, evs, **k))
     again = run_rank_corr(r, show_progress=False)
     assert calls == [["kl"]]  # epoch 1 unchanged: nothing; epoch 3: kl only
     assert again["kendall_tau_band"]["resnet"]["0.12"]["synflow"] == summary["kendall_tau_band"]["resnet"]["0.12"]["synflow"]
@@ -107,7 +108,7 @@ def test_only_the_chosen_epochs_are_scored_and_a_changed_checkpoint_is_rescored(
 
 
 def test_scores_of_finished_epochs_survive_a_failure(study, tmp_path, monkeypatch):
-    import nas_kd.evaluators as ev
+    import nas_kd.rankcorr.study as ev
 
     r, _ = study
     run = tmp_path / "supernet_run"

@@ -96,17 +96,23 @@ def test_two_workers_share_one_sqlite_study(tmp_path):
 
 
 def test_strategy_and_evaluator_options_are_checked():
-    from nas_kd.errors import OptionError, UserError
-    from nas_kd.evaluators import check_evaluator_options
+    from nas_kd.errors import OptionError
+    from nas_kd.evaluators import build_evaluators
 
     obj, _ = objective(20.0)
     with pytest.raises(OptionError, match="strategy 'evolution' has no option 'populaton' \\(did you mean 'population'"):
         run_strategy("evolution", obj, 5, {"populaton": 4})
     with pytest.raises(OptionError, match="strategy 'random' has no option 'population'"):
         run_strategy("random", obj, 5, {"population": 4})
+    with pytest.raises(OptionError, match="search.strategy_options.population: expected int, got 'many'"):
+        run_strategy("evolution", obj, 5, {"population": "many"})
     assert len(run_strategy("evolution", obj, 6, {"population": 3, "sample_size": 2}, seed=0)) >= 1
-    with pytest.raises(UserError, match="unknown option 'paring'"):
-        check_evaluator_options({"paring": "best"})
-    with pytest.raises(UserError, match="rdm_method"):
-        check_evaluator_options({"rdm_method": "kendall"})
-    check_evaluator_options({"rdm_method": "pearson", "pairing": "best", "rdm_proj_dim": 64})
+    with pytest.raises(OptionError, match="e: evaluator 'rdm' has no option 'paring' \\(did you mean 'pairing'"):
+        build_evaluators([{"name": "rdm", "paring": "best"}], "e")
+    with pytest.raises(OptionError, match=r"e\.method: 'kendall' is not one of spearman, pearson"):
+        build_evaluators([{"name": "rdm", "method": "kendall"}], "e")
+    with pytest.raises(OptionError, match=r"e: proj_dim must be an integer >= 2, got 1"):
+        build_evaluators([{"name": "rdm", "proj_dim": 1}], "e")
+    (rdm,) = build_evaluators([{"name": "rdm", "method": "pearson", "pairing": "best", "proj_dim": 64}], "e")
+    assert (rdm.name, rdm.method, rdm.pairing, rdm.proj_dim) == ("rdm[method=pearson,pairing=best,proj_dim=64]",
+                                                                  "pearson", "best", 64)

@@ -8,11 +8,13 @@ import torch.nn as nn
 
 import search_spaces
 from nas_kd.data import load_dataset
-from nas_kd.evaluators import EvalContext, score_archs
+from nas_kd.errors import OptionError
+from nas_kd.evaluators import EvalContext, build_evaluators, score_archs
 from nas_kd.evaluators.training_free import (
     cam_at,
     diswot_distance,
     naswot_score,
+    random_subnet,
     synflow_score,
 )
 from nas_kd.models.resnet_teacher import ResNetTeacher
@@ -70,10 +72,30 @@ def test_training_free_evaluators_through_the_registry(synthetic_root):
     space = search_spaces.get("resnet")
     net = Supernet(space)
     ctx = EvalContext.build(net, ResNetTeacher(widths=(8, 8, 8, 8)), data, teacher_stages=["stem", "stage1", "stage2",
-                            "stage3", "stage4"], probe_size=32, bn_batches=1)
+                            "stage3", "stage4"], probe_size=32, bn_batches=1, batch_size=64, seed=0, channels_last=False)
     archs = [space.sample(random.Random(i)) for i in range(3)]
-    rows = score_archs(ctx, archs, ["diswot", "naswot", "synflow"])
-    again = score_archs(ctx, archs, ["diswot", "naswot", "synflow"])
+    evaluators = build_evaluators(["diswot", "naswot", "synflow"], "test")
+    rows = score_archs(ctx, archs, evaluators)
+    again = score_archs(ctx, archs, evaluators)
     assert all(math.isfinite(r[n]) for r in rows for n in ("diswot", "naswot", "synflow"))
     assert [r["synflow"] for r in rows] == [r["synflow"] for r in again]  # a function of the arch
-    assert rows[0]["diswot"] <= 0
+    # DisWOT of the arch whose own untrained net is the teacher: identical maps and relations, the best score (0)
+    twin = random_subnet(ctx, archs[0]).eval()
+    own = EvalContext.build(net, twin, data, teacher_stages=["stem", *twin.stage_names], probe_size=32, bn_batches=1,
+                            batch_size=64, seed=0, channels_last=False)
+    (same, other) = score_archs(own, archs[:2], build_evaluators(["diswot"], "test"))
+    assert same["diswot"] == pytest.approx(0.0, abs=1e-9) and other["diswot"] < -1e-6
+
+
+def test_the_training_free_batch_is_an_option_of_each_evaluator(synthetic_root):
+    data = load_dataset("fashion-mnist", synthetic_root, val_size=64)
+    space = search_spaces.get("resnet")
+    ctx = EvalContext.build(Supernet(space), ResNetTeacher(widths=(8, 8, 8, 8)), data,
+                            teacher_stages=["stem", "stage1", "stage2", "stage3", "stage4"], probe_size=32,
+                            bn_batches=1, batch_size=64, seed=0, channels_last=False)
+    arch = space.sample(random.Random(0))
+    (row,) = score_archs(ctx, [arch], build_evaluators(["naswot", {"name": "naswot", "batch": 8}], "test"))
+    x = ctx.probe[:8]
+    assert row["naswot[batch=8]"] == naswot_score(random_subnet(ctx, arch).eval(), x) != row["naswot"]
+    with pytest.raises(OptionError, match=r"test\[1\]: batch must be an integer >= 2"):
+        build_evaluators(["kl", {"name": "naswot", "batch": 1}], "test")

@@ -15,7 +15,7 @@ import torch
 
 from nas_kd.config import Recipe
 from nas_kd.data import load_data
-from nas_kd.evaluators import EVALUATORS, EvalContext, score_archs
+from nas_kd.evaluators import EVALUATORS, EvalContext, build_evaluators, score_archs
 from nas_kd.provenance import Stopwatch
 from nas_kd.checkpoint import load_supernet
 from nas_kd.teacher import load_teacher
@@ -34,10 +34,12 @@ def bench_evaluators(recipe: Recipe, checkpoint: str, names: list[str], num_arch
     for group in [[n] for n in names] + [names]:
         ctx = EvalContext.build(net, teacher, data, teacher_stages=recipe.teacher.stages,
                                 probe_size=recipe.search.probe_size, bn_batches=recipe.search.bn_batches,
-                                batch_size=recipe.data.batch_size, seed=recipe.seed, dna_tables=dna_tables)
-        score_archs(ctx, archs[:1], group)  # teacher features, RDMs and Grams: once per probe set
+                                batch_size=recipe.data.batch_size, seed=recipe.seed,
+                                channels_last=recipe.train.channels_last, dna_tables=dna_tables)
+        evaluators = build_evaluators(group, "bench evaluators")
+        score_archs(ctx, archs[:1], evaluators)  # teacher features, RDMs and Grams: once per probe set
         watch = Stopwatch()
-        score_archs(ctx, archs, group)
+        score_archs(ctx, archs, evaluators)
         seconds = watch.seconds()
         rates["all" if len(group) > 1 else group[0]] = {"seconds_per_arch": round(seconds / num_archs, 3),
                                                          "archs_per_minute": round(60 * num_archs / seconds, 1)}

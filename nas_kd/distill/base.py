@@ -128,7 +128,8 @@ def parse_terms(spec: Any, key: str = "distill", *, logits_only: bool = False) -
         where = f"{where} ({name})"
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight < float("inf"):
             raise OptionError(f"{where}.weight: must be a finite number >= 0, got {weight!r}")
-        DISTILLERS.build_checked(name, options, where)  # the constructor checks the values too
+        options = DISTILLERS.check_options(name, options, where)
+        DISTILLERS.build_checked(name, options, where)  # the constructor checks the values' ranges
         if logits_only and not DISTILLERS.get(name).logits_only:
             usable = [n for n in DISTILLERS.available() if DISTILLERS.get(n).logits_only]
             raise OptionError(f"{where}: {name} reads more than logits; here only logit methods work: "

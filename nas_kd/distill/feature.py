@@ -19,6 +19,7 @@ from nas_kd.distill.base import (
     check_pair,
     match_spatial,
 )
+from nas_kd.errors import OptionError
 from nas_kd.losses import functional as LF
 
 WHICH = ("all", "last", "middle")
@@ -35,12 +36,12 @@ class FeaturePairs(Distiller):
         super().__init__()
         if pairs is not None and (not isinstance(pairs, list) or not pairs or any(
                 not isinstance(p, (list, tuple)) or len(p) != 2 or not all(isinstance(n, str) for n in p) for p in pairs)):
-            raise ValueError(f"pairs must be a non-empty list of [student_module, teacher_module], got {pairs!r}")
+            raise OptionError(f"pairs must be a non-empty list of [student_module, teacher_module], got {pairs!r}")
         which = which or self.default_which
         if which not in WHICH:
-            raise ValueError(f"which must be one of {', '.join(WHICH)}, got {which!r}")
+            raise OptionError(f"which must be one of {', '.join(WHICH)}, got {which!r}")
         if pairs is not None and which != self.default_which:
-            raise ValueError("give either pairs or which, not both")
+            raise OptionError("give either pairs or which, not both")
         self.pairs = [tuple(p) for p in pairs] if pairs else None
         self.which, self.teacher = which, teacher
 
@@ -113,7 +114,7 @@ class AT(FeaturePairs):
                  teacher: int = 0) -> None:
         super().__init__(pairs, which, teacher)
         if not p > 0:
-            raise ValueError(f"p must be > 0, got {p}")
+            raise OptionError(f"p must be > 0, got {p}")
         self.p = float(p)
 
     def pair_loss(self, i: int, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -149,7 +150,7 @@ class RKD(FeaturePairs):
                  which: str | None = None, teacher: int = 0) -> None:
         super().__init__(pairs, which, teacher)
         if distance_weight < 0 or angle_weight < 0:
-            raise ValueError("distance_weight and angle_weight must be >= 0")
+            raise OptionError("distance_weight and angle_weight must be >= 0")
         self.distance_weight, self.angle_weight = float(distance_weight), float(angle_weight)
 
     def pair_loss(self, i: int, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

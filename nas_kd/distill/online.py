@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from nas_kd.distill.base import DISTILLERS, Distiller, View
+from nas_kd.errors import OptionError
 from nas_kd.losses import functional as LF
 
 
@@ -22,9 +23,9 @@ class DML(Distiller):
     def __init__(self, students: int = 2, temperature: float = 1.0) -> None:
         super().__init__()
         if isinstance(students, bool) or not isinstance(students, int) or students < 2:
-            raise ValueError(f"students must be an integer >= 2, got {students!r}")
+            raise OptionError(f"students must be an integer >= 2, got {students!r}")
         if not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+            raise OptionError(f"temperature must be > 0, got {temperature}")
         self.num_students, self.temperature = students, float(temperature)
 
     def forward(self, view: View) -> dict[str, torch.Tensor]:

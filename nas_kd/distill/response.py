@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from nas_kd.distill.base import DISTILLERS, Distiller, View
+from nas_kd.errors import OptionError
 from nas_kd.losses import functional as LF
 
 
@@ -16,7 +17,7 @@ class _OneTeacher(Distiller):
     def __init__(self, teacher: int = 0) -> None:
         super().__init__()
         if isinstance(teacher, bool) or not isinstance(teacher, int) or teacher < 0:
-            raise ValueError(f"teacher must be an index >= 0, got {teacher!r}")
+            raise OptionError(f"teacher must be an index >= 0, got {teacher!r}")
         self.teacher = teacher
 
     def resolve(self, student_stages, teacher_stages, num_teachers: int) -> None:
@@ -35,7 +36,7 @@ class KD(_OneTeacher):
     def __init__(self, temperature: float = 4.0, teacher: int = 0) -> None:
         super().__init__(teacher)
         if not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+            raise OptionError(f"temperature must be > 0, got {temperature}")
         self.temperature = float(temperature)
 
     def forward(self, view: View) -> dict[str, torch.Tensor]:
@@ -62,7 +63,7 @@ class AlphaDiv(_OneTeacher):
     def __init__(self, alpha_min: float = -1.0, alpha_max: float = 1.0, iw_clip: float = 5.0, teacher: int = 0) -> None:
         super().__init__(teacher)
         if alpha_min > alpha_max or not iw_clip > 0:
-            raise ValueError(f"need alpha_min <= alpha_max and iw_clip > 0, got {alpha_min}, {alpha_max}, {iw_clip}")
+            raise OptionError(f"need alpha_min <= alpha_max and iw_clip > 0, got {alpha_min}, {alpha_max}, {iw_clip}")
         self.alpha_min, self.alpha_max, self.iw_clip = float(alpha_min), float(alpha_max), float(iw_clip)
 
     def forward(self, view: View) -> dict[str, torch.Tensor]:
@@ -88,12 +89,12 @@ class MultiTeacher(Distiller):
     def __init__(self, temperature: float = 4.0, weights: list[float] | None = None, confidence: bool = False) -> None:
         super().__init__()
         if not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+            raise OptionError(f"temperature must be > 0, got {temperature}")
         if weights is not None and (not isinstance(weights, list) or not weights
                                     or any(not isinstance(w, (int, float)) or w < 0 for w in weights) or sum(weights) <= 0):
-            raise ValueError(f"weights must be a list of numbers >= 0 with a positive sum, got {weights!r}")
+            raise OptionError(f"weights must be a list of numbers >= 0 with a positive sum, got {weights!r}")
         if weights is not None and confidence:
-            raise ValueError("give either weights or confidence: true, not both")
+            raise OptionError("give either weights or confidence: true, not both")
         self.temperature, self.weights, self.confidence = float(temperature), weights, bool(confidence)
 
     def resolve(self, student_stages, teacher_stages, num_teachers: int) -> None:

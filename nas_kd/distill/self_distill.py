@@ -6,6 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from nas_kd.distill.base import DISTILLERS, Distiller, Probe, View
+from nas_kd.errors import OptionError
 from nas_kd.losses import functional as LF
 
 
@@ -51,7 +52,7 @@ class BYOT(_OwnStages):
                  stages: list[str] | None = None) -> None:
         super().__init__()
         if not 0 <= alpha <= 1 or lam < 0 or not temperature > 0:
-            raise ValueError(f"need 0 <= alpha <= 1, lam >= 0, temperature > 0; got {alpha}, {lam}, {temperature}")
+            raise OptionError(f"need 0 <= alpha <= 1, lam >= 0, temperature > 0; got {alpha}, {lam}, {temperature}")
         self.alpha, self.lam, self.temperature, self.stages = float(alpha), float(lam), float(temperature), stages
 
     def bind(self, probe: Probe) -> None:
@@ -90,7 +91,7 @@ class SAD(_OwnStages):
     def __init__(self, start_epoch: int = 0, p: float = 2.0, stages: list[str] | None = None) -> None:
         super().__init__()
         if isinstance(start_epoch, bool) or not isinstance(start_epoch, int) or start_epoch < 0 or not p > 0:
-            raise ValueError(f"need an integer start_epoch >= 0 and p > 0; got {start_epoch!r}, {p}")
+            raise OptionError(f"need an integer start_epoch >= 0 and p > 0; got {start_epoch!r}, {p}")
         self.start_epoch, self.p, self.stages = start_epoch, float(p), stages
 
     def bind(self, probe: Probe) -> None:

@@ -14,7 +14,6 @@ The table also holds each candidate's FLOPs for every input width and its parame
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -108,8 +107,3 @@ def rank_stages(recipe: Recipe, checkpoint: str | Path, out: str | Path, show_pr
                "checkpoint": str(checkpoint), "scores": list(SCORES), "stages": stages,
                "stage_seconds": seconds, "probe_size": len(probe), "bn_batches": len(calib_x)}
     return write_result(out, payload, watch.seconds(), started)
-
-
-def load_tables(path: str | Path) -> dict[str, Any]:
-    """A ranking written by :func:`rank_stages`."""
-    return json.loads(Path(path).read_text())

@@ -8,6 +8,7 @@ evaluator scores, DONNA-style, is :mod:`nas_kd.rankcorr.fitted`.)
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,14 @@ import numpy as np
 from nas_kd.errors import UnknownName, UserError
 
 NORMALISATIONS = ("stage_mean", "none")
+
+
+def load_tables(path: str | Path) -> dict[str, Any]:
+    """A ranking written by :func:`nas_kd.dna.ranking.rank_stages`."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise UserError(f"{path}: not a readable blockwise ranking ({e}); make one with nas-kd dna-rank") from None
 
 
 class DnaScorer:

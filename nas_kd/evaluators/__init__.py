@@ -1,12 +1,14 @@
 """Evaluators: score subnets of a trained supernet by similarity to the teacher (or by accuracy / cost).
 
-``EVALUATORS.build(name)`` gives an evaluator with ``higher_is_better`` and ``raw(view)``;
-:func:`score_archs` scores many archs with several evaluators, sharing the BN recalibration
-and the subnet's forward pass, and orients every score so that higher is better.
+``build_evaluators(["kl", {"name": "rdm", "proj_dim": 256}], where)`` gives evaluators with
+``higher_is_better`` and ``raw(view)``; :func:`score_archs` scores many archs with several evaluators,
+sharing the BN recalibration and the subnet's forward pass, and orients every score so that higher is
+better. One file per family: :mod:`.subnet_evaluators` (accuracy, kl, rdm, cka), :mod:`.training_free`
+(diswot, naswot, synflow), :mod:`.dna`, :mod:`.cost` (flops, params).
 """
-from nas_kd.evaluators import training_free  # noqa: F401  (registers diswot, naswot, synflow)
-from nas_kd.evaluators.context import EvalContext, SubnetView, check_evaluator_options
-from nas_kd.evaluators.registry import EVALUATORS, Evaluator
+from nas_kd.evaluators import cost, dna, subnet_evaluators, training_free  # noqa: F401  (register the evaluators)
+from nas_kd.evaluators.base import EVALUATORS, Evaluator, SubnetView, build_evaluators
+from nas_kd.evaluators.context import EvalContext
 from nas_kd.evaluators.scoring import score_archs
 
-__all__ = ["EVALUATORS", "Evaluator", "EvalContext", "SubnetView", "check_evaluator_options", "score_archs"]
+__all__ = ["EVALUATORS", "Evaluator", "EvalContext", "SubnetView", "build_evaluators", "score_archs"]

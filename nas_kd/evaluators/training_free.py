@@ -1,7 +1,7 @@
 """Training-free evaluators: scores of a *randomly initialised* subnet, no supernet weights, no training.
 
 Each builds the arch as a static network with a fixed seed (so a score is a function of the arch)
-and looks at one small batch of probe images (``EvalContext.free_batch`` of them):
+and looks at one small batch of probe images (the option ``batch``: how many, default 32):
 
 * ``diswot`` - DisWOT (Dong et al., CVPR 2023): how similar the untrained student's semantics and
   sample relations already are to the teacher's; higher is better.
@@ -18,8 +18,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from nas_kd.errors import OptionError
+from nas_kd.evaluators.base import EVALUATORS, Evaluator, SubnetView
 from nas_kd.evaluators.context import EvalContext
-from nas_kd.evaluators.registry import EVALUATORS, Evaluator
 from nas_kd.subnet import StaticNet, zero_init_residual
 
 INIT_SEED = 0
@@ -27,11 +28,25 @@ INIT_SEED = 0
 
 def random_subnet(ctx: EvalContext, arch: dict) -> StaticNet:
     """The arch as a static net with the seeded default initialisation (the same net for the same arch)."""
-    space = ctx.supernet.space
+    space = ctx.space
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(INIT_SEED)
         spec = space.spec(arch)
         return zero_init_residual(StaticNet(spec))
+
+
+class TrainingFree(Evaluator):
+    """Base of the training-free evaluators: ``batch`` probe images, no supernet weights."""
+
+    reads_supernet = False
+
+    def __init__(self, *, batch: int = 32) -> None:
+        if batch < 2:
+            raise OptionError(f"batch must be an integer >= 2, got {batch}")
+        self.batch = batch
+
+    def images(self, ctx: EvalContext) -> torch.Tensor:
+        return ctx.probe[: self.batch].to(ctx.device)
 
 
 def _gram(f: torch.Tensor) -> torch.Tensor:
@@ -75,19 +90,20 @@ def diswot_distance(t_map: torch.Tensor, t_feat: torch.Tensor, s_map: torch.Tens
 
 
 @EVALUATORS.register("diswot")
-class DisWOT(Evaluator):
+class DisWOT(TrainingFree):
     """DisWOT-style teacher-student similarity without training: minus the sum of (1) the mean squared
     distance between the teacher's and the untrained student's Grad-CAM maps of the teacher's predicted
     classes at the last stage (semantic similarity; maps average-pooled to the smaller size) and (2) the
     squared Frobenius distance between their row-normalised sample-relation Gram matrices of the
     pooled last-stage features, divided by the batch size squared (relation similarity)."""
 
-    name, higher_is_better, reads_supernet = "diswot", True, False
+    def prepare(self, ctx: EvalContext) -> None:
+        self.teacher_semantics = ctx.memo(("diswot", self.batch), lambda: teacher_semantics(ctx, self.images(ctx)))
 
-    def raw(self, view) -> float:
+    def raw(self, view: SubnetView) -> float:
         ctx = view.ctx
-        x = ctx.probe[: ctx.free_batch].to(ctx.device)
-        t_map, t_feat, classes = ctx.teacher_semantics
+        x = self.images(ctx)
+        t_map, t_feat, classes = self.teacher_semantics
         student = random_subnet(ctx, view.arch).to(ctx.device).eval()
         s_map, s_feat = cam_at(student, student.stage_names[-1], x, classes)
         if t_map.shape[-2:] != s_map.shape[-2:]:
@@ -96,17 +112,23 @@ class DisWOT(Evaluator):
         return -diswot_distance(t_map, t_feat, s_map, s_feat)
 
 
+def teacher_semantics(ctx: EvalContext, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """On the images ``x``: the teacher's Grad-CAM maps of its predicted classes at its last stage, its pooled
+    last-stage features, and those classes."""
+    ctx.teacher_outputs  # noqa: B018  (refuses a TorchScript teacher, whose stages cannot be hooked)
+    with torch.no_grad():
+        classes = ctx.teacher(x).argmax(1)
+    return (*cam_at(ctx.teacher, ctx.teacher_stages[-1], x, classes), classes)
+
+
 @EVALUATORS.register("naswot")
-class NASWOT(Evaluator):
+class NASWOT(TrainingFree):
     """NASWOT (Mellor et al., ICML 2021): with c_i the binary code of which ReLUs fire for image i,
     K_ij = <c_i, c_j> + <1 - c_i, 1 - c_j>; the score is log|det K| (higher: inputs are told apart)."""
 
-    name, higher_is_better, reads_supernet = "naswot", True, False
-
-    def raw(self, view) -> float:
+    def raw(self, view: SubnetView) -> float:
         ctx = view.ctx
-        x = ctx.probe[: ctx.free_batch].to(ctx.device)
-        return naswot_score(random_subnet(ctx, view.arch).to(ctx.device).eval(), x)
+        return naswot_score(random_subnet(ctx, view.arch).to(ctx.device).eval(), self.images(ctx))
 
 
 def naswot_score(net: nn.Module, x: torch.Tensor) -> float:
@@ -137,9 +159,9 @@ class SynFlow(Evaluator):
     """SynFlow (Tanaka et al. 2020): R = sum(f_{|theta|}(1)) in float64 with BatchNorm as the identity
     (eval mode, default statistics); the score is log(sum |theta * dR/dtheta|) over conv/linear weights."""
 
-    name, higher_is_better, reads_supernet = "synflow", True, False
+    reads_supernet = False
 
-    def raw(self, view) -> float:
+    def raw(self, view: SubnetView) -> float:
         ctx = view.ctx
         return synflow_score(random_subnet(ctx, view.arch), tuple(ctx.probe.shape[1:]))
 

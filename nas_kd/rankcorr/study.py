@@ -25,6 +25,7 @@ import numpy as np
 import search_spaces
 from nas_kd.config import Recipe
 from nas_kd.errors import UserError
+from nas_kd.evaluators import EvalContext, Evaluator, build_evaluators, score_archs
 from nas_kd.provenance import Stopwatch, origin, write_result
 from nas_kd.rankcorr.fitted import FOLDS, cross_validated, k_fold
 from nas_kd.rankcorr.ground_truth import arch_id, band_budget, collect_ground_truth, plan, study_bands
@@ -62,8 +63,8 @@ def ground_truth_table(recipe: Recipe) -> dict[str, dict[str, dict[str, Any]]]:
     return table
 
 
-def _score(recipe: Recipe, bands: dict[str, list[dict]], cache: dict, save: Callable[[], None],
-           show_progress: bool) -> dict:
+def _score(recipe: Recipe, evaluators: list[Evaluator], bands: dict[str, list[dict]], cache: dict,
+           save: Callable[[], None], show_progress: bool) -> dict:
     """``{epoch: {evaluator: {arch id: score}}}`` for the study's checkpoints (``rankcorr.epochs``, or all),
     scoring only what ``cache`` lacks. ``cache`` (``{"scores": ..., "checkpoints": {epoch: sha256}}``) is updated
     in place and ``save``d after each scored epoch; an epoch whose checkpoint file changed keeps only the scores
@@ -72,12 +73,12 @@ def _score(recipe: Recipe, bands: dict[str, list[dict]], cache: dict, save: Call
 
     from nas_kd.data import load_data
     from nas_kd.device import resolve_device
-    from nas_kd.evaluators import EVALUATORS, EvalContext, score_archs
     from nas_kd.checkpoint import load_supernet
     from nas_kd.teacher import load_teacher
 
     cfg = recipe.rankcorr
-    checkpoint_free = {n for n in cfg.evaluators if not EVALUATORS.get(n).reads_supernet}  # same at every epoch
+    by_name = {ev.name: ev for ev in evaluators}
+    checkpoint_free = {n for n, ev in by_name.items() if not ev.reads_supernet}  # same at every epoch
     archs = {arch_id(a): a for band in bands.values() for a in band}
     scores, digests = cache.setdefault("scores", {}), cache.setdefault("checkpoints", {})
     data = device = teacher = None
@@ -98,16 +99,16 @@ def _score(recipe: Recipe, bands: dict[str, list[dict]], cache: dict, save: Call
             with open(path, "rb") as f:
                 digest = hashlib.file_digest(f, "sha256").hexdigest()
             if digests.get(str(epoch), digest) != digest:  # another supernet was scored as this epoch
-                for n in [n for n in have if n not in EVALUATORS.available() or EVALUATORS.get(n).reads_supernet]:
+                for n in [n for n in have if n not in checkpoint_free]:
                     del have[n]
             digests[str(epoch)] = digest
-        todo = {n: [a for a in archs if a not in have.get(n, {})] for n in cfg.evaluators}
+        todo = {n: [a for a in archs if a not in have.get(n, {})] for n in by_name}
         for n in list(todo):
             if n in checkpoint_free and n in free_done:  # identical at every checkpoint
                 have.setdefault(n, {}).update(free_done[n])
                 todo[n] = [a for a in archs if a not in have[n]]
         if not any(todo.values()):
-            free_done.update({n: have[n] for n in cfg.evaluators if n in checkpoint_free})
+            free_done.update({n: have[n] for n in checkpoint_free})
             continue
         if path is None:
             raise UserError(f"rankcorr.supernet_run {cfg.supernet_run} does not exist and epoch {epoch} has archs to "
@@ -122,18 +123,18 @@ def _score(recipe: Recipe, bands: dict[str, list[dict]], cache: dict, save: Call
         ctx = EvalContext.build(net, teacher, data, teacher_stages=recipe.teacher.stages, probe_size=cfg.probe_size,
                                 bn_batches=cfg.bn_batches, batch_size=recipe.data.batch_size, seed=recipe.seed,
                                 channels_last=recipe.train.channels_last, dna_tables=cfg.dna_tables)
-        names = [n for n in cfg.evaluators if todo[n]]
+        names = [n for n in by_name if todo[n]]
         ids = sorted({a for n in names for a in todo[n]})
-        rows = score_archs(ctx, [archs[a] for a in ids], names, show_progress=show_progress)
+        rows = score_archs(ctx, [archs[a] for a in ids], [by_name[n] for n in names], show_progress=show_progress)
         for a, row in zip(ids, rows):
             for n in names:
                 have.setdefault(n, {})[a] = row[n]
-        free_done.update({n: have[n] for n in cfg.evaluators if n in checkpoint_free})
+        free_done.update({n: have[n] for n in checkpoint_free})
         save()
     return {str(e): scores[str(e)] for e in checkpoints}
 
 
-def _column_metrics(recipe: Recipe, bands, gt_col, scores, resamples) -> tuple[dict, dict]:
+def _column_metrics(recipe: Recipe, evaluator_names: list[str], bands, gt_col, scores, resamples) -> tuple[dict, dict]:
     """Per band: baselines and noise; per epoch and band: every evaluator's metrics (plus ``fitted``)."""
     space = search_spaces.get(recipe.student.space)
     seeds = [str(s) for s in recipe.rankcorr.seeds]
@@ -161,7 +162,7 @@ def _column_metrics(recipe: Recipe, bands, gt_col, scores, resamples) -> tuple[d
     metrics = {}
     for epoch, by_eval in scores.items():
         per_band = {}
-        names = [n for n in recipe.rankcorr.evaluators if n in by_eval]
+        names = [n for n in evaluator_names if n in by_eval]
         for band, ids in kept.items():
             if not all(a in by_eval[n] for n in names for a in ids):
                 continue
@@ -190,8 +191,11 @@ def run_rank_corr(recipe: Recipe, show_progress: bool = True) -> dict[str, Any]:
     data_path = out / "rankcorr.json"
     saved = json.loads(data_path.read_text()) if data_path.exists() else {}
     cache = {k: saved[k] for k in ("scores", "checkpoints") if k in saved}
-    scores = _score(recipe, bands, cache, lambda: data_path.write_text(json.dumps(cache) + "\n"), show_progress)
-    columns = {c: _column_metrics(recipe, bands, gt[c], scores, cfg.bootstrap) for c in cfg.columns if c in gt}
+    evaluators = build_evaluators(cfg.evaluators, "rankcorr.evaluators")
+    names = [ev.name for ev in evaluators]
+    scores = _score(recipe, evaluators, bands, cache, lambda: data_path.write_text(json.dumps(cache) + "\n"),
+                    show_progress)
+    columns = {c: _column_metrics(recipe, names, bands, gt[c], scores, cfg.bootstrap) for c in cfg.columns if c in gt}
     records = collect_ground_truth(recipe)
     per_job = [r["train_wall_seconds"] for r in records if "train_wall_seconds" in r]
     compute = {"jobs": len(plan(recipe)), "finished": len(records),
@@ -201,7 +205,7 @@ def run_rank_corr(recipe: Recipe, show_progress: bool = True) -> dict[str, Any]:
               "bands": {b: [arch_id(a) for a in archs] for b, archs in bands.items()},
               "archs": {arch_id(a): a for archs in bands.values() for a in archs}, **cache,
               "columns": {c: {"baselines": bl, "metrics": m} for c, (bl, m) in columns.items()},
-              "evaluators": [*cfg.evaluators, FITTED]}
+              "evaluators": [*names, FITTED]}
     write_result(data_path, record, watch.seconds(), started)
     summary = write_result(out / "summary.json", summarise(record, recipe), watch.seconds(), started)
     from nas_kd.rankcorr.report import write_report

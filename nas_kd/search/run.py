@@ -14,18 +14,20 @@ from typing import Any
 
 from tqdm import tqdm
 
-from nas_kd.config import Recipe, dump_recipe
+from nas_kd.config import Recipe, SearchConfig, dump_recipe
 from nas_kd.data import load_data
 from nas_kd.device import resolve_device
 from nas_kd.errors import UserError
-from nas_kd.evaluators import EVALUATORS, EvalContext, check_evaluator_options, score_archs
+from nas_kd.evaluators import EvalContext, Evaluator, build_evaluators, score_archs
 from nas_kd.latency import load_table, measured_ms, require_match
 from nas_kd.plots import pareto_front, pareto_plot
 from nas_kd.provenance import Stopwatch, origin, write_result
 from nas_kd.search.objective import Objective
 from nas_kd.search.strategies import RUN_INPUTS, STRATEGIES, run_strategy
-from nas_kd.checkpoint import load_supernet
+from nas_kd.checkpoint import load_checkpoint, load_supernet
+from nas_kd.supernet import Supernet
 from nas_kd.teacher import load_teacher
+from search_spaces import StagedSpace, from_meta
 
 
 def run_search(recipe: Recipe, show_progress: bool = True, report_only: bool = False) -> dict[str, Any]:
@@ -35,13 +37,12 @@ def run_search(recipe: Recipe, show_progress: bool = True, report_only: bool = F
     (``search.storage`` and the study name), e.g. after several workers finished."""
     cfg = recipe.search
     started, watch = origin(), Stopwatch()
-    names = list(dict.fromkeys([cfg.evaluator, *cfg.extra_evaluators]))
-    for n in names:
-        EVALUATORS.get(n)
+    evaluators = search_evaluators(cfg)
+    names = [ev.name for ev in evaluators]
+    primary = names[0]
     STRATEGIES.check_options(cfg.strategy, cfg.strategy_options, "search.strategy_options", given=RUN_INPUTS)
-    check_evaluator_options(cfg.evaluator_options)
-    net = load_supernet(cfg.checkpoint)
-    space = net.space
+    net = load_searchable(cfg.checkpoint)
+    space = net.space if isinstance(net, Supernet) else net
     budget = (cfg.budget_mflops * 1e6) if cfg.budget_mflops is not None else space.flops(space.max_arch())
     table = load_table(cfg.latency_table) if cfg.latency_table else None
     if cfg.budget_ms is not None and table is None:
@@ -51,21 +52,21 @@ def run_search(recipe: Recipe, show_progress: bool = True, report_only: bool = F
     out = Path(recipe.run.out_dir) / recipe.run.name
     out.mkdir(parents=True, exist_ok=True)
     dump_recipe(recipe, out / "config.yaml")
-    study_name = cfg.study_name or f"{cfg.evaluator}-{cfg.strategy}-{budget / 1e6:.3f}" + \
+    study_name = cfg.study_name or f"{primary}-{cfg.strategy}-{budget / 1e6:.3f}" + \
         (f"-{cfg.budget_ms:g}ms" if cfg.budget_ms is not None else "")
     storage = cfg.storage or f"sqlite:///{(out / 'study.db').resolve()}"
     if report_only:
-        rows = _study_report(cfg.strategy, storage, study_name, cfg.evaluator, budget, cfg.budget_ms)
+        rows = _study_report(cfg.strategy, storage, study_name, primary, budget, cfg.budget_ms)
         return _write_outputs(recipe, rows, out, space, names, budget, storage, study_name, started, watch)
     data = load_data(recipe)
     device = resolve_device(recipe.train.device)
     teacher = load_teacher(recipe.teacher, data.num_classes, data.in_channels).to(device)
-    ctx = EvalContext.build(net.to(device), teacher, data, teacher_stages=recipe.teacher.stages,
-                            probe_size=cfg.probe_size, bn_batches=cfg.bn_batches,
-                            batch_size=recipe.data.batch_size, seed=recipe.seed, dna_tables=cfg.dna_tables,
-                            **cfg.evaluator_options)
+    ctx = EvalContext.build(net.to(device) if isinstance(net, Supernet) else space, teacher, data,
+                            teacher_stages=recipe.teacher.stages, probe_size=cfg.probe_size, bn_batches=cfg.bn_batches,
+                            batch_size=recipe.data.batch_size, seed=recipe.seed,
+                            channels_last=recipe.train.channels_last, dna_tables=cfg.dna_tables)
     bar = tqdm(total=cfg.trials, desc=f"search {cfg.strategy}", disable=None if show_progress else True, dynamic_ncols=True)
-    objective = Objective(space, lambda arch: score_archs(ctx, [arch], names)[0], cfg.evaluator, budget, progress=bar,
+    objective = Objective(space, lambda arch: score_archs(ctx, [arch], evaluators)[0], primary, budget, progress=bar,
                           budget_ms=cfg.budget_ms, latency_table=table)
     rows = run_strategy(cfg.strategy, objective, cfg.trials, cfg.strategy_options, seed=recipe.seed, storage=storage,
                         study_name=study_name, dna_tables=cfg.dna_tables)
@@ -94,20 +95,38 @@ def _study_report(strategy: str, storage: str, study_name: str, evaluator: str, 
     return sorted(rows, key=lambda r: r[evaluator], reverse=True)
 
 
+def search_evaluators(cfg: SearchConfig) -> list[Evaluator]:
+    """The search's evaluators: ``search.evaluator`` (the one optimised) first, then ``search.extra_evaluators``
+    (one already given is not scored twice)."""
+    specs = [cfg.evaluator, *cfg.extra_evaluators]
+    unique = [s for i, s in enumerate(specs) if s not in specs[:i]]
+    return build_evaluators(unique, "search.evaluator" if len(unique) == 1 else "search.evaluator(s)")
+
+
+def load_searchable(path: str | Path) -> Supernet | StagedSpace:
+    """The weight-sharing supernet in ``path``, or for a blockwise (DNA) supernet just its space: a search on
+    it scores with evaluators that ignore supernet weights (the dna tables, costs, training-free)."""
+    meta = load_checkpoint(path).get("blockwise")
+    if isinstance(meta, dict):
+        return from_meta(meta)
+    return load_supernet(path)
+
+
 def _write_outputs(recipe: Recipe, rows, out: Path, space, names, budget: float, storage: str, study_name: str,
                    started, watch) -> dict:
     cfg = recipe.search
+    primary = names[0]
     if not rows:
         raise UserError(f"search: no arch under {budget / 1e6:.2f} MFLOPs was scored")
     write_candidates(rows, out)
     best = rows[0]
     (out / "best_arch.json").write_text(json.dumps({"arch": best["arch"], "mflops": best["mflops"],
-                                                    cfg.evaluator: best[cfg.evaluator]}, indent=2) + "\n")
-    pareto_plot(rows, cfg.evaluator, budget / 1e6, out / "pareto.png", picked=best)
+                                                    primary: best[primary]}, indent=2) + "\n")
+    pareto_plot(rows, primary, budget / 1e6, out / "pareto.png", picked=best)
     payload = {
-        "space": space.name, "checkpoint": cfg.checkpoint, "evaluator": cfg.evaluator, "evaluators": names,
+        "space": space.name, "checkpoint": cfg.checkpoint, "evaluator": primary, "evaluators": names,
         "strategy": cfg.strategy, "budget_mflops": budget / 1e6, "trials": cfg.trials, "scored": len(rows),
-        "best": best, "pareto_front": pareto_front(rows, cfg.evaluator),
+        "best": best, "pareto_front": pareto_front(rows, primary),
         "budget_ms": cfg.budget_ms, "latency_table": cfg.latency_table, **_measured_latency(space, best, cfg.latency_table),
         "storage": storage if cfg.strategy.startswith("optuna") else None,
         "study": study_name if cfg.strategy.startswith("optuna") else None,  # rows are the whole study's

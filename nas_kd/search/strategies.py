@@ -23,7 +23,7 @@ RUN_INPUTS = ("objective", "trials", "seed", "storage", "study_name", "dna_table
 
 def run_strategy(name: str, objective: Objective, trials: int, options: dict[str, Any], **inputs: Any) -> list[dict]:
     """Run strategy ``name`` with the user's ``options`` (checked) and the run ``inputs`` its signature takes."""
-    STRATEGIES.check_options(name, options, "search.strategy_options", given=RUN_INPUTS)
+    options = STRATEGIES.check_options(name, options, "search.strategy_options", given=RUN_INPUTS)
     fn = STRATEGIES.get(name)
     accepted = inspect.signature(fn).parameters
     return fn(objective, trials, **{k: v for k, v in inputs.items() if k in accepted}, **options)
@@ -105,7 +105,7 @@ def dna_exhaustive(objective: Objective, trials: int, *, seed: int = 0, dna_tabl
     if not dna_tables:
         raise UserError("strategy dna-exhaustive needs search.dna_tables (a ranking from nas-kd dna-rank)")
     from nas_kd.dna.exact import exact_search
-    from nas_kd.dna.ranking import load_tables
+    from nas_kd.dna.score import load_tables
 
     found = exact_search(load_tables(dna_tables), [objective.budget], k=min(trials, 20), check_fvcore=False)
     for entry in next(iter(found["by_budget"].values())):

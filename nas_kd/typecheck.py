@@ -1,0 +1,130 @@
+"""Check a value read from a recipe against a type annotation, and a number against its allowed range.
+
+One mechanism for the recipe's own keys (:mod:`nas_kd.config`) and for the keyword-only options of every
+registered component (:meth:`nas_kd.registry.Registry.check_options`): an error names the key path and
+says what was expected.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+from nas_kd.errors import OptionError, UserError
+
+
+@dataclass(frozen=True)
+class Range:
+    """Allowed numbers: ``low`` (excluded when ``low_open``) up to ``high``; ``None``: unbounded on that side."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+
+    def check(self, value: Any, where: str, error: type[UserError] = OptionError) -> None:
+        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            return
+        lo, hi = self.low, self.high
+        if (lo is not None and (value <= lo if self.low_open else value < lo)) or (hi is not None and value > hi):
+            low = "" if lo is None else f"{'>' if self.low_open else '>='} {lo}"
+            high = "" if hi is None else f"<= {hi}"
+            raise error(f"{where}: must be {' and '.join(x for x in (low, high) if x)}, got {value!r}")
+
+
+def ge(low: float, high: float | None = None) -> dict[str, Range]:
+    """Dataclass field metadata: the value is >= ``low`` (and <= ``high``)."""
+    return {"range": Range(low, high)}
+
+
+def gt(low: float, high: float | None = None) -> dict[str, Range]:
+    """Dataclass field metadata: the value is > ``low`` (and <= ``high``)."""
+    return {"range": Range(low, high, low_open=True)}
+
+
+def type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def coerce(value: Any, tp: Any, where: str, error: type[UserError] = OptionError) -> Any:
+    """``value`` checked against the annotation ``tp`` (ints are accepted where floats are expected, a
+    dataclass is built from a mapping by :func:`build_dataclass`); raises ``error`` naming ``where``."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return coerce(value, arg, where, error)
+            except UserError as e:
+                if "must be" in str(e):  # the type fits but the value does not: say why
+                    raise
+        raise error(f"{where}: expected {type_name(tp)}, got {value!r}")
+    if origin is typing.Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise error(f"{where}: {value!r} is not one of {', '.join(map(str, allowed))}{hint}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise error(f"{where}: expected a mapping, got {value!r}")
+        return build_dataclass(tp, value, where, error)
+    if origin in (list, tuple) or tp in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise error(f"{where}: expected a list, got {value!r}")
+        args = typing.get_args(tp)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(args) != len(value):
+                raise error(f"{where}: expected {len(args)} items, got {value!r}")
+            return tuple(coerce(v, a, f"{where}[{i}]", error) for i, (v, a) in enumerate(zip(value, args)))
+        item = args[0] if args else Any
+        items = [coerce(v, item, f"{where}[{i}]", error) for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple or tp is tuple else items
+    if tp is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise error(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is Any or not isinstance(tp, type):
+        return value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is float and isinstance(value, str):  # PyYAML reads 5e-4 (no dot) as a string
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if tp is int and isinstance(value, bool) or not isinstance(value, tp):
+        raise error(f"{where}: expected {type_name(tp)}, got {value!r}")
+    if tp is float and not math.isfinite(value):
+        raise error(f"{where}: must be a finite number, got {value!r}")
+    return value
+
+
+def build_dataclass(cls: type, data: dict, where: str, error: type[UserError] = OptionError) -> Any:
+    """An instance of the dataclass ``cls`` from the mapping ``data``: unknown keys (with a close match), wrong
+    types, numbers outside a field's ``range`` metadata and missing required keys raise ``error``."""
+    hints = typing.get_type_hints(cls, include_extras=False)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise error(f"{where}: unknown key {key!r}{hint}; allowed: {', '.join(names)}")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        sub = f"{where}.{f.name}" if where else f.name
+        if f.name in data:
+            kwargs[f.name] = coerce(data[f.name], hints[f.name], sub, error)
+            if "range" in f.metadata:
+                f.metadata["range"].check(kwargs[f.name], sub, error)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise error(f"{where or 'recipe'}: missing required key {f.name!r}")
+    return cls(**kwargs)
