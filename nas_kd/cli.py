@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from nas_kd.config import load_recipe
+from nas_kd.recipe_checks import load_checked
 from nas_kd.errors import UserError
 
 
@@ -44,14 +44,14 @@ def _recipe_args(p: argparse.ArgumentParser, required: bool = True) -> None:
 def _cmd_train_teacher(args: argparse.Namespace) -> None:
     from nas_kd.train.standalone import train_teacher
 
-    recipe = load_recipe(args.recipe, args.overrides)
+    recipe = load_checked(args.recipe, args.overrides)
     _report(train_teacher(recipe, resume=args.resume), args.results, ("test_acc", "flops", "params"))
 
 
 def _cmd_train_arch(args: argparse.Namespace) -> None:
     from nas_kd.train.standalone import train_arch
 
-    recipe = load_recipe(args.recipe, args.overrides)
+    recipe = load_checked(args.recipe, args.overrides)
     _report(train_arch(recipe, args.arch, resume=args.resume), args.results, ("test_acc", "mflops", "params"))
 
 
@@ -59,26 +59,24 @@ def _cmd_distill(args: argparse.Namespace) -> None:
     from nas_kd.students import resolve_student
     from nas_kd.train.distill import train_students
 
-    recipe = load_recipe(args.recipe, args.overrides)
+    recipe = load_checked(args.recipe, args.overrides)
     student = resolve_student(args.student or recipe.student.arch, recipe.student.space)
     _report(train_students(recipe, student, resume=args.resume), args.results,
             ("test_acc", "mflops", "params", "best_student", "students"))
 
 
 def _cmd_train_supernet(args: argparse.Namespace) -> None:
-    import nas_kd.dna.blockwise  # noqa: F401  (registers the blockwise trainer)
-    import nas_kd.train.supernet  # noqa: F401  (registers the sandwich trainer)
-    from nas_kd.train.registry import SUPERNET_TRAINERS
+    from nas_kd.train import SUPERNET_TRAINERS
 
-    recipe = load_recipe(args.recipe, args.overrides)
-    train = SUPERNET_TRAINERS.get(recipe.supernet.mode)
-    _report(train(recipe, resume=args.resume), args.results, ("max_acc", "min_acc", "median_acc"))
+    recipe = load_checked(args.recipe, args.overrides)
+    trainer = SUPERNET_TRAINERS.get(recipe.supernet.mode)
+    _report(trainer.train(recipe, resume=args.resume), args.results, ("max_acc", "min_acc", "median_acc"))
 
 
 def _cmd_ground_truth(args: argparse.Namespace) -> None:
     from nas_kd.rankcorr.ground_truth import run_ground_truth
 
-    recipe = load_recipe(args.recipe, args.overrides)
+    recipe = load_checked(args.recipe, args.overrides)
     out = Path(recipe.run.out_dir) / recipe.run.name
     print(json.dumps(run_ground_truth(recipe, out, queue=args.queue, max_jobs=args.max_jobs, commit=args.commit)))
 
@@ -86,7 +84,7 @@ def _cmd_ground_truth(args: argparse.Namespace) -> None:
 def _cmd_acceptance(args: argparse.Namespace) -> None:
     from nas_kd.rankcorr.acceptance import SEEDS, run_acceptance
 
-    recipe = load_recipe(args.recipe, args.overrides)
+    recipe = load_checked(args.recipe, args.overrides)
     seeds = SEEDS if args.seeds is None else args.seeds
     print(json.dumps(run_acceptance(recipe, band=args.band, evaluator=args.evaluator, strategy=args.strategy,
                                     trials=args.trials, result=args.out, seeds=seeds, queue=args.queue,
@@ -97,7 +95,7 @@ def _cmd_run(args: argparse.Namespace) -> None:
     from nas_kd.pipeline import run_pipeline
 
     overrides = list(args.overrides) + ([f"search.budget_ms={args.budget_ms}"] if args.budget_ms is not None else [])
-    result = run_pipeline(load_recipe(args.recipe, overrides), train_supernet_anyway=args.train_supernet)
+    result = run_pipeline(load_checked(args.recipe, overrides), train_supernet_anyway=args.train_supernet)
     if args.results:
         Path(args.results).parent.mkdir(parents=True, exist_ok=True)
         Path(args.results).write_text(json.dumps(result, indent=2) + "\n")
@@ -113,7 +111,7 @@ def _cmd_search(args: argparse.Namespace) -> None:
                        ("checkpoint", args.checkpoint)):
         if value is not None:
             overrides.append(f"search.{key}={value}")
-    result = run_search(load_recipe(args.recipe, overrides), report_only=args.report)
+    result = run_search(load_checked(args.recipe, overrides), report_only=args.report)
     print(json.dumps({k: result[k] for k in ("budget_mflops", "budget_ms", "scored", "wall_seconds")}
                      | {"best_mflops": result["best"]["mflops"], "best_score": result["best"][result["evaluator"]]}
                      | {k: result[k] for k in ("best_predicted_latency_ms", "best_measured_latency_ms") if k in result},
@@ -123,7 +121,7 @@ def _cmd_search(args: argparse.Namespace) -> None:
 def _cmd_rank_corr(args: argparse.Namespace) -> None:
     from nas_kd.rankcorr.study import run_rank_corr
 
-    summary = run_rank_corr(load_recipe(args.recipe, args.overrides))
+    summary = run_rank_corr(load_checked(args.recipe, args.overrides))
     print(json.dumps({k: summary.get(k) for k in ("main_column", "noise_ceiling", "kendall_tau_band", "regret",
                                                   "random_regret", "maxflops_regret", "wall_seconds")}, indent=2))
 
@@ -137,7 +135,7 @@ def _cmd_plot(args: argparse.Namespace) -> None:
 def _cmd_dna_rank(args: argparse.Namespace) -> None:
     from nas_kd.dna.ranking import rank_stages
 
-    recipe = load_recipe(args.recipe, args.overrides)
+    recipe = load_checked(args.recipe, args.overrides)
     result = rank_stages(recipe, args.checkpoint, args.out)
     print(json.dumps({"out": args.out, "stage_seconds": result["stage_seconds"], "wall_seconds": result["wall_seconds"]}))
 
@@ -182,7 +180,7 @@ def _cmd_export(args: argparse.Namespace) -> None:
         recipe_path = recipe_path or str(run / "config.yaml")
     if not checkpoint:
         raise UserError("export needs --checkpoint (a supernet) or --run (a search run directory)")
-    recipe = load_recipe(recipe_path, args.overrides) if recipe_path else None
+    recipe = load_checked(recipe_path, args.overrides) if recipe_path else None
     report = export_student(checkpoint, arch_arg or "max", args.out, recipe,
                             recalibrate_batches=args.recalibrate_batches, finetune_epochs=args.finetune_epochs,
                             torchscript=args.torchscript, onnx=args.onnx)

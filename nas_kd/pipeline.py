@@ -12,12 +12,32 @@ supernet is trained instead. The run ends with a teacher-vs-student summary.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
+import torch.nn as nn
+
+import search_spaces
+from nas_kd.checkpoint import load_checkpoint
 from nas_kd.config import Recipe, derive
+from nas_kd.data import DataBundle, load_data
+from nas_kd.dna.ranking import rank_stages
+from nas_kd.errors import BudgetError, OptionError
+from nas_kd.evaluators import EVALUATORS
+from nas_kd.evaluators.context import check_teacher_stages
+from nas_kd.flops import count_flops
+from nas_kd.latency import build_table
 from nas_kd.provenance import Stopwatch, origin, write_result
+from nas_kd.search.run import run_search, search_evaluators
+from nas_kd.students import arch_student
+from nas_kd.subnet import shape_text
+from nas_kd.summary import compare_models, print_summary
+from nas_kd.teacher import build_model, load_teacher
+from nas_kd.train import SUPERNET_TRAINERS, SupernetTrainer
+from nas_kd.train.distill import train_students
+from nas_kd.train.standalone import export_student, resolve_arch, train_teacher
 
 
 def _stage(recipe: Recipe, base: Path, name: str, **changes: Any) -> Recipe:
@@ -32,14 +52,11 @@ TEACHER_KEYS = ("model", "kwargs", "checkpoint", "torchscript", "subnet")
 def supernet_mismatches(recipe: Recipe, checkpoint: str | Path, num_classes: int,
                         input_shape: tuple[int, int, int]) -> list[str]:
     """Why the trained supernet at ``checkpoint`` does not fit ``recipe`` and its data (empty: it does)."""
-    import search_spaces
-    from nas_kd.checkpoint import load_checkpoint
-    from nas_kd.subnet import shape_text
-
     path = Path(checkpoint)
     if not path.exists():
         return [f"{path} does not exist"]
-    meta = load_checkpoint(path).get("supernet") or {}
+    ckpt = load_checkpoint(path)
+    meta = ckpt.get("supernet") or ckpt.get("blockwise") or {}
     found = []
     if meta.get("space") != recipe.supernet.space:
         found.append(f"space: the checkpoint has {meta.get('space')!r}, the recipe needs {recipe.supernet.space!r}")
@@ -56,35 +73,80 @@ def supernet_mismatches(recipe: Recipe, checkpoint: str | Path, num_classes: int
         if trained.get("teacher", {}).get(key) != getattr(recipe.teacher, key):
             found.append(f"teacher.{key}: trained with {trained.get('teacher', {}).get(key)!r}, "
                          f"the recipe has {getattr(recipe.teacher, key)!r}")
+    mode = trained.get("supernet", {}).get("mode", "sandwich")
+    if mode != recipe.supernet.mode:
+        found.append(f"supernet.mode: trained by {mode!r}, the recipe has {recipe.supernet.mode!r}")
     if trained.get("data", {}).get("dataset") != recipe.data.dataset:
         found.append(f"data.dataset: trained on {trained.get('data', {}).get('dataset')!r}")
     return found
 
 
-def _latency_table_here(recipe: Recipe, data, path: Path) -> str:
+def _latency_table_here(recipe: Recipe, space, path: Path) -> str:
     """A batch-1 latency table of the recipe's space timed on this machine (once; reused on a re-run)."""
     if not path.exists():
-        from nas_kd.latency import build_table
-
         started, watch = origin(), Stopwatch()
-        table = build_table(data.space(recipe.supernet.space), threads=recipe.train.threads)
+        table = build_table(space, threads=recipe.train.threads)
         write_result(path, table, watch.seconds(), started)
     return str(path)
 
 
-def run_pipeline(recipe: Recipe, *, train_supernet_anyway: bool = False) -> dict[str, Any]:
-    """Run every stage not yet done; returns ``pipeline.json`` (per-stage results, wall times, the summary)."""
-    from nas_kd.data import load_data
-    from nas_kd.search.run import run_search
-    from nas_kd.summary import compare_models, print_summary
-    from nas_kd.train.standalone import export_student, train_teacher
-    from nas_kd.train.supernet import train_supernet
+def _teacher_module(recipe: Recipe, data: DataBundle) -> nn.Module:
+    """The teacher as it will be used: loaded when its weights exist (a corrupt file fails here), else built
+    untrained (its FLOPs and module names do not depend on the weights it will learn)."""
+    cfg = recipe.teacher
+    if cfg.subnet or cfg.torchscript or (cfg.checkpoint and Path(cfg.checkpoint).exists()):
+        return load_teacher(cfg, data.num_classes, data.in_channels)
+    return build_model(cfg, data.num_classes, data.in_channels)
 
+
+def plan_pipeline(recipe: Recipe, data: DataBundle, trainer: SupernetTrainer) -> float | None:
+    """Every fact of ``nas-kd run`` knowable before any training, checked; returns the FLOPs budget (MFLOPs; None:
+    the max arch's).
+
+    The teacher builds (and loads, when its weights exist) and has the stage modules the supernet pairs with;
+    the budget lies between the space's smallest and largest arch for the data's shape; the search's
+    evaluators fit the supernet the mode trains (a blockwise supernet has no weights to share)."""
+    space = data.space(recipe.supernet.space)
+    teacher = _teacher_module(recipe, data)
+    check_teacher_stages(teacher, recipe.teacher.stages, len(space.stages) + (0 if trainer.weight_sharing else 1))
+    evaluators = search_evaluators(recipe.search)
+    if not trainer.weight_sharing:
+        reading = [ev.name for ev in evaluators if ev.reads_supernet]
+        if reading:
+            free = [n for n in EVALUATORS.available() if not EVALUATORS.get(n).reads_supernet]
+            raise OptionError(f"search.evaluator: {', '.join(reading)} score(s) subnets with a weight-sharing "
+                              f"supernet's weights, and supernet.mode {recipe.supernet.mode!r} trains none: pick "
+                              f"from {', '.join(free)} (e.g. search.evaluator=dna with search.strategy=dna-exhaustive)")
+    budget = recipe.search.budget_mflops
+    if budget is None and recipe.pipeline.budget_fraction_of_teacher is not None:
+        budget = recipe.pipeline.budget_fraction_of_teacher * count_flops(teacher, (1, *data.input_shape)) / 1e6
+        where = f"pipeline.budget_fraction_of_teacher {recipe.pipeline.budget_fraction_of_teacher:g}: "
+    else:
+        where = "search.budget_mflops: "
+    if budget is None:  # the search's default: the max arch's FLOPs
+        return None
+    try:
+        space.check_budget(budget * 1e6)
+    except BudgetError as e:
+        raise BudgetError(f"{where}{e}") from None
+    return budget
+
+
+def run_pipeline(recipe: Recipe, *, train_supernet_anyway: bool = False) -> dict[str, Any]:
+    """Run every stage not yet done; returns ``pipeline.json`` (per-stage results, wall times, the summary).
+
+    Everything knowable before training is checked first (:func:`plan_pipeline`), before the run directory
+    exists. ``supernet.mode`` picks the supernet trainer (:data:`~nas_kd.train.SUPERNET_TRAINERS`); with a
+    blockwise one (DNA) the pipeline ranks its stages (``dna_tables.json``), searches on those tables, and
+    trains the student from its own initialisation for ``pipeline.finetune_epochs`` with the recipe's
+    ``train`` settings."""
     started, watch = origin(), Stopwatch()
+    trainer = SUPERNET_TRAINERS.get(recipe.supernet.mode)
+    data = load_data(recipe)
+    budget = plan_pipeline(recipe, data, trainer)
     base = Path(recipe.run.out_dir) / recipe.run.name
     base.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
-    data = load_data(recipe)
 
     t = Stopwatch()
     if not recipe.teacher.checkpoint or not Path(recipe.teacher.checkpoint).exists():
@@ -98,7 +160,8 @@ def run_pipeline(recipe: Recipe, *, train_supernet_anyway: bool = False) -> dict
     t = Stopwatch()
     pre = recipe.pipeline.supernet_checkpoint
     reused = None
-    if pre and not train_supernet_anyway:
+    trained = (base / "supernet" / "final.json").exists()
+    if pre and not train_supernet_anyway and not trained:
         why = supernet_mismatches(recipe, pre, data.num_classes, data.input_shape)
         if why:
             print(f"nas-kd run: not reusing {pre} ({'; '.join(why)}); training a supernet", file=sys.stderr)
@@ -110,26 +173,23 @@ def run_pipeline(recipe: Recipe, *, train_supernet_anyway: bool = False) -> dict
         checkpoint = reused
         supernet_final = json.loads(Path(reused).with_suffix(".json").read_text())
     else:
-        r = _stage(recipe, base, "supernet")
-        if not (base / "supernet" / "final.json").exists():
-            train_supernet(r, resume=(base / "supernet/checkpoints/last.pt").exists())
+        if not trained:
+            trainer.train(_stage(recipe, base, "supernet"), resume=(base / "supernet/checkpoints/last.pt").exists())
         supernet_final = json.loads((base / "supernet" / "final.json").read_text())
         checkpoint = str(base / "supernet" / "checkpoints" / "last.pt")
     seconds["supernet"] = t.seconds()
 
     t = Stopwatch()
-    budget = recipe.search.budget_mflops
-    if budget is None and recipe.pipeline.budget_fraction_of_teacher is not None:
-        from nas_kd.flops import count_flops
-        from nas_kd.teacher import load_teacher
-
-        teacher = load_teacher(recipe.teacher, data.num_classes, data.in_channels)
-        shape = (1, *data.input_shape)
-        budget = recipe.pipeline.budget_fraction_of_teacher * count_flops(teacher, shape) / 1e6
-    latency = {}
+    changes: dict[str, Any] = {"search__checkpoint": checkpoint, "search__budget_mflops": budget}
     if recipe.search.budget_ms is not None and recipe.search.latency_table is None:
-        latency = {"search__latency_table": _latency_table_here(recipe, data, base / "latency_table.json")}
-    r = _stage(recipe, base, "search", search__checkpoint=checkpoint, search__budget_mflops=budget, **latency)
+        changes["search__latency_table"] = _latency_table_here(recipe, data.space(recipe.supernet.space),
+                                                               base / "latency_table.json")
+    if not trainer.weight_sharing and recipe.search.dna_tables is None:
+        tables = base / "dna_tables.json"
+        if not tables.exists():
+            rank_stages(recipe, checkpoint, tables)
+        changes["search__dna_tables"] = str(tables)
+    r = _stage(recipe, base, "search", **changes)
     search = json.loads((base / "search" / "search.json").read_text()) if (base / "search/search.json").exists() \
         else run_search(r)
     seconds["search"] = t.seconds()
@@ -137,11 +197,14 @@ def run_pipeline(recipe: Recipe, *, train_supernet_anyway: bool = False) -> dict
     t = Stopwatch()
     student = base / "student"
     if not (student / "arch.json").exists():
-        ft = derive(recipe, {"train.lr": recipe.pipeline.finetune_lr, "train.warmup_epochs": 0.0})
-        export_student(checkpoint, str(base / "search" / "best_arch.json"), student, ft,
-                       recalibrate_batches=recipe.supernet.bn_batches, finetune_epochs=recipe.pipeline.finetune_epochs)
+        best = str(base / "search" / "best_arch.json")
+        if trainer.weight_sharing:
+            ft = derive(recipe, {"train.lr": recipe.pipeline.finetune_lr, "train.warmup_epochs": 0.0})
+            export_student(checkpoint, best, student, ft, recalibrate_batches=recipe.supernet.bn_batches,
+                           finetune_epochs=recipe.pipeline.finetune_epochs)
+        else:
+            _train_searched(recipe, data.space(recipe.supernet.space), best, student)
     seconds["export"] = t.seconds()
-
     comparison = compare_models(recipe, data, student)
     payload = {
         "teacher_checkpoint": recipe.teacher.checkpoint,
@@ -156,3 +219,15 @@ def run_pipeline(recipe: Recipe, *, train_supernet_anyway: bool = False) -> dict
     result = write_result(base / "pipeline.json", payload, watch.seconds(), started)
     print_summary(result)
     return result
+
+
+def _train_searched(recipe: Recipe, space, best_arch: str, student: Path) -> None:
+    """Train the searched arch from its own initialisation (``pipeline.finetune_epochs`` with the recipe's train
+    and distill settings) in ``student/finetune``, then save it as ``student/`` (arch.json, weights.pt)."""
+    run = student / "finetune"
+    r = derive(recipe, {"train.epochs": recipe.pipeline.finetune_epochs, "run.out_dir": str(student),
+                        "run.name": "finetune"})
+    arch = resolve_arch(space, best_arch)
+    train_students(r, arch_student(space.name, arch), resume=(run / "checkpoints/last.pt").exists())
+    for name in ("weights.pt", "arch.json"):  # arch.json last: its presence says the stage is done
+        shutil.copyfile(run / "student" / name, student / name)

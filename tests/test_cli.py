@@ -104,8 +104,8 @@ def test_user_errors_are_one_line_and_bugs_keep_their_traceback(monkeypatch, cap
     import nas_kd.train.standalone as standalone
 
     assert main(["train-arch", "--recipe", "recipes/arch_fmnist.yaml", "--set", "student.space=resnt"]) == 2
-    assert capsys.readouterr().err.strip() == ("nas-kd train-arch: error: unknown search space 'resnt'. "
-                                              "Did you mean 'resnet'? Available: mbv2, resnet")
+    assert capsys.readouterr().err.strip() == ("nas-kd train-arch: error: recipes/arch_fmnist.yaml: student.space: "
+                                              "unknown search space 'resnt'. Did you mean 'resnet'? Available: mbv2, resnet")
 
     def bug(*_a, **_k):
         raise ValueError("a bug, not bad input")

@@ -26,7 +26,8 @@ def test_run_pipeline_end_to_end_then_resume_skips_done_stages(tmp_path, synthet
     base = tmp_path / "quickstart"
     first = json.loads((base / "pipeline.json").read_text())
     assert first["student_mflops"] <= 0.1 * first["teacher_mflops"] + 1e-9  # 10 % of the teacher by default
-    assert 0 <= first["student_test_acc"] <= 1 and first["teacher_latency_ms_batch1_cpu"] > 0
+    finetuned = json.loads((base / "student" / "finetune" / "final.json").read_text())
+    assert first["student_test_acc"] == finetuned["test_acc"] and first["teacher_latency_ms_batch1_cpu"] > 0
     assert first["student_size_bytes"] > 0 and not first["supernet"]["reused"]
     shown = capsys.readouterr()
     assert "test accuracy (%)" in shown.out  # the summary a person reads
@@ -64,3 +65,70 @@ def test_a_mismatched_supernet_is_never_reused(tmp_path, synthetic_root, capsys,
     assert not result["supernet"]["reused"] and (tmp_path / "quickstart" / "supernet" / "final.json").exists()
     err = capsys.readouterr().err
     assert f"not reusing {ckpt}" in err and why in err
+
+
+TYPOS = {  # key -> (override, what the one line must say after the file name)
+    "distill": ("distill=[{name: kd, weight: 0.7, temprature: 4}]",
+                "distill[0] (kd): distiller 'kd' has no option 'temprature' (did you mean 'temperature'?)"),
+    "supernet.distill": ("supernet.distill=[{name: alpha_dv}]",
+                         "supernet.distill[0] (alpha_dv): unknown distiller 'alpha_dv'. Did you mean 'alpha_div'?"),
+    "search.evaluator": ("search.evaluator={name: rdm, proj_dm: 64}",
+                         "search.evaluator(s)[0]: evaluator 'rdm' has no option 'proj_dm' (did you mean 'proj_dim'?)"),
+    "search.strategy_options": ("search.strategy_options={populaton: 4}",
+                                "search.strategy_options: strategy 'evolution' has no option 'populaton' "
+                                "(did you mean 'population'?)"),
+    "train.optimizer": ("train.optimizer=adamx", "train.optimizer: unknown train.optimizer 'adamx'. Did you mean 'adamw'?"),
+    "data.dataset": ("data.dataset=fashion_mnist", "data.dataset: unknown dataset 'fashion_mnist'. Did you mean "
+                                                   "'fashion-mnist'?"),
+    "supernet.mode": ("supernet.mode=blockwize", "supernet.mode: unknown supernet.mode 'blockwize'. Did you mean "
+                                                 "'blockwise'?"),
+    "supernet.soft_labels": ("supernet.soft_labels=inplase", "supernet.soft_labels: 'inplase' is not one of inplace, "
+                                                             "teacher, mix, none (did you mean 'inplace'?)"),
+}
+
+
+@pytest.mark.parametrize("key", sorted(TYPOS))
+def test_a_typo_stops_nas_kd_run_before_any_work(key, tmp_path, synthetic_root, capsys):
+    override, message = TYPOS[key]
+    assert main(run_args(tmp_path, synthetic_root, "pipeline.supernet_checkpoint=null", override)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"nas-kd run: error: recipes/quickstart.yaml: {message}") and "\n" not in err
+    assert not (tmp_path / "quickstart").exists()
+
+
+@pytest.mark.parametrize("override, message", [
+    ("search.budget_mflops=1.0", "search.budget_mflops: budget 1.000 MFLOPs is below the smallest resnet arch "
+                                 "(2.847 MFLOPs; the largest has 90.425)"),
+    ("pipeline.budget_fraction_of_teacher=0.01", "pipeline.budget_fraction_of_teacher 0.01: budget 0.52"),
+    ("teacher.stages=[stem, stage1, stage2, stage3, stag4]", "teacher.stages: the teacher has no module 'stag4'"),
+])
+def test_facts_known_before_training_stop_nas_kd_run_before_it_trains(override, message, tmp_path, synthetic_root,
+                                                                       capsys):
+    """With a supernet still to train, an impossible budget or a wrong teacher stage is found first."""
+    assert main(run_args(tmp_path, synthetic_root, "pipeline.supernet_checkpoint=null", override)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"nas-kd run: error: {message}") and "\n" not in err
+    assert not (tmp_path / "quickstart").exists()
+
+
+BLOCKWISE = ["supernet.mode=blockwise", "supernet.num_random=0", "pipeline.supernet_checkpoint=null",
+             "search.evaluator=dna", "search.strategy=dna-exhaustive", "search.strategy_options={}",
+             "rankcorr.probe_size=16"]
+
+
+def test_blockwise_mode_runs_the_whole_pipeline(tmp_path, synthetic_root, capsys):
+    """DNA through nas-kd run: blockwise supernet -> stage rankings -> exact search on them -> the student
+    trained from its own initialisation with the recipe's distillation."""
+    assert main(run_args(tmp_path, synthetic_root, *BLOCKWISE)) == 0
+    base = tmp_path / "quickstart"
+    result = json.loads((base / "pipeline.json").read_text())
+    assert json.loads((base / "supernet" / "final.json").read_text())["mode"] == "blockwise"
+    assert (base / "dna_tables.json").exists() and result["search"]["evaluator"] == "dna"
+    assert result["student_mflops"] <= 0.1 * result["teacher_mflops"] + 1e-9
+    finetuned = json.loads((base / "student" / "finetune" / "final.json").read_text())
+    assert result["student_test_acc"] == finetuned["test_acc"] and finetuned["distill"][0]["name"] == "kd"
+    searched = json.loads((base / "search" / "best_arch.json").read_text())["arch"]
+    assert json.loads((base / "student" / "arch.json").read_text())["arch"] == searched
+    capsys.readouterr()
+    assert main(run_args(tmp_path, synthetic_root, *BLOCKWISE[:-4], "search.evaluator=rdm")) == 2
+    assert "search.evaluator: rdm score(s) subnets with a weight-sharing supernet's weights" in capsys.readouterr().err

@@ -8,9 +8,10 @@ import torch
 from nas_kd.checkpoint import CheckpointError
 from nas_kd.cli import main
 from nas_kd.config import TeacherConfig, load_recipe
+from nas_kd.errors import UserError
 from nas_kd.models.resnet_teacher import ResNetTeacher
 from nas_kd.runs import RunDirError
-from nas_kd.teacher import load_teacher
+from nas_kd.teacher import build_model, load_teacher
 from nas_kd.train.standalone import train_teacher
 
 TINY = ["teacher.kwargs={widths: [8, 16, 16, 16]}", "data.batch_size=64", "train.lr=0.05"]
@@ -78,6 +79,8 @@ def make_factory_module(tmp_path):
         "import torch.nn as nn\n"
         "def tiny(num_classes=10, in_channels=1, hidden=4):\n"
         "    return nn.Sequential(nn.Flatten(), nn.Linear(in_channels * 28 * 28, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))\n"
+        "def broken(num_classes=10, in_channels=1):\n"
+        "    return nn.Linear(in_channels, num_classes, bias='yes', dtype='a bug inside the factory')\n"
     )
 
 
@@ -95,6 +98,14 @@ def test_user_factory_and_torchscript_teachers(tmp_path, monkeypatch):
         load_teacher(TeacherConfig(model="my_models:tiny", kwargs={"hidden": 5}, checkpoint=str(tmp_path / "w.pt")))
     with pytest.raises(ValueError, match="has no callable 'nope'"):
         load_teacher(TeacherConfig(model="my_models:nope", checkpoint=str(tmp_path / "w.pt")))
+    # a call that does not fit the factory's signature is the user's error: one line
+    with pytest.raises(UserError, match=r"teacher.model 'my_models:tiny' cannot be built with \['hiden', "):
+        build_model(TeacherConfig(model="my_models:tiny", kwargs={"hiden": 4}), 10, 1)
+    # an exception raised inside the factory is a bug there: it keeps its type and traceback
+    with pytest.raises(TypeError) as bug:
+        build_model(TeacherConfig(model="my_models:broken"), 10, 1)
+    assert not isinstance(bug.value, UserError)
+    assert any(str(entry.path).endswith("my_models.py") for entry in bug.traceback)
     torch.jit.trace(model, x).save(str(tmp_path / "m.ts"))
     ts = load_teacher(TeacherConfig(torchscript=str(tmp_path / "m.ts")))
     assert torch.allclose(ts(x), model(x))

@@ -43,9 +43,9 @@ def _dna_search(opts: Any) -> dict:
 def _evaluators(opts: Any) -> dict:
     """archs per minute"""
     from nas_kd.bench.evaluators import bench_evaluators
-    from nas_kd.config import load_recipe
+    from nas_kd.recipe_checks import load_checked
 
-    recipe = load_recipe(opts.recipe or "recipes/search_fmnist.yaml", opts.overrides)
+    recipe = load_checked(opts.recipe or "recipes/search_fmnist.yaml", opts.overrides)
     names = ["accuracy", "kl", "rdm", "cka", "diswot", "naswot", "synflow", "flops"] + (["dna"] if opts.dna_tables else [])
     return bench_evaluators(recipe, recipe.search.checkpoint, names, opts.num_archs, opts.dna_tables)
 

@@ -17,9 +17,13 @@ from typing import Any, Callable
 
 import yaml
 
-from nas_kd.config import load_recipe
+from nas_kd.config import Recipe
 from nas_kd.errors import UserError
 from nas_kd.provenance import Stopwatch, commit_record, origin, write_result
+from nas_kd.recipe_checks import load_checked
+from nas_kd.students import resolve_student
+from nas_kd.train import SUPERNET_TRAINERS
+from nas_kd.train.distill import train_students
 
 TABLE_KEYS = {"recipe", "seeds", "runs", "out", "rows"}
 TRAINERS = ("distill", "supernet")
@@ -62,13 +66,15 @@ def _needs(table: dict, row: str) -> list[str]:
     return [r for r in table["rows"] if r != row and re.search(r"\{runs\}/" + re.escape(r) + r"-s\{seed\}", text)]
 
 
+def row_recipe(table: dict, row: str, seed: int) -> Recipe:
+    """The checked recipe of one (row, seed): the row's overrides, the seed and its run directory."""
+    return load_checked(table["rows"][row]["recipe"], [*overrides(table, row, seed), f"seed={seed}",
+                                                       f"run.out_dir={table['runs']}", f"run.name={row}-s{seed}"])
+
+
 def _train(recipe, trainer: str, resume: bool, show_progress: bool) -> dict[str, Any]:
     if trainer == "supernet":
-        from nas_kd.train.supernet import train_supernet
-
-        return train_supernet(recipe, resume=resume, show_progress=show_progress)
-    from nas_kd.students import resolve_student
-    from nas_kd.train.distill import train_students
+        return SUPERNET_TRAINERS.get(recipe.supernet.mode).train(recipe, resume=resume, show_progress=show_progress)
 
     return train_students(recipe, resolve_student(recipe.student.arch, recipe.student.space), resume=resume,
                           show_progress=show_progress)
@@ -84,8 +90,7 @@ def run_row(table: dict, row: str, seed: int, keep: Callable[[dict], dict], *, c
         if not (Path(table["runs"]) / f"{dep}-s{seed}" / "final.json").exists():
             run_row(table, dep, seed, keep, commit=commit, show_progress=show_progress)
     spec = table["rows"][row]
-    recipe = load_recipe(spec["recipe"], [*overrides(table, row, seed), f"seed={seed}",
-                                          f"run.out_dir={table['runs']}", f"run.name={name}"])
+    recipe = row_recipe(table, row, seed)
     if (run_dir / "final.json").exists():
         final = json.loads((run_dir / "final.json").read_text())
     else:
@@ -119,10 +124,13 @@ def run_table(table_path: str, trainer: str, keep: Callable[[dict], dict], summa
     unknown = [r for r in rows or [] if r not in table["rows"]]
     if unknown:
         raise UserError(f"--rows {unknown}: not rows of {table_path} ({', '.join(table['rows'])})")
-    for seed in [] if report_only else table["seeds"]:
-        for row in rows or table["rows"]:
-            if not (Path(table["out"]) / f"{row}-s{seed}.json").exists():
-                run_row(table, row, seed, keep, commit=commit, show_progress=show_progress)
+    todo = [(row, seed) for seed in [] if report_only else table["seeds"] for row in rows or table["rows"]
+            if not (Path(table["out"]) / f"{row}-s{seed}.json").exists()]
+    for row, seed in todo:  # every recipe to train is checked before the first training starts
+        row_recipe(table, row, seed)
+    for row, seed in todo:
+        if not (Path(table["out"]) / f"{row}-s{seed}.json").exists():  # a dependency of an earlier row may have made it
+            run_row(table, row, seed, keep, commit=commit, show_progress=show_progress)
     summary = summarise(table, table_path)
     out = Path(table["out"])
     write_markdown(summary, out.with_suffix(".md"), table_path)

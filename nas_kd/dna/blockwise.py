@@ -1,5 +1,5 @@
-"""DNA blockwise training (Li et al., CVPR 2020): stage i of the supernet learns to map the teacher's
-stage i-1 output to the teacher's stage i output.
+"""DNA blockwise supervision (Li et al., CVPR 2020), the model: stage i of the supernet learns to map the
+teacher's stage i-1 output to the teacher's stage i output (the trainer is :mod:`nas_kd.train.blockwise`).
 
 Each supernet stage is wrapped with two learned 1x1 adapters that never reach an exported subnet:
 ``inp`` maps the teacher's stage i-1 features to the stage's largest input width (every candidate
@@ -14,26 +14,16 @@ features of the augmented training set would take ~5 GB for stage 1 alone.
 from __future__ import annotations
 
 import random
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 import search_spaces
-from nas_kd.config import Recipe
-from nas_kd.data import step_seed
-from nas_kd.device import autocast, to_memory_format
 from nas_kd.errors import UserError
 from nas_kd.features import capture
-from nas_kd.provenance import write_result
 from nas_kd.layers import DynamicConv2d
 from nas_kd.supernet import DynamicStage
-from nas_kd.teacher import load_teacher
-from nas_kd.train import distributed as dist
-from nas_kd.train.loop import TrainLoop
-from nas_kd.train.registry import SUPERNET_TRAINERS
-from nas_kd.train.setup import build_loop, start_run
 
 
 def teacher_channels(teacher: nn.Module, stages: list[str], input_shape: tuple[int, int, int]) -> list[int]:
@@ -91,62 +81,8 @@ def stage_sandwich(space, stage: int, rng: random.Random, num_random: int) -> li
     return [pick(space.max_arch()), pick(space.min_arch())] + [pick(space.sample(rng)) for _ in range(num_random)]
 
 
-@SUPERNET_TRAINERS.register("blockwise")
-def train_blockwise(recipe: Recipe, *, resume: bool = False, on_step: Callable[[TrainLoop], None] | None = None,
-                    show_progress: bool = True) -> dict[str, Any]:
-    """Blockwise-train every stage of ``recipe.supernet.space`` against the teacher; returns the final metrics."""
-    cfg = recipe.supernet
-    started, run, data, device = start_run(recipe, resume)
-    space = data.space(cfg.space)
-    teacher = load_teacher(recipe.teacher, data.num_classes, data.in_channels).to(device)
-    tstages = recipe.teacher.stages
-    widths = teacher_channels(teacher, tstages, data.input_shape)
-    model = BlockwiseSupernet(space, widths, cfg.kernel_transform)
-    loop = build_loop(recipe, run, data, model, device, resume=resume, on_step=on_step, show_progress=show_progress,
-                      meta={"blockwise": model.meta()})
-    opt, cl, amp = loop.optimizer, recipe.train.channels_last, recipe.train.amp
-
-    def step(x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-        st = loop.state
-        rng = random.Random(step_seed(recipe.seed, st.epoch, st.step))
-        x, y = dist.shard(x, y)
-        x = to_memory_format(x, cl)
-        with autocast(device, amp):
-            pairs = stage_io(teacher, tstages, x)
-        opt.zero_grad(set_to_none=True)
-        stats: dict[str, float] = {"count": len(y)}
-        for i, (inp, target) in enumerate(pairs, start=1):
-            total = 0.0
-            for cand in stage_sandwich(space, i, rng, cfg.num_random):
-                with autocast(device, amp):
-                    out = model.stage_forward(i, cand, inp).float()
-                loss = F.mse_loss(out, target)
-                loss.backward()
-                total += loss.item()
-            stats[f"mse_stage{i}"] = total / (2 + cfg.num_random) * len(y)
-        dist.average_gradients(model)
-        opt.step()
-        return stats
-
-    def validate(epoch: int) -> dict[str, float]:
-        if dist.is_main() and cfg.keep_epoch_checkpoints:
-            from nas_kd.checkpoint import save_checkpoint
-
-            save_checkpoint({"model": model.state_dict(), "blockwise": model.meta(), "epoch": epoch + 1},
-                            run.path / "checkpoints" / f"epoch{epoch + 1:03d}.pt")
-        return {}
-
-    metrics = loop.fit(step, validate)
-    final = {"mode": "blockwise", "space": cfg.space, "epochs": recipe.train.epochs, "seed": recipe.seed,
-             "teacher_stages": tstages, "teacher_widths": widths, "device": str(device),
-             "final_train_mse": {k: v for k, v in (metrics[-1] if metrics else {}).items() if k.startswith("train_mse")},
-             "epoch_seconds": [m["elapsed_seconds"] for m in metrics],
-             "checkpoint": str(run.last_checkpoint), "recipe": recipe.to_dict()}
-    return write_result(run.path / "final.json", final, loop.state.elapsed, started) if dist.is_main() else final
-
-
 def load_blockwise(path, teacher_widths: list[int] | None = None) -> BlockwiseSupernet:
-    """Rebuild a blockwise supernet from a checkpoint of :func:`train_blockwise`."""
+    """Rebuild a blockwise supernet from a checkpoint of :func:`nas_kd.train.blockwise.train_blockwise`."""
     from nas_kd.checkpoint import CheckpointError, load_checkpoint
 
     ckpt = load_checkpoint(path)

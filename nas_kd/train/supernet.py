@@ -31,7 +31,7 @@ from nas_kd.supernet import Supernet
 from nas_kd.teacher import load_teacher
 from nas_kd.train import distributed as dist
 from nas_kd.train.loop import TrainLoop
-from nas_kd.train.registry import SUPERNET_TRAINERS
+from nas_kd.train.registry import SUPERNET_TRAINERS, SupernetTrainer
 from nas_kd.train.setup import build_loop, start_run
 from search_spaces import SAMPLERS
 
@@ -59,7 +59,6 @@ def subnet_accuracy(net: Supernet, arch: dict, data: DataBundle, split: str, rec
     return evaluate(net, getattr(data, split), recipe.data.eval_batch_size, cl)["acc"]
 
 
-@SUPERNET_TRAINERS.register("sandwich")
 def train_supernet(
     recipe: Recipe,
     *,
@@ -164,3 +163,6 @@ def train_supernet(
         "checkpoint": str(run.last_checkpoint),
     }
     return write_result(run.path / "final.json", final, loop.state.elapsed, started) if dist.is_main() else final
+
+
+SUPERNET_TRAINERS.register("sandwich")(SupernetTrainer(train_supernet, weight_sharing=True))
