@@ -124,7 +124,7 @@ def run_table(table_path: str, trainer: str, keep: Callable[[dict], dict], summa
     unknown = [r for r in rows or [] if r not in table["rows"]]
     if unknown:
         raise UserError(f"--rows {unknown}: not rows of {table_path} ({', '.join(table['rows'])})")
-    todo = [(row, seed) for seed in [] if report_only else table["seeds"] for row in rows or table["rows"]
+    todo = [(row, seed) for seed in ([] if report_only else table["seeds"]) for row in rows or table["rows"]
             if not (Path(table["out"]) / f"{row}-s{seed}.json").exists()]
     for row, seed in todo:  # every recipe to train is checked before the first training starts
         row_recipe(table, row, seed)
