@@ -45,3 +45,22 @@ def write_idx(root: Path, n_train: int = 512, n_test: int = 128, seed: int = 0) 
 def synthetic_root(tmp_path_factory) -> str:
     """A directory of tiny synthetic IDX files: behaviour tests that make no claim about learning use it."""
     return write_idx(tmp_path_factory.mktemp("synthetic_idx"))
+
+
+@pytest.fixture(scope="session")
+def dna_tables(tmp_path_factory) -> str:
+    """Blockwise ranking tables of the resnet space (1 x 28 x 28, 10 classes) in the format of ``nas-kd dna-rank``,
+    with seeded made-up candidate scores: for what reads the tables (dna evaluators, dna-exhaustive)."""
+    import json
+    import random
+
+    import search_spaces
+
+    space, rng = search_spaces.get("resnet"), random.Random(0)
+    stages = [{"stage": i, "candidates": [{"cand": c, "rel_l1": rng.uniform(0.5, 1.5), "mse": rng.uniform(0.1, 2.0)}
+                                          for c in space.stage_candidates(i)]}
+              for i in range(1, len(space.stages) + 1)]
+    path = tmp_path_factory.mktemp("dna") / "tables.json"
+    path.write_text(json.dumps({"space": space.name, "input_shape": list(space.input_shape),
+                                "num_classes": space.num_classes, "scores": ["rel_l1", "mse"], "stages": stages}))
+    return str(path)

@@ -145,15 +145,6 @@ def build_distiller(term: Term) -> Distiller:
     return d
 
 
-def match_spatial(s: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Average-pool the larger of two 4-d maps down to the other's size (sizes checked by :func:`check_pair`)."""
-    if s.ndim != 4 or s.shape[-2:] == t.shape[-2:]:
-        return s, t
-    if s.shape[-1] > t.shape[-1]:
-        return nn.functional.adaptive_avg_pool2d(s, t.shape[-2:]), t
-    return s, nn.functional.adaptive_avg_pool2d(t, s.shape[-2:])
-
-
 def check_pair(where: str, pair: tuple[str, str], s: tuple[int, ...], t: tuple[int, ...], logits: tuple[int, ...],
                *, maps: bool) -> None:
     """Refuse a feature pair that holds logits, is not a 4-d map (when ``maps``), or whose sizes cannot be matched."""

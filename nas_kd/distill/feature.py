@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from nas_kd.distill.base import (
     DISTILLERS,
@@ -17,7 +16,6 @@ from nas_kd.distill.base import (
     Probe,
     View,
     check_pair,
-    match_spatial,
 )
 from nas_kd.errors import OptionError
 from nas_kd.losses import functional as LF
@@ -96,8 +94,7 @@ class Hint(FeaturePairs):
             nn.Sequential(nn.Conv2d(s[1], t[1], 1, bias=False), nn.BatchNorm2d(t[1])) for s, t in shapes)
 
     def pair_loss(self, i: int, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        s, t = match_spatial(self.connectors[i](s), t)
-        return F.mse_loss(s, t)
+        return LF.hint_loss(self.connectors[i](s), t)
 
 
 @DISTILLERS.register("at")
@@ -118,8 +115,7 @@ class AT(FeaturePairs):
         self.p = float(p)
 
     def pair_loss(self, i: int, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        s, t = match_spatial(s, t)
-        return (LF.attention_map(s, self.p) - LF.attention_map(t, self.p)).pow(2).mean()
+        return LF.attention_transfer(s, t, self.p)
 
 
 @DISTILLERS.register("sp")

@@ -69,16 +69,20 @@ def alpha_divergence(
     return _AlphaDivergenceFn.apply(student.float(), teacher.detach().float(), float(alpha_min), float(alpha_max), float(iw_clip))
 
 
-def _match_spatial(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-    if student.ndim == 4 and student.shape[-2:] != teacher.shape[-2:]:
-        return F.adaptive_avg_pool2d(student, teacher.shape[-2:])
-    return student
+def match_spatial(s: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Average-pool the larger of two 4-d maps down to the other's size (a no-op for equal sizes or other ranks)."""
+    if s.ndim != 4 or s.shape[-2:] == t.shape[-2:]:
+        return s, t
+    if s.shape[-1] > t.shape[-1]:
+        return F.adaptive_avg_pool2d(s, t.shape[-2:]), t
+    return s, F.adaptive_avg_pool2d(t, s.shape[-2:])
 
 
 def hint_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-    """FitNets (Romero et al., ICLR 2015): mean squared error between (connected) features."""
-    s = _match_spatial(student.float(), teacher)
-    return F.mse_loss(s, teacher.detach().float())
+    """FitNets (Romero et al., ICLR 2015): mean squared error between (connected) features, the larger map
+    pooled to the smaller's size."""
+    s, t = match_spatial(student.float(), teacher.detach().float())
+    return F.mse_loss(s, t)
 
 
 def attention_map(feat: torch.Tensor, p: float = 2.0) -> torch.Tensor:
@@ -89,9 +93,9 @@ def attention_map(feat: torch.Tensor, p: float = 2.0) -> torch.Tensor:
 
 
 def attention_transfer(student: torch.Tensor, teacher: torch.Tensor, p: float = 2.0) -> torch.Tensor:
-    """Attention transfer (ICLR 2017): mean squared difference of attention maps."""
-    s = _match_spatial(student.float(), teacher)
-    return (attention_map(s, p) - attention_map(teacher.detach(), p)).pow(2).mean()
+    """Attention transfer (ICLR 2017): mean squared difference of attention maps (the larger map pooled first)."""
+    s, t = match_spatial(student, teacher.detach())
+    return (attention_map(s, p) - attention_map(t, p)).pow(2).mean()
 
 
 def _similarity(feat: torch.Tensor) -> torch.Tensor:
