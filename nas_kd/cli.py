@@ -82,10 +82,10 @@ def _cmd_ground_truth(args: argparse.Namespace) -> None:
 
 
 def _cmd_acceptance(args: argparse.Namespace) -> None:
-    from nas_kd.rankcorr.acceptance import SEEDS, run_acceptance
+    from nas_kd.rankcorr.acceptance import run_acceptance
 
     recipe = load_checked(args.recipe, args.overrides)
-    seeds = SEEDS if args.seeds is None else args.seeds
+    seeds = recipe.acceptance.seeds if args.seeds is None else args.seeds
     print(json.dumps(run_acceptance(recipe, band=args.band, evaluator=args.evaluator, strategy=args.strategy,
                                     trials=args.trials, result=args.out, seeds=seeds, queue=args.queue,
                                     commit=args.commit), indent=2))
@@ -341,7 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_ground_truth)
 
     p = sub.add_parser("acceptance", help="at one budget band: searched student vs max-FLOPs, hand-designed and "
-                                          "best-of-10-random picks, each distilled with the same seeds (Welch t-tests)")
+                                          "best-of-N-random picks (the recipe's acceptance section), each distilled "
+                                          "with the same seeds (Welch t-tests)")
     _recipe_args(p)
     p.add_argument("--band", default="0.12", help="the study's band (budget as a fraction of the max arch's FLOPs)")
     p.add_argument("--evaluator", default="kl", help=f"evaluator of the searched student ({', '.join(EVALUATORS.available())})")
@@ -349,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"search strategy of the searched student ({', '.join(STRATEGIES.available())})")
     p.add_argument("--trials", type=COUNT, default=100, help="archs the search scores")
     p.add_argument("--seeds", type=COUNT, help="training seeds per student (0 .. N-1; at least 2; "
-                                               "default: nas_kd.rankcorr.acceptance.SEEDS)")
+                                               "default: the recipe's acceptance.seeds)")
     p.add_argument("--out", default="results/search_fmnist", help="result path without suffix (.json and .md)")
     p.add_argument("--queue", help="Optuna RDB URL of the job queue (default: SQLite in the run dir)")
     p.add_argument("--commit", action="store_true", help="git-commit each record as it lands")

@@ -118,7 +118,8 @@ class RankCorrConfig:
     """The search-quality study: budget bands of archs, their trained ground truth, supernet checkpoints, evaluators."""
 
     bands: list[float] = field(default_factory=lambda: [0.06, 0.12, 0.25])  # budgets B as fractions of max FLOPs
-    archs_per_band: int = field(default=16, metadata=ge(1))  # archs per band, FLOPs in [0.8 B, B], stratified and seeded
+    archs_per_band: int = field(default=16, metadata=ge(1))  # archs per band, FLOPs in [floor B, B], stratified, seeded
+    band_floor: float = field(default=0.8, metadata=gt(0, 1))  # a band's archs have at least this x its budget B
     seeds: list[int] = field(default_factory=lambda: [0, 1])  # ground-truth training seeds per arch
     columns: list[str] = field(default_factory=lambda: ["kd", "scratch"])  # kd: the recipe's distill terms
     records: str = "results/search_quality/ground_truth"  # one committed JSON per (arch, column, seed)
@@ -131,6 +132,15 @@ class RankCorrConfig:
     probe_size: int = field(default=500, metadata=ge(3))  # validation images for kl / rdm / cka
     bn_batches: int = field(default=20, metadata=ge(1))
     bootstrap: int = field(default=1000, metadata=ge(1))  # resamples for the 95% intervals
+
+
+@dataclass
+class AcceptanceConfig:
+    """``nas-kd acceptance``: how the students a user would pick without search are chosen, and seeds per student."""
+
+    seeds: int = field(default=3, metadata=ge(2))  # training seeds per student (0 .. seeds - 1); --seeds overrides
+    random_pool: int = field(default=10, metadata=ge(1))  # random_best: the best of the band's first this many archs
+    maxflops_trials: int = field(default=600, metadata=ge(1))  # archs the FLOPs-maximising search scores
 
 
 @dataclass
@@ -164,6 +174,7 @@ class Recipe:
     supernet: SupernetConfig = field(default_factory=SupernetConfig)
     student: StudentConfig = field(default_factory=StudentConfig)
     rankcorr: RankCorrConfig = field(default_factory=RankCorrConfig)
+    acceptance: AcceptanceConfig = field(default_factory=AcceptanceConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     run: RunConfig = field(default_factory=RunConfig)

@@ -65,7 +65,7 @@ class Registry(Generic[T]):
         params = {p.name: p for p in inspect.signature(factory).parameters.values()
                   if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
         try:
-            hints = typing.get_type_hints(target)
+            hints = typing.get_type_hints(target, include_extras=True)
         except (NameError, TypeError):  # an annotation this module cannot resolve: names are still checked
             hints = {}
         allowed = [n for n in params if n not in given]

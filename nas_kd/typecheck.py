@@ -1,4 +1,5 @@
-"""Check a value read from a recipe against a type annotation, and a number against its allowed range.
+"""Check a value read from a recipe against a type annotation, and a number against its allowed range (a
+:class:`Range` in a dataclass field's metadata, or in ``Annotated[int, Range(1)]`` of a component's signature).
 
 One mechanism for the recipe's own keys (:mod:`nas_kd.config`) and for the keyword-only options of every
 registered component (:meth:`nas_kd.registry.Registry.check_options`): an error names the key path and
@@ -35,6 +36,10 @@ class Range:
             raise error(f"{where}: must be {' and '.join(x for x in (low, high) if x)}, got {value!r}")
 
 
+AtLeast1 = typing.Annotated[int, Range(1)]  # a count
+Probability = typing.Annotated[float, Range(0, 1)]
+
+
 def ge(low: float, high: float | None = None) -> dict[str, Range]:
     """Dataclass field metadata: the value is >= ``low`` (and <= ``high``)."""
     return {"range": Range(low, high)}
@@ -53,6 +58,13 @@ def coerce(value: Any, tp: Any, where: str, error: type[UserError] = OptionError
     """``value`` checked against the annotation ``tp`` (ints are accepted where floats are expected, a
     dataclass is built from a mapping by :func:`build_dataclass`); raises ``error`` naming ``where``."""
     origin = typing.get_origin(tp)
+    if origin is typing.Annotated:  # Annotated[int, Range(1)]: the type, then each Range of its metadata
+        base, *extras = typing.get_args(tp)
+        value = coerce(value, base, where, error)
+        for extra in extras:
+            if isinstance(extra, Range):
+                extra.check(value, where, error)
+        return value
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
         if value is None and type(None) in args:

@@ -42,7 +42,7 @@ def test_acceptance_trains_missing_seeds_and_writes_the_table(tmp_path, monkeypa
         path.write_text(json.dumps({"heldout_acc": acc + 0.001 * job["seed"]}))
 
     monkeypatch.setattr(gt, "train_job", fake)
-    result = acceptance.run_acceptance(r, band=band, evaluator="kl", strategy="evolution", trials=5,
+    result = acceptance.run_acceptance(r, band=band, evaluator="kl", strategy="evolution", trials=5, seeds=3,
                                        result=str(tmp_path / "search_b0.12"), show_progress=False)
     assert len(trained) == 3 * 3 + 1  # three picks x 3 seeds, plus seed 2 of the best random arch
     assert result["student_acc"] == pytest.approx(0.951) and result["p_value"] < 0.01

@@ -180,4 +180,4 @@ def test_acceptance_seeds_default_to_the_acceptance_count(monkeypatch, capsys):
     for extra in ([], ["--seeds", "5"]):
         assert main(["acceptance", "--recipe", "recipes/search_quality_fmnist_2k.yaml", "--band", "0.12",
                      "--evaluator", "rdm", *extra]) == 0
-    assert asked == [acceptance.SEEDS, 5]
+    assert asked == [3, 5]  # acceptance.seeds of the recipe (its default), then --seeds

@@ -21,19 +21,19 @@ def recipe(tmp_path, *extra):
 @pytest.mark.parametrize("fraction", [0.06, 0.12, 0.25])
 def test_band_archs_stay_in_band_and_are_deterministic(fraction):
     space = search_spaces.get("resnet")
-    archs = gt.band_archs(space, fraction, 16, seed=0)
+    archs = gt.band_archs(space, fraction, 16, seed=0, floor=0.8)
     budget = fraction * space.flops(space.max_arch())
     flops = [space.flops(a) for a in archs]
     assert len({gt.arch_id(a) for a in archs}) == 16
     assert all(0.8 * budget <= f <= budget for f in flops) and flops == sorted(flops)
     assert max(flops) - min(flops) > 0.1 * budget  # spread over the band, not one point
-    assert archs == gt.band_archs(space, fraction, 16, seed=0)
-    assert archs != gt.band_archs(space, fraction, 16, seed=1)
+    assert archs == gt.band_archs(space, fraction, 16, seed=0, floor=0.8)
+    assert archs != gt.band_archs(space, fraction, 16, seed=1, floor=0.8)
 
 
 def test_impossible_band_is_refused():
     with pytest.raises(UserError, match="below the smallest"):
-        gt.band_archs(search_spaces.get("resnet"), 0.01, 4, 0)
+        gt.band_archs(search_spaces.get("resnet"), 0.01, 4, 0, 0.8)
 
 
 def test_plan_orders_seed_pairs_first_and_skips_recorded_jobs(tmp_path, monkeypatch):

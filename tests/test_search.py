@@ -96,12 +96,14 @@ def test_strategy_and_evaluator_options_are_checked():
         run_strategy("random", obj, 5, {"population": 4})
     with pytest.raises(OptionError, match="search.strategy_options.population: expected int, got 'many'"):
         run_strategy("evolution", obj, 5, {"population": "many"})
+    with pytest.raises(OptionError, match=r"search.strategy_options.mutation_prob: must be >= 0 and <= 1, got 1.5"):
+        run_strategy("evolution", obj, 5, {"mutation_prob": 1.5})
     assert len(run_strategy("evolution", obj, 6, {"population": 3, "sample_size": 2}, seed=0)) >= 1
     with pytest.raises(OptionError, match="e: evaluator 'rdm' has no option 'paring' \\(did you mean 'pairing'"):
         build_evaluators([{"name": "rdm", "paring": "best"}], "e")
     with pytest.raises(OptionError, match=r"e\.method: 'kendall' is not one of spearman, pearson"):
         build_evaluators([{"name": "rdm", "method": "kendall"}], "e")
-    with pytest.raises(OptionError, match=r"e: proj_dim must be an integer >= 2, got 1"):
+    with pytest.raises(OptionError, match=r"e\.proj_dim: must be >= 2, got 1"):
         build_evaluators([{"name": "rdm", "proj_dim": 1}], "e")
     (rdm,) = build_evaluators([{"name": "rdm", "method": "pearson", "pairing": "best", "proj_dim": 64}], "e")
     assert (rdm.name, rdm.method, rdm.pairing, rdm.proj_dim) == ("rdm[method=pearson,pairing=best,proj_dim=64]",

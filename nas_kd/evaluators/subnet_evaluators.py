@@ -2,12 +2,12 @@
 the teacher by outputs (KL) and by representations (RDM, CKA)."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from nas_kd.errors import OptionError
 from nas_kd.evaluators.base import EVALUATORS, Evaluator, SubnetView
 from nas_kd.evaluators.context import EvalContext
 from nas_kd.evaluators.similarity import centred_gram, linear_cka, mean_kl, rdm, rdm_similarity
+from nas_kd.typecheck import Range
 
 Pairing = Literal["stage", "best"]  # stage: teacher stage i vs subnet stage i; best: the best-matching subnet layer
 
@@ -38,10 +38,8 @@ class RDM(Evaluator):
     Options: ``method`` (spearman | pearson correlation of the RDMs), ``proj_dim`` (random projection of
     wider layers to this many units before the RDM; None: never), ``pairing``."""
 
-    def __init__(self, *, method: Literal["spearman", "pearson"] = "spearman", proj_dim: int | None = None,
-                 pairing: Pairing = "stage") -> None:
-        if proj_dim is not None and proj_dim < 2:
-            raise OptionError(f"proj_dim must be an integer >= 2, got {proj_dim}")
+    def __init__(self, *, method: Literal["spearman", "pearson"] = "spearman",
+                 proj_dim: Annotated[int, Range(2)] | None = None, pairing: Pairing = "stage") -> None:
         self.method, self.proj_dim, self.pairing = method, proj_dim, pairing
 
     def prepare(self, ctx: EvalContext) -> None:

@@ -13,15 +13,16 @@ and looks at one small batch of probe images (the option ``batch``: how many, de
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from nas_kd.errors import OptionError
 from nas_kd.evaluators.base import EVALUATORS, Evaluator, SubnetView
 from nas_kd.evaluators.context import EvalContext
 from nas_kd.subnet import StaticNet, zero_init_residual
+from nas_kd.typecheck import Range
 
 INIT_SEED = 0
 
@@ -40,9 +41,7 @@ class TrainingFree(Evaluator):
 
     reads_supernet = False
 
-    def __init__(self, *, batch: int = 32) -> None:
-        if batch < 2:
-            raise OptionError(f"batch must be an integer >= 2, got {batch}")
+    def __init__(self, *, batch: Annotated[int, Range(2)] = 32) -> None:
         self.batch = batch
 
     def images(self, ctx: EvalContext) -> torch.Tensor:

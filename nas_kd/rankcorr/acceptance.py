@@ -1,15 +1,18 @@
 """``nas-kd acceptance``: at one budget, does the searched student beat the picks a user makes without search?
 
 Four students under the band's budget B (``--band``, a fraction of the max arch's FLOPs), each trained
-exactly like the ground truth (the recipe's distillation, ``kd`` column) with seeds 0 .. ``seeds`` - 1 (3 by default):
+exactly like the ground truth (the recipe's distillation, ``kd`` column) with seeds 0 .. ``seeds`` - 1
+(``acceptance.seeds``, 3 by default):
 
 * ``searched``: the best arch of ``nas-kd search`` with the given evaluator and strategy on the
   study's supernet;
-* ``maxflops``: the arch with the most FLOPs under B (an evolution search maximising FLOPs);
+* ``maxflops``: the arch with the most FLOPs under B (an evolution search maximising FLOPs, scoring
+  ``acceptance.maxflops_trials`` archs);
 * ``handcrafted``: uniform scaling, as a person designs a smaller net: one depth level for every stage
   and one level for every width / ratio choice, the pair with the most FLOPs that fits B;
-* ``random_best``: of the band's first 10 ground-truth archs (random, FLOPs in [0.8 B, B]), the one with
-  the best seed-0 validation accuracy (what 10 trial trainings would pick); its seeds that the ground
+* ``random_best``: of the band's first ``acceptance.random_pool`` (10) ground-truth archs (random, FLOPs in
+  [``band_floor`` B, B]), the one with the best seed-0 validation accuracy (what those trial trainings would pick);
+  its seeds that the ground
   truth has come from there, the others are trained here.
 
 Jobs go through the same queue and records as the ground truth (``<records>/../acceptance/``). The
@@ -35,7 +38,6 @@ from nas_kd.rankcorr.ground_truth import (
     work_jobs,
 )
 
-SEEDS = 3  # seeds per student unless asked otherwise
 OTHERS = ("maxflops", "handcrafted", "random_best")  # the picks the searched student is compared with
 
 
@@ -72,29 +74,32 @@ def _search(recipe: Recipe, out: Path, evaluator: str, strategy: str, trials: in
 
 
 def picks(recipe: Recipe, band: str, out: Path, evaluator: str, strategy: str, trials: int) -> dict[str, dict]:
-    """The students' archs (``random_best`` only once the band's first 10 archs have a kd seed-0 ground truth)."""
+    """The students' archs (``random_best`` only once the band's first ``acceptance.random_pool`` archs have a kd
+    seed-0 ground truth)."""
+    pool = recipe.acceptance.random_pool
     space = search_spaces.get(recipe.student.space)
     budget = band_budget(space, float(band))
     bands = study_bands(recipe)
     if band not in bands:
         raise UserError(f"--band {band}: not a band of the study ({', '.join(bands)})")
     candidates = []
-    for arch in bands[band][:10]:
+    for arch in bands[band][:pool]:
         path = record_path(recipe, job_key(space.name, band, arch, "kd", 0))
         if path.exists():
             candidates.append((json.loads(path.read_text())["val_acc"], arch))
     chosen = {
         "searched": _search(recipe, out, evaluator, strategy, trials, budget, f"search-b{band}-{evaluator}-{strategy}"),
-        "maxflops": _search(recipe, out, "flops", "evolution", 600, budget, f"search-b{band}-maxflops"),
+        "maxflops": _search(recipe, out, "flops", "evolution", recipe.acceptance.maxflops_trials, budget,
+                            f"search-b{band}-maxflops"),
         "handcrafted": handcrafted_arch(space, budget),
     }
-    if len(candidates) == 10:  # else picked by a later run, once the ground truth has them
+    if len(candidates) == pool:  # else picked by a later run, once the ground truth has them
         chosen["random_best"] = max(candidates, key=lambda c: c[0])[1]
     return chosen
 
 
 def run_acceptance(recipe: Recipe, *, band: str, evaluator: str, strategy: str, trials: int, result: str,
-                   seeds: int = SEEDS, queue: str | None = None, commit: bool = False,
+                   seeds: int, queue: str | None = None, commit: bool = False,
                    show_progress: bool = True) -> dict[str, Any]:
     """Train what is missing (through the job queue), then write ``result`` (.json and .md)."""
     from scipy.stats import ttest_ind
@@ -122,7 +127,8 @@ def run_acceptance(recipe: Recipe, *, band: str, evaluator: str, strategy: str, 
                    if where[(name, s)].exists()] for name in chosen}
     missing = {n: seeds - len(a) for n, a in accs.items() if len(a) < seeds}
     if "random_best" not in chosen:
-        missing["random_best"] = "its 10 candidates lack a kd seed-0 ground truth: run nas-kd ground-truth further"
+        missing["random_best"] = (f"its {recipe.acceptance.random_pool} candidates lack a kd seed-0 ground truth: run "
+                                  "nas-kd ground-truth further")
     if missing:
         return {"finished": False, "missing_seeds": missing, **progress}
     sp = search_spaces.get(space)

@@ -2,7 +2,7 @@
 with several seeds, as independent, shareable, committed jobs.
 
 Bands: for each budget fraction f of ``rankcorr.bands``, B = f x the max arch's FLOPs, and
-``archs_per_band`` distinct archs with FLOPs in [0.8 B, B], FLOPs-stratified and fixed by the seed, so
+``archs_per_band`` distinct archs with FLOPs in [``band_floor`` B, B] (0.8 B by default), FLOPs-stratified and fixed by the seed, so
 cost alone cannot rank them. One job = (band, arch, column, seed); column ``kd`` trains with the
 recipe's ``distill`` terms and ``student.ce_weight``, ``scratch`` with cross-entropy alone.
 
@@ -41,22 +41,22 @@ def band_budget(space, fraction: float) -> float:
     return fraction * space.flops(space.max_arch())
 
 
-def band_archs(space, fraction: float, n: int, seed: int) -> list[dict[str, Any]]:
-    """``n`` distinct archs with FLOPs in [0.8 B, B], spread over 4 FLOPs bins, deterministic in ``seed``."""
+def band_archs(space, fraction: float, n: int, seed: int, floor: float) -> list[dict[str, Any]]:
+    """``n`` distinct archs with FLOPs in [``floor`` B, B], spread over 4 FLOPs bins, deterministic in ``seed``."""
     if not 0 < fraction <= 1:
         raise UserError(f"rankcorr.bands: {fraction} is not a fraction in (0, 1]")
     budget = band_budget(space, fraction)
     if budget < space.flops(space.min_arch()):
         raise UserError(f"rankcorr.bands: {fraction} x max FLOPs = {budget / 1e6:.2f} MFLOPs is below the smallest "
                         f"arch of {space.name} ({space.flops(space.min_arch()) / 1e6:.2f} MFLOPs)")
-    sampler = SAMPLERS.build("flops", space=space, lo=0.8 * budget, hi=budget)
+    sampler = SAMPLERS.build("flops", space=space, lo=floor * budget, hi=budget)
     rng = random.Random(f"{seed}-{space.name}-{fraction}")
     found: dict[str, dict] = {}
     for _ in range(200 * n):
         if len(found) == n:
             break
         arch = sampler.sample(rng, 1)[0]
-        if 0.8 * budget <= space.flops(arch) <= budget:
+        if floor * budget <= space.flops(arch) <= budget:
             found.setdefault(arch_id(arch), arch)
     if len(found) < n:
         raise UserError(f"rankcorr: found only {len(found)} distinct archs of {space.name} in the {fraction} band, "
@@ -67,7 +67,8 @@ def band_archs(space, fraction: float, n: int, seed: int) -> list[dict[str, Any]
 def study_bands(recipe: Recipe) -> dict[str, list[dict[str, Any]]]:
     """``{band name: archs}`` of the study; a band is named by its fraction (``"0.12"``)."""
     space = search_spaces.get(recipe.student.space)
-    return {str(f): band_archs(space, f, recipe.rankcorr.archs_per_band, recipe.seed) for f in recipe.rankcorr.bands}
+    cfg = recipe.rankcorr
+    return {str(f): band_archs(space, f, cfg.archs_per_band, recipe.seed, cfg.band_floor) for f in cfg.bands}
 
 
 def job_key(space: str, band: str, arch: dict, column: str, seed: int) -> str:

@@ -100,7 +100,7 @@ def write_report(run: str | Path) -> Path:
             ceil_txt = f"{ceil['tau']:.2f} [{ceil['tau_ci95'][0]:.2f}, {ceil['tau_ci95'][1]:.2f}]" if ceil else "-"
             pairs_txt = (f", mean of {ceil['seed_pairs']} seed pairs; the ground truth is the mean of the seeds, less noisy "
                          "than one, so an evaluator can pass it") if ceil and ceil.get("seed_pairs", 1) > 1 else ""
-            lines += [f"### Band {band}: B = {b['budget_mflops']:.2f} MFLOPs, {b['num_archs']} archs in [0.8 B, B]", "",
+            lines += [f"### Band {band}: B = {b['budget_mflops']:.2f} MFLOPs, {b['num_archs']} archs in [{d.get('band_floor', 0.8):g} B, B]", "",
                       f"Noise ceiling (Kendall tau between two seeds{pairs_txt}): {ceil_txt}. Ground truth spans {b['truth_range']:.2f} points; "
                       f"seed s.d. {b['seed_sd']:.2f} points, of which measurement s.e. {b['measurement_se']:.2f}. "
                       f"Regret of a random pick {b['random_regret']:.2f}, of the max-FLOPs pick {b['maxflops_regret']:.2f}, "

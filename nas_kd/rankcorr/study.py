@@ -201,7 +201,7 @@ def run_rank_corr(recipe: Recipe, show_progress: bool = True) -> dict[str, Any]:
     compute = {"jobs": len(plan(recipe)), "finished": len(records),
                "mean_train_seconds_per_job": sum(per_job) / len(per_job) if per_job else None,
                "estimated_cpu_hours_total": len(plan(recipe)) * sum(per_job) / len(per_job) / 3600 if per_job else None}
-    record = {"space": recipe.student.space, "compute": compute,
+    record = {"space": recipe.student.space, "compute": compute, "band_floor": cfg.band_floor,
               "bands": {b: [arch_id(a) for a in archs] for b, archs in bands.items()},
               "archs": {arch_id(a): a for archs in bands.values() for a in archs}, **cache,
               "columns": {c: {"baselines": bl, "metrics": m} for c, (bl, m) in columns.items()},

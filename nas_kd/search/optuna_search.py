@@ -13,18 +13,18 @@ from __future__ import annotations
 
 import json
 import warnings
-from typing import Any
+from typing import Annotated, Any
 
 from nas_kd.search.objective import Objective, arch_key
 from nas_kd.search.strategies import STRATEGIES
 from nas_kd.studies import open_storage
+from nas_kd.typecheck import AtLeast1, Range
 
 HEARTBEAT_SECONDS = 30
-MAX_PROPOSALS_PER_TRIAL = 20
 UNSCORED = -1e30  # the value of an over-budget proposal before any arch has a score
 
 
-def _study(objective: Objective, storage: str | None, study_name: str, seed: int, multi: bool, population: int = 20):
+def _study(storage: str | None, study_name: str, sampler_options: dict[str, Any], multi: bool):
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -32,10 +32,10 @@ def _study(objective: Objective, storage: str | None, study_name: str, seed: int
     # heartbeats: a trial whose worker was killed is failed after the grace period instead of staying RUNNING
     storage = open_storage(storage, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=4 * HEARTBEAT_SECONDS)
     if multi:
-        sampler = optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
+        sampler = optuna.samplers.NSGAIISampler(**sampler_options)
         return optuna.create_study(storage=storage, study_name=study_name, sampler=sampler, load_if_exists=True,
                                    directions=["maximize", "minimize"])
-    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=10, multivariate=True)
+    sampler = optuna.samplers.TPESampler(**sampler_options, multivariate=True)
     return optuna.create_study(storage=storage, study_name=study_name, sampler=sampler, load_if_exists=True,
                                direction="maximize")
 
@@ -52,11 +52,11 @@ def study_rows(study) -> dict[str, dict]:
     return rows
 
 
-def _run(objective: Objective, trials: int, seed: int, storage: str | None, study_name: str, multi: bool,
-         population: int = 20) -> list[dict]:
+def _run(objective: Objective, trials: int, storage: str | None, study_name: str, multi: bool,
+         sampler_options: dict[str, Any], proposals_per_trial: int) -> list[dict]:
     """Run trials until the study (all its workers together) has scored ``trials`` distinct archs; returns the
     rows of every arch the study scored, so each worker reports the study's result, not its own share."""
-    study = _study(objective, storage, study_name, seed, multi, population)
+    study = _study(storage, study_name, sampler_options, multi)
     space = objective.space
     budget_m = objective.budget / 1e6
 
@@ -83,7 +83,7 @@ def _run(objective: Objective, trials: int, seed: int, storage: str | None, stud
             objective.cache.setdefault(key, row)
         if len(study_rows(study)) >= trials:
             break
-        if proposals >= MAX_PROPOSALS_PER_TRIAL * trials:  # the sampler keeps proposing known or over-budget archs
+        if proposals >= proposals_per_trial * trials:  # the sampler keeps proposing known or over-budget archs
             print(f"warning: {study_name}: {len(study_rows(study))} distinct archs scored after {proposals} proposals; "
                   f"stopping short of {trials}")
             break
@@ -94,13 +94,20 @@ def _run(objective: Objective, trials: int, seed: int, storage: str | None, stud
 
 @STRATEGIES.register("optuna-tpe")
 def optuna_tpe(objective: Objective, trials: int, *, seed: int = 0, storage: str | None = None,
-               study_name: str = "nas-kd") -> list[dict]:
-    """TPE (multivariate) on the evaluator score; the FLOPs budget is an Optuna constraint."""
-    return _run(objective, trials, seed, storage, study_name, multi=False)
+               study_name: str = "nas-kd", n_startup_trials: Annotated[int, Range(0)] = 10,
+               proposals_per_trial: AtLeast1 = 20) -> list[dict]:
+    """TPE (multivariate; Bergstra et al. 2011, Optuna's sampler) on the evaluator score; the FLOPs budget is an
+    Optuna constraint. ``n_startup_trials``: random trials before TPE models the scores (Optuna's default);
+    ``proposals_per_trial``: the search stops short after this many proposals per trial (known or over-budget)."""
+    return _run(objective, trials, storage, study_name, False, {"seed": seed, "n_startup_trials": n_startup_trials},
+                proposals_per_trial)
 
 
 @STRATEGIES.register("optuna-nsga2")
 def optuna_nsga2(objective: Objective, trials: int, *, seed: int = 0, storage: str | None = None,
-                 study_name: str = "nas-kd", population: int = 20) -> list[dict]:
-    """NSGA-II on (score up, FLOPs down) under the budget constraint; see :func:`pareto_front` for the front."""
-    return _run(objective, trials, seed, storage, study_name, multi=True, population=population)
+                 study_name: str = "nas-kd", population: Annotated[int, Range(2)] = 20,
+                 proposals_per_trial: AtLeast1 = 20) -> list[dict]:
+    """NSGA-II (Deb et al. 2002) on (score up, FLOPs down) under the budget constraint; see :func:`pareto_front`
+    for the front. ``proposals_per_trial`` as for ``optuna-tpe``."""
+    return _run(objective, trials, storage, study_name, True, {"seed": seed, "population_size": population},
+                proposals_per_trial)

@@ -1,6 +1,7 @@
 """Search strategies, chosen by name: random, evolution, optuna-tpe, optuna-nsga2.
 
-Each is ``strategy(objective, trials, seed, **options)`` and scores at most ``trials`` distinct
+Each is ``strategy(objective, trials, seed, **options)``, its options typed keyword-only arguments (ranges as
+``Annotated`` metadata, checked when the recipe loads), and scores at most ``trials`` distinct
 archs, all under the objective's FLOPs budget (over-budget proposals are never scored). The
 result is ``objective.rows()``: every scored arch, best first.
 """
@@ -14,6 +15,7 @@ from typing import Any
 from nas_kd.errors import UserError
 from nas_kd.registry import Registry
 from nas_kd.search.objective import Objective, arch_key
+from nas_kd.typecheck import AtLeast1, Probability
 
 STRATEGIES: Registry = Registry("strategy")
 # inputs the search itself gives a strategy (when its signature takes them); everything else is an option
@@ -30,10 +32,11 @@ def run_strategy(name: str, objective: Objective, trials: int, options: dict[str
 
 
 @STRATEGIES.register("random")
-def random_search(objective: Objective, trials: int, *, seed: int = 0) -> list[dict]:
-    """``trials`` random archs under the budget."""
+def random_search(objective: Objective, trials: int, *, seed: int = 0, proposals_per_trial: AtLeast1 = 20) -> list[dict]:
+    """``trials`` random archs under the budget (stopping short after ``proposals_per_trial`` x ``trials`` draws,
+    when the feasible archs are fewer than ``trials``)."""
     rng = random.Random(seed)
-    for _ in range(trials * 20):
+    for _ in range(trials * proposals_per_trial):
         if len(objective.cache) >= trials:
             break
         objective(objective.sample_feasible(rng))
@@ -62,13 +65,15 @@ def crossover(space, a: dict, b: dict, rng: random.Random) -> dict:
 
 
 @STRATEGIES.register("evolution")
-def evolution(objective: Objective, trials: int, *, seed: int = 0, population: int = 20, sample_size: int = 5,
-              mutation_prob: float = 0.1, crossover_prob: float = 0.5) -> list[dict]:
+def evolution(objective: Objective, trials: int, *, seed: int = 0, population: AtLeast1 = 20,
+              sample_size: AtLeast1 = 5, mutation_prob: Probability = 0.1, crossover_prob: Probability = 0.5,
+              child_retries: AtLeast1 = 100, stall_per_trial: AtLeast1 = 50) -> list[dict]:
     """Regularised (aging) evolution (Real et al. 2019) with stage-wise crossover.
 
     Tournament of ``sample_size`` from the population; the child (crossover of two tournament
-    winners with probability ``crossover_prob``, then mutation) is redrawn until it fits the budget;
-    the oldest member dies.
+    winners with probability ``crossover_prob``, then mutation) is redrawn until it fits the budget
+    (``child_retries`` times, then a random feasible arch); the oldest member dies. The search stops short
+    after ``stall_per_trial`` x ``trials`` children in a row that were already scored.
     """
     space, rng = objective.space, random.Random(seed)
     pop: deque[dict] = deque()
@@ -77,13 +82,13 @@ def evolution(objective: Objective, trials: int, *, seed: int = 0, population: i
         objective(arch)
         pop.append(arch)
     stall = 0
-    while len(objective.cache) < trials and stall < 50 * trials:
+    while len(objective.cache) < trials and stall < stall_per_trial * trials:
 
         def winner() -> dict:
             return max(rng.sample(list(pop), min(sample_size, len(pop))), key=objective.score)
 
         parent = winner()
-        for _ in range(100):
+        for _ in range(child_retries):
             child = crossover(space, parent, winner(), rng) if rng.random() < crossover_prob else parent
             child = mutate(space, child, rng, mutation_prob)
             if objective.feasible(child):
@@ -99,15 +104,15 @@ def evolution(objective: Objective, trials: int, *, seed: int = 0, population: i
 
 
 @STRATEGIES.register("dna-exhaustive")
-def dna_exhaustive(objective: Objective, trials: int, *, seed: int = 0, dna_tables: str | None = None) -> list[dict]:
-    """The exact knapsack over the DNA ranking tables (every arch of the space): its best ``min(trials, 20)``
+def dna_exhaustive(objective: Objective, trials: int, *, dna_tables: str | None = None, k: AtLeast1 = 20) -> list[dict]:
+    """The exact knapsack over the DNA ranking tables (every arch of the space): its best ``min(trials, k)``
     archs under the budget, then scored by the objective's evaluators."""
     if not dna_tables:
         raise UserError("strategy dna-exhaustive needs search.dna_tables (a ranking from nas-kd dna-rank)")
     from nas_kd.dna.exact import exact_search
     from nas_kd.dna.score import load_tables
 
-    found = exact_search(load_tables(dna_tables), [objective.budget], k=min(trials, 20), check_fvcore=False)
+    found = exact_search(load_tables(dna_tables), [objective.budget], k=min(trials, k), check_fvcore=False)
     for entry in next(iter(found["by_budget"].values())):
         objective(entry["arch"])
     return objective.rows()
