@@ -29,6 +29,7 @@ class DataConfig:
     augment_pad: int = field(default=2, metadata=ge(0))  # random-crop padding in pixels; 0 disables cropping
     flip: bool = True  # horizontal flips, only where the dataset allows them
     limit_train: int | None = field(default=None, metadata=ge(1))
+    limit_val: int | None = field(default=None, metadata=ge(1))  # None: with limit_train, a fifth of it
     limit_test: int | None = field(default=None, metadata=ge(1))
     memory_limit_mb: float = field(default=4096, metadata=ge(0))  # an image-folder dataset whose float images exceed this streams from disk
     workers: int = field(default=2, metadata=ge(0))  # processes decoding a streamed dataset's training batches

@@ -13,7 +13,6 @@ import itertools
 import json
 from contextlib import contextmanager
 import platform
-import statistics
 import time
 from pathlib import Path
 from typing import Any

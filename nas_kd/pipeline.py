@@ -38,6 +38,7 @@ from nas_kd.teacher import build_model, load_teacher
 from nas_kd.train import SUPERNET_TRAINERS, SupernetTrainer
 from nas_kd.train.distill import train_students
 from nas_kd.train.standalone import export_student, resolve_arch, train_teacher
+from search_spaces import StagedSpace
 
 
 def _stage(recipe: Recipe, base: Path, name: str, **changes: Any) -> Recipe:
@@ -99,14 +100,13 @@ def _teacher_module(recipe: Recipe, data: DataBundle) -> nn.Module:
     return build_model(cfg, data.num_classes, data.in_channels)
 
 
-def plan_pipeline(recipe: Recipe, data: DataBundle, trainer: SupernetTrainer) -> float | None:
+def plan_pipeline(recipe: Recipe, data: DataBundle, space: StagedSpace, trainer: SupernetTrainer) -> float | None:
     """Every fact of ``nas-kd run`` knowable before any training, checked; returns the FLOPs budget (MFLOPs; None:
     the max arch's).
 
     The teacher builds (and loads, when its weights exist) and has the stage modules the supernet pairs with;
     the budget lies between the space's smallest and largest arch for the data's shape; the search's
     evaluators fit the supernet the mode trains (a blockwise supernet has no weights to share)."""
-    space = data.space(recipe.supernet.space)
     teacher = _teacher_module(recipe, data)
     check_teacher_stages(teacher, recipe.teacher.stages, len(space.stages) + (0 if trainer.weight_sharing else 1))
     evaluators = search_evaluators(recipe.search)
@@ -142,8 +142,9 @@ def run_pipeline(recipe: Recipe, *, train_supernet_anyway: bool = False) -> dict
     ``train`` settings."""
     started, watch = origin(), Stopwatch()
     trainer = SUPERNET_TRAINERS.get(recipe.supernet.mode)
-    data = load_data(recipe)
-    budget = plan_pipeline(recipe, data, trainer)
+    data = load_data(recipe.data)
+    space = search_spaces.get(recipe.supernet.space, data.input_shape, data.num_classes)
+    budget = plan_pipeline(recipe, data, space, trainer)
     base = Path(recipe.run.out_dir) / recipe.run.name
     base.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
@@ -182,8 +183,7 @@ def run_pipeline(recipe: Recipe, *, train_supernet_anyway: bool = False) -> dict
     t = Stopwatch()
     changes: dict[str, Any] = {"search__checkpoint": checkpoint, "search__budget_mflops": budget}
     if recipe.search.budget_ms is not None and recipe.search.latency_table is None:
-        changes["search__latency_table"] = _latency_table_here(recipe, data.space(recipe.supernet.space),
-                                                               base / "latency_table.json")
+        changes["search__latency_table"] = _latency_table_here(recipe, space, base / "latency_table.json")
     if not trainer.weight_sharing and recipe.search.dna_tables is None:
         tables = base / "dna_tables.json"
         if not tables.exists():
@@ -203,7 +203,7 @@ def run_pipeline(recipe: Recipe, *, train_supernet_anyway: bool = False) -> dict
             export_student(checkpoint, best, student, ft, recalibrate_batches=recipe.supernet.bn_batches,
                            finetune_epochs=recipe.pipeline.finetune_epochs)
         else:
-            _train_searched(recipe, data.space(recipe.supernet.space), best, student)
+            _train_searched(recipe, space, best, student)
     seconds["export"] = t.seconds()
     comparison = compare_models(recipe, data, student)
     payload = {

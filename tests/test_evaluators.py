@@ -58,7 +58,7 @@ def test_spearman_handles_ties_like_scipy():
 def test_subnet_scored_against_its_own_export_is_identical(fmnist_root):
     recipe = load_recipe(None, [f"data.root={fmnist_root}", "data.limit_train=300", "data.val_size=100",
                                 "data.limit_test=50"])
-    data = load_data(recipe)
+    data = load_data(recipe.data)
     space = search_spaces.get("resnet")
     net = Supernet(space)
     arch = space.sample(__import__("random").Random(0))

@@ -85,6 +85,7 @@ def test_evaluators_search_and_data_reach_nothing_of_the_trainers():
                    for b in reachable(edges, a) if b.startswith(("nas_kd.train", "nas_kd.pipeline", "nas_kd.cli")))
     assert wrong == []
     assert "nas_kd.train.loop" in reachable(edges, "nas_kd.pipeline")  # the check sees transitive imports
+    assert not [b for b in reachable(edges, "nas_kd.data") if b.startswith("search_spaces")]  # data knows no spaces
 
 
 def test_the_cycle_check_finds_a_cycle():

@@ -23,7 +23,7 @@ from nas_kd.teacher import load_teacher
 
 def bench_evaluators(recipe: Recipe, checkpoint: str, names: list[str], num_archs: int = 8,
                      dna_tables: str | None = None) -> dict[str, Any]:
-    data = load_data(recipe)
+    data = load_data(recipe.data)
     net = load_supernet(checkpoint)
     teacher = load_teacher(recipe.teacher, data.num_classes, data.in_channels)
     rng = random.Random(recipe.seed)

@@ -69,7 +69,7 @@ def candidate_scores(model: BlockwiseSupernet, stage: int, cand: dict, calib: li
 def rank_stages(recipe: Recipe, checkpoint: str | Path, out: str | Path, show_progress: bool = True) -> dict[str, Any]:
     """Score every candidate of every stage of the blockwise supernet in ``checkpoint``; writes ``out`` (JSON)."""
     started, watch = origin(), Stopwatch()
-    data = load_data(recipe)
+    data = load_data(recipe.data)
     device = resolve_device(recipe.train.device)
     teacher = load_teacher(recipe.teacher, data.num_classes, data.in_channels).to(device)
     model = load_blockwise(checkpoint).to(device).eval()

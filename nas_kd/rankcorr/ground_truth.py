@@ -132,7 +132,7 @@ def train_job(recipe: Recipe, key: str, job: dict[str, Any], out: Path, *, recor
     else:
         resume = (Path(r.run.out_dir) / key / "checkpoints" / "last.pt").exists()
         final = train_students(r, arch_student(job["space"], job["arch"]), resume=resume, show_progress=show_progress)
-    data = load_data(r)
+    data = load_data(r.data)
     record = {
         "key": key, **job, "mflops": final["mflops"], "params": final["params"],
         "test_acc": final["test_acc"], "val_acc": final["val_acc"], "test_n": len(data.test), "val_n": len(data.val),

@@ -114,7 +114,7 @@ def _score(recipe: Recipe, evaluators: list[Evaluator], bands: dict[str, list[di
             raise UserError(f"rankcorr.supernet_run {cfg.supernet_run} does not exist and epoch {epoch} has archs to "
                             "score; train that supernet first (the command is in the study recipe's header)")
         if data is None:
-            data, device = load_data(recipe), resolve_device(recipe.train.device)
+            data, device = load_data(recipe.data), resolve_device(recipe.train.device)
             teacher = load_teacher(recipe.teacher, data.num_classes, data.in_channels).to(device)
         net = load_supernet(path).to(device)
         if net.space.name != recipe.student.space:

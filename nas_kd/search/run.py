@@ -58,7 +58,7 @@ def run_search(recipe: Recipe, show_progress: bool = True, report_only: bool = F
     if report_only:
         rows = _study_report(cfg.strategy, storage, study_name, primary, budget, cfg.budget_ms)
         return _write_outputs(recipe, rows, out, space, names, budget, storage, study_name, started, watch)
-    data = load_data(recipe)
+    data = load_data(recipe.data)
     device = resolve_device(recipe.train.device)
     teacher = load_teacher(recipe.teacher, data.num_classes, data.in_channels).to(device)
     ctx = EvalContext.build(net.to(device) if isinstance(net, Supernet) else space, teacher, data,

@@ -10,6 +10,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
+import search_spaces
 from nas_kd.config import Recipe
 from nas_kd.data import step_seed
 from nas_kd.device import autocast, to_memory_format
@@ -27,7 +28,7 @@ def train_blockwise(recipe: Recipe, *, resume: bool = False, on_step: Callable[[
     """Blockwise-train every stage of ``recipe.supernet.space`` against the teacher; returns the final metrics."""
     cfg = recipe.supernet
     started, run, data, device = start_run(recipe, resume)
-    space = data.space(cfg.space)
+    space = search_spaces.get(cfg.space, data.input_shape, data.num_classes)
     teacher = load_teacher(recipe.teacher, data.num_classes, data.in_channels).to(device)
     tstages = recipe.teacher.stages
     widths = teacher_channels(teacher, tstages, data.input_shape)

@@ -46,7 +46,7 @@ def prepare(recipe: Recipe) -> tuple[dict[str, str], DataBundle, torch.device]:
         torch.cuda.set_device(device)
     seed_everything(recipe.seed)
     set_threads(recipe.train.threads)
-    return started, load_data(recipe), device
+    return started, load_data(recipe.data), device
 
 
 def open_run(recipe: Recipe, resume: bool) -> RunDir:

@@ -65,13 +65,13 @@ def export_student(checkpoint: str | Path, arch: str | dict, out: str | Path, re
 
     if (recalibrate_batches or finetune_epochs) and recipe is None:
         raise UserError("recalibration and fine-tuning need a recipe (--recipe or --run) for the data")
-    data = load_data(recipe) if recipe is not None and (recalibrate_batches or finetune_epochs) else None
+    data = load_data(recipe.data) if recipe is not None and (recalibrate_batches or finetune_epochs) else None
     net = load_supernet(checkpoint, data.input_shape if data is not None else None)
     space = net.space
     arch = resolve_arch(space, arch)
     if recalibrate_batches:
         net.set_arch(arch)
-        recalibrate_bn(net, calibration_batches(recipe, data).epoch(0), recalibrate_batches,
+        recalibrate_bn(net, calibration_batches(data, recipe.data.batch_size, recipe.seed).epoch(0), recalibrate_batches,
                        channels_last=recipe.train.channels_last)
     subnet = export_subnet(net.eval(), arch)
     report = {"space": space.name, "mflops": space.flops(arch) / 1e6, "params": space.params(arch)}

@@ -53,7 +53,7 @@ def subnet_accuracy(net: Supernet, arch: dict, data: DataBundle, split: str, rec
     """Top-1 accuracy of ``arch`` on ``split`` after BatchNorm recalibration on training batches."""
     cl = recipe.train.channels_last
     net.set_arch(arch)
-    recalibrate_bn(net, calibration_batches(recipe, data).epoch(0), recipe.supernet.bn_batches, channels_last=cl)
+    recalibrate_bn(net, calibration_batches(data, recipe.data.batch_size, recipe.seed).epoch(0), recipe.supernet.bn_batches, channels_last=cl)
     return evaluate(net, getattr(data, split), recipe.data.eval_batch_size, cl)["acc"]
 
 
@@ -80,7 +80,7 @@ def train_supernet(
     SAMPLERS.check_options(cfg.sampler, {}, "supernet.sampler", given=("space",))
     search_spaces.get(cfg.space)  # an unknown name fails before the run directory exists
     started, run, data, device = start_run(recipe, resume)
-    space = data.space(cfg.space)
+    space = search_spaces.get(cfg.space, data.input_shape, data.num_classes)
     sampler = SAMPLERS.build(cfg.sampler, space=space)
     needs_teacher = cfg.soft_labels != "inplace" or cfg.max_teacher_weight > 0
     teacher = load_teacher(recipe.teacher, data.num_classes, data.in_channels).to(device) if needs_teacher else None
