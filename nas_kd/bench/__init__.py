@@ -1,82 +1,134 @@
 """Benchmarks behind ``nas-kd bench NAME``, chosen from :data:`BENCHES`; each writes a JSON under ``results/``.
 
-An entry takes the command's options (``spaces``, ``num_archs``, ...) and returns the payload to write
-(with its command, commit and wall time), or ``None`` when it writes its own records (the method tables).
+A :class:`Bench` declares its own command-line options (``options(parser)``) and runs on them (``run(args)``),
+returning the payload to write (with its command, commit and wall time), or ``None`` when it writes its own
+records (the method tables).
 """
 from __future__ import annotations
 
+import argparse
 import json
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
-from nas_kd.errors import UserError
 from nas_kd.registry import Registry
 
-BENCHES: Registry = Registry("benchmark")
 DEFAULT_SPACES = ["mbv2", "resnet"]
 
 
-@BENCHES.register("flops")
-def _flops(opts: Any) -> dict:
-    """the per-block cost table vs fvcore"""
+@dataclass(frozen=True)
+class Bench:
+    """One benchmark: ``help`` (one line), its ``options`` and its ``run``."""
+
+    help: str
+    options: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], dict[str, Any] | None]
+
+
+BENCHES: Registry[Bench] = Registry("benchmark")
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be an integer >= 1")
+    return value
+
+
+def _spaces(default: list[str]) -> Callable[[argparse.ArgumentParser], None]:
+    def options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--spaces", nargs="*", default=default, help=f"search spaces (default: {' '.join(default)})")
+
+    return options
+
+
+def _flops_options(p: argparse.ArgumentParser) -> None:
+    _spaces(DEFAULT_SPACES)(p)
+    p.add_argument("--num-archs", type=_count, default=100, help="archs per space")
+
+
+def _flops(args: argparse.Namespace) -> dict:
     from nas_kd.bench.flops import bench_flops
 
-    return bench_flops(opts.spaces or DEFAULT_SPACES, num_archs=opts.num_archs)
+    return bench_flops(args.spaces, num_archs=args.num_archs)
 
 
-@BENCHES.register("supernet")
-def _supernet(opts: Any) -> dict:
-    """weight-sharing step cost"""
+def _supernet_options(p: argparse.ArgumentParser) -> None:
+    _spaces(DEFAULT_SPACES)(p)
+    p.add_argument("--repeats", type=_count, default=10, help="timed steps per arch and model")
+
+
+def _supernet(args: argparse.Namespace) -> dict:
     from nas_kd.bench.supernet import bench_supernet
 
-    return {"spaces": {s: bench_supernet(s, repeats=opts.repeats) for s in opts.spaces or DEFAULT_SPACES}}
+    return {"spaces": {s: bench_supernet(s, repeats=args.repeats) for s in args.spaces}}
 
 
-@BENCHES.register("dna-search")
-def _dna_search(opts: Any) -> dict:
-    """exact search time, brute-force check"""
+def _dna_search(args: argparse.Namespace) -> dict:
     from nas_kd.bench.dna_search import bench_dna_search
 
-    return {"spaces": {s: bench_dna_search(s) for s in opts.spaces or ["mbv2"]}}
+    return {"spaces": {s: bench_dna_search(s) for s in args.spaces}}
 
 
-@BENCHES.register("evaluators")
-def _evaluators(opts: Any) -> dict:
-    """archs per minute"""
+def _evaluators_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--recipe", default="recipes/search_fmnist.yaml", help="recipe: its supernet, teacher, data, probe")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe value (repeatable)")
+    p.add_argument("--num-archs", type=_count, default=8, help="archs scored by each evaluator")
+    p.add_argument("--dna-tables", help="ranking tables, to include the dna evaluator")
+
+
+def _evaluators(args: argparse.Namespace) -> dict:
     from nas_kd.bench.evaluators import bench_evaluators
     from nas_kd.recipe_checks import load_checked
 
-    recipe = load_checked(opts.recipe or "recipes/search_fmnist.yaml", opts.overrides)
-    names = ["accuracy", "kl", "rdm", "cka", "diswot", "naswot", "synflow", "flops"] + (["dna"] if opts.dna_tables else [])
-    return bench_evaluators(recipe, recipe.search.checkpoint, names, opts.num_archs, opts.dna_tables)
+    recipe = load_checked(args.recipe, args.overrides)
+    names = ["accuracy", "kl", "rdm", "cka", "diswot", "naswot", "synflow", "flops"] + (["dna"] if args.dna_tables else [])
+    return bench_evaluators(recipe, recipe.search.checkpoint, names, args.num_archs, args.dna_tables)
 
 
-@BENCHES.register("latency")
-def _latency(opts: Any) -> dict:
-    """latency tables vs measured latency"""
+def _latency_options(p: argparse.ArgumentParser) -> None:
+    _spaces(DEFAULT_SPACES)(p)
+    p.add_argument("--num-archs", type=_count, default=100, help="held-out archs per space")
+    p.add_argument("--threads", type=_count, default=2, help="torch threads")
+    p.add_argument("--batch-sizes", type=_count, nargs="+", default=[1, 32], help="batch sizes")
+
+
+def _latency(args: argparse.Namespace) -> dict:
     from nas_kd.bench.latency import bench_latency
 
-    return bench_latency(opts.spaces or DEFAULT_SPACES, num_archs=opts.num_archs, threads=opts.threads,
-                         batch_sizes=tuple(opts.batch_sizes))
+    return bench_latency(args.spaces, num_archs=args.num_archs, threads=args.threads,
+                         batch_sizes=tuple(args.batch_sizes))
 
 
-def _table(opts: Any, name: str, run, show) -> None:
-    if not opts.table:
-        raise UserError(f"bench {name} needs --table (see recipes/)")
-    summary = run(opts.table, rows=opts.rows, commit=opts.commit, report_only=opts.report)
+def _table_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--table", required=True, help="the table file (rows x seeds), e.g. recipes/distill_table_fmnist.yaml")
+    p.add_argument("--rows", nargs="*", help="only these rows")
+    p.add_argument("--commit", action="store_true", help="git-commit each record as it lands")
+    p.add_argument("--report", action="store_true", help="train nothing, rebuild the table from the records")
+
+
+def _table(args: argparse.Namespace, run, show) -> None:
+    summary = run(args.table, rows=args.rows, commit=args.commit, report_only=args.report)
     print(json.dumps({k: show(v) for k, v in summary["rows"].items()}, indent=2))
 
 
-@BENCHES.register("distill")
-def _distill(opts: Any) -> None:
-    """the distillation method table"""
+def _distill(args: argparse.Namespace) -> None:
     from nas_kd.bench.distill import bench_distill
 
-    _table(opts, "distill", bench_distill, lambda v: {"acc_mean": v["acc_mean"], "acc_std": v["acc_std"]})
+    _table(args, bench_distill, lambda v: {"acc_mean": v["acc_mean"], "acc_std": v["acc_std"]})
 
 
-@BENCHES.register("supernet-ablation")
-def _supernet_ablation(opts: Any) -> None:
-    """supernet training choices"""
+def _supernet_ablation(args: argparse.Namespace) -> None:
     from nas_kd.bench.supernet_ablation import bench_supernet_ablation
 
-    _table(opts, "supernet-ablation", bench_supernet_ablation, lambda v: {s: v[f"{s}_acc"] for s in ("max", "min", "median")})
+    _table(args, bench_supernet_ablation, lambda v: {s: v[f"{s}_acc"] for s in ("max", "min", "median")})
+
+
+BENCHES.register("flops")(Bench("the per-block cost table vs fvcore", _flops_options, _flops))
+BENCHES.register("supernet")(Bench("weight-sharing step cost", _supernet_options, _supernet))
+BENCHES.register("dna-search")(Bench("exact search time, brute-force check", _spaces(["mbv2"]), _dna_search))
+BENCHES.register("evaluators")(Bench("archs per minute", _evaluators_options, _evaluators))
+BENCHES.register("latency")(Bench("latency tables vs measured latency", _latency_options, _latency))
+BENCHES.register("distill")(Bench("the distillation method table", _table_options, _distill))
+BENCHES.register("supernet-ablation")(Bench("supernet training choices", _table_options, _supernet_ablation))

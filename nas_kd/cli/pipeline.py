@@ -1,0 +1,31 @@
+"""``nas-kd run``: the whole pipeline in one command."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from nas_kd.cli.common import POSITIVE, recipe_args
+from nas_kd.recipe_checks import load_checked
+
+
+def _cmd_run(args: argparse.Namespace) -> None:
+    from nas_kd.pipeline import run_pipeline
+
+    overrides = list(args.overrides) + ([f"search.budget_ms={args.budget_ms}"] if args.budget_ms is not None else [])
+    result = run_pipeline(load_checked(args.recipe, overrides), train_supernet_anyway=args.train_supernet)
+    if args.results:
+        Path(args.results).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.results).write_text(json.dumps(result, indent=2) + "\n")
+
+
+def add(sub: argparse._SubParsersAction) -> None:
+    """The parsers of this module's commands."""
+    p = sub.add_parser("run", help="the whole pipeline: teacher -> supernet -> search -> export + distillation")
+    recipe_args(p)
+    p.add_argument("--train-supernet", action="store_true",
+                   help="train a supernet even when pipeline.supernet_checkpoint matches the recipe")
+    p.add_argument("--results", help="also write pipeline.json here (e.g. results/quickstart.json)")
+    p.add_argument("--budget-ms", type=POSITIVE, help="also a latency budget (ms, batch 1 on this machine; a latency "
+                                                       "table is timed here unless search.latency_table names one)")
+    p.set_defaults(func=_cmd_run)
