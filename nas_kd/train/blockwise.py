@@ -13,11 +13,9 @@ import torch.nn.functional as F
 import search_spaces
 from nas_kd.config import Recipe
 from nas_kd.data import step_seed
-from nas_kd.device import autocast, to_memory_format
+from nas_kd.device import autocast
 from nas_kd.dna.blockwise import BlockwiseSupernet, stage_io, stage_sandwich, teacher_channels
-from nas_kd.provenance import write_result
 from nas_kd.teacher import load_teacher
-from nas_kd.train import distributed as dist
 from nas_kd.train.loop import TrainLoop
 from nas_kd.train.registry import SUPERNET_TRAINERS, SupernetTrainer
 from nas_kd.train.setup import build_loop, start_run
@@ -34,17 +32,14 @@ def train_blockwise(recipe: Recipe, *, resume: bool = False, on_step: Callable[[
     widths = teacher_channels(teacher, tstages, data.input_shape)
     model = BlockwiseSupernet(space, widths, cfg.kernel_transform)
     loop = build_loop(recipe, run, data, model, device, resume=resume, on_step=on_step, show_progress=show_progress,
-                      meta={"blockwise": model.meta()})
-    opt, cl, amp = loop.optimizer, recipe.train.channels_last, recipe.train.amp
+                      meta={"blockwise": model.meta()}, keep_epoch_checkpoints=cfg.keep_epoch_checkpoints)
+    amp = recipe.train.amp
 
     def step(x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         st = loop.state
         rng = random.Random(step_seed(recipe.seed, st.epoch, st.step))
-        x, y = dist.shard(x, y)
-        x = to_memory_format(x, cl)
         with autocast(device, amp):
             pairs = stage_io(teacher, tstages, x)
-        opt.zero_grad(set_to_none=True)
         stats: dict[str, float] = {"count": len(y)}
         for i, (inp, target) in enumerate(pairs, start=1):
             total = 0.0
@@ -55,25 +50,15 @@ def train_blockwise(recipe: Recipe, *, resume: bool = False, on_step: Callable[[
                 loss.backward()
                 total += loss.item()
             stats[f"mse_stage{i}"] = total / (2 + cfg.num_random) * len(y)
-        dist.average_gradients(model)
-        opt.step()
         return stats
 
-    def validate(epoch: int) -> dict[str, float]:
-        if dist.is_main() and cfg.keep_epoch_checkpoints:
-            from nas_kd.checkpoint import save_checkpoint
-
-            save_checkpoint({"model": model.state_dict(), "blockwise": model.meta(), "epoch": epoch + 1},
-                            run.path / "checkpoints" / f"epoch{epoch + 1:03d}.pt")
-        return {}
-
-    metrics = loop.fit(step, validate)
+    metrics = loop.fit(step, lambda epoch: {})
     final = {"mode": "blockwise", "space": cfg.space, "epochs": recipe.train.epochs, "seed": recipe.seed,
              "teacher_stages": tstages, "teacher_widths": widths, "device": str(device),
              "final_train_mse": {k: v for k, v in (metrics[-1] if metrics else {}).items() if k.startswith("train_mse")},
              "epoch_seconds": [m["elapsed_seconds"] for m in metrics],
              "checkpoint": str(run.last_checkpoint), "recipe": recipe.to_dict()}
-    return write_result(run.path / "final.json", final, loop.state.elapsed, started) if dist.is_main() else final
+    return loop.finish(final, started)
 
 
 SUPERNET_TRAINERS.register("blockwise")(SupernetTrainer(train_blockwise, weight_sharing=False))

@@ -31,7 +31,6 @@ from nas_kd.errors import UserError
 from nas_kd.evaluation import evaluate
 from nas_kd.features import capture
 from nas_kd.flops import count_flops, count_params
-from nas_kd.provenance import write_result
 from nas_kd.students import Student, stage_names
 from nas_kd.teacher import load_teachers
 from nas_kd.train import distributed as dist
@@ -145,7 +144,6 @@ def train_students(
         cached = _teacher_logits_cache(teachers, data, recipe.data.eval_batch_size, device, cl)
     loop = build_loop(recipe, run, data, bundle, device, resume=resume, on_step=on_step, show_progress=show_progress,
                       with_index=True)
-    opt = loop.optimizer
 
     def teacher_outputs(x: torch.Tensor, idx: torch.Tensor) -> tuple[list[torch.Tensor], list[dict]]:
         if cached is not None:
@@ -158,9 +156,6 @@ def train_students(
         return logits, feats
 
     def step(x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> dict[str, float]:
-        if dist.world_size() > 1:
-            x, y = dist.shard(x, y)
-        x = to_memory_format(x, cl)
         t_logits, t_feats = teacher_outputs(x, idx)
         outs = []
         for model in models:
@@ -183,10 +178,7 @@ def train_students(
             suffix = "" if i == 0 else f"_s{i}"
             stats[f"loss{suffix}"] = loss.item() * n
             stats[f"acc{suffix}"] = (logits.argmax(1) == y).sum().item()
-        opt.zero_grad(set_to_none=True)
         total.backward()
-        dist.average_gradients(bundle)
-        opt.step()
         return stats
 
     def validate(epoch: int) -> dict[str, float]:
@@ -232,4 +224,4 @@ def _finish(recipe, student, models, metrics, data, run, loop, started, terms, t
         "flops": flops, "mflops": flops / 1e6, "params": count_params(models[best]), "input_shape": list(data.input_shape),
         "device": str(device), "checkpoint": str(Path(run.path) / "model.pt"), "students": saved,
     }
-    return write_result(run.path / "final.json", final, loop.state.elapsed, started) if dist.is_main() else final
+    return loop.finish(final, started)

@@ -44,10 +44,10 @@ def local_device(device: torch.device) -> torch.device:
     return device
 
 
-def shard(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """This rank's slice (every ``world_size``-th sample) of a global batch."""
+def shard(*batch: torch.Tensor) -> list[torch.Tensor]:
+    """This rank's slice (every ``world_size``-th sample) of each tensor of a global batch."""
     n = world_size()
-    return (x, y) if n == 1 else (x[rank()::n], y[rank()::n])
+    return list(batch) if n == 1 else [t[rank()::n] for t in batch]
 
 
 def broadcast_model(model: nn.Module) -> None:

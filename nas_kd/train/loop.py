@@ -1,6 +1,7 @@
 """The epoch/step loop every trainer runs: progress bar, checkpoints, exact resume, metrics log."""
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -10,13 +11,13 @@ from tqdm import tqdm
 
 from nas_kd.checkpoint import load_checkpoint, save_checkpoint
 from nas_kd.data import BatchIterator
-from nas_kd.device import model_device
-from nas_kd.provenance import Stopwatch
+from nas_kd.device import model_device, to_memory_format
+from nas_kd.provenance import Stopwatch, write_result
 from nas_kd.runs import RunDir
 from nas_kd.train import distributed as dist
 from nas_kd.train.common import rng_state, set_rng_state
 
-StepFn = Callable[..., dict[str, float]]  # (x, y) or (x, y, index) -> sums of this step
+StepFn = Callable[..., dict[str, float]]  # (x, y) or (x, y, index) -> sums of this step; it calls backward
 EvalFn = Callable[[int], dict[str, float]]
 
 
@@ -31,15 +32,18 @@ class LoopState:
 
 
 class TrainLoop:
-    """Runs ``step_fn`` over every batch of every epoch and ``eval_fn`` after each epoch.
+    """The trainer core: runs a training method's ``step_fn`` over every batch of every epoch and its ``eval_fn``
+    after each epoch, and owns the ceremony around them.
 
-    Checkpoints (atomic) hold the model, optimiser, scheduler, RNG states, loop position and
-    any ``extra`` state (plus top-level ``meta``, e.g. what rebuilds a supernet), written
-    every ``checkpoint_every_steps`` steps (0: never mid-epoch)
-    and at each epoch's end. ``resume()`` restores all of it, so a resumed run reproduces the
-    uninterrupted one: the data order and augmentation depend only on (seed, epoch, step).
-    Batches are moved to the model's device before ``step_fn`` sees them; under ``torchrun``
-    only rank 0 writes checkpoints and metrics.
+    Per step: the batch is moved to the model's device, sharded across ``torchrun`` ranks, its images put in
+    the memory format (``channels_last``); gradients are zeroed; ``step_fn(x, y[, index])`` computes its losses,
+    calls ``backward`` (once or per sub-network) and returns the step's sums; then gradients are averaged
+    across ranks and the optimiser and scheduler step. Checkpoints (atomic) hold the model, optimiser,
+    scheduler, RNG states, loop position and any ``extra`` state (plus top-level ``meta``, e.g. what rebuilds a
+    supernet), written every ``checkpoint_every_steps`` steps (0: never mid-epoch) and at each epoch's end
+    (kept as ``epochNNN.pt`` too with ``keep_epoch_checkpoints``). ``resume()`` restores all of it, so a resumed
+    run reproduces the uninterrupted one: the data order and augmentation depend only on (seed, epoch, step).
+    Under ``torchrun`` only rank 0 writes checkpoints, metrics and results (:meth:`finish`).
     """
 
     def __init__(
@@ -57,11 +61,14 @@ class TrainLoop:
         on_step: Callable[["TrainLoop"], None] | None = None,
         show_progress: bool = True,
         meta: dict[str, Any] | None = None,
+        channels_last: bool = False,
+        keep_epoch_checkpoints: bool = False,
     ) -> None:
         self.run, self.model, self.optimizer, self.scheduler = run, model, optimizer, scheduler
         self.batches, self.epochs, self.every = batches, epochs, checkpoint_every_steps
         self.extra_state, self.load_extra_state, self.on_step = extra_state, load_extra_state, on_step
         self.show_progress, self.meta = show_progress, meta or {}
+        self.channels_last, self.keep_epoch_checkpoints = channels_last, keep_epoch_checkpoints
         self.state = LoopState()
 
     def checkpoint(self) -> None:
@@ -113,8 +120,12 @@ class TrainLoop:
             )
             for batch in bar:
                 step_watch = Stopwatch()
-                batch = [t.to(device, non_blocking=True) for t in batch]
-                for k, v in step_fn(*batch).items():
+                x, *rest = dist.shard(*(t.to(device, non_blocking=True) for t in batch))
+                self.optimizer.zero_grad(set_to_none=True)
+                sums = step_fn(to_memory_format(x, self.channels_last), *rest)
+                dist.average_gradients(self.model)
+                self.optimizer.step()
+                for k, v in sums.items():
                     st.sums[k] = st.sums.get(k, 0.0) + v
                 st.sums["step_seconds"] = st.sums.get("step_seconds", 0.0) + step_watch.seconds()
                 st.sums["steps"] = st.sums.get("steps", 0) + 1
@@ -141,7 +152,15 @@ class TrainLoop:
             if dist.is_main():
                 self.run.log(record)  # before the checkpoint: a resume truncates records it redoes
             self.checkpoint()
+            if self.keep_epoch_checkpoints and dist.is_main():
+                shutil.copyfile(self.run.last_checkpoint, self.run.last_checkpoint.with_name(f"epoch{st.epoch:03d}.pt"))
             dist.barrier()
             if show:
                 tqdm.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
         return self.run.metrics()
+
+    def finish(self, final: dict[str, Any], started: dict[str, str]) -> dict[str, Any]:
+        """The run's ``final.json``: written by rank 0 (with the command, commit and the loop's elapsed time);
+        other ranks get ``final`` back as it is."""
+        return write_result(self.run.path / "final.json", final, self.state.elapsed, started) if dist.is_main() \
+            else final

@@ -74,6 +74,7 @@ def build_loop(
     show_progress: bool,
     meta: dict[str, Any] | None = None,
     with_index: bool = False,
+    keep_epoch_checkpoints: bool = False,
 ) -> TrainLoop:
     """The training loop of ``model`` (on its device, channels_last if the recipe says so), resumed if asked.
 
@@ -88,7 +89,8 @@ def build_loop(
     loop = TrainLoop(
         run, model, opt, build_scheduler(opt, recipe.train, len(batches)), batches, recipe.train.epochs,
         checkpoint_every_steps=recipe.train.checkpoint_every_steps, on_step=on_step,
-        show_progress=show_progress, meta=meta,
+        show_progress=show_progress, meta=meta, channels_last=recipe.train.channels_last,
+        keep_epoch_checkpoints=keep_epoch_checkpoints,
     )
     if resume and run.last_checkpoint.exists():
         loop.resume()

@@ -20,13 +20,11 @@ import search_spaces
 from nas_kd.bn import recalibrate_bn
 from nas_kd.config import Recipe
 from nas_kd.data import DataBundle, calibration_batches, step_seed
-from nas_kd.device import autocast, to_memory_format
+from nas_kd.device import autocast
 from nas_kd.distill import View, build_distiller, parse_terms
 from nas_kd.errors import UserError
 from nas_kd.evaluation import evaluate
 from nas_kd.losses.functional import kd_loss
-from nas_kd.provenance import write_result
-from nas_kd.checkpoint import save_supernet
 from nas_kd.supernet import Supernet
 from nas_kd.teacher import load_teacher
 from nas_kd.train import distributed as dist
@@ -86,8 +84,8 @@ def train_supernet(
     teacher = load_teacher(recipe.teacher, data.num_classes, data.in_channels).to(device) if needs_teacher else None
     net = space.build_supernet(kernel_transform=cfg.kernel_transform)
     loop = build_loop(recipe, run, data, net, device, resume=resume, on_step=on_step, show_progress=show_progress,
-                      meta={"supernet": net.meta()})
-    opt, cl, amp = loop.optimizer, recipe.train.channels_last, recipe.train.amp
+                      meta={"supernet": net.meta()}, keep_epoch_checkpoints=cfg.keep_epoch_checkpoints)
+    amp = recipe.train.amp
 
     def distill(out: torch.Tensor, y: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
         view = View(y, out, {}, [soft])
@@ -101,13 +99,10 @@ def train_supernet(
     def step(x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         st = loop.state
         rng = random.Random(step_seed(recipe.seed, st.epoch, st.step))
-        x, y = dist.shard(x, y)
-        x = to_memory_format(x, cl)
         t_logits = None
         if teacher is not None:
             with torch.no_grad(), autocast(device, amp):
                 t_logits = teacher(x).float()
-        opt.zero_grad(set_to_none=True)
         logits = forward(space.max_arch(), x)
         loss = F.cross_entropy(logits, y, label_smoothing=recipe.train.label_smoothing)
         if cfg.max_teacher_weight > 0:
@@ -129,8 +124,6 @@ def train_supernet(
                 sub_loss = cfg.mix_weight * distill(out, y, t_logits) + (1 - cfg.mix_weight) * distill(out, y, soft)
             sub_loss.backward()
             total += sub_loss.item()
-        dist.average_gradients(net)
-        opt.step()
         stats["loss_distill"] = total / max(1, len(others)) * len(y)
         return stats
 
@@ -138,8 +131,6 @@ def train_supernet(
 
     def validate(epoch: int) -> dict[str, float]:
         out = {f"val_acc_{name}": subnet_accuracy(net, arch, data, "val", recipe) for name, arch in watched.items()}
-        if dist.is_main() and cfg.keep_epoch_checkpoints:
-            save_supernet(net, run.path / "checkpoints" / f"epoch{epoch + 1:03d}.pt", epoch=epoch + 1)
         net.train()
         return out
 
@@ -156,7 +147,7 @@ def train_supernet(
         "median_mflops": space.flops(median) / 1e6, "median_arch": median,
         "checkpoint": str(run.last_checkpoint),
     }
-    return write_result(run.path / "final.json", final, loop.state.elapsed, started) if dist.is_main() else final
+    return loop.finish(final, started)
 
 
 SUPERNET_TRAINERS.register("sandwich")(SupernetTrainer(train_supernet, weight_sharing=True))
