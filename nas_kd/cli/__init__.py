@@ -30,7 +30,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nas-kd {args.command}: error: {e}", file=sys.stderr)
         return 2
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
