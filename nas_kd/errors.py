@@ -25,4 +25,9 @@ class BudgetError(UserError):
     """A cost budget admits no architecture of the space."""
 
 
+class Stopped(UserError):
+    """A run stopped on request (SIGINT / SIGTERM) at a step boundary, its checkpoint written; the message says
+    how to continue."""
+
+
 USER_ERRORS: tuple[type[Exception], ...] = (UserError,)

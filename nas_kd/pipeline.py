@@ -1,8 +1,10 @@
 """``nas-kd run``: the whole job in one command: teacher -> supernet -> search -> export + distillation -> summary.
 
 Every stage writes its own run directory under ``<run.out_dir>/<run.name>/`` (``teacher``,
-``supernet``, ``search``, ``student``) and is skipped when its result already exists, so a killed
-pipeline resumes where it stopped (an interrupted supernet resumes from its last checkpoint).
+``supernet``, ``search``, ``student``) and is skipped when its result already exists, so a pipeline killed at
+any moment continues when the same command is run again: an interrupted teacher, supernet or student
+fine-tune from its last checkpoint, an interrupted search from the candidates it had scored (none is scored
+twice), and a stage that wrote no checkpoint yet starts over; the figures are those of an uninterrupted run.
 The teacher is trained only when ``teacher.checkpoint`` is unset or missing. The supernet is not
 trained when ``pipeline.supernet_checkpoint`` names one that matches the recipe (space, input
 and classes, teacher, dataset; checked against the checkpoint and the result JSON beside it), the
@@ -201,7 +203,8 @@ def run_pipeline(recipe: Recipe, *, train_supernet_anyway: bool = False) -> dict
         if trainer.weight_sharing:
             ft = derive(recipe, {"train.lr": recipe.pipeline.finetune_lr, "train.warmup_epochs": 0.0})
             export_student(checkpoint, best, student, ft, recalibrate_batches=recipe.supernet.bn_batches,
-                           finetune_epochs=recipe.pipeline.finetune_epochs)
+                           finetune_epochs=recipe.pipeline.finetune_epochs,
+                           resume=(student / "finetune/checkpoints/last.pt").exists())
         else:
             _train_searched(recipe, space, best, student)
     seconds["export"] = t.seconds()

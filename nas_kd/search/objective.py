@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 from typing import Any, Callable
 
 from nas_kd.errors import BudgetError
@@ -25,10 +26,15 @@ class Objective:
     ``feasible(arch)`` tells whether the arch fits every budget (exact FLOPs count; with ``budget_ms``, the
     latency predicted by ``latency_table``, which each row then carries as ``latency_ms``);
     ``sample_feasible(rng)`` draws a random arch that fits (uniform and size-biased proposals).
+
+    With a ``journal`` (a JSONL file), every newly scored row is appended to it as it is scored, and the rows
+    already there are loaded first: a search killed at any moment and run again scores nothing twice, and a
+    seeded strategy replays the same proposals, so it ends with the same result as an uninterrupted run.
     """
 
     def __init__(self, space: StagedSpace, score_fn: Callable[[dict], Row], primary: str, budget_flops: float,
-                 progress: Any = None, *, budget_ms: float | None = None, latency_table: dict | None = None) -> None:
+                 progress: Any = None, *, budget_ms: float | None = None, latency_table: dict | None = None,
+                 journal: str | Path | None = None) -> None:
         space.check_budget(budget_flops)
         if budget_ms is not None:
             if latency_table is None:
@@ -43,6 +49,14 @@ class Objective:
         self.cache: dict[str, Row] = {}
         self.progress = progress  # a tqdm bar (or None), advanced once per newly scored arch
         self._proposer = FlopsStratifiedSampler(space, bins=1)
+        self.journal = Path(journal) if journal is not None else None
+        if self.journal is not None and self.journal.exists():  # scored before a kill: never scored again
+            for line in self.journal.read_text().splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:  # the last line of a killed write
+                    continue
+                self.cache[arch_key(row["arch"])] = row
 
     def latency_ms(self, arch: dict[str, Any]) -> float | None:
         """Predicted latency of ``arch`` (``None`` without a latency table)."""
@@ -59,6 +73,9 @@ class Objective:
             if self.latency_table is not None:
                 row = {**row, "latency_ms": self.latency_ms(arch)}
             self.cache[key] = row
+            if self.journal is not None:
+                with self.journal.open("a") as f:
+                    f.write(json.dumps(row) + "\n")
             if self.progress is not None:
                 self.progress.update(1)
         return self.cache[key]

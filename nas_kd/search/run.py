@@ -1,6 +1,10 @@
 """``nas-kd search``: score archs of a trained supernet under a FLOPs budget and write the ranked results.
 
-Outputs in the run directory: ``candidates.jsonl`` and ``candidates.csv`` (arch, MFLOPs, params and
+A killed search run again with the same command scores nothing twice: every scored candidate is appended to
+``scored-<key>.jsonl`` as it is scored and read back first (the key hashes everything a score depends on: the
+supernet file, evaluators, probe, data, teacher, seed) (seeded strategies then replay the same
+proposals and end where an uninterrupted search ends). Outputs in the run directory: ``candidates.jsonl`` and
+``candidates.csv`` (arch, MFLOPs, params and
 every evaluator's oriented and raw score, best first), ``best_arch.json``, ``pareto.png`` and
 ``search.json`` (settings, best arch, counts, command, git commit, wall time) and ``config.yaml``
 (the resolved recipe, which ``nas-kd export --run`` reuses).
@@ -8,6 +12,8 @@ every evaluator's oriented and raw score, best first), ``best_arch.json``, ``par
 from __future__ import annotations
 
 import csv
+import dataclasses
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -67,7 +73,7 @@ def run_search(recipe: Recipe, show_progress: bool = True, report_only: bool = F
                             channels_last=recipe.train.channels_last, dna_tables=cfg.dna_tables)
     bar = tqdm(total=cfg.trials, desc=f"search {cfg.strategy}", disable=None if show_progress else True, dynamic_ncols=True)
     objective = Objective(space, lambda arch: score_archs(ctx, [arch], evaluators)[0], primary, budget, progress=bar,
-                          budget_ms=cfg.budget_ms, latency_table=table)
+                          budget_ms=cfg.budget_ms, latency_table=table, journal=out / _journal_name(recipe, names))
     rows = run_strategy(cfg.strategy, objective, cfg.trials, cfg.strategy_options, seed=recipe.seed, storage=storage,
                         study_name=study_name, dna_tables=cfg.dna_tables)
     bar.close()
@@ -93,6 +99,18 @@ def _study_report(strategy: str, storage: str, study_name: str, evaluator: str, 
     if not rows:
         raise UserError(f"--report: study {study_name!r} has no scored arch under the budget yet")
     return sorted(rows, key=lambda r: r[evaluator], reverse=True)
+
+
+def _journal_name(recipe: Recipe, names: list[str]) -> str:
+    """``scored-<key>.jsonl``: ``key`` changes with anything a candidate's scores depend on, so a journal is only
+    ever read back by the search that wrote it."""
+    with open(recipe.search.checkpoint, "rb") as f:
+        supernet = hashlib.file_digest(f, "sha256").hexdigest()
+    what = {"supernet": supernet, "evaluators": names, "probe_size": recipe.search.probe_size,
+            "bn_batches": recipe.search.bn_batches, "seed": recipe.seed, "data": dataclasses.asdict(recipe.data),
+            "teacher": dataclasses.asdict(recipe.teacher), "dna_tables": recipe.search.dna_tables,
+            "latency_table": recipe.search.latency_table}
+    return f"scored-{hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]}.jsonl"
 
 
 def search_evaluators(cfg: SearchConfig) -> list[Evaluator]:

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import shutil
+import signal
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -12,6 +14,7 @@ from tqdm import tqdm
 from nas_kd.checkpoint import load_checkpoint, save_checkpoint
 from nas_kd.data import BatchIterator
 from nas_kd.device import model_device, to_memory_format
+from nas_kd.errors import Stopped
 from nas_kd.provenance import Stopwatch, write_result
 from nas_kd.runs import RunDir
 from nas_kd.train import distributed as dist
@@ -102,7 +105,12 @@ class TrainLoop:
             self.run.truncate_metrics(self.state.epoch)
 
     def fit(self, step_fn: StepFn, eval_fn: EvalFn) -> list[dict[str, Any]]:
-        """Train to the last epoch; returns the metrics log."""
+        """Train to the last epoch; returns the metrics log. SIGINT (Ctrl-C) or SIGTERM ends the run after the
+        current step with a checkpoint written (:class:`~nas_kd.errors.Stopped` says how to continue)."""
+        with _StopOnSignals() as stop:
+            return self._fit(step_fn, eval_fn, stop)
+
+    def _fit(self, step_fn: StepFn, eval_fn: EvalFn, stop: "_StopOnSignals") -> list[dict[str, Any]]:
         st = self.state
         device = model_device(self.model)
         show = self.show_progress and dist.is_main()
@@ -119,6 +127,7 @@ class TrainLoop:
                 dynamic_ncols=True,
             )
             for batch in bar:
+                saved = False
                 step_watch = Stopwatch()
                 x, *rest = dist.shard(*(t.to(device, non_blocking=True) for t in batch))
                 self.optimizer.zero_grad(set_to_none=True)
@@ -137,8 +146,16 @@ class TrainLoop:
                     st.elapsed += watch.seconds()
                     watch = Stopwatch()
                     self.checkpoint()
+                    saved = True
                 if self.on_step:
                     self.on_step(self)
+                if stop.signal is not None:
+                    if not saved:
+                        st.elapsed += watch.seconds()
+                        self.checkpoint()
+                    bar.close()
+                    raise Stopped(f"stopped by {stop.signal} after epoch {st.epoch + 1} step {st.step}, with a "
+                                  f"checkpoint in {self.run.last_checkpoint}: run the same command again to continue")
             bar.close()
             count = st.sums.pop("count", 1.0)
             step_seconds, steps = st.sums.pop("step_seconds", 0.0), st.sums.pop("steps", 1)
@@ -164,3 +181,26 @@ class TrainLoop:
         other ranks get ``final`` back as it is."""
         return write_result(self.run.path / "final.json", final, self.state.elapsed, started) if dist.is_main() \
             else final
+
+
+class _StopOnSignals:
+    """While active (in the main thread of a single-process run), SIGINT and SIGTERM only record their name in
+    ``signal``; the loop then stops at the end of its step. Under torchrun they keep their default action."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signal: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _record(self, signum: int, _frame: Any) -> None:
+        self.signal = signal.Signals(signum).name
+
+    def __enter__(self) -> "_StopOnSignals":
+        if threading.current_thread() is threading.main_thread() and dist.world_size() == 1:
+            self._previous = {s: signal.signal(s, self._record) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
