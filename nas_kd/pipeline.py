@@ -156,7 +156,7 @@ def run_pipeline(recipe: Recipe, *, train_supernet_anyway: bool = False) -> dict
         r = _stage(recipe, base, "teacher", distill=[], student__ce_weight=1.0)  # the teacher learns from the labels
         done = base / "teacher" / "final.json"
         if not done.exists():
-            train_teacher(r, resume=(base / "teacher/checkpoints/last.pt").exists())
+            train_teacher(r)
         recipe = derive(recipe, {"teacher.checkpoint": str(base / "teacher" / "model.pt")})
     seconds["teacher"] = t.seconds()
 
@@ -177,7 +177,7 @@ def run_pipeline(recipe: Recipe, *, train_supernet_anyway: bool = False) -> dict
         supernet_final = json.loads(Path(reused).with_suffix(".json").read_text())
     else:
         if not trained:
-            trainer.train(_stage(recipe, base, "supernet"), resume=(base / "supernet/checkpoints/last.pt").exists())
+            trainer.train(_stage(recipe, base, "supernet"))
         supernet_final = json.loads((base / "supernet" / "final.json").read_text())
         checkpoint = str(base / "supernet" / "checkpoints" / "last.pt")
     seconds["supernet"] = t.seconds()
@@ -203,8 +203,7 @@ def run_pipeline(recipe: Recipe, *, train_supernet_anyway: bool = False) -> dict
         if trainer.weight_sharing:
             ft = derive(recipe, {"train.lr": recipe.pipeline.finetune_lr, "train.warmup_epochs": 0.0})
             export_student(checkpoint, best, student, ft, recalibrate_batches=recipe.supernet.bn_batches,
-                           finetune_epochs=recipe.pipeline.finetune_epochs,
-                           resume=(student / "finetune/checkpoints/last.pt").exists())
+                           finetune_epochs=recipe.pipeline.finetune_epochs)
         else:
             _train_searched(recipe, space, best, student)
     seconds["export"] = t.seconds()
@@ -231,6 +230,6 @@ def _train_searched(recipe: Recipe, space, best_arch: str, student: Path) -> Non
     r = derive(recipe, {"train.epochs": recipe.pipeline.finetune_epochs, "run.out_dir": str(student),
                         "run.name": "finetune"})
     arch = resolve_arch(space, best_arch)
-    train_students(r, arch_student(space.name, arch), resume=(run / "checkpoints/last.pt").exists())
+    train_students(r, arch_student(space.name, arch))
     for name in ("weights.pt", "arch.json"):  # arch.json last: its presence says the stage is done
         shutil.copyfile(run / "student" / name, student / name)

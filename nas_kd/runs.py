@@ -5,12 +5,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from nas_kd.config import Recipe, dump_recipe
 from nas_kd.errors import UserError
 
 
 class RunDirError(UserError):
-    """The run directory cannot be used as asked (exists without --resume, or missing with it)."""
+    """The run directory cannot be used as asked (it holds a finished run, or a run of another recipe)."""
 
 
 class RunDir:
@@ -26,24 +28,48 @@ class RunDir:
 
     @classmethod
     def open(cls, recipe: Recipe, resume: bool) -> "RunDir":
-        """Create a fresh run directory, or reopen one to resume; never overwrites a run that holds work.
+        """Create a fresh run directory, or reopen one to continue it; never overwrites a run that holds work.
 
-        A directory holding neither a checkpoint nor a final result (a start that failed or was killed
-        before its first checkpoint) holds nothing to lose: it is started afresh, with or without ``resume``.
+        A directory holding neither a checkpoint nor a final result (a start that failed or was killed before
+        its first checkpoint) holds nothing to lose: it is started afresh. One holding a checkpoint of the same
+        recipe (``config.yaml``) is continued, so a killed command run again continues where it stopped; one of
+        another recipe, or a finished one, is refused with what to run instead, unless ``resume`` asks to
+        continue it anyway.
         """
         run = cls.of(recipe)
-        has_work = run.last_checkpoint.exists() or (run.path / "final.json").exists()
-        if not resume and has_work:
-            raise RunDirError(
-                f"{run.path} already holds a run: pass --resume to continue it, "
-                "or choose another name with --set run.name=NAME"
-            )
+        if not resume and (run.last_checkpoint.exists() or (run.path / "final.json").exists()):
+            changed = run.changed_keys(recipe)
+            if changed:
+                raise RunDirError(f"{run.path} holds a run of another recipe ({'; '.join(changed[:3])}): run its own "
+                                  "recipe to continue it (or pass --resume), or choose another name with "
+                                  "--set run.name=NAME")
+            if (run.path / "final.json").exists():
+                raise RunDirError(f"{run.path} holds a finished run (its results are in final.json): choose another "
+                                  "name with --set run.name=NAME to train again")
         if not run.last_checkpoint.exists():
             for stale in ("metrics.jsonl", "final.json"):
                 (run.path / stale).unlink(missing_ok=True)
         run.path.mkdir(parents=True, exist_ok=True)
         dump_recipe(recipe, run.path / "config.yaml")
         return run
+
+    def changed_keys(self, recipe: Recipe) -> list[str]:
+        """``key: before -> now`` for every recipe value that differs from the run's ``config.yaml`` (all of them,
+        as one entry, when there is no readable one)."""
+        try:
+            before = yaml.safe_load((self.path / "config.yaml").read_text())
+        except (OSError, yaml.YAMLError):
+            return ["no readable config.yaml"]
+        now = yaml.safe_load(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+
+        def flat(d: Any, prefix: str = "") -> dict[str, Any]:
+            if not isinstance(d, dict):
+                return {prefix: d}
+            return {k: v for key, value in d.items() for k, v in flat(value, f"{prefix}{key}.").items()} \
+                if d else {prefix: d}
+
+        a, b = flat(before), flat(now)
+        return [f"{k.rstrip('.')}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
     @property
     def last_checkpoint(self) -> Path:

@@ -49,9 +49,10 @@ def test_resume_mid_epoch_reproduces_uninterrupted_run(tmp_path, fmnist_root):
     recipe = tiny_recipe(tmp_path / "b", fmnist_root, *args)
     with pytest.raises(Interrupt):
         train_teacher(recipe, on_step=stop, show_progress=False)
-    with pytest.raises(RunDirError, match="--resume"):
-        train_teacher(recipe, show_progress=False)
-    resumed = train_teacher(recipe, resume=True, show_progress=False)
+    other = tiny_recipe(tmp_path / "b", fmnist_root, *args, "train.lr=0.02")
+    with pytest.raises(RunDirError, match=r"holds a run of another recipe \(train.lr: 0.05 -> 0.02\)"):
+        train_teacher(other, show_progress=False)
+    resumed = train_teacher(recipe, show_progress=False)  # the same call again continues the killed run
     assert resumed["test_acc"] == straight["test_acc"] and resumed["test_loss"] == straight["test_loss"]
     wa = torch.load(tmp_path / "a/run/model.pt", weights_only=True)["model"]
     wb = torch.load(tmp_path / "b/run/model.pt", weights_only=True)["model"]
@@ -69,9 +70,11 @@ def test_a_failed_start_never_blocks_a_rerun(tmp_path, synthetic_root, resume):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "config.yaml").write_text("left by a start killed before its first checkpoint\n")
     recipe = tiny_recipe(tmp_path, synthetic_root, "train.epochs=1", "data.val_size=64")
-    assert train_teacher(recipe, resume=resume, show_progress=False)["test_acc"] >= 0
-    with pytest.raises(RunDirError, match="--resume"):  # now it holds work: never overwritten silently
+    first = train_teacher(recipe, resume=resume, show_progress=False)
+    assert (tmp_path / "run" / "final.json").exists()
+    with pytest.raises(RunDirError, match="holds a finished run"):  # now it holds work: never overwritten silently
         train_teacher(recipe, show_progress=False)
+    assert train_teacher(recipe, resume=True, show_progress=False)["test_acc"] == first["test_acc"]  # asked: kept
 
 
 def make_factory_module(tmp_path):

@@ -72,11 +72,11 @@ def row_recipe(table: dict, row: str, seed: int) -> Recipe:
                                                        f"run.out_dir={table['runs']}", f"run.name={row}-s{seed}"])
 
 
-def _train(recipe, trainer: str, resume: bool, show_progress: bool) -> dict[str, Any]:
+def _train(recipe, trainer: str, show_progress: bool) -> dict[str, Any]:
     if trainer == "supernet":
-        return SUPERNET_TRAINERS.get(recipe.supernet.mode).train(recipe, resume=resume, show_progress=show_progress)
+        return SUPERNET_TRAINERS.get(recipe.supernet.mode).train(recipe, show_progress=show_progress)
 
-    return train_students(recipe, resolve_student(recipe.student.arch, recipe.student.space), resume=resume,
+    return train_students(recipe, resolve_student(recipe.student.arch, recipe.student.space),
                           show_progress=show_progress)
 
 
@@ -94,7 +94,7 @@ def run_row(table: dict, row: str, seed: int, keep: Callable[[dict], dict], *, c
     if (run_dir / "final.json").exists():
         final = json.loads((run_dir / "final.json").read_text())
     else:
-        final = _train(recipe, spec["trainer"], (run_dir / "checkpoints/last.pt").exists(), show_progress)
+        final = _train(recipe, spec["trainer"], show_progress)
     record = {"row": row, "seed": seed, "overrides": spec["set"], "recipe": spec["recipe"], "trainer": spec["trainer"],
               **keep(final)}
     path = Path(table["out"]) / f"{name}.json"

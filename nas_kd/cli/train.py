@@ -40,14 +40,16 @@ def add(sub: argparse._SubParsersAction) -> None:
     """The parsers of this module's commands."""
     p = sub.add_parser("train-teacher", help="train a teacher (the reference ResNet or your own model)")
     recipe_args(p)
-    p.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
+    p.add_argument("--resume", action="store_true", help="continue the run even if its recipe changed (a killed run of "
+                   "the same recipe continues by itself)")
     p.add_argument("--results", help="also write the final metrics JSON here")
     p.set_defaults(func=_cmd_train_teacher)
 
     p = sub.add_parser("train-supernet", help="train a supernet by supernet.mode (sandwich: weight-sharing, in-place "
                                                     "distillation; blockwise: DNA)")
     recipe_args(p)
-    p.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
+    p.add_argument("--resume", action="store_true", help="continue the run even if its recipe changed (a killed run of "
+                   "the same recipe continues by itself)")
     p.add_argument("--results", help="also write the final metrics JSON here")
     p.set_defaults(func=_cmd_train_supernet)
 
@@ -55,13 +57,15 @@ def add(sub: argparse._SubParsersAction) -> None:
     recipe_args(p)
     p.add_argument("--student", help="space:max|min, an arch JSON file, an exported subnet directory or "
                                       "package.module:function (default: the recipe's student.arch)")
-    p.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
+    p.add_argument("--resume", action="store_true", help="continue the run even if its recipe changed (a killed run of "
+                   "the same recipe continues by itself)")
     p.add_argument("--results", help="also write the final metrics JSON here")
     p.set_defaults(func=_cmd_distill)
 
     p = sub.add_parser("train-arch", help="train one architecture of a space from scratch (optionally with KD)")
     recipe_args(p)
     p.add_argument("--arch", help="'max', 'min' or a JSON arch file (default: the recipe's student.arch)")
-    p.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
+    p.add_argument("--resume", action="store_true", help="continue the run even if its recipe changed (a killed run of "
+                   "the same recipe continues by itself)")
     p.add_argument("--results", help="also write the final metrics JSON here")
     p.set_defaults(func=_cmd_train_arch)

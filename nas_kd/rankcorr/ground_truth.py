@@ -130,8 +130,7 @@ def train_job(recipe: Recipe, key: str, job: dict[str, Any], out: Path, *, recor
     if final_path.exists():
         final = json.loads(final_path.read_text())
     else:
-        resume = (Path(r.run.out_dir) / key / "checkpoints" / "last.pt").exists()
-        final = train_students(r, arch_student(job["space"], job["arch"]), resume=resume, show_progress=show_progress)
+        final = train_students(r, arch_student(job["space"], job["arch"]), show_progress=show_progress)
     data = load_data(r.data)
     record = {
         "key": key, **job, "mflops": final["mflops"], "params": final["params"],

@@ -31,7 +31,7 @@ def train_blockwise(recipe: Recipe, *, resume: bool = False, on_step: Callable[[
     tstages = recipe.teacher.stages
     widths = teacher_channels(teacher, tstages, data.input_shape)
     model = BlockwiseSupernet(space, widths, cfg.kernel_transform)
-    loop = build_loop(recipe, run, data, model, device, resume=resume, on_step=on_step, show_progress=show_progress,
+    loop = build_loop(recipe, run, data, model, device, on_step=on_step, show_progress=show_progress,
                       meta={"blockwise": model.meta()}, keep_epoch_checkpoints=cfg.keep_epoch_checkpoints)
     amp = recipe.train.amp
 

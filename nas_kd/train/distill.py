@@ -142,7 +142,7 @@ def train_students(
     if teachers and recipe.train.cache_teacher and not augments(recipe, data) and not any(t_names) \
             and dist.world_size() == 1:
         cached = _teacher_logits_cache(teachers, data, recipe.data.eval_batch_size, device, cl)
-    loop = build_loop(recipe, run, data, bundle, device, resume=resume, on_step=on_step, show_progress=show_progress,
+    loop = build_loop(recipe, run, data, bundle, device, on_step=on_step, show_progress=show_progress,
                       with_index=True)
 
     def teacher_outputs(x: torch.Tensor, idx: torch.Tensor) -> tuple[list[torch.Tensor], list[dict]]:

@@ -69,14 +69,14 @@ def build_loop(
     model: nn.Module,
     device: torch.device,
     *,
-    resume: bool,
     on_step: Callable[[TrainLoop], None] | None,
     show_progress: bool,
     meta: dict[str, Any] | None = None,
     with_index: bool = False,
     keep_epoch_checkpoints: bool = False,
 ) -> TrainLoop:
-    """The training loop of ``model`` (on its device, channels_last if the recipe says so), resumed if asked.
+    """The training loop of ``model`` (on its device, channels_last if the recipe says so), resumed from the run's
+    checkpoint when it has one.
 
     Under torchrun every rank starts from rank 0's weights.
     """
@@ -92,6 +92,6 @@ def build_loop(
         show_progress=show_progress, meta=meta, channels_last=recipe.train.channels_last,
         keep_epoch_checkpoints=keep_epoch_checkpoints,
     )
-    if resume and run.last_checkpoint.exists():
+    if run.last_checkpoint.exists():  # RunDir.open let it be continued
         loop.resume()
     return loop

@@ -54,11 +54,11 @@ def finetune(recipe: Recipe, model: nn.Module, epochs: int, run_dir: str | Path,
 
 def export_student(checkpoint: str | Path, arch: str | dict, out: str | Path, recipe: Recipe | None = None, *,
                    recalibrate_batches: int = 0, finetune_epochs: int = 0, torchscript: bool = False,
-                   onnx: bool = False, resume: bool = False) -> dict[str, Any]:
+                   onnx: bool = False) -> dict[str, Any]:
     """Export ``arch`` of the supernet in ``checkpoint`` to the directory ``out``: BatchNorm recalibrated on
     ``recalibrate_batches`` training batches, then (optionally) fine-tuned for ``finetune_epochs`` in
-    ``out/finetune`` with the recipe's train, student and distill settings (``resume``: continue that
-    fine-tune from its last checkpoint). Returns a short report."""
+    ``out/finetune`` with the recipe's train, student and distill settings (a killed fine-tune of the same
+    recipe continues from its checkpoint). Returns a short report."""
     from nas_kd.bn import recalibrate_bn
     from nas_kd.data import calibration_batches, load_data
     from nas_kd.export import export_subnet, save_subnet
@@ -77,7 +77,7 @@ def export_student(checkpoint: str | Path, arch: str | dict, out: str | Path, re
     subnet = export_subnet(net.eval(), arch)
     report = {"space": space.name, "mflops": space.flops(arch) / 1e6, "params": space.params(arch)}
     if finetune_epochs:
-        final = finetune(recipe, subnet, finetune_epochs, Path(out) / "finetune", resume=resume)
+        final = finetune(recipe, subnet, finetune_epochs, Path(out) / "finetune")
         report |= {"test_acc": final["test_acc"], "finetune_epochs": finetune_epochs,
                    "distill": final["distill"], "finetune_result": str(Path(out) / "finetune/final.json")}
     saved = save_subnet(subnet.eval(), out, torchscript=torchscript, onnx=onnx, source=str(checkpoint))

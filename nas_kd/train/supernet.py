@@ -83,7 +83,7 @@ def train_supernet(
     needs_teacher = cfg.soft_labels != "inplace" or cfg.max_teacher_weight > 0
     teacher = load_teacher(recipe.teacher, data.num_classes, data.in_channels).to(device) if needs_teacher else None
     net = space.build_supernet(kernel_transform=cfg.kernel_transform)
-    loop = build_loop(recipe, run, data, net, device, resume=resume, on_step=on_step, show_progress=show_progress,
+    loop = build_loop(recipe, run, data, net, device, on_step=on_step, show_progress=show_progress,
                       meta={"supernet": net.meta()}, keep_epoch_checkpoints=cfg.keep_epoch_checkpoints)
     amp = recipe.train.amp
 
