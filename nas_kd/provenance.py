@@ -70,11 +70,16 @@ def origin() -> dict[str, str]:
 
 
 def write_result(path: str | Path, payload: dict[str, Any], wall_seconds: float, started: dict[str, str]) -> dict:
-    """Write a result JSON: ``payload`` plus ``command``, ``git_commit`` (from ``started``) and ``wall_seconds``."""
+    """Write a result JSON: ``payload`` plus ``command``, ``git_commit`` (from ``started``) and ``wall_seconds``.
+
+    Atomic: the text goes to a temp file beside ``path``, renamed over it once complete, so a process killed
+    mid-write leaves either the old file or none, never a truncated one that a re-run would trip on."""
     record = {**payload, **started, "wall_seconds": round(wall_seconds, 2)}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2) + "\n")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(tmp, path)
     return record
 
 

@@ -108,3 +108,20 @@ def test_strategy_and_evaluator_options_are_checked():
     (rdm,) = build_evaluators([{"name": "rdm", "method": "pearson", "pairing": "best", "proj_dim": 64}], "e")
     assert (rdm.name, rdm.method, rdm.pairing, rdm.proj_dim) == ("rdm[method=pearson,pairing=best,proj_dim=64]",
                                                                   "pearson", "best", 64)
+
+
+def test_a_journal_cut_mid_line_by_a_kill_keeps_its_whole_rows(tmp_path):
+    journal = tmp_path / "scored.jsonl"
+    obj, calls = objective(30.0)
+    obj.journal = journal
+    STRATEGIES.get("evolution")(obj, 6, seed=0)
+    rows = journal.read_text().splitlines()
+    assert len(rows) == 6
+    journal.write_text("\n".join(rows[:3]) + "\n" + rows[3][:20])  # killed while writing the fourth row
+    space = search_spaces.get("resnet")
+    again, calls = cheap_score(space)
+    resumed = Objective(space, again, "q", 30e6, journal=journal)
+    assert len(resumed.cache) == 3 and journal.read_text().endswith("\n")
+    STRATEGIES.get("evolution")(resumed, 6, seed=0)
+    assert len(calls) == 3  # only the three lost rows are scored again
+    assert journal.read_text().splitlines() == rows  # the same rows, in the same order

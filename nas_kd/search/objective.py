@@ -51,11 +51,12 @@ class Objective:
         self._proposer = FlopsStratifiedSampler(space, bins=1)
         self.journal = Path(journal) if journal is not None else None
         if self.journal is not None and self.journal.exists():  # scored before a kill: never scored again
-            for line in self.journal.read_text().splitlines():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:  # the last line of a killed write
-                    continue
+            text = self.journal.read_text()
+            if not text.endswith("\n"):  # a line cut by a kill mid-write: drop it, so appends start a fresh line
+                text = text[: text.rfind("\n") + 1]
+                self.journal.write_text(text)
+            for line in text.splitlines():
+                row = json.loads(line)
                 self.cache[arch_key(row["arch"])] = row
 
     def latency_ms(self, arch: dict[str, Any]) -> float | None:
