@@ -5,11 +5,16 @@ import pytest
 from nas_kd.rankcorr import fitted
 from nas_kd.rankcorr.quality import (
     band_metrics,
+    difference_to_population,
+    holm,
     noise_ceiling,
-    noise_parts,
+    paired_tau_difference,
+    pooled_difference,
+    pooled_t_test,
     precision_at,
     random_regret,
     regret,
+    variance_components,
 )
 
 
@@ -21,7 +26,7 @@ def test_regret_of_a_pick():
     assert random_regret(truth) == pytest.approx(100 * (0.93 - 0.915))
 
 
-def test_noise_ceiling_and_parts():
+def test_noise_ceiling():
     a, b = [0.1, 0.2, 0.3, 0.4], [0.1, 0.2, 0.4, 0.3]
     assert noise_ceiling(np.array([a, b]).T, resamples=50)["tau"] == pytest.approx(4 / 6)
     assert noise_ceiling(np.array([a, a]).T, resamples=50)["tau"] == 1.0
@@ -30,14 +35,59 @@ def test_noise_ceiling_and_parts():
     assert three["tau"] == pytest.approx((4 / 6 - 1 - 4 / 6) / 3) and three["seed_pairs"] == 3
     lo, hi = three["tau_ci95"]
     assert -1 <= lo <= hi <= 1
-    per_seed = np.array([[0.90, 0.92], [0.91, 0.91]])
-    se = np.full((2, 2), 0.005)
-    parts = noise_parts(per_seed, se)
-    sd = np.std([0.90, 0.92], ddof=1)
-    assert parts["seed_sd"] == pytest.approx(100 * sd / 2)
-    assert parts["measurement_se"] == pytest.approx(0.5)
-    assert parts["seed_part_sd"] == pytest.approx(100 * max(sd**2 / 2 - 0.005**2, 0) ** 0.5)
-    assert parts["truth_range"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_variance_components_on_a_hand_computed_case():
+    per_seed = np.array([[0.80, 0.82], [0.90, 0.92], [0.70, 0.74]])
+    msb = 2 * sum((m - 0.81333333333) ** 2 for m in (0.81, 0.91, 0.72)) / 2
+    msw = (2 * 0.01**2 + 2 * 0.01**2 + 2 * 0.02**2) / 3
+    icc = (msb - msw) / (msb + msw)
+    vc = variance_components(per_seed)
+    assert vc["seed_sd_pooled"] == pytest.approx(100 * msw**0.5) == pytest.approx(2.0)
+    assert vc["icc"] == pytest.approx(icc, rel=1e-6) and vc["between_sd"] == pytest.approx(100 * ((msb - msw) / 2) ** 0.5)
+    r2 = 2 * icc / (1 + icc)  # Spearman-Brown: the reliability of the mean of 2 seeds
+    assert vc["ceiling_vs_mean"] == pytest.approx(2 / np.pi * np.arcsin(r2**0.5))
+    assert vc["icc_ci95"][0] < vc["icc"] < vc["icc_ci95"][1] <= 1
+    flat = variance_components(np.array([[0.9, 0.8], [0.8, 0.9], [0.85, 0.85]]))  # no arch effect at all
+    assert flat["icc"] < 0 and flat["ceiling_vs_mean"] == 0.0
+
+
+def test_icc_and_its_interval_match_shrout_and_fleiss_1979():
+    """Their 6 targets x 4 judges: ICC(1,1) = 0.17 (Table 4); interval [-0.13, 0.72] as published for it."""
+    ratings = np.array([[9, 2, 5, 8], [6, 1, 3, 2], [8, 4, 6, 8], [7, 1, 2, 6], [10, 5, 6, 9], [6, 2, 4, 7]]) / 100
+    vc = variance_components(ratings)
+    assert vc["icc"] == pytest.approx(0.1658, abs=5e-4)
+    assert vc["icc_ci95"] == pytest.approx([-0.133, 0.723], abs=0.005)
+
+
+def test_paired_tau_difference_is_known_where_the_answer_is():
+    truth = np.arange(12.0)
+    same = paired_tau_difference(truth * 2, truth * 2, truth, resamples=200)
+    assert same["diff"] == 0.0 and same["ci95"] == [0.0, 0.0]
+    best = paired_tau_difference(truth, -truth, truth, resamples=200)  # perfect vs reversed: +2 on every resample
+    assert best["diff"] == pytest.approx(2.0) and best["ci95"] == pytest.approx([2.0, 2.0])
+    noisy = paired_tau_difference(truth + np.resize([0, 3, -3], 12), truth, truth, resamples=300)
+    assert noisy["diff"] < 0 and noisy["ci95"][0] <= noisy["diff"] <= noisy["ci95"][1] <= 0
+
+
+def test_holm_pooled_t_and_differences_to_the_band():
+    assert holm({"a": 0.01, "b": 0.04, "c": 0.03}) == pytest.approx({"a": 0.03, "b": 0.06, "c": 0.06})
+    assert holm({"b0.12": 0.026, "b0.06": 0.38, "b0.25": 0.20})["b0.12"] == pytest.approx(0.078)
+    from scipy.stats import ttest_ind
+
+    a, b = [0.86, 0.87, 0.865], [0.85, 0.858, 0.852]
+    assert pooled_t_test(a, b) == pytest.approx(ttest_ind(a, b).pvalue)  # no other groups: Student's test
+    others = [[0.80, 0.81, 0.79], [0.9, 0.9, 0.91]]
+    ss = sum(((np.array(g) - np.mean(g)) ** 2).sum() for g in (a, b, *others))
+    t = (np.mean(a) - np.mean(b)) / (ss / 8 * (2 / 3)) ** 0.5
+    from scipy.stats import t as t_dist
+
+    assert pooled_t_test(a, b, others) == pytest.approx(2 * t_dist.sf(abs(t), 8))
+    d = difference_to_population([0.87, 0.86], [0.84, 0.85, 0.86])
+    assert d["diff"] == pytest.approx(1.5)
+    assert d["se"] == pytest.approx(100 * (np.var([0.87, 0.86], ddof=1) / 2 + np.var([0.84, 0.85, 0.86], ddof=1) / 3) ** 0.5)
+    pooled = pooled_difference([{"diff": 1.0, "se": 1.0}, {"diff": 3.0, "se": 1.0}])
+    assert pooled == pytest.approx({"diff": 2.0, "se": 2**-0.5, "parts": 2})
 
 
 def test_precision_and_band_metrics():

@@ -29,6 +29,7 @@ import search_spaces
 from nas_kd.config import Recipe, derive
 from nas_kd.errors import UserError
 from nas_kd.provenance import Stopwatch, origin, write_result
+from nas_kd.rankcorr.quality import difference_to_population, holm, pooled_difference, pooled_t_test
 from nas_kd.rankcorr.ground_truth import (
     arch_id,
     band_budget,
@@ -176,8 +177,9 @@ def _mean_std(pick: dict[str, Any]) -> str:
     return f"{100 * pick['mean']:.2f} +- {100 * pick['std']:.2f}"
 
 
-def summary_lines(run: Path) -> list[str]:
-    """A table of the acceptances written into ``run`` (``acceptance*.json``; none: no lines), for a study's README."""
+def summary_lines(run: Path, corrected: dict[str, Any] | None = None) -> list[str]:
+    """A table of the acceptances written into ``run`` (``acceptance*.json``; none: no lines), for a study's README;
+    with ``corrected`` (:func:`acceptance_statistics`), a second table of the corrected figures."""
     found = sorted(run.glob("acceptance*.json"))
     if not found:
         return []
@@ -189,4 +191,74 @@ def summary_lines(run: Path) -> list[str]:
         others = [f"{_mean_std(p['picks'][n])} ({p['p_values_welch'][n]:.3f})" if n in p["picks"] else "-" for n in OTHERS]
         lines.append(f"| [{path.stem}]({path.stem}.md) | {p['band']} ({p['budget_mflops']:.2f}) | {p['evaluator']} | "
                      f"{len(p['seeds'])} | {_mean_std(p['picks']['searched'])} | " + " | ".join(others) + " |")
-    return [*lines, "", "Each file's .md has the archs, the per-seed figures and the command that regenerates it.", ""]
+    lines += ["", "Each file's .md has the archs, the per-seed figures and the command that regenerates it.", ""]
+    if corrected and corrected["files"]:
+        lines += ["### Corrected for the budgets tested", "",
+                  "Searched minus the band's ground-truth mean: how much better than a random arch of the same band "
+                  "(points +- s.e.). p-values: Welch's, then Holm-corrected across the budgets each evaluator was "
+                  "tested at (one file per budget, the one with the most seeds), then with the seed variance pooled "
+                  "over the band's ground-truth archs and the picks (Holm-corrected too).", "",
+                  "| file | searched - band mean | " + " | ".join(f"vs {n}: Welch / Holm / pooled / pooled Holm"
+                                                             for n in OTHERS) + " |",
+                  "|---|---|" + "---|" * len(OTHERS)]
+        for stem, f in corrected["files"].items():
+            d = f["searched_minus_band_mean"]
+            cells = []
+            for n in OTHERS:
+                if n not in f["welch_p"]:
+                    cells.append("-")
+                    continue
+                holm_txt = (f"{f['holm_p'][n]:.3f}", f"{f['pooled_holm_p'][n]:.3f}") if "holm_p" in f else ("-", "-")
+                cells.append(f"{f['welch_p'][n]:.3f} / {holm_txt[0]} / {f['pooled_p'][n]:.3f} / {holm_txt[1]}")
+            lines.append(f"| {stem} | {d['diff']:+.2f} +- {d['se']:.2f} | " + " | ".join(cells) + " |")
+        lines += [""] + [f"Pooled over the budgets {', '.join(e['budgets'])} (`{name}`): searched minus band mean "
+                         f"{e['searched_minus_band_mean']['diff']:+.2f} +- {e['searched_minus_band_mean']['se']:.2f} points."
+                         for name, e in corrected["by_evaluator"].items()] + [""]
+    return lines
+
+
+def acceptance_statistics(run: Path, baselines: dict[str, dict]) -> dict[str, Any]:
+    """What the acceptances in ``run`` say once corrected, against the study's ground truth ``baselines`` (per band:
+    ``truth``, the archs' seed means, and ``per_seed``):
+
+    * per file: ``searched_minus_band_mean`` (the searched student's mean minus the mean of the band's
+      ground-truth archs, with its standard error: how much better than a random arch of the same band), and per
+      other pick ``pooled_p`` (the seed variance pooled over the band's ground-truth archs and every pick, trained
+      alike) beside ``welch_p``;
+    * per evaluator, over the budgets it was tested at (the file with the most seeds per band): ``holm_p`` and
+      ``pooled_holm_p`` (Holm across those budgets, per compared pick), and ``searched_minus_band_mean`` pooled
+      over the budgets (inverse-variance weighted). Files superseded by one with more seeds get no Holm figures.
+    """
+    files = {path.stem: json.loads(path.read_text()) for path in sorted(run.glob("acceptance*.json"))}
+    per_file: dict[str, dict[str, Any]] = {}
+    for stem, p in files.items():
+        bl = baselines.get(p["band"])
+        if bl is None:
+            continue
+        searched = p["picks"]["searched"]["accs"]
+        others = [n for n in OTHERS if n in p["picks"]]
+        groups = [*bl["per_seed"], *(p["picks"][n]["accs"] for n in others)]
+        per_file[stem] = {
+            "band": p["band"], "evaluator": p["evaluator"], "seeds": len(p["seeds"]),
+            "searched_minus_band_mean": difference_to_population(searched, bl["truth"]),
+            "welch_p": {n: p["p_values_welch"][n] for n in others},
+            "pooled_p": {n: pooled_t_test(searched, p["picks"][n]["accs"], groups) for n in others},
+        }
+    by_evaluator: dict[str, dict[str, Any]] = {}
+    for evaluator in sorted({f["evaluator"] for f in per_file.values()}):
+        family: dict[str, str] = {}  # band -> the file with the most seeds
+        for stem, f in per_file.items():
+            if f["evaluator"] == evaluator and (f["band"] not in family or f["seeds"] > per_file[family[f["band"]]]["seeds"]):
+                family[f["band"]] = stem
+        for n in OTHERS:
+            tested = {stem: per_file[stem] for stem in family.values() if n in per_file[stem]["welch_p"]}
+            for key in ("welch", "pooled"):
+                adjusted = holm({stem: f[f"{key}_p"][n] for stem, f in tested.items()})
+                for stem, value in adjusted.items():
+                    per_file[stem].setdefault("holm_p" if key == "welch" else "pooled_holm_p", {})[n] = value
+        by_evaluator[evaluator] = {
+            "budgets": sorted(family, key=float), "files": sorted(family.values()),
+            "searched_minus_band_mean": pooled_difference([per_file[s]["searched_minus_band_mean"]
+                                                           for s in family.values()]),
+        }
+    return {"files": per_file, "by_evaluator": by_evaluator}

@@ -31,15 +31,88 @@ def noise_ceiling(per_seed: np.ndarray, resamples: int = 1000, seed: int = 0) ->
             "tau_ci95": bootstrap_interval(mean_tau, per_seed, per_seed, resamples, seed)}
 
 
-def noise_parts(per_seed: np.ndarray, measurement_se: np.ndarray) -> dict[str, float]:
-    """Split the seed-to-seed spread: ``per_seed`` is (archs, seeds) accuracy; ``measurement_se`` the
-    binomial standard error of each accuracy (archs, seeds). Returns, in points, the mean seed standard
-    deviation, the mean measurement s.e., and the seed part left once the measurement variance is removed."""
-    sd = per_seed.std(axis=1, ddof=1) if per_seed.shape[1] > 1 else np.zeros(len(per_seed))
-    meas = float(np.mean(measurement_se))
-    seed_var = max(float(np.mean(sd**2)) - meas**2, 0.0)
-    return {"seed_sd": 100 * float(np.mean(sd)), "measurement_se": 100 * meas, "seed_part_sd": 100 * seed_var**0.5,
-            "truth_range": 100 * float(per_seed.mean(1).max() - per_seed.mean(1).min())}
+def variance_components(per_seed: np.ndarray, level: float = 0.95) -> dict:
+    """One-way random-effects ANOVA of ``per_seed`` (archs x k seeds, accuracy fractions).
+
+    Returns, in points where they are accuracies: ``seed_sd_pooled`` = sqrt(MSW), the pooled within-arch (seed)
+    s.d.; ``between_sd`` = sqrt(max((MSB - MSW) / k, 0)), the spread of the archs' true means; ``icc`` =
+    ICC(1) = (MSB - MSW) / (MSB + (k - 1) MSW), the share of one seed's variance that is the arch's, with its
+    exact interval from the F distribution (Shrout & Fleiss 1979); ``ceiling_vs_mean``: the Kendall tau a perfect
+    evaluator (one that knows the true means) reaches against the k-seed mean the evaluators are scored on:
+    the mean's reliability R_k = k ICC / (1 + (k - 1) ICC) (Spearman-Brown), as a correlation sqrt(R_k) and a
+    tau 2/pi asin(sqrt(R_k)) (normal scores); 0 when ICC <= 0. Every seed is scored on the same test images, so
+    their binomial error is shared and is not part of the seed-to-seed spread."""
+    from scipy.stats import f as f_dist
+
+    x = np.asarray(per_seed, dtype=float)
+    n, k = x.shape
+    arch_means = x.mean(1)
+    msb = k * float(((arch_means - arch_means.mean()) ** 2).sum()) / (n - 1)
+    msw = float(((x - arch_means[:, None]) ** 2).sum()) / (n * (k - 1))
+    icc = (msb - msw) / (msb + (k - 1) * msw) if msb + (k - 1) * msw > 0 else 0.0
+    f0, df1, df2 = msb / msw if msw > 0 else float("inf"), n - 1, n * (k - 1)
+    q = f_dist.ppf(1 - (1 - level) / 2, df1, df2), f_dist.ppf(1 - (1 - level) / 2, df2, df1)
+    fl, fu = f0 / q[0], f0 * q[1]
+    reliability = k * icc / (1 + (k - 1) * icc) if icc > 0 else 0.0
+    return {"seed_sd_pooled": 100 * msw**0.5, "between_sd": 100 * max((msb - msw) / k, 0.0) ** 0.5,
+            "icc": icc, "icc_ci95": [(fl - 1) / (fl + k - 1), (fu - 1) / (fu + k - 1)],
+            "ceiling_vs_mean": 2 / np.pi * float(np.arcsin(reliability**0.5)), "seeds": k,
+            "truth_range": 100 * float(arch_means.max() - arch_means.min())}
+
+
+def paired_tau_difference(score: Sequence[float], baseline: Sequence[float], truth: Sequence[float],
+                          resamples: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
+    """tau(score, truth) - tau(baseline, truth) with a paired percentile bootstrap interval: both taus are taken on
+    the same resampled archs, so the interval answers "does ``score`` rank better than ``baseline``?"."""
+    s, b, t = (np.asarray(v, dtype=float) for v in (score, baseline, truth))
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(resamples):
+        idx = rng.integers(0, len(t), len(t))
+        d = kendall_tau(s[idx], t[idx]) - kendall_tau(b[idx], t[idx])
+        if not np.isnan(d):
+            diffs.append(d)
+    lo, hi = np.percentile(diffs, [100 * (1 - level) / 2, 100 * (1 + level) / 2]) if diffs else (np.nan, np.nan)
+    return {"diff": kendall_tau(s, t) - kendall_tau(b, t), "ci95": [float(lo), float(hi)]}
+
+
+def holm(p_values: dict[str, float]) -> dict[str, float]:
+    """Holm's step-down adjustment of a family of p-values (controls the family-wise error rate)."""
+    order = sorted(p_values, key=p_values.get)
+    m, running, out = len(order), 0.0, {}
+    for i, key in enumerate(order):
+        running = max(running, min(1.0, (m - i) * p_values[key]))
+        out[key] = running
+    return out
+
+
+def pooled_t_test(a: Sequence[float], b: Sequence[float], others: Sequence[Sequence[float]] = ()) -> float:
+    """Two-sided p of mean(a) = mean(b), with one seed variance pooled over ``a``, ``b`` and every group in
+    ``others`` (archs trained alike: their variances are the same seed noise), so the test has their degrees of
+    freedom; Welch's test uses only a's and b's."""
+    from scipy.stats import t as t_dist
+
+    groups = [np.asarray(g, dtype=float) for g in (a, b, *others) if len(g) > 1]
+    df = sum(len(g) - 1 for g in groups)
+    sp2 = sum(((g - g.mean()) ** 2).sum() for g in groups) / df
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    t = (a.mean() - b.mean()) / (sp2 * (1 / len(a) + 1 / len(b))) ** 0.5
+    return float(2 * t_dist.sf(abs(t), df))
+
+
+def difference_to_population(picked: Sequence[float], population_means: Sequence[float]) -> dict:
+    """mean(picked seeds) - mean(the population's arch means), in points, with its standard error
+    sqrt(var(picked) / n + var(population means) / m): how much better than a random arch of the band."""
+    p, pop = np.asarray(picked, dtype=float), np.asarray(population_means, dtype=float)
+    se = (p.var(ddof=1) / len(p) + pop.var(ddof=1) / len(pop)) ** 0.5
+    return {"diff": 100 * float(p.mean() - pop.mean()), "se": 100 * float(se)}
+
+
+def pooled_difference(parts: Sequence[dict]) -> dict:
+    """The inverse-variance weighted mean of several ``{diff, se}`` (e.g. one per budget) and its standard error."""
+    w = np.array([1 / d["se"] ** 2 for d in parts])
+    diff = np.array([d["diff"] for d in parts])
+    return {"diff": float((w * diff).sum() / w.sum()), "se": float(w.sum() ** -0.5), "parts": len(parts)}
 
 
 def precision_at(score: Sequence[float], truth: Sequence[float], fraction: float = 0.25) -> float:

@@ -102,22 +102,29 @@ def write_report(run: str | Path) -> Path:
                          "than one, so an evaluator can pass it") if ceil and ceil.get("seed_pairs", 1) > 1 else ""
             lines += [f"### Band {band}: B = {b['budget_mflops']:.2f} MFLOPs, {b['num_archs']} archs in [{d.get('band_floor', 0.8):g} B, B]", "",
                       f"Noise ceiling (Kendall tau between two seeds{pairs_txt}): {ceil_txt}. Ground truth spans {b['truth_range']:.2f} points; "
-                      f"seed s.d. {b['seed_sd']:.2f} points, of which measurement s.e. {b['measurement_se']:.2f}. "
+                      + (f"pooled seed s.d. {b['seed_sd_pooled']:.2f} points, spread of the archs' true means "
+                         f"{b['between_sd']:.2f}; ICC {b['icc']:.2f} [{b['icc_ci95'][0]:.2f}, {b['icc_ci95'][1]:.2f}] "
+                         f"(the share of one seed's variance that is the arch's); against the {b['seeds']}-seed mean the "
+                         f"evaluators are scored on, a perfect evaluator reaches tau {b['ceiling_vs_mean']:.2f}. "
+                         if "icc" in b else "")
+                      + 
                       f"Regret of a random pick {b['random_regret']:.2f}, of the max-FLOPs pick {b['maxflops_regret']:.2f}, "
                       f"of the max-params pick {b['maxparams_regret']:.2f} points."
                       + (f" **Flat band** (ceiling below {FLAT_CEILING}): its ground truth is mostly seed noise, so no "
                          "fraction of the ceiling is given." if not ceil or ceil["tau"] < FLAT_CEILING else ""), "",
-                      "| evaluator | Kendall tau [95% CI] | fraction of ceiling | P@25% | regret (points) |",
-                      "|---|---|---|---|---|"]
+                      "| evaluator | Kendall tau [95% CI] | tau - flops' [paired 95% CI] | fraction of ceiling | P@25% "
+                      "| regret (points) |", "|---|---|---|---|---|---|"]
             for n, m in last.get(band, {}).items():
                 frac = f"{m['fraction_of_ceiling']:.2f}" if m["fraction_of_ceiling"] is not None else "-"
                 lo, hi = m["kendall_tau_ci95"]
-                lines.append(f"| {n} | {m['kendall_tau']:.2f} [{lo:.2f}, {hi:.2f}] | {frac} | "
+                vs = m.get("tau_minus_flops")
+                vs_txt = f"{vs['diff']:+.2f} [{vs['ci95'][0]:+.2f}, {vs['ci95'][1]:+.2f}]" if vs and n != "flops" else "-"
+                lines.append(f"| {n} | {m['kendall_tau']:.2f} [{lo:.2f}, {hi:.2f}] | {vs_txt} | {frac} | "
                              f"{m['precision_at_25pct']:.2f} | {m['regret']:.2f} |")
             lines.append("")
     lines += ["`fitted`: ridge regression over all other scores, cross-validated: leave-one-band-out, or "
               f"{FOLDS}-fold inside a study's only band (never scored on its training archs).",
-              "Figures: `tau_per_band_<column>.png`, `regret_<column>.png` (and .svg).", "", *summary_lines(run)]
+              "Figures: `tau_per_band_<column>.png`, `regret_<column>.png` (and .svg).", "", *summary_lines(run, summary.get("acceptances"))]
     if (run / FINDINGS).exists():
         lines += [f"## What the numbers say (hand-written: `{FINDINGS}`)", "", (run / FINDINGS).read_text().strip(), ""]
     path = run / "README.md"

@@ -27,9 +27,17 @@ from nas_kd.config import Recipe
 from nas_kd.errors import UserError
 from nas_kd.evaluators import EvalContext, Evaluator, build_evaluators, score_archs
 from nas_kd.provenance import Stopwatch, origin, write_result
+from nas_kd.rankcorr.acceptance import acceptance_statistics
 from nas_kd.rankcorr.fitted import FOLDS, cross_validated, k_fold
 from nas_kd.rankcorr.ground_truth import arch_id, band_budget, collect_ground_truth, plan, study_bands
-from nas_kd.rankcorr.quality import band_metrics, noise_ceiling, noise_parts, random_regret, regret
+from nas_kd.rankcorr.quality import (
+    band_metrics,
+    noise_ceiling,
+    paired_tau_difference,
+    random_regret,
+    regret,
+    variance_components,
+)
 
 FITTED = "fitted"
 
@@ -145,7 +153,6 @@ def _column_metrics(recipe: Recipe, evaluator_names: list[str], bands, gt_col, s
         if len(ids) < 4:
             continue
         per_seed = np.array([[cells[a]["seeds"][s] for s in seeds] for a in ids])
-        se = np.array([[cells[a]["se"][s] for s in seeds] for a in ids])
         truth = per_seed.mean(1)
         by_id = {arch_id(a): a for a in archs}
         flops = [space.flops(by_id[a]) for a in ids]
@@ -154,7 +161,9 @@ def _column_metrics(recipe: Recipe, evaluator_names: list[str], bands, gt_col, s
         baselines[band] = {
             "budget_mflops": band_budget(space, float(band)) / 1e6, "num_archs": len(ids), "arch_ids": ids,
             "truth": truth.tolist(), "per_seed": per_seed.tolist(), "mflops": [f / 1e6 for f in flops],
-            "noise_ceiling": ceiling, **noise_parts(per_seed, se),
+            "noise_ceiling": ceiling, "params": params,
+            **(variance_components(per_seed) if len(seeds) > 1 else
+               {"truth_range": 100 * float(truth.max() - truth.min())}),
             "random_regret": random_regret(truth), "maxflops_regret": regret(flops, truth),
             "maxparams_regret": regret(params, truth),
         }
@@ -166,8 +175,13 @@ def _column_metrics(recipe: Recipe, evaluator_names: list[str], bands, gt_col, s
         for band, ids in kept.items():
             if not all(a in by_eval[n] for n in names for a in ids):
                 continue
-            per_band[band] = {n: band_metrics([by_eval[n][a] for a in ids], baselines[band]["truth"],
-                                              ceiling_tau[band], resamples, recipe.seed) for n in names}
+            bl = baselines[band]
+            per_band[band] = {n: band_metrics([by_eval[n][a] for a in ids], bl["truth"], ceiling_tau[band],
+                                              resamples, recipe.seed) for n in names}
+            for n in names:  # does it rank better than the cost itself? (paired over the same resampled archs)
+                for cost in ("mflops", "params"):
+                    per_band[band][n][f"tau_minus_{'flops' if cost == 'mflops' else cost}"] = paired_tau_difference(
+                        [by_eval[n][a] for a in ids], bl[cost], bl["truth"], resamples, recipe.seed)
         feats = {b: np.array([[by_eval[n][a] for n in names] for a in kept[b]]) for b in per_band}
         truths = {b: np.array(baselines[b]["truth"]) for b in per_band}
         preds = cross_validated(feats, truths) if len(per_band) >= 2 else \
@@ -207,7 +221,11 @@ def run_rank_corr(recipe: Recipe, show_progress: bool = True) -> dict[str, Any]:
               "columns": {c: {"baselines": bl, "metrics": m} for c, (bl, m) in columns.items()},
               "evaluators": [*names, FITTED]}
     write_result(data_path, record, watch.seconds(), started)
-    summary = write_result(out / "summary.json", summarise(record, recipe), watch.seconds(), started)
+    summary = summarise(record, recipe)
+    main = summary["main_column"]
+    if main is not None:
+        summary["acceptances"] = acceptance_statistics(out, record["columns"][main]["baselines"])
+    summary = write_result(out / "summary.json", summary, watch.seconds(), started)
     from nas_kd.rankcorr.report import write_report
 
     write_report(out)
@@ -234,6 +252,10 @@ def summarise(record: dict[str, Any], recipe: Recipe) -> dict[str, Any]:
             "maxflops_regret": {space: {b: v["maxflops_regret"] for b, v in bl.items()}},
             "maxparams_regret": {space: {b: v["maxparams_regret"] for b, v in bl.items()}},
             "num_archs": {space: {b: v["num_archs"] for b, v in bl.items()}},
+            **{key: {space: {b: v.get(key) for b, v in bl.items()}}
+               for key in ("seed_sd_pooled", "icc", "icc_ci95", "ceiling_vs_mean")},
+            **{key: {space: {b: {n: m.get(key) for n, m in last.get(b, {}).items()} for b in bl}}
+               for key in ("tau_minus_flops", "tau_minus_params")},
         }
     main = next((c for c in recipe.rankcorr.columns if c in by_column), None)
     return {"main_column": main, **(by_column.get(main) or {}), "by_column": by_column,
