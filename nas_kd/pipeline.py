@@ -27,7 +27,7 @@ from nas_kd.config import Recipe, derive
 from nas_kd.data import DataBundle, load_data
 from nas_kd.dna.ranking import rank_stages
 from nas_kd.errors import BudgetError, OptionError
-from nas_kd.evaluators import EVALUATORS
+from nas_kd.evaluators import supernet_free
 from nas_kd.evaluators.context import check_teacher_stages
 from nas_kd.flops import count_flops
 from nas_kd.latency import build_table
@@ -115,10 +115,10 @@ def plan_pipeline(recipe: Recipe, data: DataBundle, space: StagedSpace, trainer:
     if not trainer.weight_sharing:
         reading = [ev.name for ev in evaluators if ev.reads_supernet]
         if reading:
-            free = [n for n in EVALUATORS.available() if not EVALUATORS.get(n).reads_supernet]
             raise OptionError(f"search.evaluator: {', '.join(reading)} score(s) subnets with a weight-sharing "
                               f"supernet's weights, and supernet.mode {recipe.supernet.mode!r} trains none: pick "
-                              f"from {', '.join(free)} (e.g. search.evaluator=dna with search.strategy=dna-exhaustive)")
+                              f"from {', '.join(supernet_free())} (e.g. search.evaluator=dna with "
+                              "search.strategy=dna-exhaustive)")
     budget = recipe.search.budget_mflops
     if budget is None and recipe.pipeline.budget_fraction_of_teacher is not None:
         budget = recipe.pipeline.budget_fraction_of_teacher * count_flops(teacher, (1, *data.input_shape)) / 1e6

@@ -1,5 +1,6 @@
 """Check a value read from a recipe against a type annotation, and a number against its allowed range (a
-:class:`Range` in a dataclass field's metadata, or in ``Annotated[int, Range(1)]`` of a component's signature).
+:class:`Range` in a dataclass field's metadata, or in ``Annotated[int, Range(1)]`` of a component's signature);
+and the number types of command-line options (:func:`option_number`), shared by the CLI and the benchmarks.
 
 One mechanism for the recipe's own keys (:mod:`nas_kd.config`) and for the keyword-only options of every
 registered component (:meth:`nas_kd.registry.Registry.check_options`): an error names the key path and
@@ -7,6 +8,7 @@ says what was expected.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import difflib
 import math
@@ -140,3 +142,26 @@ def build_dataclass(cls: type, data: dict, where: str, error: type[UserError] = 
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise error(f"{where or 'recipe'}: missing required key {f.name!r}")
     return cls(**kwargs)
+
+
+def option_number(kind: type, low: float | None = None, high: float | None = None, low_open: bool = False):
+    """A command-line option's type (argparse): a finite ``kind`` within [low, high] (``low_open``: low excluded)."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a{'n integer' if kind is int else ' number'}") from None
+        if not math.isfinite(value) or (low is not None and (value <= low if low_open else value < low)) \
+                or (high is not None and value > high):
+            bounds = [f"{'>' if low_open else '>='} {low}"] if low is not None else []
+            bounds += [f"<= {high}"] if high is not None else []
+            raise argparse.ArgumentTypeError(f"{text} must be a finite number {' and '.join(bounds)}")
+        return value
+
+    return parse
+
+
+POSITIVE = option_number(float, 0, low_open=True)
+FRACTION = option_number(float, 0, 1, low_open=True)
+COUNT = option_number(int, 1)
+NATURAL = option_number(int, 0)

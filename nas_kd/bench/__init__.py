@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from nas_kd.registry import Registry
+from nas_kd.typecheck import COUNT
 
 DEFAULT_SPACES = ["mbv2", "resnet"]
 
@@ -28,13 +29,6 @@ class Bench:
 BENCHES: Registry[Bench] = Registry("benchmark")
 
 
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be an integer >= 1")
-    return value
-
-
 def _spaces(default: list[str]) -> Callable[[argparse.ArgumentParser], None]:
     def options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--spaces", nargs="*", default=default, help=f"search spaces (default: {' '.join(default)})")
@@ -44,7 +38,7 @@ def _spaces(default: list[str]) -> Callable[[argparse.ArgumentParser], None]:
 
 def _flops_options(p: argparse.ArgumentParser) -> None:
     _spaces(DEFAULT_SPACES)(p)
-    p.add_argument("--num-archs", type=_count, default=100, help="archs per space")
+    p.add_argument("--num-archs", type=COUNT, default=100, help="archs per space")
 
 
 def _flops(args: argparse.Namespace) -> dict:
@@ -55,7 +49,7 @@ def _flops(args: argparse.Namespace) -> dict:
 
 def _supernet_options(p: argparse.ArgumentParser) -> None:
     _spaces(DEFAULT_SPACES)(p)
-    p.add_argument("--repeats", type=_count, default=10, help="timed steps per arch and model")
+    p.add_argument("--repeats", type=COUNT, default=10, help="timed steps per arch and model")
 
 
 def _supernet(args: argparse.Namespace) -> dict:
@@ -74,7 +68,7 @@ def _evaluators_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recipe", default="recipes/search_fmnist.yaml", help="recipe: its supernet, teacher, data, probe")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe value (repeatable)")
-    p.add_argument("--num-archs", type=_count, default=8, help="archs scored by each evaluator")
+    p.add_argument("--num-archs", type=COUNT, default=8, help="archs scored by each evaluator")
     p.add_argument("--dna-tables", help="ranking tables, to include the dna evaluator")
 
 
@@ -89,9 +83,9 @@ def _evaluators(args: argparse.Namespace) -> dict:
 
 def _latency_options(p: argparse.ArgumentParser) -> None:
     _spaces(DEFAULT_SPACES)(p)
-    p.add_argument("--num-archs", type=_count, default=100, help="held-out archs per space")
-    p.add_argument("--threads", type=_count, default=2, help="torch threads")
-    p.add_argument("--batch-sizes", type=_count, nargs="+", default=[1, 32], help="batch sizes")
+    p.add_argument("--num-archs", type=COUNT, default=100, help="held-out archs per space")
+    p.add_argument("--threads", type=COUNT, default=2, help="torch threads")
+    p.add_argument("--batch-sizes", type=COUNT, nargs="+", default=[1, 32], help="batch sizes")
 
 
 def _latency(args: argparse.Namespace) -> dict:

@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from nas_kd.cli.common import COUNT, NATURAL
+from nas_kd.typecheck import COUNT, NATURAL
 
 
 def _space_arg(args: argparse.Namespace):

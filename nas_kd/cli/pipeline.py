@@ -5,8 +5,9 @@ import argparse
 import json
 from pathlib import Path
 
-from nas_kd.cli.common import POSITIVE, recipe_args
+from nas_kd.cli.common import recipe_args
 from nas_kd.recipe_checks import load_checked
+from nas_kd.typecheck import POSITIVE
 
 
 def _cmd_run(args: argparse.Namespace) -> None:

@@ -6,11 +6,12 @@ import json
 import sys
 from pathlib import Path
 
-from nas_kd.cli.common import COUNT, FRACTION, NATURAL, POSITIVE, recipe_args
+from nas_kd.cli.common import recipe_args
 from nas_kd.errors import UserError
 from nas_kd.evaluators import EVALUATORS
 from nas_kd.recipe_checks import load_checked
 from nas_kd.search.strategies import STRATEGIES
+from nas_kd.typecheck import COUNT, FRACTION, NATURAL, POSITIVE
 
 
 def _cmd_search(args: argparse.Namespace) -> None:

@@ -5,10 +5,11 @@ import argparse
 import json
 from pathlib import Path
 
-from nas_kd.cli.common import COUNT, recipe_args
+from nas_kd.cli.common import recipe_args
 from nas_kd.evaluators import EVALUATORS
 from nas_kd.recipe_checks import load_checked
 from nas_kd.search.strategies import STRATEGIES
+from nas_kd.typecheck import COUNT
 
 
 def _cmd_rank_corr(args: argparse.Namespace) -> None:

@@ -7,8 +7,8 @@ better. One file per family: :mod:`.subnet_evaluators` (accuracy, kl, rdm, cka),
 (diswot, naswot, synflow), :mod:`.dna`, :mod:`.cost` (flops, params).
 """
 from nas_kd.evaluators import cost, dna, subnet_evaluators, training_free  # noqa: F401  (register the evaluators)
-from nas_kd.evaluators.base import EVALUATORS, Evaluator, SubnetView, build_evaluators
+from nas_kd.evaluators.base import EVALUATORS, Evaluator, SubnetView, build_evaluators, supernet_free
 from nas_kd.evaluators.context import EvalContext
 from nas_kd.evaluators.scoring import score_archs
 
-__all__ = ["EVALUATORS", "Evaluator", "EvalContext", "SubnetView", "build_evaluators", "score_archs"]
+__all__ = ["EVALUATORS", "Evaluator", "EvalContext", "SubnetView", "build_evaluators", "score_archs", "supernet_free"]

@@ -60,6 +60,11 @@ class Evaluator:
 EVALUATORS: Registry[Evaluator] = Registry("evaluator")
 
 
+def supernet_free() -> list[str]:
+    """The registered evaluators that ignore a supernet's weights (usable without a weight-sharing supernet)."""
+    return [n for n in EVALUATORS.available() if not EVALUATORS.get(n).reads_supernet]
+
+
 def build_evaluators(specs: list[str | dict[str, Any]], where: str) -> list[Evaluator]:
     """Evaluators from names or ``{name, ...options}`` (checked against each constructor). Each one's ``name``
     (its column in score rows) is the registered name, followed by its options when it has any; columns are unique."""

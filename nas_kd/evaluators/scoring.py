@@ -6,7 +6,7 @@ from typing import Any, Iterable
 from tqdm import tqdm
 
 from nas_kd.errors import UserError
-from nas_kd.evaluators.base import Evaluator
+from nas_kd.evaluators.base import Evaluator, supernet_free
 from nas_kd.evaluators.context import EvalContext, RecalibratedSubnet, SpaceOnly
 
 
@@ -19,8 +19,8 @@ def score_archs(ctx: EvalContext, archs: Iterable[dict[str, Any]], evaluators: l
     if needs_subnet and ctx.supernet is None:
         reading = [ev.name for ev in evaluators if ev.reads_supernet]
         raise UserError(f"evaluator(s) {', '.join(reading)} read a weight-sharing supernet's subnets, and there is "
-                        "none here (a blockwise supernet): use evaluators that ignore its weights (dna, flops, params, "
-                        "diswot, naswot, synflow)")
+                        f"none here (a blockwise supernet): use evaluators that ignore its weights "
+                        f"({', '.join(supernet_free())})")
     for ev in evaluators:
         ev.prepare(ctx)
     rows = []
