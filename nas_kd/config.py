@@ -142,6 +142,7 @@ class AcceptanceConfig:
     seeds: int = field(default=3, metadata=ge(2))  # training seeds per student (0 .. seeds - 1); --seeds overrides
     random_pool: int = field(default=10, metadata=ge(1))  # random_best: the best of the band's first this many archs
     maxflops_trials: int = field(default=600, metadata=ge(1))  # archs the FLOPs-maximising search scores
+    search_repeats: int = field(default=1, metadata=ge(1))  # searches (seeds seed ..) whose picks are all trained; --search-repeats overrides
 
 
 @dataclass

@@ -6,6 +6,7 @@ from nas_kd.rankcorr import fitted
 from nas_kd.rankcorr.quality import (
     band_metrics,
     difference_to_population,
+    repeats_difference_to_population,
     holm,
     noise_ceiling,
     paired_tau_difference,
@@ -87,6 +88,13 @@ def test_holm_pooled_t_and_differences_to_the_band():
     assert d["diff"] == pytest.approx(1.5)
     assert d["se"] == pytest.approx(100 * (np.var([0.87, 0.86], ddof=1) / 2 + np.var([0.84, 0.85, 0.86], ddof=1) / 3) ** 0.5)
     pooled = pooled_difference([{"diff": 1.0, "se": 1.0}, {"diff": 3.0, "se": 1.0}])
+    # search repeats: two found the same student (shared seeds), one another
+    a_, b_, pop = [0.87, 0.86], [0.83, 0.85], [0.84, 0.85, 0.86]
+    rep = repeats_difference_to_population([a_, a_, b_], pop)
+    means = np.array([0.865, 0.865, 0.84])
+    seed_part = (np.var(a_, ddof=1) / 2 + np.var(b_, ddof=1) / 2) / 2 / 2
+    assert rep["diff"] == pytest.approx(100 * (means.mean() - 0.85)) and (rep["repeats"], rep["distinct"]) == (3, 2)
+    assert rep["se"] == pytest.approx(100 * (means.var(ddof=1) / 3 + seed_part + np.var(pop, ddof=1) / 3) ** 0.5)
     assert pooled == pytest.approx({"diff": 2.0, "se": 2**-0.5, "parts": 2})
 
 

@@ -36,9 +36,10 @@ def _cmd_acceptance(args: argparse.Namespace) -> None:
 
     recipe = load_checked(args.recipe, args.overrides)
     seeds = recipe.acceptance.seeds if args.seeds is None else args.seeds
+    repeats = recipe.acceptance.search_repeats if args.search_repeats is None else args.search_repeats
     print(json.dumps(run_acceptance(recipe, band=args.band, evaluator=args.evaluator, strategy=args.strategy,
-                                    trials=args.trials, result=args.out, seeds=seeds, queue=args.queue,
-                                    commit=args.commit), indent=2))
+                                    trials=args.trials, result=args.out, seeds=seeds, search_repeats=repeats,
+                                    queue=args.queue, commit=args.commit), indent=2))
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -71,6 +72,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trials", type=COUNT, default=100, help="archs the search scores")
     p.add_argument("--seeds", type=COUNT, help="training seeds per student (0 .. N-1; at least 2; "
                                                "default: the recipe's acceptance.seeds)")
+    p.add_argument("--search-repeats", type=COUNT, help="run the search this many times (search seeds seed, seed+1, "
+                                                        "...) and train every pick: the searched student's spread "
+                                                        "(default: the recipe's acceptance.search_repeats)")
     p.add_argument("--out", default="results/search_fmnist", help="result path without suffix (.json and .md)")
     p.add_argument("--queue", help="Optuna RDB URL of the job queue (default: SQLite in the run dir)")
     p.add_argument("--commit", action="store_true", help="git-commit each record as it lands")

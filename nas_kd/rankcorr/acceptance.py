@@ -1,19 +1,25 @@
 """``nas-kd acceptance``: at one budget, does the searched student beat the picks a user makes without search?
 
-Four students under the band's budget B (``--band``, a fraction of the max arch's FLOPs), each trained
-exactly like the ground truth (the recipe's distillation, ``kd`` column) with seeds 0 .. ``seeds`` - 1
+Five students under the band's budget B (``--band``, a fraction of the max arch's FLOPs), each trained
+exactly like the ground truth (the recipe's distillation, ``kd`` column) with ``seeds`` seeds
 (``acceptance.seeds``, 3 by default):
 
 * ``searched``: the best arch of ``nas-kd search`` with the given evaluator and strategy on the
-  study's supernet;
+  study's supernet (search seed: the recipe's ``seed``);
 * ``maxflops``: the arch with the most FLOPs under B (an evolution search maximising FLOPs, scoring
   ``acceptance.maxflops_trials`` archs);
 * ``handcrafted``: uniform scaling, as a person designs a smaller net: one depth level for every stage
   and one level for every width / ratio choice, the pair with the most FLOPs that fits B;
 * ``random_best``: of the band's first ``acceptance.random_pool`` (10) ground-truth archs (random, FLOPs in
-  [``band_floor`` B, B]), the one with the best seed-0 validation accuracy (what those trial trainings would pick);
-  its seeds that the ground
-  truth has come from there, the others are trained here.
+  [``band_floor`` B, B]), the one with the best validation accuracy at seed 0 (what those trial trainings would
+  pick). Seed 0 chose it, so it is held out: this pick is compared on seeds 1 .. ``seeds``;
+* ``band_max``: the band's ground-truth arch with the most FLOPs (another "biggest that fits").
+
+Seeds the ground truth already has are read from it; the others are trained here.
+
+With ``--search-repeats R`` (``acceptance.search_repeats``) the search runs R times (search seeds ``seed`` ..
+``seed`` + R - 1); every repeat's pick is trained with the same seeds, and the result reports how much the
+searched student varies from search to search (``search_repeats``). The tests compare the first repeat.
 
 Jobs go through the same queue and records as the ground truth (``<records>/../acceptance/``). The
 result, with Welch t-tests of ``searched`` against each other pick, goes to ``--out`` (.json and .md).
@@ -29,7 +35,13 @@ import search_spaces
 from nas_kd.config import Recipe, derive
 from nas_kd.errors import UserError
 from nas_kd.provenance import Stopwatch, origin, write_result
-from nas_kd.rankcorr.quality import difference_to_population, holm, pooled_difference, pooled_t_test
+from nas_kd.rankcorr.quality import (
+    difference_to_population,
+    holm,
+    pooled_difference,
+    pooled_t_test,
+    repeats_difference_to_population,
+)
 from nas_kd.rankcorr.ground_truth import (
     arch_id,
     band_budget,
@@ -39,7 +51,8 @@ from nas_kd.rankcorr.ground_truth import (
     work_jobs,
 )
 
-OTHERS = ("maxflops", "handcrafted", "random_best")  # the picks the searched student is compared with
+OTHERS = ("maxflops", "handcrafted", "random_best", "band_max")  # the picks the searched student is compared with
+SELECTION_SEED = 0  # the ground-truth seed whose validation accuracy picks random_best (held out of its comparison)
 
 
 def handcrafted_arch(space, budget: float, steps: int = 20) -> dict[str, Any]:
@@ -62,21 +75,31 @@ def handcrafted_arch(space, budget: float, steps: int = 20) -> dict[str, Any]:
     return best
 
 
-def _search(recipe: Recipe, out: Path, evaluator: str, strategy: str, trials: int, budget: float, name: str) -> dict:
-    """The best arch of a search run (reused when its ``search.json`` exists)."""
+def _search(recipe: Recipe, out: Path, evaluator: str, strategy: str, trials: int, budget: float, name: str,
+            seed: int) -> dict:
+    """The best arch of a search run with search seed ``seed`` (reused when its ``search.json`` exists)."""
     from nas_kd.search.run import run_search
 
     run = out / name
     if not (run / "search.json").exists():
-        run_search(derive(recipe, {"search.checkpoint": recipe.rankcorr.supernet_run, "search.evaluator": evaluator,
-                                   "search.strategy": strategy, "search.trials": trials, "search.budget_mflops": budget / 1e6,
-                                   "search.extra_evaluators": [], "run.out_dir": str(out), "run.name": name}))
+        run_search(derive(recipe, {"seed": seed, "search.checkpoint": recipe.rankcorr.supernet_run,
+                                   "search.evaluator": evaluator, "search.strategy": strategy, "search.trials": trials,
+                                   "search.budget_mflops": budget / 1e6, "search.extra_evaluators": [],
+                                   "run.out_dir": str(out), "run.name": name}))
     return json.loads((run / "search.json").read_text())["best"]["arch"]
 
 
-def picks(recipe: Recipe, band: str, out: Path, evaluator: str, strategy: str, trials: int) -> dict[str, dict]:
+def pick_seeds(name: str, seeds: int) -> list[int]:
+    """The training seeds a pick is compared on: ``random_best`` skips the seed that chose it."""
+    if name == "random_best":
+        return [s for s in range(seeds + 1) if s != SELECTION_SEED]
+    return list(range(seeds))
+
+
+def picks(recipe: Recipe, band: str, out: Path, evaluator: str, strategy: str, trials: int,
+          repeats: int = 1) -> dict[str, dict]:
     """The students' archs (``random_best`` only once the band's first ``acceptance.random_pool`` archs have a kd
-    seed-0 ground truth)."""
+    ground truth at the selection seed); the search's repeats after the first are ``searched_r1`` ..."""
     pool = recipe.acceptance.random_pool
     space = search_spaces.get(recipe.student.space)
     budget = band_budget(space, float(band))
@@ -85,67 +108,82 @@ def picks(recipe: Recipe, band: str, out: Path, evaluator: str, strategy: str, t
         raise UserError(f"--band {band}: not a band of the study ({', '.join(bands)})")
     candidates = []
     for arch in bands[band][:pool]:
-        path = record_path(recipe, job_key(space.name, band, arch, "kd", 0))
+        path = record_path(recipe, job_key(space.name, band, arch, "kd", SELECTION_SEED))
         if path.exists():
             candidates.append((json.loads(path.read_text())["val_acc"], arch))
+    searched = f"search-b{band}-{evaluator}-{strategy}"
     chosen = {
-        "searched": _search(recipe, out, evaluator, strategy, trials, budget, f"search-b{band}-{evaluator}-{strategy}"),
+        "searched": _search(recipe, out, evaluator, strategy, trials, budget, searched, recipe.seed),
         "maxflops": _search(recipe, out, "flops", "evolution", recipe.acceptance.maxflops_trials, budget,
-                            f"search-b{band}-maxflops"),
+                            f"search-b{band}-maxflops", recipe.seed),
         "handcrafted": handcrafted_arch(space, budget),
+        "band_max": bands[band][-1],  # the band's archs are sorted by FLOPs
     }
+    for r in range(1, repeats):
+        chosen[f"searched_r{r}"] = _search(recipe, out, evaluator, strategy, trials, budget, f"{searched}-r{r}",
+                                           recipe.seed + r)
     if len(candidates) == pool:  # else picked by a later run, once the ground truth has them
         chosen["random_best"] = max(candidates, key=lambda c: c[0])[1]
     return chosen
 
 
 def run_acceptance(recipe: Recipe, *, band: str, evaluator: str, strategy: str, trials: int, result: str,
-                   seeds: int, queue: str | None = None, commit: bool = False,
+                   seeds: int, search_repeats: int = 1, queue: str | None = None, commit: bool = False,
                    show_progress: bool = True) -> dict[str, Any]:
     """Train what is missing (through the job queue), then write ``result`` (.json and .md)."""
     from scipy.stats import ttest_ind
 
     if seeds < 2:  # before the searches that picking the students may run
         raise UserError(f"--seeds {seeds}: a mean +- std and a t-test need at least 2 seeds")
+    if search_repeats < 1:
+        raise UserError(f"--search-repeats {search_repeats}: at least 1")
     started, watch = origin(), Stopwatch()
     out = Path(recipe.run.out_dir) / recipe.run.name / "acceptance"
     records = Path(recipe.rankcorr.records).parent / "acceptance"
-    chosen = picks(recipe, band, out, evaluator, strategy, trials)
+    chosen = picks(recipe, band, out, evaluator, strategy, trials, search_repeats)
     space = recipe.student.space
     jobs, where = {}, {}
     for name, arch in chosen.items():
-        for seed in range(seeds):
+        prefix = "searched" if name.startswith("searched") else name  # repeats that agree share their records
+        for seed in pick_seeds(name, seeds):
             key = job_key(space, band, arch, "kd", seed)
             truth = record_path(recipe, key)
-            if name == "random_best" and truth.exists():  # already in the ground truth
+            if name in ("random_best", "band_max") and truth.exists():  # already in the ground truth
                 where[(name, seed)] = truth
                 continue
-            jobs[f"acc-{name}-{key}"] = {"space": space, "band": band, "arch": arch, "column": "kd", "seed": seed}
-            where[(name, seed)] = record_path(recipe, f"acc-{name}-{key}", records)
+            jobs[f"acc-{prefix}-{key}"] = {"space": space, "band": band, "arch": arch, "column": "kd", "seed": seed}
+            where[(name, seed)] = record_path(recipe, f"acc-{prefix}-{key}", records)
     progress = work_jobs(recipe, jobs, out, f"acceptance-{space}-{band}", records=records, queue=queue,
                          commit=commit, show_progress=show_progress)
-    accs = {name: [json.loads(where[(name, s)].read_text())["heldout_acc"] for s in range(seeds)
+    accs = {name: [json.loads(where[(name, s)].read_text())["heldout_acc"] for s in pick_seeds(name, seeds)
                    if where[(name, s)].exists()] for name in chosen}
-    missing = {n: seeds - len(a) for n, a in accs.items() if len(a) < seeds}
+    missing: dict[str, Any] = {n: seeds - len(a) for n, a in accs.items() if len(a) < seeds}
     if "random_best" not in chosen:
-        missing["random_best"] = (f"its {recipe.acceptance.random_pool} candidates lack a kd seed-0 ground truth: run "
-                                  "nas-kd ground-truth further")
+        missing["random_best"] = (f"its {recipe.acceptance.random_pool} candidates lack a kd seed-{SELECTION_SEED} "
+                                  "ground truth: run nas-kd ground-truth further")
     if missing:
         return {"finished": False, "missing_seeds": missing, **progress}
     sp = search_spaces.get(space)
+    compared = ["searched", *(n for n in OTHERS if n in chosen)]
     mean = {n: statistics.mean(a) for n, a in accs.items()}
     std = {n: statistics.stdev(a) for n, a in accs.items()}
-    p_values = {n: float(ttest_ind(accs["searched"], accs[n], equal_var=False).pvalue) for n in chosen if n != "searched"}
+    p_values = {n: float(ttest_ind(accs["searched"], accs[n], equal_var=False).pvalue) for n in compared[1:]}
+    repeats = [n for n in chosen if n.startswith("searched")]
     payload = {
         "space": space, "band": band, "budget_mflops": band_budget(sp, float(band)) / 1e6,
         "evaluator": evaluator, "strategy": strategy, "trials": trials, "seeds": list(range(seeds)),
         "accuracy_kind": "held-out (test + validation) accuracy, last epoch, ground-truth schedule",
         "student_mflops": sp.flops(chosen["searched"]) / 1e6, "student_acc": mean["searched"],
         "student_acc_std": std["searched"], "random_best_acc": mean["random_best"],
-        "handcrafted_acc": mean["handcrafted"], "maxflops_acc": mean["maxflops"],
+        "handcrafted_acc": mean["handcrafted"], "maxflops_acc": mean["maxflops"], "band_max_acc": mean["band_max"],
         "p_value": max(p_values.values()), "p_values_welch": p_values,
-        "picks": {n: {"arch": a, "arch_id": arch_id(a), "mflops": sp.flops(a) / 1e6, "params": sp.params(a),
-                      "accs": accs[n], "mean": mean[n], "std": std[n]} for n, a in chosen.items()},
+        "picks": {n: {"arch": chosen[n], "arch_id": arch_id(chosen[n]), "mflops": sp.flops(chosen[n]) / 1e6,
+                      "params": sp.params(chosen[n]), "seeds": pick_seeds(n, seeds), "accs": accs[n], "mean": mean[n],
+                      "std": std[n]} for n in compared},
+        "search_repeats": [{"search_seed": recipe.seed + i, "arch_id": arch_id(chosen[n]),
+                            "mflops": sp.flops(chosen[n]) / 1e6, "accs": accs[n], "mean": mean[n], "std": std[n]}
+                           for i, n in enumerate(repeats)],
+        "search_repeat_sd": statistics.stdev(mean[n] for n in repeats) if len(repeats) > 1 else None,
     }
     payload = write_result(Path(f"{result}.json"), payload, watch.seconds(), started)  # a name may hold dots
     write_markdown(payload, Path(f"{result}.md"))
@@ -157,19 +195,28 @@ def write_markdown(p: dict[str, Any], path: Path) -> None:
     lines = [f"# Search acceptance: `{p['space']}` space, budget {p['budget_mflops']:.2f} MFLOPs "
              f"({float(p['band']) * 100:.0f} % of the max arch)", "",
              f"Command: `{p['command']}`  ", f"Git commit: `{p['git_commit']}`  ", "",
-             f"Every student is trained like the ground truth ({p['accuracy_kind']}), seeds {p['seeds']}; the searched "
-             f"one is the best of {p['trials']} archs by `{p['evaluator']}` with `{p['strategy']}`.", "",
-             "| student | MFLOPs | params | accuracy % (mean +- std) | per seed | Welch p vs searched |", "|---|---|---|---|---|---|"]
+             f"Every student is trained like the ground truth ({p['accuracy_kind']}); the searched one is the best of "
+             f"{p['trials']} archs by `{p['evaluator']}` with `{p['strategy']}`. `random_best` was chosen by its "
+             f"seed-{SELECTION_SEED} validation accuracy, so that seed is left out of its comparison.", "",
+             "| student | MFLOPs | params | seeds | accuracy % (mean +- std) | per seed | Welch p vs searched |",
+             "|---|---|---|---|---|---|---|"]
     for n, v in p["picks"].items():
         pv = p["p_values_welch"].get(n)
-        lines.append(f"| {n} | {v['mflops']:.2f} | {v['params']:,} | {_mean_std(v)} | "
+        lines.append(f"| {n} | {v['mflops']:.2f} | {v['params']:,} | {','.join(map(str, v['seeds']))} | {_mean_std(v)} | "
                      f"{', '.join(f'{100 * a:.2f}' for a in v['accs'])} | {f'{pv:.3f}' if pv is not None else '-'} |")
     best_other = max((n for n in p["picks"] if n != "searched"), key=lambda n: p["picks"][n]["mean"])
     diff = 100 * (p["picks"]["searched"]["mean"] - p["picks"][best_other]["mean"])
     spread = 100 * (p["picks"]["searched"]["std"] + p["picks"][best_other]["std"])
     verdict = "more" if abs(diff) > spread else "less"
     lines += ["", f"Searched minus the best other pick ({best_other}): {diff:+.2f} points, {verdict} than the summed seed "
-              f"standard deviations ({spread:.2f}); largest Welch p-value {p['p_value']:.3f}."]
+              f"standard deviations ({spread:.2f}); largest Welch p-value {p['p_value']:.3f} (uncorrected)."]
+    if len(p["search_repeats"]) > 1:
+        lines += ["", f"## The search repeated ({len(p['search_repeats'])} search seeds)", "",
+                  "| search seed | arch | MFLOPs | accuracy % (mean +- std) |", "|---|---|---|---|"]
+        lines += [f"| {r['search_seed']} | {r['arch_id']} | {r['mflops']:.2f} | {_mean_std(r)} |"
+                  for r in p["search_repeats"]]
+        lines += ["", f"{len({r['arch_id'] for r in p['search_repeats']})} distinct archs; s.d. of the repeats' means "
+                      f"{100 * p['search_repeat_sd']:.2f} points."]
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -211,6 +258,9 @@ def summary_lines(run: Path, corrected: dict[str, Any] | None = None) -> list[st
                 holm_txt = (f"{f['holm_p'][n]:.3f}", f"{f['pooled_holm_p'][n]:.3f}") if "holm_p" in f else ("-", "-")
                 cells.append(f"{f['welch_p'][n]:.3f} / {holm_txt[0]} / {f['pooled_p'][n]:.3f} / {holm_txt[1]}")
             lines.append(f"| {stem} | {d['diff']:+.2f} +- {d['se']:.2f} | " + " | ".join(cells) + " |")
+        lines += [f"\nOver the {d['repeats']} search repeats of {stem} ({d['distinct']} distinct archs): searched minus "
+                  f"band mean {d['diff']:+.2f} +- {d['se']:.2f} points." for stem, f in corrected["files"].items()
+                  if (d := f.get("repeats_minus_band_mean"))]
         lines += [""] + [f"Pooled over the budgets {', '.join(e['budgets'])} (`{name}`): searched minus band mean "
                          f"{e['searched_minus_band_mean']['diff']:+.2f} +- {e['searched_minus_band_mean']['se']:.2f} points."
                          for name, e in corrected["by_evaluator"].items()] + [""]
@@ -224,7 +274,8 @@ def acceptance_statistics(run: Path, baselines: dict[str, dict]) -> dict[str, An
     * per file: ``searched_minus_band_mean`` (the searched student's mean minus the mean of the band's
       ground-truth archs, with its standard error: how much better than a random arch of the same band), and per
       other pick ``pooled_p`` (the seed variance pooled over the band's ground-truth archs and every pick, trained
-      alike) beside ``welch_p``;
+      alike) beside ``welch_p``; with several search repeats, ``repeats_minus_band_mean`` (the same difference
+      averaged over the repeats, its error including the search's own variability);
     * per evaluator, over the budgets it was tested at (the file with the most seeds per band): ``holm_p`` and
       ``pooled_holm_p`` (Holm across those budgets, per compared pick), and ``searched_minus_band_mean`` pooled
       over the budgets (inverse-variance weighted). Files superseded by one with more seeds get no Holm figures.
@@ -244,6 +295,10 @@ def acceptance_statistics(run: Path, baselines: dict[str, dict]) -> dict[str, An
             "welch_p": {n: p["p_values_welch"][n] for n in others},
             "pooled_p": {n: pooled_t_test(searched, p["picks"][n]["accs"], groups) for n in others},
         }
+        repeats = p.get("search_repeats", [])
+        if len(repeats) > 1:
+            per_file[stem]["repeats_minus_band_mean"] = repeats_difference_to_population([r["accs"] for r in repeats],
+                                                                                         bl["truth"])
     by_evaluator: dict[str, dict[str, Any]] = {}
     for evaluator in sorted({f["evaluator"] for f in per_file.values()}):
         family: dict[str, str] = {}  # band -> the file with the most seeds

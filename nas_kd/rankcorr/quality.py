@@ -108,6 +108,23 @@ def difference_to_population(picked: Sequence[float], population_means: Sequence
     return {"diff": 100 * float(p.mean() - pop.mean()), "se": 100 * float(se)}
 
 
+def repeats_difference_to_population(repeats: Sequence[Sequence[float]], population_means: Sequence[float]) -> dict:
+    """The mean over search repeats of (the repeat's seed mean) - mean(the population's arch means), in points.
+
+    ``repeats``: per repeat, its student's per-seed accuracies. The standard error adds the spread of the repeats'
+    means (the search's own variability), the seed noise of the distinct students (repeats that picked the same arch
+    share it) and the population's: sqrt(var(repeat means) / R + mean_k(var_k / n_k) / D + var(population) / m).
+    The seed noise is inside the repeats' spread as well, so this errs on the wide side."""
+    means = np.array([np.mean(r) for r in repeats])
+    distinct = {tuple(r) for r in repeats}
+    seed_part = np.mean([np.var(r, ddof=1) / len(r) for r in distinct]) / len(distinct)
+    pop = np.asarray(population_means, dtype=float)
+    spread = means.var(ddof=1) / len(means) if len(means) > 1 else 0.0
+    se = (spread + seed_part + pop.var(ddof=1) / len(pop)) ** 0.5
+    return {"diff": 100 * float(means.mean() - pop.mean()), "se": 100 * float(se), "repeats": len(means),
+            "distinct": len(distinct)}
+
+
 def pooled_difference(parts: Sequence[dict]) -> dict:
     """The inverse-variance weighted mean of several ``{diff, se}`` (e.g. one per budget) and its standard error."""
     w = np.array([1 / d["se"] ** 2 for d in parts])
