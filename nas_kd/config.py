@@ -72,7 +72,7 @@ class SupernetConfig:
     """Sandwich-rule supernet training: which space, how many subnets per step, who teaches them."""
 
     space: str = "mbv2"
-    mode: str = "sandwich"  # sandwich (one supernet, in-place / teacher distillation) | blockwise (DNA)
+    mode: str | dict = "sandwich"  # a name of nas_kd.train.SUPERNET_TRAINERS (sandwich, spos, progressive, cream, blockwise), or {name, ...its options}
     kernel_transform: bool = False
     num_random: int = field(default=2, metadata=ge(0))  # random subnets per step, besides the max and the min
     distill: list[dict] = field(default_factory=lambda: [{"name": "alpha_div"}])  # logit terms teaching non-max subnets

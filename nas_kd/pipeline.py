@@ -37,7 +37,7 @@ from nas_kd.students import arch_student
 from nas_kd.subnet import shape_text
 from nas_kd.summary import compare_models, print_summary
 from nas_kd.teacher import build_model, load_teacher
-from nas_kd.train import SUPERNET_TRAINERS, SupernetTrainer
+from nas_kd.train import SupernetTrainer, mode_name, supernet_trainer
 from nas_kd.train.distill import train_students
 from nas_kd.train.standalone import export_student, resolve_arch, train_teacher
 from search_spaces import StagedSpace
@@ -116,7 +116,7 @@ def plan_pipeline(recipe: Recipe, data: DataBundle, space: StagedSpace, trainer:
         reading = [ev.name for ev in evaluators if ev.reads_supernet]
         if reading:
             raise OptionError(f"search.evaluator: {', '.join(reading)} score(s) subnets with a weight-sharing "
-                              f"supernet's weights, and supernet.mode {recipe.supernet.mode!r} trains none: pick "
+                              f"supernet's weights, and supernet.mode {mode_name(recipe.supernet.mode)!r} trains none: pick "
                               f"from {', '.join(supernet_free())} (e.g. search.evaluator=dna with "
                               "search.strategy=dna-exhaustive)")
     budget = recipe.search.budget_mflops
@@ -143,7 +143,7 @@ def run_pipeline(recipe: Recipe, *, train_supernet_anyway: bool = False) -> dict
     trains the student from its own initialisation for ``pipeline.finetune_epochs`` with the recipe's
     ``train`` settings."""
     started, watch = origin(), Stopwatch()
-    trainer = SUPERNET_TRAINERS.get(recipe.supernet.mode)
+    trainer = supernet_trainer(recipe.supernet.mode)
     data = load_data(recipe.data)
     space = search_spaces.get(recipe.supernet.space, data.input_shape, data.num_classes)
     budget = plan_pipeline(recipe, data, space, trainer)

@@ -19,7 +19,7 @@ from nas_kd.evaluators import build_evaluators
 from nas_kd.models import MODELS
 from nas_kd.search.run import search_evaluators
 from nas_kd.search.strategies import RUN_INPUTS, STRATEGIES
-from nas_kd.train import SUPERNET_TRAINERS
+from nas_kd.train import supernet_trainer
 from nas_kd.train.common import OPTIMIZERS
 from search_spaces import SAMPLERS, SPACES
 
@@ -34,7 +34,7 @@ def check_recipe(recipe: Recipe) -> None:
             MODELS.get_for(teacher.model, f"{key}.model")
     parse_terms(recipe.distill, "distill")
     sn = recipe.supernet
-    SUPERNET_TRAINERS.get_for(sn.mode, "supernet.mode")
+    supernet_trainer(sn.mode).check(recipe)
     SPACES.get_for(sn.space, "supernet.space")
     SPACES.get_for(recipe.student.space, "student.space")
     SAMPLERS.check_options(sn.sampler, {}, "supernet.sampler", given=("space",))

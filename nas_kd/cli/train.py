@@ -14,11 +14,10 @@ def _cmd_train_teacher(args: argparse.Namespace) -> None:
     report(train_teacher(recipe, resume=args.resume), args.results, ("test_acc", "flops", "params"))
 
 def _cmd_train_supernet(args: argparse.Namespace) -> None:
-    from nas_kd.train import SUPERNET_TRAINERS
+    from nas_kd.train import train_supernet
 
     recipe = load_checked(args.recipe, args.overrides)
-    trainer = SUPERNET_TRAINERS.get(recipe.supernet.mode)
-    report(trainer.train(recipe, resume=args.resume), args.results, ("max_acc", "min_acc", "median_acc"))
+    report(train_supernet(recipe, resume=args.resume), args.results, ("max_acc", "min_acc", "median_acc"))
 
 def _cmd_distill(args: argparse.Namespace) -> None:
     from nas_kd.students import resolve_student

@@ -49,6 +49,14 @@ class DynamicMBConv(nn.Module):
         out = self.project(self.depthwise(self.expand(x, b["mid"]), kernel=b["kernel"]), b["out"])
         return out + x if b["shortcut"] == "identity" else out
 
+    def inner_channels(self) -> tuple[list[DynamicConvBN], list[nn.Parameter]]:
+        """The layers writing the block's inner (``mid``) channels, and the weights reading them (input dim 1)."""
+        return [self.expand, self.depthwise], [self.project.conv.weight]
+
+    def outer_channels(self) -> tuple[list[DynamicConvBN], list[nn.Parameter]]:
+        """The layers writing the block's output channels, and the weights reading its input channels (dim 1)."""
+        return [self.project], [self.expand.conv.weight]
+
     def export_to(self, static: MBConv, b: Block) -> None:
         self.expand.export_to(static.expand, b["in"], b["mid"], 1)
         self.depthwise.export_to(static.depthwise, b["mid"], b["mid"], b["kernel"])

@@ -43,6 +43,15 @@ class DynamicResBlock(nn.Module):
         out = self.conv2(self.conv1(x, b["mid"], b["kernel"]), b["out"], b["kernel"])
         return torch.relu(out + (self.shortcut(x, b["out"]) if self.shortcut is not None else x))
 
+    def inner_channels(self) -> tuple[list[DynamicConvBN], list[nn.Parameter]]:
+        """The layers writing the block's inner (``mid``) channels, and the weights reading them (input dim 1)."""
+        return [self.conv1], [self.conv2.conv.weight]
+
+    def outer_channels(self) -> tuple[list[DynamicConvBN], list[nn.Parameter]]:
+        """The layers writing the block's output channels, and the weights reading its input channels (dim 1)."""
+        short = [self.shortcut] if self.shortcut is not None else []
+        return [self.conv2, *short], [self.conv1.conv.weight, *(m.conv.weight for m in short)]
+
     def export_to(self, static: ResBlock, b: Block) -> None:
         self.conv1.export_to(static.conv1, b["in"], b["mid"], b["kernel"])
         self.conv2.export_to(static.conv2, b["mid"], b["out"], b["kernel"])

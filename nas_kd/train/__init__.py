@@ -1,6 +1,16 @@
 """Trainers: one network with distillation terms (:mod:`.distill`), supernets by ``supernet.mode``
-(:data:`SUPERNET_TRAINERS`: :mod:`.supernet`, :mod:`.blockwise`), and the loop they share (:mod:`.loop`)."""
-from nas_kd.train import blockwise, supernet  # noqa: F401  (register the supernet trainers)
-from nas_kd.train.registry import SUPERNET_TRAINERS, SupernetTrainer
+(:data:`SUPERNET_TRAINERS`: :mod:`.supernet`, :mod:`.spos`, :mod:`.progressive`, :mod:`.cream`, :mod:`.blockwise`),
+and the loop they share (:mod:`.loop`)."""
+from __future__ import annotations
 
-__all__ = ["SUPERNET_TRAINERS", "SupernetTrainer"]
+from typing import Any
+
+from nas_kd.train import blockwise, cream, progressive, spos, supernet  # noqa: F401  (register the supernet trainers)
+from nas_kd.train.registry import SUPERNET_TRAINERS, SupernetTrainer, mode_name, supernet_trainer
+
+__all__ = ["SUPERNET_TRAINERS", "SupernetTrainer", "mode_name", "supernet_trainer", "train_supernet"]
+
+
+def train_supernet(recipe: Any, **kwargs: Any) -> dict[str, Any]:
+    """Train the recipe's supernet by its ``supernet.mode``; ``kwargs``: ``resume``, ``on_step``, ``show_progress``."""
+    return supernet_trainer(recipe.supernet.mode).train(recipe, **kwargs)

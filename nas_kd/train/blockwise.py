@@ -61,4 +61,11 @@ def train_blockwise(recipe: Recipe, *, resume: bool = False, on_step: Callable[[
     return loop.finish(final, started)
 
 
-SUPERNET_TRAINERS.register("blockwise")(SupernetTrainer(train_blockwise, weight_sharing=False))
+@SUPERNET_TRAINERS.register("blockwise")
+class Blockwise(SupernetTrainer):
+    """DNA's blockwise supervision (:func:`train_blockwise`); no weights shared end to end."""
+
+    weight_sharing = False
+
+    def train(self, recipe: Recipe, **kwargs: Any) -> dict[str, Any]:
+        return train_blockwise(recipe, **kwargs)

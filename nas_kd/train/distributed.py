@@ -72,6 +72,16 @@ def average_gradients(model: nn.Module) -> None:
             p.grad.div_(n)
 
 
+def sum_over_ranks(value: float, device: torch.device) -> float:
+    """``value`` summed over ranks (itself for a single process): e.g. a batch's correct count, so that every
+    rank takes the same decision from the whole batch."""
+    if world_size() == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return float(t.item())
+
+
 def barrier() -> None:
     """Wait for every rank (no-op for a single process)."""
     if world_size() > 1:

@@ -1,15 +1,15 @@
-"""Supernet training methods, chosen by ``supernet.mode`` (:data:`SUPERNET_TRAINERS`): ``sandwich``
-(:mod:`nas_kd.train.supernet`) and ``blockwise`` (:mod:`nas_kd.train.blockwise`), registered when
-:mod:`nas_kd.train` is imported."""
+"""Supernet training methods, chosen by ``supernet.mode`` (:data:`SUPERNET_TRAINERS`), a name or
+``{name, ...options}`` (the options are the method's keyword-only constructor arguments, checked when the recipe
+loads). Registered when :mod:`nas_kd.train` is imported: ``sandwich`` and ``spos`` (:mod:`nas_kd.train.supernet`,
+:mod:`nas_kd.train.spos`), ``progressive`` (:mod:`nas_kd.train.progressive`), ``cream`` (:mod:`nas_kd.train.cream`)
+and ``blockwise`` (:mod:`nas_kd.train.blockwise`)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
-from nas_kd.registry import Registry
+from nas_kd.registry import Registry, split_component
 
 
-@dataclass(frozen=True)
 class SupernetTrainer:
     """One supernet training method.
 
@@ -19,8 +19,26 @@ class SupernetTrainer:
     blockwise supernet, whose archs are scored from ranking tables and whose student trains from its own init.
     """
 
-    train: Callable[..., dict[str, Any]]
-    weight_sharing: bool
+    weight_sharing: ClassVar[bool] = True
+
+    def check(self, recipe: Any) -> None:
+        """The method's own checks of the recipe (when it loads, and again before training). Default: none."""
+
+    def train(self, recipe: Any, *, resume: bool = False, on_step: Callable[..., None] | None = None,
+              show_progress: bool = True) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
 
 
 SUPERNET_TRAINERS: Registry[SupernetTrainer] = Registry("supernet.mode")
+
+
+def mode_name(spec: str | dict[str, Any]) -> str:
+    """The method's name of a ``supernet.mode`` value."""
+    return split_component(spec, "supernet.mode", SUPERNET_TRAINERS)[0]
+
+
+def supernet_trainer(spec: str | dict[str, Any]) -> SupernetTrainer:
+    """The trainer a ``supernet.mode`` value names, built with its options (checked)."""
+    name, options = split_component(spec, "supernet.mode", SUPERNET_TRAINERS)
+    SUPERNET_TRAINERS.get_for(name, "supernet.mode")
+    return SUPERNET_TRAINERS.build_checked(name, options, f"supernet.mode ({name})")

@@ -74,9 +74,11 @@ def build_loop(
     meta: dict[str, Any] | None = None,
     with_index: bool = False,
     keep_epoch_checkpoints: bool = False,
+    extra_state: Callable[[], dict[str, Any]] | None = None,
+    load_extra_state: Callable[[dict[str, Any]], None] | None = None,
 ) -> TrainLoop:
     """The training loop of ``model`` (on its device, channels_last if the recipe says so), resumed from the run's
-    checkpoint when it has one.
+    checkpoint when it has one (``extra_state`` / ``load_extra_state``: a method's own state in the checkpoint).
 
     Under torchrun every rank starts from rank 0's weights.
     """
@@ -90,7 +92,7 @@ def build_loop(
         run, model, opt, build_scheduler(opt, recipe.train, len(batches)), batches, recipe.train.epochs,
         checkpoint_every_steps=recipe.train.checkpoint_every_steps, on_step=on_step,
         show_progress=show_progress, meta=meta, channels_last=recipe.train.channels_last,
-        keep_epoch_checkpoints=keep_epoch_checkpoints,
+        keep_epoch_checkpoints=keep_epoch_checkpoints, extra_state=extra_state, load_extra_state=load_extra_state,
     )
     if run.last_checkpoint.exists():  # RunDir.open let it be continued
         loop.resume()

@@ -1,6 +1,7 @@
-"""Sandwich-rule supernet training with in-place distillation (BigNAS / OFA / AlphaNet style).
+"""Weight-sharing supernet training: what every weight-sharing ``supernet.mode`` shares (:class:`WeightSharing`,
+with its step kit :class:`Kit`), and the sandwich rule with in-place distillation (BigNAS / OFA / AlphaNet style).
 
-Each step trains the max subnet, the min subnet and ``num_random`` random subnets (drawn by
+``sandwich``: each step trains the max subnet, the min subnet and ``num_random`` random subnets (drawn by
 the recipe's sampler, seeded by (seed, epoch, step), so a resumed run and every torchrun rank
 draw the same ones) on the same batch, accumulating gradients, then takes one optimiser step. The max subnet learns
 from the hard labels (plus, optionally, the fixed teacher); the others learn from soft
@@ -11,9 +12,11 @@ or a weighted mix of both (``mix``), through the recipe's ``supernet.distill`` t
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 import search_spaces
@@ -29,9 +32,9 @@ from nas_kd.supernet import Supernet
 from nas_kd.teacher import load_teacher
 from nas_kd.train import distributed as dist
 from nas_kd.train.loop import TrainLoop
-from nas_kd.train.registry import SUPERNET_TRAINERS, SupernetTrainer
+from nas_kd.train.registry import SUPERNET_TRAINERS, SupernetTrainer, mode_name
 from nas_kd.train.setup import build_loop, start_run
-from search_spaces import SAMPLERS
+from search_spaces import SAMPLERS, StagedSpace
 
 
 def eval_archs(space, n_random: int, seed: int) -> dict[str, dict]:
@@ -55,99 +58,165 @@ def subnet_accuracy(net: Supernet, arch: dict, data: DataBundle, split: str, rec
     return evaluate(net, getattr(data, split), recipe.data.eval_batch_size, cl)["acc"]
 
 
-def train_supernet(
-    recipe: Recipe,
-    *,
-    resume: bool = False,
-    on_step: Callable[[TrainLoop], None] | None = None,
-    show_progress: bool = True,
-) -> dict[str, Any]:
-    """Train the supernet of ``recipe.supernet.space`` by the sandwich rule; returns the final metrics
-    (test accuracy of max / min). ``supernet.mode`` picks the trainer (:data:`SUPERNET_TRAINERS`)."""
-    cfg = recipe.supernet
-    if cfg.mode != "sandwich":
-        raise UserError(f"supernet.mode {cfg.mode!r}: train_supernet trains 'sandwich' supernets "
-                         f"(SUPERNET_TRAINERS: {', '.join(SUPERNET_TRAINERS.available())})")
-    terms = parse_terms(cfg.distill, "supernet.distill", logits_only=True)
-    if not terms and cfg.soft_labels != "none":
-        raise UserError(f"supernet.distill is empty but soft_labels is {cfg.soft_labels!r}: give a term "
-                         "(e.g. [{name: alpha_div}]) or set soft_labels: none")
-    distillers = [build_distiller(t) for t in terms]
-    for d in distillers:
-        d.resolve(None, [[]], 1)  # one soft-label source plays the teacher
-    SAMPLERS.check_options(cfg.sampler, {}, "supernet.sampler", given=("space",))
-    search_spaces.get(cfg.space)  # an unknown name fails before the run directory exists
-    started, run, data, device = start_run(recipe, resume)
-    space = search_spaces.get(cfg.space, data.input_shape, data.num_classes)
-    sampler = SAMPLERS.build(cfg.sampler, space=space)
-    needs_teacher = cfg.soft_labels != "inplace" or cfg.max_teacher_weight > 0
-    teacher = load_teacher(recipe.teacher, data.num_classes, data.in_channels).to(device) if needs_teacher else None
-    net = space.build_supernet(kernel_transform=cfg.kernel_transform)
-    loop = build_loop(recipe, run, data, net, device, on_step=on_step, show_progress=show_progress,
-                      meta={"supernet": net.meta()}, keep_epoch_checkpoints=cfg.keep_epoch_checkpoints)
-    amp = recipe.train.amp
+@dataclass
+class Kit:
+    """What a weight-sharing method's step works with: the supernet and its space, the sampler, the fixed teacher
+    (None when no soft label needs it), the ``supernet.distill`` terms, and the loop (its position seeds the step)."""
 
-    def distill(out: torch.Tensor, y: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
+    recipe: Recipe
+    space: StagedSpace
+    net: Supernet
+    sampler: Any
+    teacher: nn.Module | None
+    terms: list
+    distillers: list
+    device: torch.device
+    loop: TrainLoop | None = None
+
+    @property
+    def cfg(self):
+        return self.recipe.supernet
+
+    def rng(self) -> random.Random:
+        """The step's generator, seeded by (seed, epoch, step): a resumed run draws what the straight one drew."""
+        return random.Random(step_seed(self.recipe.seed, self.loop.state.epoch, self.loop.state.step))
+
+    def forward(self, arch: dict, x: torch.Tensor) -> torch.Tensor:
+        """Logits of the subnet ``arch`` (float32)."""
+        self.net.set_arch(arch)
+        with autocast(self.device, self.recipe.train.amp):
+            return self.net(x).float()
+
+    def teacher_logits(self, x: torch.Tensor) -> torch.Tensor | None:
+        if self.teacher is None:
+            return None
+        with torch.no_grad(), autocast(self.device, self.recipe.train.amp):
+            return self.teacher(x).float()
+
+    def hard_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, y, label_smoothing=self.recipe.train.label_smoothing)
+
+    def max_loss(self, logits: torch.Tensor, y: torch.Tensor, t_logits: torch.Tensor | None) -> torch.Tensor:
+        """The largest subnet's loss: hard labels, plus ``max_teacher_weight`` x KD from the fixed teacher."""
+        loss = self.hard_loss(logits, y)
+        if self.cfg.max_teacher_weight > 0:
+            loss = loss + self.cfg.max_teacher_weight * kd_loss(logits, t_logits, 1.0)
+        return loss
+
+    def distill(self, out: torch.Tensor, y: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
+        """The ``supernet.distill`` terms with ``soft`` as the teacher's logits."""
         view = View(y, out, {}, [soft])
-        return sum(t.weight * v for t, d in zip(terms, distillers) for v in d(view).values())
+        return sum(t.weight * v for t, d in zip(self.terms, self.distillers) for v in d(view).values())
 
-    def forward(arch: dict, x: torch.Tensor) -> torch.Tensor:
-        net.set_arch(arch)
-        with autocast(device, amp):
-            return net(x).float()
+    def soft_loss(self, out: torch.Tensor, y: torch.Tensor, t_logits: torch.Tensor | None,
+                  inplace: torch.Tensor | None) -> torch.Tensor:
+        """A non-max subnet's loss by ``supernet.soft_labels``: from ``inplace`` (the max subnet's detached logits),
+        the fixed teacher's ``t_logits``, a mix of both, or (``none``) the hard labels."""
+        mode = self.cfg.soft_labels
+        if mode == "none":
+            return self.hard_loss(out, y)
+        if mode == "inplace":
+            return self.distill(out, y, inplace)
+        if mode == "teacher":
+            return self.distill(out, y, t_logits)
+        return self.cfg.mix_weight * self.distill(out, y, t_logits) + (1 - self.cfg.mix_weight) * self.distill(out, y, inplace)
 
-    def step(x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-        st = loop.state
-        rng = random.Random(step_seed(recipe.seed, st.epoch, st.step))
-        t_logits = None
-        if teacher is not None:
-            with torch.no_grad(), autocast(device, amp):
-                t_logits = teacher(x).float()
-        logits = forward(space.max_arch(), x)
-        loss = F.cross_entropy(logits, y, label_smoothing=recipe.train.label_smoothing)
-        if cfg.max_teacher_weight > 0:
-            loss = loss + cfg.max_teacher_weight * kd_loss(logits, t_logits, 1.0)
+
+class WeightSharing(SupernetTrainer):
+    """A weight-sharing supernet method: the setup, validation and final report every such method shares. A
+    subclass defines :meth:`step` (it calls ``backward``) and, when it keeps state across steps, :meth:`begin`,
+    :meth:`state_dict` and :meth:`load_state_dict` (saved in every checkpoint, so a resume is exact)."""
+
+    weight_sharing = True
+
+    def begin(self, kit: Kit) -> None:
+        """Fresh per-run state, before a checkpoint may restore it. Default: none."""
+
+    def step(self, kit: Kit, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+    def report(self, kit: Kit) -> dict[str, Any]:
+        """The method's own entries of ``final.json``. Default: none."""
+        return {}
+
+    def train(self, recipe: Recipe, *, resume: bool = False, on_step: Callable[[TrainLoop], None] | None = None,
+              show_progress: bool = True) -> dict[str, Any]:
+        """Train the supernet of ``recipe.supernet.space``; returns the final metrics (test accuracy of the max,
+        min and median-FLOPs subnets after BN recalibration)."""
+        cfg = recipe.supernet
+        terms = parse_terms(cfg.distill, "supernet.distill", logits_only=True)
+        if not terms and cfg.soft_labels != "none":
+            raise UserError(f"supernet.distill is empty but soft_labels is {cfg.soft_labels!r}: give a term "
+                            "(e.g. [{name: alpha_div}]) or set soft_labels: none")
+        distillers = [build_distiller(t) for t in terms]
+        for d in distillers:
+            d.resolve(None, [[]], 1)  # one soft-label source plays the teacher
+        SAMPLERS.check_options(cfg.sampler, {}, "supernet.sampler", given=("space",))
+        search_spaces.get(cfg.space)  # an unknown name fails before the run directory exists
+        self.check(recipe)
+        started, run, data, device = start_run(recipe, resume)
+        space = search_spaces.get(cfg.space, data.input_shape, data.num_classes)
+        needs_teacher = cfg.soft_labels in ("teacher", "mix") or cfg.max_teacher_weight > 0
+        teacher = load_teacher(recipe.teacher, data.num_classes, data.in_channels).to(device) if needs_teacher else None
+        net = space.build_supernet(kernel_transform=cfg.kernel_transform)
+        kit = Kit(recipe, space, net, SAMPLERS.build(cfg.sampler, space=space), teacher, terms, distillers, device)
+        self.begin(kit)
+        kit.loop = build_loop(recipe, run, data, net, device, on_step=on_step, show_progress=show_progress,
+                              meta={"supernet": net.meta()}, keep_epoch_checkpoints=cfg.keep_epoch_checkpoints,
+                              extra_state=self.state_dict, load_extra_state=self.load_state_dict)
+        watched = eval_archs(space, cfg.eval_random_archs, recipe.seed)
+
+        def validate(epoch: int) -> dict[str, float]:
+            out = {f"val_acc_{name}": subnet_accuracy(net, arch, data, "val", recipe) for name, arch in watched.items()}
+            net.train()
+            return out
+
+        kit.loop.fit(lambda x, y: self.step(kit, x, y), validate)
+        median = median_flops_arch(space, recipe.seed)
+        final = {
+            "mode": mode_name(cfg.mode), "space": cfg.space, "dataset": recipe.data.dataset,
+            "epochs": recipe.train.epochs, "seed": recipe.seed,
+            "recipe": recipe.to_dict(), "accuracy_kind": "last epoch, after BN recalibration",
+            "device": str(device), "world_size": dist.world_size(),
+            "max_acc": subnet_accuracy(net, space.max_arch(), data, "test", recipe),
+            "min_acc": subnet_accuracy(net, space.min_arch(), data, "test", recipe),
+            "median_acc": subnet_accuracy(net, median, data, "test", recipe),
+            "max_mflops": space.flops(space.max_arch()) / 1e6, "min_mflops": space.flops(space.min_arch()) / 1e6,
+            "median_mflops": space.flops(median) / 1e6, "median_arch": median,
+            "checkpoint": str(run.last_checkpoint), **self.report(kit),
+        }
+        return kit.loop.finish(final, started)
+
+
+@SUPERNET_TRAINERS.register("sandwich")
+class Sandwich(WeightSharing):
+    """The sandwich rule (Yu et al., BigNAS, ECCV 2020; AlphaNet's alpha-divergence, Wang et al., ICML 2021, as a
+    ``supernet.distill`` term): per step the max subnet on the hard labels, then the min subnet and
+    ``supernet.num_random`` sampled subnets on soft labels (``supernet.soft_labels``)."""
+
+    def others(self, kit: Kit, rng: random.Random) -> list[dict]:
+        """The subnets trained on soft labels this step."""
+        return [kit.space.min_arch()] + kit.sampler.sample(rng, kit.cfg.num_random)
+
+    def step(self, kit: Kit, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        rng = kit.rng()
+        t_logits = kit.teacher_logits(x)
+        logits = kit.forward(kit.space.max_arch(), x)
+        loss = kit.max_loss(logits, y, t_logits)
         loss.backward()
         soft = logits.detach()
         stats = {"loss_max": loss.item() * len(y), "acc": (logits.argmax(1) == y).sum().item(), "count": len(y)}
-        others = [space.min_arch()] + sampler.sample(rng, cfg.num_random)
+        others = self.others(kit, rng)
         total = 0.0
         for arch in others:
-            out = forward(arch, x)
-            if cfg.soft_labels == "none":
-                sub_loss = F.cross_entropy(out, y, label_smoothing=recipe.train.label_smoothing)
-            elif cfg.soft_labels == "inplace":
-                sub_loss = distill(out, y, soft)
-            elif cfg.soft_labels == "teacher":
-                sub_loss = distill(out, y, t_logits)
-            else:
-                sub_loss = cfg.mix_weight * distill(out, y, t_logits) + (1 - cfg.mix_weight) * distill(out, y, soft)
+            sub_loss = kit.soft_loss(kit.forward(arch, x), y, t_logits, soft)
             sub_loss.backward()
             total += sub_loss.item()
         stats["loss_distill"] = total / max(1, len(others)) * len(y)
         return stats
-
-    watched = eval_archs(space, cfg.eval_random_archs, recipe.seed)
-
-    def validate(epoch: int) -> dict[str, float]:
-        out = {f"val_acc_{name}": subnet_accuracy(net, arch, data, "val", recipe) for name, arch in watched.items()}
-        net.train()
-        return out
-
-    loop.fit(step, validate)
-    median = median_flops_arch(space, recipe.seed)
-    final = {
-        "space": cfg.space, "dataset": recipe.data.dataset, "epochs": recipe.train.epochs, "seed": recipe.seed,
-        "recipe": recipe.to_dict(), "accuracy_kind": "last epoch, after BN recalibration",
-        "device": str(device), "world_size": dist.world_size(),
-        "max_acc": subnet_accuracy(net, space.max_arch(), data, "test", recipe),
-        "min_acc": subnet_accuracy(net, space.min_arch(), data, "test", recipe),
-        "median_acc": subnet_accuracy(net, median, data, "test", recipe),
-        "max_mflops": space.flops(space.max_arch()) / 1e6, "min_mflops": space.flops(space.min_arch()) / 1e6,
-        "median_mflops": space.flops(median) / 1e6, "median_arch": median,
-        "checkpoint": str(run.last_checkpoint),
-    }
-    return loop.finish(final, started)
-
-
-SUPERNET_TRAINERS.register("sandwich")(SupernetTrainer(train_supernet, weight_sharing=True))
