@@ -15,6 +15,7 @@ from nas_kd.evaluators.similarity import (
     spearman,
 )
 from nas_kd.export import export_subnet
+from nas_kd.losses.functional import kd_loss
 from nas_kd.supernet import Supernet
 
 
@@ -116,3 +117,53 @@ def test_evaluator_bench_compares_supernet_free_evaluators_with_the_supernet_one
         for ref in ("kl", "cka"):
             assert ratios[ref] == pytest.approx(out["evaluators"][ref]["seconds_per_arch"] / free, abs=0.05)
         assert ratios["min"] == min(ratios["kl"], ratios["cka"])
+
+
+@pytest.fixture(scope="module")
+def tiny_context(synthetic_root):
+    from nas_kd.data import load_dataset
+    from nas_kd.models.resnet_teacher import ResNetTeacher
+
+    data = load_dataset("fashion-mnist", synthetic_root, val_size=64)
+    torch.manual_seed(0)
+    teacher = ResNetTeacher(widths=(8, 8, 8, 8)).eval().requires_grad_(False)
+    return EvalContext.build(Supernet(search_spaces.get("resnet")), teacher, data,
+                             teacher_stages=["stem", "stage1", "stage2", "stage3", "stage4"], probe_size=32,
+                             bn_batches=2, batch_size=32, seed=0, channels_last=False)
+
+
+def test_p_tg_is_z_scored_accuracy_plus_z_scored_rdm(tiny_context):
+    import random
+    import statistics
+
+    ctx = tiny_context
+    arch = ctx.space.sample(random.Random(7))
+    [ev, acc, sim] = build_evaluators([{"name": "p+tg", "performance_weight": 2.0, "guidance_weight": 0.5,
+                                        "reference_archs": 4}, "accuracy", "rdm"], "e")
+    [row] = score_archs(ctx, [arch], [ev, acc, sim])
+    # the reference population: 4 archs drawn with seed 0, one after another from one generator
+    rng = random.Random(0)
+    ref = score_archs(ctx, [ctx.space.sample(rng) for _ in range(4)], [acc, sim])
+    a, r = [x["accuracy_raw"] for x in ref], [x["rdm_raw"] for x in ref]
+    expected = (2.0 * (row["accuracy_raw"] - statistics.mean(a)) / (statistics.stdev(a) or 1.0)
+                + 0.5 * (row["rdm_raw"] - statistics.mean(r)) / (statistics.stdev(r) or 1.0))
+    assert row[ev.name] == pytest.approx(expected)
+
+
+def test_kd_proxy_learns_from_the_teacher_and_leaves_the_supernet_alone(tiny_context, monkeypatch):
+    import random
+
+    from nas_kd.evaluators import kd_proxy
+
+    ctx = tiny_context
+    arch = ctx.space.sample(random.Random(3))
+    before = {k: v.clone() for k, v in ctx.supernet.state_dict().items()}
+    losses = []
+    monkeypatch.setattr(kd_proxy, "kd_loss", lambda s, t, temp: losses.append(kd_loss(s, t, temp)) or losses[-1])
+    [zero_ish, trained] = build_evaluators([{"name": "kd-proxy", "steps": 1, "lr": 1e-9},
+                                            {"name": "kd-proxy", "steps": 30, "lr": 0.05}], "e")
+    [row] = score_archs(ctx, [arch], [zero_ish, trained, *build_evaluators(["accuracy"], "a")])
+    assert len(losses) == 31 and losses[-1].item() < 0.5 * losses[1].item()  # it learns the teacher's outputs
+    assert 0 <= row[trained.name] <= 1 and row[zero_ish.name] == pytest.approx(row["accuracy"], abs=0.05)
+    assert all(torch.equal(before[k], v) for k, v in ctx.supernet.state_dict().items()
+               if "running" not in k and "num_batches" not in k)  # the shared weights are untouched
