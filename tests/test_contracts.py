@@ -109,14 +109,28 @@ def toy_objective(budget_mflops=20.0):
     return Objective(space, score, "q", budget_mflops * 1e6), calls
 
 
+@pytest.fixture(scope="module")
+def cream_checkpoint(tmp_path_factory):
+    """A supernet checkpoint holding a cream board of 12 random paths."""
+    space = search_spaces.get("resnet")
+    rng = random.Random(5)
+    board = [{"arch": space.sample(rng), "acc": 50.0, "mflops": 1.0} for _ in range(12)]
+    path = tmp_path_factory.mktemp("cream") / "last.pt"
+    save_checkpoint({"model": {}, "extra": {"board": json.loads(json.dumps(board))}}, path)
+    return str(path)
+
+
+STRATEGY_OPTIONS = {"slim": {"steps": 5}}  # a short gate training keeps the suite fast
+
+
 @pytest.mark.parametrize("name", STRATEGIES.available())
-def test_strategy_contract(name, tmp_path, dna_tables):
+def test_strategy_contract(name, tmp_path, dna_tables, scoring, cream_checkpoint):
     """At most ``trials`` archs scored, none over the budget, rows best first, the same rows for the same seed."""
     runs = []
     for i in range(2):
         obj, calls = toy_objective()
-        rows = run_strategy(name, obj, 8, {}, seed=0, storage=f"sqlite:///{tmp_path}/s{i}.db", study_name="t",
-                            dna_tables=dna_tables)
+        rows = run_strategy(name, obj, 8, STRATEGY_OPTIONS.get(name, {}), seed=0, storage=f"sqlite:///{tmp_path}/s{i}.db", study_name="t",
+                            dna_tables=dna_tables, checkpoint=cream_checkpoint, context=scoring[0], workdir=tmp_path)
         assert rows and len(calls) <= 8
         assert all(obj.space.flops(a) <= 20e6 for a in calls)  # over-budget archs are never scored
         assert [r["q"] for r in rows] == sorted((r["q"] for r in rows), reverse=True)

@@ -49,7 +49,7 @@ def test_progressive_opens_the_dimensions_in_order():
     k.loop.state.epoch = 1
     def used(label, arch):  # a block's choice counts only within its stage's depth
         parts = label.split(".")
-        return len(parts) < 3 or int(parts[1].removeprefix("block")) < arch[f"{parts[0]}.depth"]
+        return len(parts) < 3 or int(parts[1].removeprefix("block")) <= arch[f"{parts[0]}.depth"]  # 1-based
 
     for arch in p.others(k, rng):  # depth open: every width and ratio in use at its largest
         assert all(v == max(k.space.choices[lbl]) for lbl, v in arch.items()

@@ -75,7 +75,8 @@ def run_search(recipe: Recipe, show_progress: bool = True, report_only: bool = F
     objective = Objective(space, lambda arch: score_archs(ctx, [arch], evaluators)[0], primary, budget, progress=bar,
                           budget_ms=cfg.budget_ms, latency_table=table, journal=out / _journal_name(recipe, names))
     rows = run_strategy(cfg.strategy, objective, cfg.trials, cfg.strategy_options, seed=recipe.seed, storage=storage,
-                        study_name=study_name, dna_tables=cfg.dna_tables)
+                        study_name=study_name, dna_tables=cfg.dna_tables, checkpoint=cfg.checkpoint, context=ctx,
+                        workdir=out)
     bar.close()
     return _write_outputs(recipe, rows, out, space, names, budget, storage, study_name, started, watch)
 

@@ -1,4 +1,5 @@
-"""Search strategies, chosen by name: random, evolution, optuna-tpe, optuna-nsga2.
+"""Search strategies, chosen by name: random, evolution, dna-exhaustive here; optuna-tpe and optuna-nsga2
+(:mod:`.optuna_search`), reinforce (:mod:`.reinforce`), slim (:mod:`.slim`), cream-board (:mod:`.cream_board`).
 
 Each is ``strategy(objective, trials, seed, **options)``, its options typed keyword-only arguments (ranges as
 ``Annotated`` metadata, checked when the recipe loads), and scores at most ``trials`` distinct
@@ -20,7 +21,7 @@ from nas_kd.typecheck import AtLeast1, Probability
 STRATEGIES: Registry = Registry("strategy")
 # inputs the search itself gives a strategy (when its signature takes them); everything else is an option
 # the user sets in ``search.strategy_options``, checked against the strategy's signature
-RUN_INPUTS = ("objective", "trials", "seed", "storage", "study_name", "dna_tables")
+RUN_INPUTS = ("objective", "trials", "seed", "storage", "study_name", "dna_tables", "checkpoint", "context", "workdir")
 
 
 def run_strategy(name: str, objective: Objective, trials: int, options: dict[str, Any], **inputs: Any) -> list[dict]:
