@@ -102,3 +102,17 @@ def test_reinforce_is_seeded():
     reinforce(a, 20, seed=3)
     reinforce(b, 20, seed=3)
     assert list(a.cache) == list(b.cache)
+
+
+def test_strategies_bench_measures_regret_against_the_exact_optimum(dna_tables, tmp_path):
+    from nas_kd.bench.strategies import bench_strategies, best_curve, write_report
+
+    assert best_curve([3.0, 2.0, 2.5, 1.0], 6) == [3.0, 2.0, 2.0, 1.0, 1.0, 1.0]
+    payload = bench_strategies(dna_tables, ["random", "reinforce"], [0.5], seeds=2, trials=12)
+    b = payload["budgets"]["0.5"]
+    for s in b["strategies"].values():
+        assert all(r >= -1e-9 for cv in s["curves"] for r in cv)  # nothing beats the exact optimum
+        assert all(cv[i] >= cv[i + 1] for cv in s["curves"] for i in range(11))  # best so far never worsens
+        assert set(s["regret_mean"]) == {"10", "12"}
+    write_report({**payload, "command": "x", "git_commit": "y"}, tmp_path / "bench.json")
+    assert "| reinforce |" in (tmp_path / "bench.md").read_text() and (tmp_path / "bench.png").exists()

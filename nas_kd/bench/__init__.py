@@ -2,17 +2,18 @@
 
 A :class:`Bench` declares its own command-line options (``options(parser)``) and runs on them (``run(args)``),
 returning the payload to write (with its command, commit and wall time), or ``None`` when it writes its own
-records (the method tables).
+records (the method tables); its optional ``report(payload, json_path)`` writes a table or plot beside the JSON.
 """
 from __future__ import annotations
 
 import argparse
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 from nas_kd.registry import Registry
-from nas_kd.typecheck import COUNT
+from nas_kd.typecheck import COUNT, FRACTION
 
 DEFAULT_SPACES = ["mbv2", "resnet"]
 
@@ -24,6 +25,7 @@ class Bench:
     help: str
     options: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], dict[str, Any] | None]
+    report: Callable[[dict[str, Any], Path], None] | None = None  # writes more beside the JSON (a table, a plot)
 
 
 BENCHES: Registry[Bench] = Registry("benchmark")
@@ -95,6 +97,22 @@ def _latency(args: argparse.Namespace) -> dict:
                          batch_sizes=tuple(args.batch_sizes))
 
 
+def _strategies_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tables", default="results/dna_tables_fmnist.json", help="DNA ranking tables (nas-kd dna-rank)")
+    p.add_argument("--strategies", nargs="+", default=["random", "evolution", "optuna-tpe", "reinforce"],
+                   help="strategies compared")
+    p.add_argument("--budgets", type=FRACTION, nargs="+", default=[0.12, 0.25, 0.5],
+                   help="budgets as fractions of the max arch's FLOPs")
+    p.add_argument("--seeds", type=COUNT, default=5, help="seeds per strategy and budget")
+    p.add_argument("--trials", type=COUNT, default=200, help="archs each search scores")
+
+
+def _strategies(args: argparse.Namespace) -> dict:
+    from nas_kd.bench.strategies import bench_strategies
+
+    return bench_strategies(args.tables, args.strategies, args.budgets, args.seeds, args.trials)
+
+
 def _table_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--table", required=True, help="the table file (rows x seeds), e.g. recipes/distill_table_fmnist.yaml")
     p.add_argument("--rows", nargs="*", help="only these rows")
@@ -123,6 +141,14 @@ BENCHES.register("flops")(Bench("the per-block cost table vs fvcore", _flops_opt
 BENCHES.register("supernet")(Bench("weight-sharing step cost", _supernet_options, _supernet))
 BENCHES.register("dna-search")(Bench("exact search time, brute-force check", _spaces(["mbv2"]), _dna_search))
 BENCHES.register("evaluators")(Bench("archs per minute", _evaluators_options, _evaluators))
+def _strategies_report(payload: dict[str, Any], path: Path) -> None:
+    from nas_kd.bench.strategies import write_report
+
+    write_report(payload, path)
+
+
+BENCHES.register("strategies")(Bench("regret vs trials where the optimum is known", _strategies_options, _strategies,
+                                     _strategies_report))
 BENCHES.register("latency")(Bench("latency tables vs measured latency", _latency_options, _latency))
 BENCHES.register("distill")(Bench("the distillation method table", _table_options, _distill))
 BENCHES.register("supernet-ablation")(Bench("supernet training choices", _table_options, _supernet_ablation))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from nas_kd.bench import BENCHES
 from nas_kd.provenance import Stopwatch, origin, write_result
@@ -10,10 +11,14 @@ from nas_kd.provenance import Stopwatch, origin, write_result
 
 def _cmd_bench(args: argparse.Namespace) -> None:
     started, watch = origin(), Stopwatch()
-    payload = BENCHES.get(args.name).run(args)
+    bench = BENCHES.get(args.name)
+    payload = bench.run(args)
     if payload is not None:
-        out = args.out or f"results/bench_{args.name}.json"
-        print(json.dumps(write_result(out, payload, watch.seconds(), started), indent=2))
+        out = Path(args.out or f"results/bench_{args.name}.json")
+        written = write_result(out, payload, watch.seconds(), started)
+        if bench.report is not None:
+            bench.report(written, out)
+        print(json.dumps(written, indent=2) if bench.report is None else f"wrote {out} and its report")
 
 
 def add(sub: argparse._SubParsersAction) -> None:
