@@ -272,12 +272,14 @@ def test_supernet_ablation_table_mixes_supernet_and_standalone_rows(synthetic_ro
     table = tmp_path / "table.yaml"
     table.write_text(json.dumps({
         "recipe": "recipes/supernet_fmnist.yaml", "seeds": [0], "runs": str(tmp_path / "runs"), "out": str(tmp_path / "out"),
-        "rows": {"alone": {"trainer": "distill", "recipe": "recipes/arch_fmnist.yaml", "set": [*sets[:7], "student.arch=min"]},
-                 "teacher": sets}}))
+        "set": sets[:7],  # what every row starts from
+        "rows": {"alone": {"trainer": "distill", "recipe": "recipes/arch_fmnist.yaml", "set": ["student.arch=min"]},
+                 "teacher": sets[7:], "spos": [*sets[7:], "supernet.mode=spos"]}}))
     assert main(["bench", "supernet-ablation", "--table", str(table)]) == 0
-    alone, sandwich = (json.loads((tmp_path / f"out/{r}-s0.json").read_text()) for r in ("alone", "teacher"))
+    alone, sandwich, spos = (json.loads((tmp_path / f"out/{r}-s0.json").read_text()) for r in ("alone", "teacher", "spos"))
     assert alone["max_acc"] is None and 0 <= alone["min_acc"] <= 1 and alone["trainer"] == "distill"
     assert all(0 <= sandwich[f"{s}_acc"] <= 1 for s in ("max", "min", "median")) and sandwich["command"]
+    assert (sandwich["mode"], spos["mode"]) == ("sandwich", "spos")
     assert "| teacher |" in (tmp_path / "out.md").read_text()
     table.write_text(json.dumps({"recipe": "recipes/supernet_fmnist.yaml", "seeds": [0], "runs": "r", "out": "o",
                                  "rows": {"bad": {"trainer": "sandwich", "set": []}}}))

@@ -132,3 +132,18 @@ def test_scores_of_finished_epochs_survive_a_failure(study, tmp_path, monkeypatc
     calls.clear()
     run_rank_corr(r, show_progress=False)
     assert len(calls) == 1  # only epoch 2 is scored again
+
+
+def test_checkpoint_taus_rank_the_band_archs_against_the_ground_truth(study, tmp_path):
+    """Kendall tau of an evaluator scored on one supernet checkpoint against the committed ground truth."""
+    from nas_kd.rankcorr.stats import kendall_tau
+    from nas_kd.rankcorr.study import checkpoint_taus
+
+    recipe, _ = study
+    space = search_spaces.get(recipe.student.space)
+    taus = checkpoint_taus(recipe, recipe.rankcorr.supernet_run, ["flops", "kl"])
+    for band, archs in gt.study_bands(recipe).items():
+        truth = [sum(json.loads(gt.record_path(recipe, gt.job_key(space.name, band, a, "kd", s)).read_text())["heldout_acc"]
+                     for s in recipe.rankcorr.seeds) for a in archs]
+        assert taus[band]["flops"] == pytest.approx(kendall_tau([space.flops(a) for a in archs], truth))
+        assert -1 <= taus[band]["kl"] <= 1

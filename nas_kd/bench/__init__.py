@@ -120,8 +120,8 @@ def _table_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--report", action="store_true", help="train nothing, rebuild the table from the records")
 
 
-def _table(args: argparse.Namespace, run, show) -> None:
-    summary = run(args.table, rows=args.rows, commit=args.commit, report_only=args.report)
+def _table(args: argparse.Namespace, run, show, **options: Any) -> None:
+    summary = run(args.table, rows=args.rows, commit=args.commit, report_only=args.report, **options)
     print(json.dumps({k: show(v) for k, v in summary["rows"].items()}, indent=2))
 
 
@@ -134,7 +134,14 @@ def _distill(args: argparse.Namespace) -> None:
 def _supernet_ablation(args: argparse.Namespace) -> None:
     from nas_kd.bench.supernet_ablation import bench_supernet_ablation
 
-    _table(args, bench_supernet_ablation, lambda v: {s: v[f"{s}_acc"] for s in ("max", "min", "median")})
+    _table(args, bench_supernet_ablation, lambda v: {s: v[f"{s}_acc"] for s in ("max", "min", "median")},
+           taus_study=args.taus_study)
+
+
+def _supernet_ablation_options(p: argparse.ArgumentParser) -> None:
+    _table_options(p)
+    p.add_argument("--taus-study", help="a search-quality study recipe: also score each supernet's kl and rdm against "
+                                        "its ground truth (Kendall tau per band)")
 
 
 BENCHES.register("flops")(Bench("the per-block cost table vs fvcore", _flops_options, _flops))
@@ -151,4 +158,4 @@ BENCHES.register("strategies")(Bench("regret vs trials where the optimum is know
                                      _strategies_report))
 BENCHES.register("latency")(Bench("latency tables vs measured latency", _latency_options, _latency))
 BENCHES.register("distill")(Bench("the distillation method table", _table_options, _distill))
-BENCHES.register("supernet-ablation")(Bench("supernet training choices", _table_options, _supernet_ablation))
+BENCHES.register("supernet-ablation")(Bench("supernet training choices", _supernet_ablation_options, _supernet_ablation))

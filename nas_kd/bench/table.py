@@ -1,6 +1,7 @@
 """Method tables: rows x seeds of training runs, one committed record per (row, seed), resumable.
 
-A table file names the base recipe, the seeds, a run directory, where records go, and the rows. A row is a
+A table file names the base recipe, the seeds, a run directory, where records go, the rows, and optionally
+``set``: overrides every row starts from (before its own). A row is a
 list of ``--set`` overrides, or a mapping ``{set: [...], recipe: other.yaml, trainer: distill | supernet}``
 for a row that differs in more than overrides (``trainer`` defaults to the table's). ``{runs}`` and
 ``{seed}`` are substituted, so a row can name another row's run directory (``{runs}/<row>-s{seed}``),
@@ -26,6 +27,7 @@ from nas_kd.train import train_supernet
 from nas_kd.train.distill import train_students
 
 TABLE_KEYS = {"recipe", "seeds", "runs", "out", "rows"}
+OPTIONAL_KEYS = {"set"}  # overrides every row starts from
 TRAINERS = ("distill", "supernet")
 ROW_KEYS = {"set", "recipe", "trainer"}
 
@@ -37,8 +39,10 @@ def load_table(path: str | Path, trainer: str) -> dict[str, Any]:
         table = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as e:
         raise UserError(f"{path}: cannot read the table ({e})") from None
-    if not isinstance(table, dict) or set(table) != TABLE_KEYS:
-        raise UserError(f"{path}: a table has exactly the keys {sorted(TABLE_KEYS)}")
+    if not isinstance(table, dict) or not TABLE_KEYS <= set(table) <= TABLE_KEYS | OPTIONAL_KEYS:
+        raise UserError(f"{path}: a table has the keys {sorted(TABLE_KEYS)} (and optionally {sorted(OPTIONAL_KEYS)})")
+    if not isinstance(table.get("set", []), list):
+        raise UserError(f"{path}: set (the overrides of every row) is a list of KEY=VALUE")
     if not table["seeds"] or not all(isinstance(s, int) for s in table["seeds"]):
         raise UserError(f"{path}: seeds is a non-empty list of integers")
     if not isinstance(table["rows"], dict) or not table["rows"]:
@@ -49,7 +53,8 @@ def load_table(path: str | Path, trainer: str) -> dict[str, Any]:
         if not isinstance(row, dict) or not set(row) <= ROW_KEYS or not isinstance(row.get("set", []), list):
             raise UserError(f"{path}: row {name!r} is a list of KEY=VALUE overrides or a mapping with keys "
                             f"{sorted(ROW_KEYS)} (set: a list)")
-        row = {"set": row.get("set", []), "recipe": row.get("recipe", table["recipe"]), "trainer": row.get("trainer", trainer)}
+        row = {"set": [*table.get("set", []), *row.get("set", [])], "recipe": row.get("recipe", table["recipe"]),
+               "trainer": row.get("trainer", trainer)}
         if row["trainer"] not in TRAINERS:
             raise UserError(f"{path}: row {name!r}: trainer {row['trainer']!r} is not one of {', '.join(TRAINERS)}")
         rows[name] = row

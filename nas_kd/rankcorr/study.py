@@ -71,6 +71,36 @@ def ground_truth_table(recipe: Recipe) -> dict[str, dict[str, dict[str, Any]]]:
     return table
 
 
+def checkpoint_taus(recipe: Recipe, checkpoint: str | Path, evaluator_names: list[str],
+                    column: str = "kd") -> dict[str, dict[str, float]]:
+    """``{band: {evaluator: Kendall tau}}``: the evaluators scored on the supernet ``checkpoint`` against the study's
+    ground truth (``column``, the archs with every seed of ``rankcorr.seeds``), for comparing supernets."""
+    from nas_kd.checkpoint import load_supernet
+    from nas_kd.data import load_data
+    from nas_kd.device import resolve_device
+    from nas_kd.rankcorr.stats import kendall_tau
+    from nas_kd.teacher import load_teacher
+
+    gt = ground_truth_table(recipe).get(column, {})
+    seeds = [str(s) for s in recipe.rankcorr.seeds]
+    data, device = load_data(recipe.data), resolve_device(recipe.train.device)
+    teacher = load_teacher(recipe.teacher, data.num_classes, data.in_channels).to(device)
+    net = load_supernet(checkpoint).to(device)
+    cfg = recipe.rankcorr
+    ctx = EvalContext.build(net, teacher, data, teacher_stages=recipe.teacher.stages, probe_size=cfg.probe_size,
+                            bn_batches=cfg.bn_batches, batch_size=recipe.data.batch_size, seed=recipe.seed,
+                            channels_last=recipe.train.channels_last)
+    evaluators = build_evaluators(list(evaluator_names), "evaluators")
+    out = {}
+    for band, archs in study_bands(recipe).items():
+        cells = gt.get(band, {})
+        kept = [a for a in archs if all(s in cells.get(arch_id(a), {"seeds": {}})["seeds"] for s in seeds)]
+        truth = [float(np.mean([cells[arch_id(a)]["seeds"][s] for s in seeds])) for a in kept]
+        rows = score_archs(ctx, kept, evaluators)
+        out[band] = {ev.name: kendall_tau([r[ev.name] for r in rows], truth) for ev in evaluators}
+    return out
+
+
 def _score(recipe: Recipe, evaluators: list[Evaluator], bands: dict[str, list[dict]], cache: dict,
            save: Callable[[], None], show_progress: bool) -> dict:
     """``{epoch: {evaluator: {arch id: score}}}`` for the study's checkpoints (``rankcorr.epochs``, or all),
