@@ -22,7 +22,8 @@ TEACHER_KW = {"widths": [8, 16, 16, 16]}
 # options per registered distiller for the contract tests (every name must be here)
 OPTIONS = {
     "kd": {}, "alpha_div": {}, "multi_teacher": {"confidence": True}, "hint": {}, "at": {}, "sp": {}, "rkd": {},
-    "dml": {"students": 2}, "byot": {}, "sad": {},
+    "dml": {"students": 2}, "byot": {}, "sad": {}, "vid": {}, "fsp": {}, "irg": {}, "adversarial": {},
+    "kdcl": {"students": 2}, "frskd": {},
 }
 
 
@@ -82,7 +83,7 @@ def view_of(model, teachers, d, data, peers=(), epoch=1):
 @pytest.mark.parametrize("name", sorted(OPTIONS))
 def test_contract_finite_teacher_free_params_trained_and_never_exported(name, synthetic_root, teacher_ckpt, tmp_path):
     model, teachers, d, bundle, opt, data = setup_one(name, synthetic_root, teacher_ckpt, tmp_path)
-    peers = [arch_student("resnet", model.arch).make((1, 28, 28), 10)] if name == "dml" else []
+    peers = [arch_student("resnet", model.arch).make((1, 28, 28), 10)] if d.num_students > 1 else []
     terms = d(view_of(model, teachers, d, data, peers))
     loss = sum(terms.values())
     assert terms and all(torch.isfinite(v) and v.ndim == 0 for v in terms.values())

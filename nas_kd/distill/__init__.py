@@ -1,10 +1,22 @@
 """Distillation as a unit: registered distillers (``DISTILLERS``) composed as weighted terms in a recipe.
 
 Methods: ``kd``, ``alpha_div``, ``multi_teacher`` (:mod:`.response`); ``hint``, ``at``, ``sp``,
-``rkd`` (:mod:`.feature`); ``dml`` (:mod:`.online`); ``byot``, ``sad`` (:mod:`.self_distill`).
+``rkd`` (:mod:`.feature`); ``dml`` (:mod:`.online`); ``byot``, ``sad`` (:mod:`.self_distill`); one file each for
+``vid``, ``fsp``, ``irg``, ``adversarial``, ``kdcl`` and ``frskd``.
 The trainer is :mod:`nas_kd.train.distill`.
 """
-from nas_kd.distill import feature, online, response, self_distill  # noqa: F401  (register the methods)
+from nas_kd.distill import (  # noqa: F401  (register the methods)
+    adversarial,
+    feature,
+    frskd,
+    fsp,
+    irg,
+    kdcl,
+    online,
+    response,
+    self_distill,
+    vid,
+)
 from nas_kd.distill.base import (
     DISTILLERS,
     Distiller,

@@ -83,16 +83,23 @@ class SAD(_OwnStages):
     r"""Self attention distillation (Hou et al., ICCV 2019): each stage's spatial attention map
     (:func:`nas_kd.losses.functional.attention_map`, pooled to the next stage's size) mimics the
     next stage's, detached; mean squared difference summed over successive stage pairs. Off until
-    ``start_epoch`` (the paper switches it on once the network has learned something).
+    ``start_epoch`` (the paper switches it on once the network has learned something). As in the paper, only the
+    deeper layers take part: the ``deepest`` stages (3: two successive pairs), unless ``stages`` names them.
 
     Example: ``{name: sad, weight: 100, start_epoch: 1}``.
     """
 
-    def __init__(self, start_epoch: int = 0, p: float = 2.0, stages: list[str] | None = None) -> None:
+    def __init__(self, start_epoch: int = 0, p: float = 2.0, deepest: int = 3, stages: list[str] | None = None) -> None:
         super().__init__()
         if isinstance(start_epoch, bool) or not isinstance(start_epoch, int) or start_epoch < 0 or not p > 0:
             raise OptionError(f"need an integer start_epoch >= 0 and p > 0; got {start_epoch!r}, {p}")
-        self.start_epoch, self.p, self.stages = start_epoch, float(p), stages
+        if isinstance(deepest, bool) or not isinstance(deepest, int) or deepest < 2:
+            raise OptionError(f"deepest must be an integer >= 2 (a pair of stages), got {deepest!r}")
+        self.start_epoch, self.p, self.deepest, self.stages = start_epoch, float(p), deepest, stages
+
+    def resolve(self, student_stages, teacher_stages, num_teachers: int) -> None:
+        super().resolve(student_stages, teacher_stages, num_teachers)
+        self.stages = self.stages[-self.deepest:]
 
     def bind(self, probe: Probe) -> None:
         self.stage_shapes(probe)

@@ -1,0 +1,53 @@
+"""``irg``: Instance Relationship Graph (Liu et al., "Knowledge Distillation via Instance Relationship Graph",
+CVPR 2019)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from nas_kd.distill.base import DISTILLERS, View
+from nas_kd.distill.feature import FeaturePairs
+from nas_kd.errors import OptionError
+
+
+def edges(f: torch.Tensor) -> torch.Tensor:
+    """The batch's Euclidean distance matrix of globally pooled instance features, divided by its mean."""
+    e = f.mean((2, 3)) if f.ndim == 4 else f.flatten(1)
+    d = torch.cdist(e, e)
+    return d / d.mean().clamp_min(1e-12)
+
+
+@DISTILLERS.register("irg")
+class IRG(FeaturePairs):
+    r"""The graph of a batch: vertices are the instances (their logits), edges the distances between instances
+    at a layer (:func:`edges`, per stage pair, all by default), and the transformation of the graph from one layer
+    to the next. The student matches the teacher on all three:
+    ``vertex_weight`` MSE of the logits + ``edge_weight`` mean over layers of the edge matrices' MSE +
+    ``transform_weight`` mean over successive layers of the MSE of the per-instance transformations. The paper's
+    transformation is the distance between an instance's features at two layers, which needs equal widths; here
+    it is the change of that instance's row of the edge matrix between the two layers (a named simplification,
+    defined for any widths). No learned parameters.
+
+    Example: ``{name: irg, weight: 1.0}``.
+    """
+
+    key = "irg"
+    needs_maps = False
+
+    def __init__(self, vertex_weight: float = 0.1, edge_weight: float = 1.0, transform_weight: float = 1.0,
+                 pairs: list[list[str]] | None = None, which: str | None = None, teacher: int = 0) -> None:
+        super().__init__(pairs, which, teacher)
+        if min(vertex_weight, edge_weight, transform_weight) < 0:
+            raise OptionError("vertex_weight, edge_weight and transform_weight must be >= 0")
+        self.vertex_weight, self.edge_weight, self.transform_weight = vertex_weight, edge_weight, transform_weight
+
+    def forward(self, view: View) -> dict[str, torch.Tensor]:
+        t_feats = view.teacher_feats[self.teacher]
+        es = [edges(view.feats[s].float()) for s, _ in self.pairs]
+        et = [edges(t_feats[t].detach().float()) for _, t in self.pairs]
+        edge = torch.stack([F.mse_loss(a, b) for a, b in zip(es, et)]).mean()
+        trans = torch.stack([F.mse_loss((es[i + 1] - es[i]).norm(dim=1), (et[i + 1] - et[i]).norm(dim=1))
+                             for i in range(len(es) - 1)]).mean() if len(es) > 1 else edge.new_zeros(())
+        vertex = F.mse_loss(view.logits.float(), view.teacher_logits[self.teacher].detach().float())
+        return {"irg_vertex": self.vertex_weight * vertex, "irg_edge": self.edge_weight * edge,
+                "irg_transform": self.transform_weight * trans}

@@ -1,0 +1,50 @@
+"""``kdcl``: Knowledge Distillation via Collaborative Learning (Guo et al., CVPR 2020)."""
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from nas_kd.distill.base import DISTILLERS, Distiller, View
+from nas_kd.errors import OptionError
+from nas_kd.losses import functional as LF
+
+
+def ensemble_logits(logits: torch.Tensor, y: torch.Tensor, how: str) -> torch.Tensor:
+    """The peers' ensemble target from ``logits`` (peers x batch x classes): ``min-logit`` (KDCL-MinLogit: each
+    peer's logits minus its true-class logit, then the elementwise minimum over peers, the most confident
+    target), ``best`` (per sample, the peer with the lowest cross-entropy) or ``mean``."""
+    if how == "mean":
+        return logits.mean(0)
+    if how == "min-logit":
+        true = logits.gather(2, y[None, :, None].expand(len(logits), -1, 1))
+        return (logits - true).min(0).values
+    ce = torch.stack([F.cross_entropy(z, y, reduction="none") for z in logits])  # peers x batch
+    return logits[ce.argmin(0), torch.arange(logits.shape[1], device=logits.device)]
+
+
+@DISTILLERS.register("kdcl")
+class KDCL(Distiller):
+    r"""``students`` peers (copies of the student, different initialisations) train together, each on its own
+    labels plus :math:`T^2\,\mathrm{KL}(\sigma(e/T)\,\|\,\sigma(z_i/T))` where :math:`e` is the ensemble of every
+    peer's detached logits (``ensemble``: ``min-logit``, ``best`` or ``mean``, see :func:`ensemble_logits`). The
+    paper also feeds each peer a differently augmented copy of the batch; here all peers see the same batch (a
+    named simplification). No external teacher; every peer is saved and the best on validation is reported.
+
+    Example: ``{name: kdcl, weight: 1.0, students: 2, ensemble: min-logit}``.
+    """
+
+    needs_teacher = False
+
+    def __init__(self, students: int = 2, temperature: float = 2.0,
+                 ensemble: Literal["min-logit", "best", "mean"] = "min-logit") -> None:
+        super().__init__()
+        if isinstance(students, bool) or not isinstance(students, int) or students < 2 or not temperature > 0:
+            raise OptionError(f"need an integer students >= 2 and temperature > 0; got {students!r}, {temperature}")
+        self.num_students, self.temperature, self.ensemble = students, float(temperature), ensemble
+
+    def forward(self, view: View) -> dict[str, torch.Tensor]:
+        everyone = torch.stack([view.logits.detach().float(), *(p.float() for p in view.peer_logits)])
+        target = ensemble_logits(everyone, view.y, self.ensemble)
+        return {"kdcl": LF.kd_loss(view.logits, target, self.temperature)}

@@ -1,0 +1,115 @@
+"""The distillers of issue 24, each against its own math on tiny synthetic data: zero (or minimal) where the
+student already matches, extra parameters trained only by their own terms, peers all trained."""
+import json
+
+import pytest
+import torch
+
+from nas_kd.data import load_dataset
+from nas_kd.distill import View, build_distiller
+from nas_kd.distill.base import Term
+from nas_kd.distill.kdcl import ensemble_logits
+from nas_kd.export import load_subnet
+from nas_kd.features import capture
+from nas_kd.models.resnet_teacher import ResNetTeacher
+from nas_kd.train.distill import probe, train_students
+from test_distill import TEACHER_KW, min_student, recipe, setup_one, teacher_ckpt, view_of  # noqa: F401  (a fixture)
+
+STAGES = ["stem", "stage1", "stage2", "stage3", "stage4"]
+
+
+def self_view(name, options, synthetic_root):
+    """A distiller bound with the teacher's own twin as the student, and the view of one batch where the student's
+    outputs are exactly the teacher's."""
+    data = load_dataset("fashion-mnist", synthetic_root, val_size=64)
+    torch.manual_seed(0)
+    teacher = ResNetTeacher(**TEACHER_KW).eval().requires_grad_(False)
+    d = build_distiller(Term(name, 1.0, options, f"distill[0] ({name})"))
+    probe(teacher, [teacher], [d], STAGES, [STAGES], data)
+    x, y = data.train.x[:16], data.train.y[:16]
+    with capture(teacher, STAGES) as f:
+        logits = teacher(x)
+    feats = dict(f)
+    return d, View(y, logits, feats, [logits], [feats]), feats
+
+
+def test_fsp_is_zero_when_the_flows_match(synthetic_root):
+    d, view, _ = self_view("fsp", {}, synthetic_root)
+    with torch.no_grad():
+        for c in d.connectors:  # identity connectors: the student's maps are the teacher's
+            c.weight.copy_(torch.eye(c.weight.shape[0])[:, :, None, None])
+    assert d(view)["fsp"].item() == pytest.approx(0.0, abs=1e-10)
+    view.feats = {k: v * 1.5 for k, v in view.feats.items()}
+    assert d(view)["fsp"].item() > 0
+
+
+def test_irg_is_zero_when_the_graphs_match(synthetic_root):
+    d, view, _ = self_view("irg", {}, synthetic_root)
+    assert all(v.item() == pytest.approx(0.0, abs=1e-10) for v in d(view).values())
+    view.feats = {k: v + torch.randn_like(v) for k, v in view.feats.items()}
+    assert d(view)["irg_edge"].item() > 0 and d(view)["irg_transform"].item() > 0
+
+
+def test_vid_is_minimal_where_the_regressor_predicts_the_teacher(synthetic_root):
+    d, view, feats = self_view("vid", {"which": "last"}, synthetic_root)
+    t = feats["stage4"]
+    class Fixed(torch.nn.Module):
+        def __init__(self, out):
+            super().__init__()
+            self.out = out
+
+        def forward(self, s):
+            return self.out
+
+    mu = t.clone().requires_grad_(True)
+    d.regressors[0] = Fixed(mu)  # the Gaussian's mean is the teacher's map
+    loss = d(view)["vid"]
+    loss.backward()
+    assert loss.item() == pytest.approx(0.5 * torch.log(d.variance(0)).mean().item(), rel=1e-5)
+    assert mu.grad.abs().max().item() < 1e-12  # the likelihood is at its maximum in the mean
+    mu2 = (t + 0.5).requires_grad_(True)
+    d.regressors[0] = Fixed(mu2)
+    assert d(view)["vid"].item() > loss.item()
+
+
+def test_adversarial_terms_train_only_their_own_side(synthetic_root, teacher_ckpt, tmp_path):
+    model, teachers, d, bundle, opt, data = setup_one("adversarial", synthetic_root, teacher_ckpt, tmp_path)
+    terms = d(view_of(model, teachers, d, data))
+    terms["adv_g"].backward(retain_graph=True)
+    assert all(p.grad is None for p in d.discriminator.parameters())  # fooling it does not train it
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+    model.zero_grad(set_to_none=True)
+    terms["adv_d"].backward()
+    assert all(p.grad is None for p in model.parameters())  # telling them apart does not train the student
+    assert all(p.grad is not None for p in d.discriminator.parameters())
+
+
+def test_kdcl_ensembles():
+    z = torch.tensor([[[2.0, 0.0, 1.0]], [[0.5, 0.0, 3.0]]])  # 2 peers, 1 sample, 3 classes
+    y = torch.tensor([0])
+    assert torch.allclose(ensemble_logits(z, y, "mean"), torch.tensor([[1.25, 0.0, 2.0]]))
+    assert torch.allclose(ensemble_logits(z, y, "min-logit"), torch.tensor([[0.0, -2.0, -1.0]]))
+    assert torch.equal(ensemble_logits(z, y, "best"), z[0])  # peer 0 is surer of the true class
+    same = torch.randn(3, 4, 5)
+    d = build_distiller(Term("kdcl", 1.0, {"ensemble": "mean"}, "t"))
+    view = View(torch.zeros(4, dtype=torch.long), same[0], {}, peer_logits=[same[0], same[0]])
+    assert d(view)["kdcl"].item() == pytest.approx(0.0, abs=1e-6)  # peers that agree teach nothing new
+
+
+def test_kdcl_trains_every_peer(synthetic_root, teacher_ckpt, tmp_path):
+    r = recipe(tmp_path, synthetic_root, teacher_ckpt, "distill=[{name: kdcl, students: 3}]", "data.limit_train=64")
+    final = train_students(r, min_student(), show_progress=False)
+    peers = [load_subnet(tmp_path / "run" / d).state_dict() for d in ("student", "student1", "student2")]
+    init = min_student().make((1, 28, 28), 10)  # any fresh copy differs from each trained peer
+    assert len(final["students_test_acc"]) == 3
+    assert all(any(not torch.equal(p[k], init.state_dict()[k]) for k in p) for p in peers)
+    assert json.loads((tmp_path / "run" / "final.json").read_text())["distill"][0]["name"] == "kdcl"
+
+
+def test_sad_pairs_only_the_deepest_stages_by_default():
+    d = build_distiller(Term("sad", 1.0, {}, "t"))
+    d.resolve(["stem", "stage1", "stage2", "stage3", "stage4"], [], 0)
+    assert d.stages == ["stage2", "stage3", "stage4"]
+    named = build_distiller(Term("sad", 1.0, {"stages": ["stage1", "stage2"]}, "t"))
+    named.resolve(["stem", "stage1", "stage2", "stage3", "stage4"], [], 0)
+    assert named.stages == ["stage1", "stage2"]
