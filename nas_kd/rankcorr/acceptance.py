@@ -242,7 +242,7 @@ def summary_lines(run: Path, corrected: dict[str, Any] | None = None) -> list[st
     if corrected and corrected["files"]:
         lines += ["### Corrected for the budgets tested", "",
                   "Searched minus the band's ground-truth mean: how much better than a random arch of the same band "
-                  "(points +- s.e.). p-values: Welch's, then Holm-corrected across the budgets each evaluator was "
+                  "(points +- s.e.). p-values: Welch's, then Holm-corrected across the budgets each method (evaluator + strategy) was "
                   "tested at (one file per budget, the one with the most seeds), then with the seed variance pooled "
                   "over the band's ground-truth archs and the picks (Holm-corrected too).", "",
                   "| file | searched - band mean | " + " | ".join(f"vs {n}: Welch / Holm / pooled / pooled Holm"
@@ -263,7 +263,7 @@ def summary_lines(run: Path, corrected: dict[str, Any] | None = None) -> list[st
                   if (d := f.get("repeats_minus_band_mean"))]
         lines += [""] + [f"Pooled over the budgets {', '.join(e['budgets'])} (`{name}`): searched minus band mean "
                          f"{e['searched_minus_band_mean']['diff']:+.2f} +- {e['searched_minus_band_mean']['se']:.2f} points."
-                         for name, e in corrected["by_evaluator"].items()] + [""]
+                         for name, e in corrected["by_method"].items()] + [""]
     return lines
 
 
@@ -276,7 +276,8 @@ def acceptance_statistics(run: Path, baselines: dict[str, dict]) -> dict[str, An
       other pick ``pooled_p`` (the seed variance pooled over the band's ground-truth archs and every pick, trained
       alike) beside ``welch_p``; with several search repeats, ``repeats_minus_band_mean`` (the same difference
       averaged over the repeats, its error including the search's own variability);
-    * per evaluator, over the budgets it was tested at (the file with the most seeds per band): ``holm_p`` and
+    * per method (evaluator + strategy), over the budgets it was tested at (the file with the most seeds per band):
+      ``holm_p`` and
       ``pooled_holm_p`` (Holm across those budgets, per compared pick), and ``searched_minus_band_mean`` pooled
       over the budgets (inverse-variance weighted). Files superseded by one with more seeds get no Holm figures.
     """
@@ -290,7 +291,7 @@ def acceptance_statistics(run: Path, baselines: dict[str, dict]) -> dict[str, An
         others = [n for n in OTHERS if n in p["picks"]]
         groups = [*bl["per_seed"], *(p["picks"][n]["accs"] for n in others)]
         per_file[stem] = {
-            "band": p["band"], "evaluator": p["evaluator"], "seeds": len(p["seeds"]),
+            "band": p["band"], "method": f"{p['evaluator']} + {p['strategy']}", "seeds": len(p["seeds"]),
             "searched_minus_band_mean": difference_to_population(searched, bl["truth"]),
             "welch_p": {n: p["p_values_welch"][n] for n in others},
             "pooled_p": {n: pooled_t_test(searched, p["picks"][n]["accs"], groups) for n in others},
@@ -299,11 +300,11 @@ def acceptance_statistics(run: Path, baselines: dict[str, dict]) -> dict[str, An
         if len(repeats) > 1:
             per_file[stem]["repeats_minus_band_mean"] = repeats_difference_to_population([r["accs"] for r in repeats],
                                                                                          bl["truth"])
-    by_evaluator: dict[str, dict[str, Any]] = {}
-    for evaluator in sorted({f["evaluator"] for f in per_file.values()}):
+    by_method: dict[str, dict[str, Any]] = {}
+    for method in sorted({f["method"] for f in per_file.values()}):
         family: dict[str, str] = {}  # band -> the file with the most seeds
         for stem, f in per_file.items():
-            if f["evaluator"] == evaluator and (f["band"] not in family or f["seeds"] > per_file[family[f["band"]]]["seeds"]):
+            if f["method"] == method and (f["band"] not in family or f["seeds"] > per_file[family[f["band"]]]["seeds"]):
                 family[f["band"]] = stem
         for n in OTHERS:
             tested = {stem: per_file[stem] for stem in family.values() if n in per_file[stem]["welch_p"]}
@@ -311,9 +312,9 @@ def acceptance_statistics(run: Path, baselines: dict[str, dict]) -> dict[str, An
                 adjusted = holm({stem: f[f"{key}_p"][n] for stem, f in tested.items()})
                 for stem, value in adjusted.items():
                     per_file[stem].setdefault("holm_p" if key == "welch" else "pooled_holm_p", {})[n] = value
-        by_evaluator[evaluator] = {
+        by_method[method] = {
             "budgets": sorted(family, key=float), "files": sorted(family.values()),
             "searched_minus_band_mean": pooled_difference([per_file[s]["searched_minus_band_mean"]
                                                            for s in family.values()]),
         }
-    return {"files": per_file, "by_evaluator": by_evaluator}
+    return {"files": per_file, "by_method": by_method}
