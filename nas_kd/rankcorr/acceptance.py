@@ -242,8 +242,9 @@ def summary_lines(run: Path, corrected: dict[str, Any] | None = None) -> list[st
     if corrected and corrected["files"]:
         lines += ["### Corrected for the budgets tested", "",
                   "Searched minus the band's ground-truth mean: how much better than a random arch of the same band "
-                  "(points +- s.e.). p-values: Welch's, then Holm-corrected across the budgets each method (evaluator + strategy) was "
-                  "tested at (one file per budget, the one with the most seeds), then with the seed variance pooled "
+                  "(points +- s.e.). p-values: Welch's, then Holm-corrected across the budgets each method (evaluator + "
+                  "strategy) was tested at (one file per budget, the one with the most seeds), then with the seed "
+                  "variance pooled "
                   "over the band's ground-truth archs and the picks (Holm-corrected too).", "",
                   "| file | searched - band mean | " + " | ".join(f"vs {n}: Welch / Holm / pooled / pooled Holm"
                                                              for n in OTHERS) + " |",
