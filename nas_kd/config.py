@@ -33,6 +33,7 @@ class DataConfig:
     limit_test: int | None = field(default=None, metadata=ge(1))
     memory_limit_mb: float = field(default=4096, metadata=ge(0))  # an image-folder dataset whose float images exceed this streams from disk
     workers: int = field(default=2, metadata=ge(0))  # processes decoding a streamed dataset's training batches
+    synthetic: str | None = None  # a dataset of nas-kd synthesize: train on it, test on the real test split
 
 
 @dataclass

@@ -162,6 +162,7 @@ def option_number(kind: type, low: float | None = None, high: float | None = Non
 
 
 POSITIVE = option_number(float, 0, low_open=True)
+NON_NEGATIVE = option_number(float, 0)
 FRACTION = option_number(float, 0, 1, low_open=True)
 COUNT = option_number(int, 1)
 NATURAL = option_number(int, 0)

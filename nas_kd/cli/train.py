@@ -1,10 +1,12 @@
-"""Training commands: the teacher, a supernet (any supernet.mode), a student with distillation terms, one arch."""
+"""Training commands: the teacher, a supernet (any supernet.mode), a student with distillation terms, one arch, and
+the data-free inputs a student can train on (``synthesize``)."""
 from __future__ import annotations
 
 import argparse
 
 from nas_kd.cli.common import recipe_args, report
 from nas_kd.recipe_checks import load_checked
+from nas_kd.typecheck import COUNT, NON_NEGATIVE, POSITIVE
 
 
 def _cmd_train_teacher(args: argparse.Namespace) -> None:
@@ -35,6 +37,29 @@ def _cmd_train_arch(args: argparse.Namespace) -> None:
     report(train_arch(recipe, args.arch, resume=args.resume), args.results, ("test_acc", "mflops", "params"))
 
 
+def _cmd_synthesize(args: argparse.Namespace) -> None:
+    import json
+
+    from nas_kd.data import load_data
+    from nas_kd.datafree import InversionSettings, synthesize
+    from nas_kd.export import load_subnet
+    from nas_kd.teacher import load_teacher
+    from nas_kd.train.common import set_threads
+
+    recipe = load_checked(args.recipe, args.overrides)
+    set_threads(recipe.train.threads)
+    data = load_data(recipe.data)
+    teacher = load_teacher(recipe.teacher, data.num_classes, data.in_channels)
+    student = load_subnet(args.student) if args.student else None
+    settings = InversionSettings(iterations=args.iterations, lr=args.lr,
+                                 competition_weight=args.competition_weight if student is not None else 0.0)
+    result = synthesize(teacher, num_classes=data.num_classes, shape=data.input_shape, mean=data.mean, std=data.std,
+                        out=args.out, num_images=args.num_images, batch_size=args.batch_size, settings=settings,
+                        seed=recipe.seed, student=student, info={"teacher": recipe.teacher.checkpoint})
+    print(json.dumps({k: result[k] for k in ("dataset", "num_images", "bn_loss_first_mean", "bn_loss_last_mean",
+                                             "seconds_per_1000_images")}, indent=2))
+
+
 def _run_args(p: argparse.ArgumentParser) -> None:
     """What every training command takes besides its recipe."""
     p.add_argument("--resume", action="store_true", help="continue the run even if its recipe changed (a killed run of "
@@ -61,6 +86,19 @@ def add(sub: argparse._SubParsersAction) -> None:
                                       "package.module:function (default: the recipe's student.arch)")
     _run_args(p)
     p.set_defaults(func=_cmd_distill)
+
+    p = sub.add_parser("synthesize", help="data-free: DeepInversion images from the recipe's teacher alone, written as "
+                                          "a dataset (train on it with --set data.synthetic=OUT/synthetic.npz)")
+    recipe_args(p)
+    p.add_argument("--out", required=True, help="directory for the batches, synthetic.npz and synthesis.json")
+    p.add_argument("--num-images", type=COUNT, default=2000, help="images to make (class-balanced)")
+    p.add_argument("--batch-size", type=COUNT, default=256, help="images optimised together")
+    p.add_argument("--iterations", type=COUNT, default=2000, help="Adam steps per batch")
+    p.add_argument("--lr", type=POSITIVE, default=0.1, help="Adam learning rate on the inputs")
+    p.add_argument("--student", help="an exported student directory: Adaptive DeepInversion's competition term")
+    p.add_argument("--competition-weight", type=NON_NEGATIVE, default=1.0,
+                   help="weight of the competition term (with --student)")
+    p.set_defaults(func=_cmd_synthesize)
 
     p = sub.add_parser("train-arch", help="train one architecture of a space from scratch (optionally with KD)")
     recipe_args(p)

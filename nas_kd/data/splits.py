@@ -2,6 +2,7 @@
 in memory or streamed from files; :func:`load_data` for a recipe's ``data`` section."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,8 @@ class DataBundle:
     input_shape: tuple[int, int, int]  # (C, H, W) of one image
     pad_value: torch.Tensor  # per-channel value of a black pixel after normalisation
     flip: bool
+    mean: torch.Tensor | None = None  # the per-channel normalisation every split went through (images in [0, 1])
+    std: torch.Tensor | None = None
 
     @property
     def in_channels(self) -> int:
@@ -45,7 +48,8 @@ class DataBundle:
 def _bundle(train: Split, val: Split, test: Split, y_train: torch.Tensor, y_test: torch.Tensor,
             input_shape: tuple[int, int, int], mean: torch.Tensor, std: torch.Tensor, flip: bool) -> DataBundle:
     return DataBundle(train=train, val=val, test=test, num_classes=int(max(y_train.max(), y_test.max())) + 1,
-                      input_shape=input_shape, pad_value=(-mean / std).view(-1), flip=flip)
+                      input_shape=input_shape, pad_value=(-mean / std).view(-1), flip=flip, mean=mean.view(-1),
+                      std=std.view(-1))
 
 
 def _channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -140,7 +144,20 @@ def _stream(index: FileIndex, kind: DatasetKind, val_size: int, split_seed: int,
 
 
 def load_data(cfg: DataConfig) -> DataBundle:
-    """A recipe's ``data`` section: its dataset, split and normalised."""
-    return load_dataset(cfg.dataset, cfg.root, val_size=cfg.val_size, split_seed=cfg.split_seed,
-                        limit_train=cfg.limit_train, limit_val=cfg.limit_val, limit_test=cfg.limit_test,
-                        memory_limit_mb=cfg.memory_limit_mb, workers=cfg.workers)
+    """A recipe's ``data`` section: its dataset, split and normalised. With ``data.synthetic`` (a dataset of
+    ``nas-kd synthesize``), training and validation use the synthetic inputs (the last tenth validates: agreement
+    with their target classes, not real accuracy) and the real test split stays for evaluation only."""
+    bundle = load_dataset(cfg.dataset, cfg.root, val_size=cfg.val_size, split_seed=cfg.split_seed,
+                          limit_train=cfg.limit_train, limit_val=cfg.limit_val, limit_test=cfg.limit_test,
+                          memory_limit_mb=cfg.memory_limit_mb, workers=cfg.workers)
+    if cfg.synthetic is None:
+        return bundle
+    from nas_kd.datafree import load_synthetic
+
+    x, y = load_synthetic(cfg.synthetic, bundle.mean, bundle.std)
+    if tuple(x.shape[1:]) != tuple(bundle.input_shape):
+        raise DatasetError(f"data.synthetic: {cfg.synthetic} holds {tuple(x.shape[1:])} inputs, the data "
+                           f"{tuple(bundle.input_shape)}")
+    n_val = max(1, len(y) // 10)
+    return dataclasses.replace(bundle, train=Split(x[:-n_val], y[:-n_val]), val=Split(x[-n_val:], y[-n_val:]),
+                               flip=False)
