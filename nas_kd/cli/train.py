@@ -60,6 +60,24 @@ def _cmd_synthesize(args: argparse.Namespace) -> None:
                                              "seconds_per_1000_images")}, indent=2))
 
 
+def _cmd_quantize(args: argparse.Namespace) -> None:
+    import json
+    from pathlib import Path
+
+    from nas_kd.provenance import Stopwatch, origin, write_result
+    from nas_kd.quantize import quantize_student, write_markdown
+
+    started, watch = origin(), Stopwatch()
+    recipe = load_checked(args.recipe, args.overrides)
+    payload = quantize_student(recipe, args.student, args.out, seeds=args.seeds, qat_epochs=args.qat_epochs,
+                               qat_lr=args.qat_lr, calibration_batches=args.calibration_batches, threads=args.threads)
+    if args.results:
+        payload = write_result(Path(f"{args.results}.json"), payload, watch.seconds(), started)
+        write_markdown(payload, Path(f"{args.results}.md"))
+    print(json.dumps({k: {m: v[m] for m in ("acc_mean", "latency_ms_b1", "latency_ms_b32", "size_kb")}
+                      for k, v in payload["rows"].items()}, indent=2))
+
+
 def _run_args(p: argparse.ArgumentParser) -> None:
     """What every training command takes besides its recipe."""
     p.add_argument("--resume", action="store_true", help="continue the run even if its recipe changed (a killed run of "
@@ -99,6 +117,19 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--competition-weight", type=NON_NEGATIVE, default=1.0,
                    help="weight of the competition term (with --student)")
     p.set_defaults(func=_cmd_synthesize)
+
+    p = sub.add_parser("quantize", help="int8 for the CPU: post-training and quantisation-aware distillation (the "
+                                        "recipe's distill terms) of an exported student, run by onnxruntime")
+    recipe_args(p)
+    p.add_argument("--student", required=True, help="an exported student directory (nas-kd export / run)")
+    p.add_argument("--out", required=True, help="directory for the ONNX graphs and the QAT runs")
+    p.add_argument("--seeds", type=COUNT, default=3, help="quantisation-aware runs (seeds 0 .. N-1)")
+    p.add_argument("--qat-epochs", type=COUNT, default=2, help="epochs of quantisation-aware distillation")
+    p.add_argument("--qat-lr", type=POSITIVE, default=0.005, help="its learning rate (a fine-tuning)")
+    p.add_argument("--calibration-batches", type=COUNT, default=8, help="training batches calibrating the ranges")
+    p.add_argument("--threads", type=COUNT, default=2, help="onnxruntime threads for the latencies")
+    p.add_argument("--results", help="also write RESULTS.json and RESULTS.md (e.g. results/quantize_fmnist)")
+    p.set_defaults(func=_cmd_quantize)
 
     p = sub.add_parser("train-arch", help="train one architecture of a space from scratch (optionally with KD)")
     recipe_args(p)

@@ -1,0 +1,264 @@
+"""``nas-kd quantize``: an int8 student for the CPU, by post-training quantisation and by quantisation-aware
+distillation.
+
+Which API: the int8 model is an ONNX graph in the QDQ format made by onnxruntime's static quantiser
+(``onnxruntime.quantization.quantize_static``: per-channel symmetric int8 weights, per-tensor int8 activations
+calibrated by min / max on training images) and run by onnxruntime, the maintained CPU path (torch's own eager
+and FX quantisation are deprecated, and the PT2E flow left torch for torchao, which this project does not
+depend on). Quantisation-aware training happens in PyTorch with torch's fake-quantisation ops
+(``torch.fake_quantize_per_channel_affine`` / ``per_tensor_affine``, straight-through gradients) simulating that
+same scheme: BatchNorm folded into the convolutions first (:func:`fold_batchnorm`, as the int8 graph has it),
+weights per output channel symmetric, each conv / linear input per tensor with min / max ranges tracked by an
+exponential moving average. The fine-tuning is an ordinary ``nas_kd.train.distill`` run with the recipe's
+``distill`` terms (KD from the teacher keeps teaching while the student adapts to int8); the trained weights,
+fake quantisers removed, are then quantised by onnxruntime like the post-training model.
+"""
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from nas_kd.onnx_export import _require, export_onnx
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` (eval mode) with every BatchNorm that directly follows a convolution inside a
+    ``Sequential`` folded into that convolution (the BatchNorm becomes an identity)."""
+    model = copy.deepcopy(model).eval()
+    for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
+        for i in range(len(seq) - 1):
+            if isinstance(seq[i], nn.Conv2d) and isinstance(seq[i + 1], nn.BatchNorm2d):
+                seq[i] = fuse_conv_bn_eval(seq[i], seq[i + 1])
+                seq[i + 1] = nn.Identity()
+    return model
+
+
+class WeightFakeQuant(nn.Module):
+    """Per-output-channel symmetric int8 fake quantisation of a weight (scale = max |w| / 127)."""
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        scale = (w.detach().abs().flatten(1).amax(1) / 127).clamp_min(1e-8)
+        zero = torch.zeros(len(w), dtype=torch.int32, device=w.device)
+        return torch.fake_quantize_per_channel_affine(w, scale, zero, 0, -127, 127)
+
+
+class ActivationFakeQuant(nn.Module):
+    """Per-tensor asymmetric int8 fake quantisation; in training the range follows the batches' min / max by an
+    exponential moving average (``momentum``), or (``minmax``) spans every batch seen, as onnxruntime's min / max
+    calibration does; in evaluation it is frozen."""
+
+    def __init__(self, momentum: float = 0.01) -> None:
+        super().__init__()
+        self.momentum, self.minmax = momentum, False
+        self.register_buffer("low", torch.tensor(0.0))
+        self.register_buffer("high", torch.tensor(0.0))
+        self.register_buffer("seen", torch.tensor(False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            lo, hi = x.detach().min(), x.detach().max()
+            if not self.seen:
+                self.low.copy_(lo), self.high.copy_(hi), self.seen.fill_(True)
+            elif self.minmax:
+                self.low.copy_(torch.minimum(self.low, lo)), self.high.copy_(torch.maximum(self.high, hi))
+            else:
+                self.low.lerp_(lo, self.momentum), self.high.lerp_(hi, self.momentum)
+        lo, hi = torch.minimum(self.low, torch.tensor(0.0)), torch.maximum(self.high, torch.tensor(0.0))
+        scale = float(((hi - lo) / 255).clamp_min(1e-8))
+        zero = int(torch.clamp(torch.round(-128 - lo / scale), -128, 127))
+        return torch.fake_quantize_per_tensor_affine(x, scale, zero, -128, 127)
+
+
+def _quantised_layers(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+def _quantise_input(module: nn.Module, args: tuple) -> tuple:
+    return (module.input_quant(args[0]), *args[1:])
+
+
+def prepare_qat(model: nn.Module) -> nn.Module:
+    """A fake-quantised copy of ``model`` for quantisation-aware training: BatchNorm folded, every conv / linear
+    weight and input fake-quantised (see the module's docstring)."""
+    model = fold_batchnorm(model)
+    for m in _quantised_layers(model):
+        parametrize.register_parametrization(m, "weight", WeightFakeQuant())
+        m.input_quant = ActivationFakeQuant()
+        m.register_forward_pre_hook(_quantise_input)
+    return model
+
+
+def strip_qat(model: nn.Module, folded: nn.Module) -> nn.Module:
+    """A plain float model holding a :func:`prepare_qat` model's trained (unquantised) weights, no fake quantisers:
+    a copy of ``folded`` (the :func:`fold_batchnorm` model it was prepared from) loaded with them. (Removing the
+    parametrisations of a deep copy instead would also strip the original's: they share the injected class.)"""
+    plain = copy.deepcopy(folded)
+    state = {k.replace("parametrizations.weight.original", "weight"): v for k, v in model.state_dict().items()
+             if ".input_quant." not in k}
+    plain.load_state_dict(state)
+    return plain
+
+
+def quantise_onnx(fp32_path: str | Path, int8_path: str | Path, calibration: list[torch.Tensor]) -> Path:
+    """Static int8 quantisation (QDQ, per-channel weights, min / max calibration on ``calibration`` batches)."""
+    _require()
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter([{"images": x.numpy()} for x in calibration])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    quantize_static(str(fp32_path), str(int8_path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    return Path(int8_path)
+
+
+def session(path: str | Path, threads: int = 2):
+    """An onnxruntime CPU session with ``threads`` intra-op threads."""
+    ort = _require()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def run_session(sess, x: torch.Tensor, batch_size: int = 500) -> np.ndarray:
+    return np.concatenate([sess.run(None, {"images": x[i:i + batch_size].numpy()})[0]
+                           for i in range(0, len(x), batch_size)])
+
+
+def onnx_accuracy(sess, x: torch.Tensor, y: torch.Tensor) -> float:
+    return float((run_session(sess, x).argmax(1) == y.numpy()).mean())
+
+
+def latency_ratio(sessions: dict[str, Any], shape: tuple[int, int, int], batch: int, rounds: int = 7,
+                  repeats: int = 20, seed: int = 0) -> dict[str, float]:
+    """Median latency (ms) of each session at ``batch``, timed in interleaved rounds so that every model sees the
+    same machine load (compare them as ratios)."""
+    x = np.random.default_rng(seed).standard_normal((batch, *shape)).astype(np.float32)
+    for s in sessions.values():
+        for _ in range(5):
+            s.run(None, {"images": x})
+    times: dict[str, list[float]] = {k: [] for k in sessions}
+    for _ in range(rounds):
+        for name, s in sessions.items():
+            start = time.perf_counter()
+            for _ in range(repeats):
+                s.run(None, {"images": x})
+            times[name].append(1000 * (time.perf_counter() - start) / repeats)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def agreement(int8_session, fake_quant: nn.Module, x: torch.Tensor) -> dict[str, float]:
+    """How closely the int8 graph follows the fake-quantised PyTorch model on ``x``: top-1 agreement and the mean
+    absolute difference of the logits relative to their mean absolute value."""
+    got = run_session(int8_session, x)
+    with torch.no_grad():
+        want = fake_quant.eval()(x).numpy()
+    return {"top1_agreement": float((got.argmax(1) == want.argmax(1)).mean()),
+            "relative_logit_error": float(np.abs(got - want).mean() / max(np.abs(want).mean(), 1e-12))}
+
+
+def export_float(model: nn.Module, path: str | Path, shape: tuple[int, int, int]) -> Path:
+    """The float ONNX graph of ``model`` (checked against PyTorch by :func:`nas_kd.onnx_export.export_onnx`)."""
+    export_onnx(model.eval(), path, shape, repeats=1)
+    return Path(path)
+
+
+def quantize_student(recipe: Any, student_dir: str | Path, out: str | Path, *, seeds: int, qat_epochs: int,
+                     qat_lr: float, calibration_batches: int, threads: int = 2, show_progress: bool = True) -> dict:
+    """fp32, post-training int8 and QAT+KD int8 (``seeds`` runs of ``qat_epochs`` epochs with the recipe's
+    ``distill`` terms) of the exported student in ``student_dir``: test accuracy with onnxruntime, batch-1 and
+    batch-32 latency on ``threads`` threads (interleaved in one run), size on disk; the int8 graphs are checked
+    against the fake-quantised PyTorch model. Writes ``<out>/*.onnx``; returns the result's payload."""
+    from nas_kd.config import derive
+    from nas_kd.data import calibration_batches as batches_of
+    from nas_kd.data import load_data
+    from nas_kd.export import load_subnet
+    from nas_kd.students import Student, stage_names
+    from nas_kd.train.distill import train_students
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = load_data(recipe.data)
+    student = load_subnet(student_dir).eval()
+    shape = tuple(data.input_shape)
+    calib = [x for _, (x, _) in zip(range(calibration_batches), batches_of(data, recipe.data.batch_size, recipe.seed).epoch(0))]
+    test_x, test_y = data.test.x, data.test.y
+    fp32 = export_float(fold_batchnorm(student), out / "fp32.onnx", shape)
+    ptq = quantise_onnx(fp32, out / "ptq_int8.onnx", calib)
+    ptq_check = agreement(session(ptq, threads), _calibrated(prepare_qat(student), calib), data.val.x[:1000])
+    rows: dict[str, Any] = {
+        "fp32": {"accs": [onnx_accuracy(session(fp32, threads), test_x, test_y)], "file": str(fp32)},
+        "ptq_int8": {"accs": [onnx_accuracy(session(ptq, threads), test_x, test_y)], "file": str(ptq),
+                     "check_vs_fake_quant": ptq_check},
+        "qat_kd_int8": {"accs": [], "seeds": [], "file": None, "checks": []},
+    }
+    for seed in range(seeds):
+        model = prepare_qat(student)
+        run = derive(recipe, {"seed": seed, "train.epochs": qat_epochs, "train.lr": qat_lr, "train.warmup_epochs": 0.0,
+                              "run.out_dir": str(out), "run.name": f"qat-s{seed}"})
+        final = train_students(run, Student(lambda *_: model, {"qat_of": str(student_dir)}, stage_names(student), False),
+                               show_progress=show_progress)
+        path = quantise_onnx(export_float(strip_qat(model, fold_batchnorm(student)), out / f"qat-s{seed}_fp32.onnx", shape),
+                             out / f"qat-s{seed}_int8.onnx", calib)
+        q = rows["qat_kd_int8"]
+        q["accs"].append(onnx_accuracy(session(path, threads), test_x, test_y))
+        q["seeds"].append(seed)
+        q["checks"].append(agreement(session(path, threads), model, data.val.x[:1000]))
+        q["fake_quant_test_acc"] = q.get("fake_quant_test_acc", []) + [final["test_acc"]]
+        q["file"] = q["file"] or str(path)
+    sessions = {name: session(r["file"], threads) for name, r in rows.items()}
+    latency = {b: latency_ratio(sessions, shape, b) for b in (1, 32)}
+    for name, r in rows.items():
+        r |= {"acc_mean": statistics.mean(r["accs"]), "acc_std": statistics.stdev(r["accs"]) if len(r["accs"]) > 1 else None,
+              "latency_ms_b1": latency[1][name], "latency_ms_b32": latency[32][name],
+              "speedup_vs_fp32_b1": latency[1]["fp32"] / latency[1][name],
+              "speedup_vs_fp32_b32": latency[32]["fp32"] / latency[32][name],
+              "size_kb": Path(r["file"]).stat().st_size / 1024, "runtime": "onnxruntime CPU"}
+    return {"student": str(student_dir), "threads": threads, "qat_epochs": qat_epochs, "qat_lr": qat_lr,
+            "calibration_images": sum(len(x) for x in calib), "distill": recipe.distill,
+            "accuracy_kind": "test accuracy of the onnxruntime graph", "rows": rows}
+
+
+def _calibrated(model: nn.Module, calibration: list[torch.Tensor]) -> nn.Module:
+    """``model`` (a :func:`prepare_qat` model) with its activation ranges spanning the calibration batches."""
+    model.train()
+    for q in [m for m in model.modules() if isinstance(m, ActivationFakeQuant)]:
+        q.minmax = True
+    with torch.no_grad():
+        for x in calibration:
+            model(x)
+    return model.eval()
+
+
+def write_markdown(p: dict[str, Any], path: Path) -> None:
+    """The quantisation table."""
+    lines = ["# The student in int8 (onnxruntime, CPU)", "", f"Command: `{p['command']}`  ",
+             f"Git commit: `{p['git_commit']}`  ", "",
+             f"Student `{p['student']}`; {p['accuracy_kind']}; latency: median ms per batch on {p['threads']} threads, "
+             "the three graphs timed in interleaved rounds of one run (compare the ratios, not the times); "
+             f"QAT+KD: {p['qat_epochs']} epochs at lr {p['qat_lr']} with `{p['distill']}`.", "",
+             "| model | test acc. % | ms, batch 1 | ms, batch 32 | speed-up b1 / b32 | size (KB) |",
+             "|---|---|---|---|---|---|"]
+    for name, r in p["rows"].items():
+        acc = f"{100 * r['acc_mean']:.2f}" + (f" +- {100 * r['acc_std']:.2f} ({len(r['accs'])} seeds)" if r["acc_std"] is not None else "")
+        lines.append(f"| {name} | {acc} | {r['latency_ms_b1']:.3f} | {r['latency_ms_b32']:.3f} | "
+                     f"{r['speedup_vs_fp32_b1']:.2f}x / {r['speedup_vs_fp32_b32']:.2f}x | {r['size_kb']:.0f} |")
+    checks = [p["rows"]["ptq_int8"]["check_vs_fake_quant"], *p["rows"]["qat_kd_int8"]["checks"]]
+    lines += ["", "Each int8 graph against the fake-quantised PyTorch model on 1,000 validation images: top-1 agreement "
+              + ", ".join(f"{100 * c['top1_agreement']:.1f} %" for c in checks) + "; mean relative logit error "
+              + ", ".join(f"{c['relative_logit_error']:.3f}" for c in checks) + "."]
+    path.write_text("\n".join(lines) + "\n")

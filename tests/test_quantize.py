@@ -1,0 +1,92 @@
+"""int8: BatchNorm folding keeps the function, fake quantisation trains through KD, the onnxruntime int8 graph
+follows the fake-quantised model, and nas-kd quantize writes the table (tiny student, synthetic data)."""
+import json
+
+import pytest
+import torch
+
+import search_spaces
+from nas_kd.export import export_subnet, save_subnet
+from nas_kd.quantize import (
+    ActivationFakeQuant,
+    _calibrated,
+    agreement,
+    export_float,
+    fold_batchnorm,
+    prepare_qat,
+    quantise_onnx,
+    session,
+    strip_qat,
+)
+from nas_kd.supernet import Supernet
+
+pytest.importorskip("onnxruntime")
+
+
+def student():
+    torch.manual_seed(0)
+    net = export_subnet(Supernet(search_spaces.get("resnet")), search_spaces.get("resnet").min_arch())
+    for m in net.modules():  # BatchNorm with non-trivial statistics, so folding has something to fold
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+    return net.eval()
+
+
+def test_folding_batchnorm_keeps_the_function_and_stripping_restores_the_float_model():
+    net, x = student(), torch.randn(4, 1, 28, 28)
+    folded = fold_batchnorm(net)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert torch.allclose(net(x), folded(x), atol=1e-5)
+    qat = prepare_qat(net)
+    plain = strip_qat(qat, folded)
+    assert torch.allclose(plain(x), folded(x), atol=1e-6)
+    assert not any(isinstance(m, ActivationFakeQuant) for m in plain.modules())
+
+
+def test_qat_with_kd_changes_the_weights_and_keeps_the_kd_gradient():
+    from nas_kd.losses.functional import kd_loss
+
+    net = student()
+    qat = prepare_qat(net).train()
+    teacher_logits = torch.randn(8, 10)
+    conv = next(m for m in qat.modules() if isinstance(m, torch.nn.Conv2d))
+    before = conv.parametrizations.weight.original.detach().clone()
+    loss = kd_loss(qat(torch.randn(8, 1, 28, 28)), teacher_logits, 4.0)
+    loss.backward()
+    grad = conv.parametrizations.weight.original.grad
+    assert grad is not None and grad.abs().sum() > 0  # the straight-through estimator passes KD's gradient
+    torch.optim.SGD(qat.parameters(), lr=0.1).step()
+    assert not torch.equal(before, conv.parametrizations.weight.original.detach())
+
+
+def test_the_int8_graph_follows_the_fake_quantised_model(tmp_path):
+    net = student()
+    g = torch.Generator().manual_seed(0)
+    calib = [torch.randn(16, 1, 28, 28, generator=g) for _ in range(4)]
+    fp32 = export_float(fold_batchnorm(net), tmp_path / "fp32.onnx", (1, 28, 28))
+    int8 = quantise_onnx(fp32, tmp_path / "int8.onnx", calib)
+    check = agreement(session(int8), _calibrated(prepare_qat(net), calib), torch.randn(64, 1, 28, 28, generator=g))
+    # stated tolerance: the int8 graph picks the fake-quantised model's class for >= 90 % of random inputs, and its
+    # logits are within 10 % of them on average (both quantise alike; they differ in rounding and fused ops)
+    assert check["top1_agreement"] >= 0.9 and check["relative_logit_error"] < 0.1
+    assert int8.stat().st_size < 0.6 * fp32.stat().st_size
+
+
+def test_quantize_command_writes_the_table(tmp_path, synthetic_root, capsys):
+    from nas_kd.cli import main
+
+    save_subnet(student(), tmp_path / "student")
+    assert main(["quantize", "--recipe", "recipes/distill_fmnist.yaml", "--set", f"data.root={synthetic_root}",
+                 "--set", "data.val_size=32", "--set", "data.limit_train=64", "--set", "data.limit_test=64",
+                 "--set", "distill=[]", "--student", str(tmp_path / "student"), "--out", str(tmp_path / "q"),
+                 "--seeds", "2", "--qat-epochs", "1", "--calibration-batches", "1",
+                 "--results", str(tmp_path / "quantize")]) == 0
+    result = json.loads((tmp_path / "quantize.json").read_text())
+    rows = result["rows"]
+    assert set(rows) == {"fp32", "ptq_int8", "qat_kd_int8"} and rows["qat_kd_int8"]["seeds"] == [0, 1]
+    for r in rows.values():
+        assert {"acc_mean", "latency_ms_b1", "latency_ms_b32", "size_kb", "runtime"} <= set(r)
+    assert {"command", "git_commit", "wall_seconds"} <= set(result)
+    assert "| qat_kd_int8 |" in (tmp_path / "quantize.md").read_text()
