@@ -106,6 +106,7 @@ class SearchConfig:
     budget_mflops: float | None = field(default=None, metadata=gt(0))  # None: the max arch's FLOPs
     budget_ms: float | None = field(default=None, metadata=gt(0))  # latency budget (predicted from latency_table); None: none
     latency_table: str | None = None  # a table from nas-kd latency-table (this machine, batch size, threads)
+    measure_top: int = field(default=10, metadata=ge(1))  # with budget_ms: candidates timed, in score order, until one meets it
     trials: int = field(default=100, metadata=ge(1))  # distinct archs scored
     probe_size: int = field(default=500, metadata=ge(3))
     bn_batches: int = field(default=20, metadata=ge(1))
@@ -152,6 +153,7 @@ class PipelineConfig:
 
     supernet_checkpoint: str | None = None  # a trained supernet to start from when it matches (else one is trained)
     budget_fraction_of_teacher: float | None = field(default=None, metadata=gt(0, 1))  # budget = this x the teacher's FLOPs (if search.budget_mflops unset)
+    latency_fraction_of_teacher: float | None = field(default=None, metadata=gt(0, 1))  # search.budget_ms = this x the teacher's batch-1 latency measured here
     finetune_epochs: int = field(default=1, metadata=ge(0))  # distillation of the exported student with the recipe's distill terms (0: none)
     finetune_lr: float = field(default=0.01, metadata=gt(0))
 

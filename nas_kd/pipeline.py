@@ -93,6 +93,27 @@ def _latency_table_here(recipe: Recipe, space, path: Path) -> str:
     return str(path)
 
 
+def _latency_budget(recipe: Recipe, data: DataBundle, space, base: Path) -> Recipe:
+    """``recipe`` with ``search.budget_ms`` = ``pipeline.latency_fraction_of_teacher`` x the teacher's batch-1
+    latency measured here (as the space's latency table is timed: CPU, ``train.threads``) and that table; a budget
+    below the space's fastest arch (predicted) is refused naming the key."""
+    from nas_kd.latency import load_table, model_latency_ms, torch_threads
+
+    table_path = recipe.search.latency_table or _latency_table_here(recipe, space, base / "latency_table.json")
+    table = load_table(table_path)
+    with torch_threads(table["threads"]):
+        teacher_ms = model_latency_ms(_teacher_module(recipe, data).eval(), data.input_shape,
+                                      batch_size=table["batch_size"], device=table["device"])
+    fraction = recipe.pipeline.latency_fraction_of_teacher
+    budget_ms = fraction * teacher_ms
+    fastest = space.latency(space.min_arch(), table)
+    if budget_ms < fastest:
+        raise BudgetError(f"pipeline.latency_fraction_of_teacher {fraction:g}: {budget_ms:.3f} ms ({fraction:g} x the "
+                          f"teacher's {teacher_ms:.3f} ms here) is below the fastest {space.name} arch "
+                          f"({fastest:.3f} ms predicted): raise the fraction")
+    return derive(recipe, {"search.budget_ms": budget_ms, "search.latency_table": str(table_path)})
+
+
 def _teacher_module(recipe: Recipe, data: DataBundle) -> nn.Module:
     """The teacher as it will be used: loaded when its weights exist (a corrupt file fails here), else built
     untrained (its FLOPs and module names do not depend on the weights it will learn)."""
@@ -119,6 +140,8 @@ def plan_pipeline(recipe: Recipe, data: DataBundle, space: StagedSpace, trainer:
                               f"supernet's weights, and supernet.mode {mode_name(recipe.supernet.mode)!r} trains none: pick "
                               f"from {', '.join(supernet_free())} (e.g. search.evaluator=dna with "
                               "search.strategy=dna-exhaustive)")
+    if recipe.pipeline.latency_fraction_of_teacher is not None and recipe.search.budget_ms is not None:
+        raise OptionError("pipeline.latency_fraction_of_teacher and search.budget_ms both set a latency budget: give one")
     budget = recipe.search.budget_mflops
     if budget is None and recipe.pipeline.budget_fraction_of_teacher is not None:
         budget = recipe.pipeline.budget_fraction_of_teacher * count_flops(teacher, (1, *data.input_shape)) / 1e6
@@ -150,6 +173,8 @@ def run_pipeline(recipe: Recipe, *, train_supernet_anyway: bool = False) -> dict
     base = Path(recipe.run.out_dir) / recipe.run.name
     base.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
+    if recipe.pipeline.latency_fraction_of_teacher is not None:  # timed before any training: an impossible one stops here
+        recipe = _latency_budget(recipe, data, space, base)
 
     t = Stopwatch()
     if not recipe.teacher.checkpoint or not Path(recipe.teacher.checkpoint).exists():

@@ -35,6 +35,7 @@ def compare_models(recipe: Recipe, data: DataBundle, student_dir: Path) -> dict[
     out = {f"teacher_{k}": v for k, v in t.items()} | {f"student_{k}": v for k, v in s.items()}
     out["student_flops_fraction_of_teacher"] = s["mflops"] / t["mflops"]
     out["accuracy_gap_points"] = 100 * (t["test_acc"] - s["test_acc"])
+    out["student_faster_than_teacher"] = s["latency_ms_batch1_cpu"] < t["latency_ms_batch1_cpu"]
     finetune = Path(student_dir) / "finetune" / "final.json"
     out["student_distill"] = json.loads(finetune.read_text())["distill"] if finetune.exists() else None
     return out
@@ -51,5 +52,10 @@ def print_summary(r: dict[str, Any]) -> None:
         lines.append(f"{label:28} {fmt(r['teacher_' + key]):>12} {fmt(r['student_' + key]):>12}")
     lines += [f"student: {100 * r['student_flops_fraction_of_teacher']:.1f} % of the teacher's FLOPs, "
               f"{r['accuracy_gap_points']:.2f} points below it",
+              *([] if r["student_faster_than_teacher"] else [
+                  f"note: on this machine the student is NOT faster than the teacher at batch 1 "
+                  f"({r['student_latency_ms_batch1_cpu']:.2f} ms vs {r['teacher_latency_ms_batch1_cpu']:.2f} ms): fewer "
+                  "FLOPs do not mean less time here. To budget time, search with --budget-ms MS (and a latency "
+                  "table) or set pipeline.latency_fraction_of_teacher (e.g. 0.5)."]),
               f"files: {r['student_dir']} (arch.json, weights.pt), search plot {r['pareto_plot']}", ""]
     print("\n".join(lines))

@@ -115,9 +115,10 @@ def test_user_errors_are_one_line_and_bugs_keep_their_traceback(monkeypatch, cap
         main(["train-arch", "--recipe", "recipes/arch_fmnist.yaml"])
 
 
-def test_search_under_a_latency_budget(synthetic_root, teacher_ckpt, tmp_path, capsys):
+def test_search_under_a_latency_budget(synthetic_root, teacher_ckpt, tmp_path, capsys, monkeypatch):
     import search_spaces
     from nas_kd.checkpoint import save_supernet
+    from nas_kd.search import run as search_run
     from nas_kd.latency import build_table, load_table
     from nas_kd.provenance import write_result
 
@@ -132,14 +133,29 @@ def test_search_under_a_latency_budget(synthetic_root, teacher_ckpt, tmp_path, c
     budget = max(space.latency(space.min_arch(), table), typical)  # timings are noisy: the min arch must fit
     args = sets(synthetic_root, tmp_path, teacher_ckpt, "run.name=s", "search.probe_size=16", "search.bn_batches=1",
                 "search.trials=4", "search.extra_evaluators=[]")
+    timed = []
+
+    def fake_timer(space, arch, table, repeats=20):  # the best candidate measures over the budget, the rest under
+        timed.append(arch)
+        return 2 * budget if len(timed) == 1 else budget / 2
+
+    monkeypatch.setattr(search_run, "measured_ms", fake_timer)
     assert main(["search", "--recipe", "recipes/search_fmnist.yaml", "--evaluator", "params", "--strategy", "random",
                  "--checkpoint", str(tmp_path / "super.pt"), "--budget-ms", str(budget), "--latency-table",
                  str(table_path), *args]) == 0
     result = json.loads((tmp_path / "s/search.json").read_text())
-    assert result["budget_ms"] == budget and result["best_predicted_latency_ms"] <= budget
-    assert result["best_measured_latency_ms"] > 0
     rows = [json.loads(line) for line in (tmp_path / "s/candidates.jsonl").read_text().splitlines()]
     assert rows and all(r["latency_ms"] <= budget for r in rows)
+    assert result["budget_ms"] == budget and result["best_predicted_latency_ms"] <= budget
+    # the pick that measured over the budget gave way to the next candidate by score
+    assert result["best_rank_by_score"] == 2 and result["best"]["arch"] == rows[1]["arch"] == timed[1]
+    assert result["best_measured_latency_ms"] == budget / 2 and len(result["measured_checks"]) == 2
+    monkeypatch.setattr(search_run, "measured_ms", lambda *a, **k: 3 * budget)
+    capsys.readouterr()
+    assert main(["search", "--recipe", "recipes/search_fmnist.yaml", "--evaluator", "params", "--strategy", "random",
+                 "--checkpoint", str(tmp_path / "super.pt"), "--budget-ms", str(budget), "--latency-table",
+                 str(table_path), *args, "--set", "run.name=u"]) == 2
+    assert "none of the 4 best candidates meets it when measured here" in capsys.readouterr().err
     capsys.readouterr()
     assert main(["search", "--recipe", "recipes/search_fmnist.yaml", "--checkpoint", str(tmp_path / "super.pt"),
                  "--budget-ms", str(budget), *args, "--set", "run.name=t"]) == 2

@@ -132,3 +132,61 @@ def test_blockwise_mode_runs_the_whole_pipeline(tmp_path, synthetic_root, capsys
     capsys.readouterr()
     assert main(run_args(tmp_path, synthetic_root, *BLOCKWISE[:-4], "search.evaluator=rdm")) == 2
     assert "search.evaluator: rdm score(s) subnets with a weight-sharing supernet's weights" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def quick_table(tmp_path_factory):
+    """A roughly timed batch-1 latency table of the resnet space (for budgets only, not for figures)."""
+    from nas_kd.latency import build_table
+    from nas_kd.provenance import write_result
+
+    path = tmp_path_factory.mktemp("table") / "table.json"
+    write_result(path, build_table(search_spaces.get("resnet"), repeats=1, warmup=1, calibration_archs=0,
+                                   show_progress=False), 0.0, {"command": "test", "git_commit": "test"})
+    return str(path)
+
+
+def test_a_latency_fraction_of_the_teacher_sets_the_budget_or_stops_before_training(tmp_path, synthetic_root, capsys,
+                                                                                    quick_table):
+    assert main(run_args(tmp_path, synthetic_root, "pipeline.latency_fraction_of_teacher=0.000001",
+                         f"search.latency_table={quick_table}")) == 2
+    assert "raise the fraction" in capsys.readouterr().err
+    assert not (tmp_path / "quickstart" / "supernet").exists()  # nothing was trained
+    assert main(run_args(tmp_path, synthetic_root, "pipeline.latency_fraction_of_teacher=0.5",
+                         "search.budget_ms=3")) == 2
+    assert "both set a latency budget" in capsys.readouterr().err
+
+
+def test_the_summary_says_when_the_student_is_not_faster():
+    from nas_kd.summary import print_summary
+
+    r = {f"{who}_{k}": v for who in ("teacher", "student") for k, v in
+         {"test_acc": 0.9, "mflops": 1.0, "params": 10, "size_bytes": 2048}.items()}
+    r |= {"teacher_latency_ms_batch1_cpu": 0.65, "student_latency_ms_batch1_cpu": 0.80, "student_faster_than_teacher": False,
+          "student_flops_fraction_of_teacher": 0.25, "accuracy_gap_points": 1.0, "student_dir": "s", "pareto_plot": "p"}
+    import contextlib
+    import io
+
+    shown = io.StringIO()
+    with contextlib.redirect_stdout(shown):
+        print_summary(r)
+    assert "NOT faster than the teacher at batch 1 (0.80 ms vs 0.65 ms)" in shown.getvalue()
+    assert "latency_fraction_of_teacher" in shown.getvalue()
+    shown = io.StringIO()
+    with contextlib.redirect_stdout(shown):
+        print_summary(r | {"student_faster_than_teacher": True})
+    assert "NOT faster" not in shown.getvalue()
+
+
+def test_the_latency_budget_is_the_fraction_of_the_teacher_measured_here(tmp_path, synthetic_root, quick_table,
+                                                                        monkeypatch):
+    from nas_kd import latency, pipeline
+    from nas_kd.data import load_data
+
+    r = load_recipe("recipes/quickstart.yaml", [f"data.root={synthetic_root}", *TINY,
+                                                "pipeline.latency_fraction_of_teacher=0.9",
+                                                f"search.latency_table={quick_table}"])
+    monkeypatch.setattr(latency, "model_latency_ms", lambda *a, **k: 100.0)  # the teacher, timed here
+    data = load_data(r.data)
+    out = pipeline._latency_budget(r, data, search_spaces.get("resnet", data.input_shape, data.num_classes), tmp_path)
+    assert out.search.budget_ms == pytest.approx(90.0) and out.search.latency_table == quick_table

@@ -138,7 +138,8 @@ def _write_outputs(recipe: Recipe, rows, out: Path, space, names, budget: float,
     if not rows:
         raise UserError(f"search: no arch under {budget / 1e6:.2f} MFLOPs was scored")
     write_candidates(rows, out)
-    best = rows[0]
+    measured = _measured_pick(space, rows, cfg) if cfg.budget_ms is not None and cfg.latency_table else None
+    best = measured["pick"] if measured else rows[0]
     (out / "best_arch.json").write_text(json.dumps({"arch": best["arch"], "mflops": best["mflops"],
                                                     primary: best[primary]}, indent=2) + "\n")
     pareto_plot(rows, primary, budget / 1e6, out / "pareto.png", picked=best)
@@ -146,11 +147,32 @@ def _write_outputs(recipe: Recipe, rows, out: Path, space, names, budget: float,
         "space": space.name, "checkpoint": cfg.checkpoint, "evaluator": primary, "evaluators": names,
         "strategy": cfg.strategy, "budget_mflops": budget / 1e6, "trials": cfg.trials, "scored": len(rows),
         "best": best, "pareto_front": pareto_front(rows, primary),
-        "budget_ms": cfg.budget_ms, "latency_table": cfg.latency_table, **_measured_latency(space, best, cfg.latency_table),
+        "budget_ms": cfg.budget_ms, "latency_table": cfg.latency_table,
+        **(_measured_latency(space, best, cfg.latency_table) if measured is None else
+           {"best_predicted_latency_ms": best["latency_ms"], "best_measured_latency_ms": measured["checks"][-1]["measured_ms"],
+            "measured_checks": measured["checks"], "best_rank_by_score": measured["rank"]}),
         "storage": storage if cfg.strategy.startswith("optuna") else None,
         "study": study_name if cfg.strategy.startswith("optuna") else None,  # rows are the whole study's
     }
     return write_result(out / "search.json", payload, watch.seconds(), started)
+
+
+def _measured_pick(space, rows: list[dict[str, Any]], cfg: SearchConfig) -> dict[str, Any]:
+    """Under a latency budget, the budget must hold when measured: the candidates are timed here in score order
+    (as the table was timed) and the first whose measured latency is within ``search.budget_ms`` is the pick; none
+    of the ``search.measure_top`` best: a one-line error with the fastest one measured."""
+    table = load_table(cfg.latency_table)
+    checks = []
+    for rank, row in enumerate(rows[: cfg.measure_top], start=1):
+        ms = measured_ms(space, row["arch"], table)
+        checks.append({"rank": rank, "predicted_ms": row["latency_ms"], "measured_ms": ms, "mflops": row["mflops"]})
+        if ms <= cfg.budget_ms:
+            return {"pick": row, "rank": rank, "checks": checks}
+    fastest = min(checks, key=lambda c: c["measured_ms"])
+    raise UserError(f"search.budget_ms {cfg.budget_ms:g}: none of the {len(checks)} best candidates meets it when "
+                    f"measured here (fastest: rank {fastest['rank']}, {fastest['measured_ms']:.3f} ms measured, "
+                    f"{fastest['predicted_ms']:.3f} ms predicted): rebuild the latency table on this machine, raise "
+                    "the budget or search.measure_top")
 
 
 def _measured_latency(space, best: dict[str, Any], table_path: str | None) -> dict[str, Any]:
