@@ -23,7 +23,7 @@ def exact_search(tables: dict[str, Any], budgets_flops: list[float], k: int = 5,
     on the table's times): one kind per search, since the exact search bounds one cost. Each latency budget's
     best arch is also timed here."""
     from nas_kd.errors import UserError
-    from nas_kd.latency import measured_ms, predict_ms, require_match, summed_budget
+    from nas_kd.latency import measured_ms, predict_ms, require_here, require_match, summed_budget
 
     space = search_spaces.from_meta(tables)
     budgets_ms = budgets_ms or []
@@ -33,6 +33,7 @@ def exact_search(tables: dict[str, Any], budgets_flops: list[float], k: int = 5,
         raise UserError("latency budgets need a latency table (nas-kd latency-table, then --latency-table)")
     if latency_table is not None:
         require_match(space, latency_table)
+        require_here(latency_table)
     for b in budgets_flops:
         space.check_budget(b)
     on_latency = bool(budgets_ms)
