@@ -123,3 +123,28 @@ def test_sad_pairs_only_the_deepest_stages_by_default():
     named = build_distiller(Term("sad", 1.0, {"stages": ["stage1", "stage2"]}, "t"))
     named.resolve(["stem", "stage1", "stage2", "stage3", "stage4"], [], 0)
     assert named.stages == ["stage1", "stage2"]
+
+
+def test_adanas_learns_the_mixing_weights_on_validation():
+    d = build_distiller(Term("multi_teacher", 1.0, {"weights": "learned"}, "t"))
+    assert d.uses_validation
+    y = torch.arange(200) % 10
+    good = torch.nn.functional.one_hot(y, 10).float() * 5  # a teacher that is right
+    bad = torch.randn(200, 10)  # one that guesses
+    d.fit_validation([bad, good], y)
+    assert d.weights[1] > 0.9 and abs(sum(d.weights) - 1) < 1e-6
+    with pytest.raises(Exception, match="'learned'"):
+        build_distiller(Term("multi_teacher", 1.0, {"weights": "learnt"}, "t"))
+
+
+def test_adanas_weights_are_fitted_when_training_starts(synthetic_root, teacher_ckpt, tmp_path, monkeypatch):
+    from nas_kd.distill.response import MultiTeacher
+
+    fitted = []
+    original = MultiTeacher.fit_validation
+    monkeypatch.setattr(MultiTeacher, "fit_validation", lambda self, t, y: fitted.append(len(t)) or original(self, t, y))
+    r = recipe(tmp_path, synthetic_root, teacher_ckpt, "distill=[{name: multi_teacher, weights: learned}]",
+               "data.limit_train=64", f"extra_teachers=[{{model: resnet_fmnist, kwargs: {json.dumps(TEACHER_KW)}, "
+               f"checkpoint: {teacher_ckpt}}}]")
+    train_students(r, min_student(), show_progress=False)
+    assert fitted == [2]

@@ -87,6 +87,12 @@ class Distiller(nn.Module):
     def bind(self, probe: Probe) -> None:
         """Check the probed shapes and build learnable parts; raise :class:`OptionError` naming the term."""
 
+    uses_validation: ClassVar[bool] = False  # fit_validation is called before training (teachers' validation logits)
+
+    def fit_validation(self, teacher_logits: list[torch.Tensor], y: torch.Tensor) -> None:
+        """Fit what the method learns on the validation split before training, from each teacher's validation
+        logits and the labels (only when ``uses_validation``). Default: nothing."""
+
     def forward(self, view: View) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
 

@@ -79,28 +79,49 @@ class MultiTeacher(Distiller):
     :math:`p = \sum_k w_k\,\sigma(t_k/T)`, loss :math:`T^2\,\mathrm{KL}(p\,\|\,\sigma(s/T))`. ``weights``
     fixes :math:`w` (normalised to sum 1; default equal); ``confidence: true`` weighs each sample by
     :math:`w_k(x) = \mathrm{softmax}_k(-\mathrm{CE}(t_k(x), y))`, so the teacher that is surer of the
-    true class counts more. With identical teachers this equals ``kd``.
+    true class counts more. With identical teachers this equals ``kd``. ``weights: learned`` fits them on the
+    validation split before training (AdaNAS, Macko et al., 2019: an ensemble of earlier students whose mixing
+    weights are learned with the members frozen; :meth:`fit_validation`).
 
     Example: ``{name: multi_teacher, weight: 0.9, temperature: 4, confidence: true}``.
     """
 
     logits_only = True
 
-    def __init__(self, temperature: float = 4.0, weights: list[float] | None = None, confidence: bool = False) -> None:
+    def __init__(self, temperature: float = 4.0, weights: list[float] | str | None = None, confidence: bool = False,
+                 fit_steps: int = 200) -> None:
         super().__init__()
         if not temperature > 0:
             raise OptionError(f"temperature must be > 0, got {temperature}")
-        if weights is not None and (not isinstance(weights, list) or not weights
-                                    or any(not isinstance(w, (int, float)) or w < 0 for w in weights) or sum(weights) <= 0):
+        if isinstance(weights, str) and weights != "learned":
+            raise OptionError(f"weights is a list of numbers or 'learned', got {weights!r}")
+        if isinstance(weights, list) and (not weights or any(not isinstance(w, (int, float)) or w < 0 for w in weights)
+                                          or sum(weights) <= 0):
             raise OptionError(f"weights must be a list of numbers >= 0 with a positive sum, got {weights!r}")
+        if isinstance(fit_steps, bool) or not isinstance(fit_steps, int) or fit_steps < 1:
+            raise OptionError(f"fit_steps must be an integer >= 1, got {fit_steps!r}")
+        self.uses_validation, self.fit_steps = weights == "learned", fit_steps
         if weights is not None and confidence:
             raise OptionError("give either weights or confidence: true, not both")
         self.temperature, self.weights, self.confidence = float(temperature), weights, bool(confidence)
 
     def resolve(self, student_stages, teacher_stages, num_teachers: int) -> None:
         super().resolve(student_stages, teacher_stages, num_teachers)
-        if self.weights is not None and len(self.weights) != num_teachers:
+        if isinstance(self.weights, list) and len(self.weights) != num_teachers:
             raise self.error(f"weights has {len(self.weights)} entries for {num_teachers} teacher(s)")
+
+    def fit_validation(self, teacher_logits: list[torch.Tensor], y: torch.Tensor) -> None:
+        """AdaNAS (Macko et al., 2019): the ensemble's mixing weights w = softmax(theta) that minimise the
+        cross-entropy of sum_k w_k softmax(t_k) on the validation split (``fit_steps`` Adam steps, members frozen)."""
+        probs = torch.stack([torch.softmax(t.float(), dim=1) for t in teacher_logits])  # K x N x C
+        theta = torch.zeros(len(teacher_logits), requires_grad=True)
+        opt = torch.optim.Adam([theta], lr=0.1)
+        for _ in range(self.fit_steps):
+            opt.zero_grad()
+            mix = (torch.softmax(theta, 0)[:, None, None] * probs).sum(0)
+            F.nll_loss(mix.clamp_min(1e-12).log(), y).backward()
+            opt.step()
+        self.weights = torch.softmax(theta.detach(), 0).tolist()
 
     def forward(self, view: View) -> dict[str, torch.Tensor]:
         t = torch.stack([tl.detach().float() for tl in view.teacher_logits])  # K x B x C
@@ -108,6 +129,8 @@ class MultiTeacher(Distiller):
             ce = torch.stack([F.cross_entropy(tk, view.y, reduction="none") for tk in t])  # K x B
             w = torch.softmax(-ce, dim=0)[..., None]
         else:
+            if isinstance(self.weights, str):
+                raise self.error("weights: learned are fitted on the validation split by the distill trainer")
             raw = torch.tensor(self.weights or [1.0] * len(t), dtype=t.dtype, device=t.device)
             w = (raw / raw.sum())[:, None, None]
         p = (w * torch.softmax(t / self.temperature, dim=2)).sum(0)

@@ -88,6 +88,13 @@ def probe(model: nn.Module, teachers: list[nn.Module], distillers: list[Distille
     p = Probe(tuple(logits.shape), _shapes(feats), t_shapes, student_stages, t_stages, data.num_classes)
     for d in distillers:
         d.bind(p)
+    fitting = [d for d in distillers if d.uses_validation]
+    if fitting:
+        with torch.no_grad():
+            val_logits = [torch.cat([t(data.val.x[i:i + 500]).float() for i in range(0, len(data.val), 500)])
+                          for t in teachers]
+        for d in fitting:
+            d.fit_validation(val_logits, data.val.y)
 
 
 def _teacher_logits_cache(teachers: list[nn.Module], data: DataBundle, batch_size: int, device: torch.device,
