@@ -23,7 +23,7 @@ TEACHER_KW = {"widths": [8, 16, 16, 16]}
 OPTIONS = {
     "kd": {}, "alpha_div": {}, "multi_teacher": {"confidence": True}, "hint": {}, "at": {}, "sp": {}, "rkd": {},
     "dml": {"students": 2}, "byot": {}, "sad": {}, "vid": {}, "fsp": {}, "irg": {}, "adversarial": {},
-    "kdcl": {"students": 2}, "frskd": {},
+    "kdcl": {"students": 2}, "frskd": {}, "dfa": {},
 }
 
 
@@ -95,6 +95,8 @@ def test_contract_finite_teacher_free_params_trained_and_never_exported(name, sy
     in_opt = {id(p) for g in opt.param_groups for p in g["params"]}
     assert all(id(p) in in_opt for p in extra)  # connectors / heads reach the optimiser
     opt.step()
+    if d.uses_validation_batches:  # what it learns on validation batches (dfa's architecture weights) learns there
+        d.validation_step(view_of(model, teachers, d, data, peers))
     assert all(not torch.equal(b, p) for b, p in zip(before, extra))  # and learn
     if name in ("hint", "byot"):
         assert extra  # these methods own parameters
@@ -199,8 +201,10 @@ class Interrupt(Exception):
     pass
 
 
-def test_distill_resume_reproduces_uninterrupted_run(synthetic_root, teacher_ckpt, tmp_path):
-    args = ("distill=[{name: kd, weight: 0.5}, {name: hint, weight: 1.0}]", "student.ce_weight=0.5",
+@pytest.mark.parametrize("terms", ["[{name: kd, weight: 0.5}, {name: hint, weight: 1.0}]",
+                                   "[{name: kd, weight: 0.5}, {name: dfa, weight: 1.0}]"])  # dfa: validation batches too
+def test_distill_resume_reproduces_uninterrupted_run(terms, synthetic_root, teacher_ckpt, tmp_path):
+    args = (f"distill={terms}", "student.ce_weight=0.5",
             "data.limit_train=128", "train.epochs=2", "train.checkpoint_every_steps=2", "data.augment_pad=2")
     straight = train_students(recipe(tmp_path / "a", synthetic_root, teacher_ckpt, *args), min_student(), show_progress=False)
 

@@ -148,3 +148,19 @@ def test_adanas_weights_are_fitted_when_training_starts(synthetic_root, teacher_
                f"checkpoint: {teacher_ckpt}}}]")
     train_students(r, min_student(), show_progress=False)
     assert fitted == [2]
+
+
+def test_dfa_architecture_weights_move_only_on_validation_batches(synthetic_root, teacher_ckpt, tmp_path):
+    model, teachers, d, bundle, opt, data = setup_one("dfa", synthetic_root, teacher_ckpt, tmp_path)
+    assert all(len(d.candidates[t]) >= 2 for _, t in d.pairs)  # the stage output and its BatchNorm maps
+    alphas = [a.detach().clone() for a in d.alphas]
+    connector = [p.detach().clone() for p in d.connectors.parameters()]
+    opt.zero_grad()
+    d(view_of(model, teachers, d, data))["dfa"].backward()
+    opt.step()
+    assert all(torch.equal(a, b) for a, b in zip(alphas, d.alphas))  # a training batch leaves them
+    assert any(not torch.equal(a, b) for a, b in zip(connector, d.connectors.parameters()))
+    connector = [p.detach().clone() for p in d.connectors.parameters()]
+    d.validation_step(view_of(model, teachers, d, data))
+    assert all(not torch.equal(a, b) for a, b in zip(alphas, d.alphas))  # a validation batch moves them
+    assert all(torch.equal(a, b) for a, b in zip(connector, d.connectors.parameters()))  # and nothing else

@@ -2,11 +2,12 @@
 
 Methods: ``kd``, ``alpha_div``, ``multi_teacher`` (:mod:`.response`); ``hint``, ``at``, ``sp``,
 ``rkd`` (:mod:`.feature`); ``dml`` (:mod:`.online`); ``byot``, ``sad`` (:mod:`.self_distill`); one file each for
-``vid``, ``fsp``, ``irg``, ``adversarial``, ``kdcl`` and ``frskd``.
+``dfa``, ``vid``, ``fsp``, ``irg``, ``adversarial``, ``kdcl`` and ``frskd``.
 The trainer is :mod:`nas_kd.train.distill`.
 """
 from nas_kd.distill import (  # noqa: F401  (register the methods)
     adversarial,
+    dfa,
     feature,
     frskd,
     fsp,

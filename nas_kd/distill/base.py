@@ -88,6 +88,15 @@ class Distiller(nn.Module):
         """Check the probed shapes and build learnable parts; raise :class:`OptionError` naming the term."""
 
     uses_validation: ClassVar[bool] = False  # fit_validation is called before training (teachers' validation logits)
+    uses_validation_batches: ClassVar[bool] = False  # validation_step is called every step on a validation batch
+
+    def see_teachers(self, teachers: list[nn.Module]) -> None:
+        """Read what the method needs of the teachers' structure (e.g. module names) after :meth:`resolve`, before
+        the names it asks for are checked. Default: nothing."""
+
+    def validation_step(self, view: View) -> None:
+        """Update what the method learns on validation batches (not the student), from a view of one validation
+        batch (only when ``uses_validation_batches``). Default: nothing."""
 
     def fit_validation(self, teacher_logits: list[torch.Tensor], y: torch.Tensor) -> None:
         """Fit what the method learns on the validation split before training, from each teacher's validation

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from nas_kd.checkpoint import save_checkpoint
 from nas_kd.config import Recipe
-from nas_kd.data import DataBundle
+from nas_kd.data import BatchIterator, DataBundle
 from nas_kd.device import autocast, to_memory_format
 from nas_kd.distill import Distiller, Probe, View, build_distiller, parse_terms
 from nas_kd.errors import UserError
@@ -69,6 +69,7 @@ def probe(model: nn.Module, teachers: list[nn.Module], distillers: list[Distille
     """Resolve defaults, check module names and shapes on two training images, and build learnable parts."""
     for d in distillers:
         d.resolve(student_stages, t_stages, len(teachers))
+        d.see_teachers(teachers)
         _check_names(model, d.student_modules(), d, "the student")
         for k, teacher in enumerate(teachers):
             _check_names(teacher, d.teacher_modules(k), d, f"teacher {k}")
@@ -152,8 +153,8 @@ def train_students(
     loop = build_loop(recipe, run, data, bundle, device, on_step=on_step, show_progress=show_progress,
                       with_index=True)
 
-    def teacher_outputs(x: torch.Tensor, idx: torch.Tensor) -> tuple[list[torch.Tensor], list[dict]]:
-        if cached is not None:
+    def teacher_outputs(x: torch.Tensor, idx: torch.Tensor | None, cached_ok: bool = True) -> tuple[list[torch.Tensor], list[dict]]:
+        if cached is not None and cached_ok:
             return [c[idx] for c in cached], [{} for _ in cached]
         logits, feats = [], []
         for teacher, names in zip(teachers, t_names):
@@ -162,7 +163,34 @@ def train_students(
             feats.append({k: v.float() for k, v in f.items()})
         return logits, feats
 
+    on_val = [[d for d in ds if d.uses_validation_batches] for ds in distillers]
+    val_batches = BatchIterator(data.val, recipe.data.batch_size, shuffle=True, seed=recipe.seed, drop_last=True) \
+        if any(on_val) else None
+    val_epoch: dict[int, list] = {}
+
+    def validation_steps() -> None:
+        """Every method that learns on validation batches sees this step's one (seeded by epoch and step)."""
+        st = loop.state
+        if st.epoch not in val_epoch:
+            val_epoch.clear()
+            val_epoch[st.epoch] = list(val_batches.epoch(st.epoch)) or [(data.val.x, data.val.y)]
+        batches = val_epoch[st.epoch]
+        vx, vy = (t.to(device) for t in batches[st.step % len(batches)])
+        vx = to_memory_format(vx, cl)
+        with torch.no_grad():
+            v_logits, v_feats = teacher_outputs(vx, None, cached_ok=False)
+            for model, ds in zip(models, on_val):
+                if ds:
+                    with autocast(device, amp), capture(model, s_names) as f:
+                        logits = model(vx).float()
+                    view = View(vy, logits, {k: v.float() for k, v in f.items()}, v_logits, v_feats, [], st.epoch)
+                    for d in ds:
+                        with torch.enable_grad():
+                            d.validation_step(view)
+
     def step(x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> dict[str, float]:
+        if val_batches is not None:
+            validation_steps()
         t_logits, t_feats = teacher_outputs(x, idx)
         outs = []
         for model in models:
