@@ -23,7 +23,7 @@ TEACHER_KW = {"widths": [8, 16, 16, 16]}
 OPTIONS = {
     "kd": {}, "alpha_div": {}, "multi_teacher": {"confidence": True}, "hint": {}, "at": {}, "sp": {}, "rkd": {},
     "dml": {"students": 2}, "byot": {}, "sad": {}, "vid": {}, "fsp": {}, "irg": {}, "adversarial": {},
-    "kdcl": {"students": 2}, "frskd": {}, "dfa": {},
+    "kdcl": {"students": 2}, "frskd": {}, "dfa": {}, "sla": {},
 }
 
 
@@ -77,7 +77,7 @@ def view_of(model, teachers, d, data, peers=(), epoch=1):
         t_feats.append(dict(f))
     with capture(model, d.student_modules()) as f:
         logits = model(x)
-    return View(y, logits, dict(f), t_logits, t_feats, [p(x).detach() for p in peers], epoch)
+    return View(y, logits, dict(f), t_logits, t_feats, [p(x).detach() for p in peers], epoch, x, model)
 
 
 @pytest.mark.parametrize("name", sorted(OPTIONS))

@@ -164,3 +164,17 @@ def test_dfa_architecture_weights_move_only_on_validation_batches(synthetic_root
     d.validation_step(view_of(model, teachers, d, data))
     assert all(not torch.equal(a, b) for a, b in zip(alphas, d.alphas))  # a validation batch moves them
     assert all(torch.equal(a, b) for a, b in zip(connector, d.connectors.parameters()))  # and nothing else
+
+
+def test_sla_aggregates_the_joint_head_over_rotations(synthetic_root, teacher_ckpt, tmp_path):
+    from nas_kd.losses.functional import kd_loss
+
+    model, teachers, d, bundle, opt, data = setup_one("sla", synthetic_root, teacher_ckpt, tmp_path)
+    with torch.no_grad():  # joint logit of (class c, rotation k) = c + 10 k, whatever the input
+        d.joint.weight.zero_()
+        d.joint.bias.copy_(torch.tensor([c + 10.0 * k for c in range(10) for k in range(4)]))
+    view = view_of(model, teachers, d, data)
+    terms = d(view)
+    want = kd_loss(view.logits, (torch.arange(10.0) + 15.0).expand(len(view.y), 10), 1.0)  # mean over k of c + 10 k
+    assert terms["sla_sd"].item() == pytest.approx(want.item(), rel=1e-5)
+    assert terms["sla_joint"].item() > 0

@@ -2,7 +2,7 @@
 
 Methods: ``kd``, ``alpha_div``, ``multi_teacher`` (:mod:`.response`); ``hint``, ``at``, ``sp``,
 ``rkd`` (:mod:`.feature`); ``dml`` (:mod:`.online`); ``byot``, ``sad`` (:mod:`.self_distill`); one file each for
-``dfa``, ``vid``, ``fsp``, ``irg``, ``adversarial``, ``kdcl`` and ``frskd``.
+``dfa``, ``vid``, ``fsp``, ``irg``, ``adversarial``, ``kdcl``, ``frskd`` and ``sla``.
 The trainer is :mod:`nas_kd.train.distill`.
 """
 from nas_kd.distill import (  # noqa: F401  (register the methods)
@@ -16,6 +16,7 @@ from nas_kd.distill import (  # noqa: F401  (register the methods)
     online,
     response,
     self_distill,
+    sla,
     vid,
 )
 from nas_kd.distill.base import (

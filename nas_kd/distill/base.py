@@ -29,7 +29,8 @@ class View:
     """What a distiller sees of one training step, for one student.
 
     ``teacher_logits`` / ``teacher_feats`` hold one entry per teacher (detached, in the order of
-    ``teacher`` then ``extra_teachers``); ``peer_logits`` the other students' detached logits.
+    ``teacher`` then ``extra_teachers``); ``peer_logits`` the other students' detached logits; ``inputs`` and
+    ``student`` the batch and the student itself, for a method that runs the student on transformed inputs.
     """
 
     y: torch.Tensor
@@ -39,6 +40,8 @@ class View:
     teacher_feats: list[dict[str, torch.Tensor]] = field(default_factory=list)
     peer_logits: list[torch.Tensor] = field(default_factory=list)
     epoch: int = 0
+    inputs: torch.Tensor | None = None
+    student: nn.Module | None = None
 
 
 @dataclass

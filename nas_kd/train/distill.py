@@ -202,7 +202,7 @@ def train_students(
         total = 0.0
         for i, ((logits, feats), ds) in enumerate(zip(outs, distillers)):
             view = View(y, logits, feats, t_logits, t_feats,
-                        [o[0].detach() for j, o in enumerate(outs) if j != i], loop.state.epoch)
+                        [o[0].detach() for j, o in enumerate(outs) if j != i], loop.state.epoch, x, models[i])
             loss = ce_weight * F.cross_entropy(logits, y, label_smoothing=recipe.train.label_smoothing)
             for term, d in zip(terms, ds):
                 for name, value in d(view).items():
