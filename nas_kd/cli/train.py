@@ -78,6 +78,18 @@ def _cmd_quantize(args: argparse.Namespace) -> None:
                       for k, v in payload["rows"].items()}, indent=2))
 
 
+def _cmd_specialists(args: argparse.Namespace) -> None:
+    import json
+
+    from nas_kd.specialists import train_specialists
+
+    recipe = load_checked(args.recipe, args.overrides)
+    record = train_specialists(recipe, args.out, clusters=args.clusters, cluster_size=args.cluster_size,
+                               epochs=args.epochs)
+    print(json.dumps({k: record[k] for k in ("clusters", "generalist_test_acc", "ensemble_test_acc", "teacher")},
+                     indent=2))
+
+
 def _run_args(p: argparse.ArgumentParser) -> None:
     """What every training command takes besides its recipe."""
     p.add_argument("--resume", action="store_true", help="continue the run even if its recipe changed (a killed run of "
@@ -117,6 +129,15 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--competition-weight", type=NON_NEGATIVE, default=1.0,
                    help="weight of the competition term (with --student)")
     p.set_defaults(func=_cmd_synthesize)
+
+    p = sub.add_parser("specialists", help="Hinton's specialists: clusters of the classes the recipe's teacher confuses, "
+                                           "a specialist per cluster, and the ensemble as a teacher")
+    recipe_args(p)
+    p.add_argument("--out", required=True, help="directory for the specialists' runs, ensemble.pt, specialists.json")
+    p.add_argument("--clusters", type=COUNT, default=1, help="specialists (disjoint clusters of confused classes)")
+    p.add_argument("--cluster-size", type=COUNT, default=4, help="classes per cluster")
+    p.add_argument("--epochs", type=COUNT, default=2, help="epochs of each specialist (from the generalist's weights)")
+    p.set_defaults(func=_cmd_specialists)
 
     p = sub.add_parser("quantize", help="int8 for the CPU: post-training and quantisation-aware distillation (the "
                                         "recipe's distill terms) of an exported student, run by onnxruntime")
