@@ -3,7 +3,8 @@ end-to-end prediction of an arch from them, and timing of whole models.
 
 A table times every block variant a space can hold *in its context* (input channels, output channels,
 stride, kernel, inner width, shortcut and input resolution), plus the stem and the head of every last
-width, on one device, batch size and thread count (median of ``repeats`` runs after ``warmup``). The
+width, on one device, batch size and thread count, with one runtime (:data:`RUNTIMES`: PyTorch eager, or
+onnxruntime on the CPU, each model exported to ONNX first, as ``nas-kd export --onnx`` ships it). The
 prediction of an arch is the sum of its blocks, stem and head: :func:`predict_ms`.
 """
 from __future__ import annotations
@@ -27,6 +28,8 @@ from nas_kd.layers import ConvBN
 from nas_kd.subnet import BLOCK_KEYS, StaticNet, shape_text
 
 FORMAT = "nas_kd.latency_table.v1"
+RUNTIMES = ("torch", "onnxruntime")  # what runs the model: PyTorch eager, or onnxruntime on the CPU
+RUNTIME = "torch"  # a table without a runtime entry (older tables) was timed with PyTorch eager
 
 
 def block_key(block: dict[str, Any], size: tuple[int, int]) -> str:
@@ -62,6 +65,47 @@ def time_ms(model: nn.Module, x: torch.Tensor, repeats: int = 20, warmup: int = 
     return 1000 * best
 
 
+@torch.no_grad()
+def ort_time_ms(model: nn.Module, x: torch.Tensor, repeats: int = 20, warmup: int = 5, sample_seconds: float = 0.002,
+                threads: int | None = None) -> float:
+    """Like :func:`time_ms`, with ``model`` exported to ONNX (torch's TorchScript-based exporter: fast enough for
+    hundreds of blocks) and run by an onnxruntime CPU session with ``threads`` intra-op threads."""
+    import io
+
+    from nas_kd.onnx_export import _require
+
+    ort = _require()
+    buffer = io.BytesIO()
+    torch.onnx.export(model.eval().cpu(), (x.cpu(),), buffer, dynamo=False, input_names=["x"])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+    feed = {"x": x.cpu().numpy()}
+    for _ in range(warmup):
+        session.run(None, feed)
+    start = time.perf_counter()
+    session.run(None, feed)
+    calls = max(1, int(sample_seconds / max(time.perf_counter() - start, 1e-6)))
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(calls):
+            session.run(None, feed)
+        best = min(best, (time.perf_counter() - start) / calls)
+    return 1000 * best
+
+
+def timer(runtime: str):
+    """``time(model, x, repeats, warmup)`` in milliseconds with ``runtime`` (onnxruntime: this process's torch
+    thread count as its intra-op threads)."""
+    if runtime not in RUNTIMES:
+        raise UserError(f"runtime {runtime!r} is not one of {', '.join(RUNTIMES)}")
+    if runtime == "torch":
+        return time_ms
+    return lambda model, x, repeats=20, warmup=5: ort_time_ms(model, x, repeats, warmup, threads=torch.get_num_threads())
+
+
 @contextmanager
 def torch_threads(threads: int | None):
     """Run the block with ``threads`` torch threads (``None``: as they are), restoring the count after."""
@@ -77,10 +121,12 @@ def torch_threads(threads: int | None):
 
 
 def model_latency_ms(model: nn.Module, input_shape: tuple[int, ...], *, batch_size: int = 1, device: str = "cpu",
-                     repeats: int = 20, warmup: int = 5) -> float:
-    """Measured latency of a whole model on ``batch_size`` images of ``input_shape`` (C, H, W)."""
+                     repeats: int = 20, warmup: int = 5, runtime: str = RUNTIME) -> float:
+    """Measured latency of a whole model on ``batch_size`` images of ``input_shape`` (C, H, W) with ``runtime``."""
     dev = torch.device(device)
-    return time_ms(model.to(dev), torch.zeros(batch_size, *input_shape, device=dev), repeats, warmup)
+    if runtime != "torch" and dev.type != "cpu":
+        raise UserError(f"runtime {runtime} times on the CPU here, not {device}")
+    return timer(runtime)(model.to(dev), torch.zeros(batch_size, *input_shape, device=dev), repeats, warmup)
 
 
 def block_variants(space) -> dict[str, tuple[dict[str, Any], tuple[int, int]]]:
@@ -114,7 +160,8 @@ class _Head(nn.Module):
 
 
 def build_table(space, *, device: str = "cpu", batch_size: int = 1, threads: int | None = None, repeats: int = 20,
-                warmup: int = 5, calibration_archs: int = 8, seed: int = 0, show_progress: bool = True) -> dict[str, Any]:
+                warmup: int = 5, calibration_archs: int = 8, seed: int = 0, show_progress: bool = True,
+                runtime: str = RUNTIME) -> dict[str, Any]:
     """Time every block variant, the stem and the head of ``space`` (its input shape and classes), then
     ``calibration_archs`` seeded random archs end to end: the least-squares line from the summed block times
     to the measured ones (blocks timed alone run warmer in cache than inside a network) is stored as
@@ -126,28 +173,31 @@ def build_table(space, *, device: str = "cpu", batch_size: int = 1, threads: int
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device here")
+    if runtime != "torch" and dev.type != "cpu":
+        raise UserError(f"--runtime {runtime} times on the CPU here, not {device}")
     family = FAMILIES.get(space.family)
     started = time.perf_counter()
     with torch_threads(threads):
+        timed = timer(runtime)
         torch.manual_seed(0)
         blocks = {}
         for key, (b, (h, w)) in tqdm(block_variants(space).items(), desc=f"latency {space.name}",
                                      disable=None if show_progress else True, leave=False):
             x = torch.randn(batch_size, b["in"], h, w, device=dev)
-            blocks[key] = time_ms(family.static(b).to(dev), x, repeats, warmup)
+            blocks[key] = timed(family.static(b).to(dev), x, repeats, warmup)
         c, h, w = space.input_shape
-        stem = time_ms(ConvBN(c, space.stem_width, 3).to(dev), torch.randn(batch_size, c, h, w, device=dev), repeats, warmup)
+        stem = timed(ConvBN(c, space.stem_width, 3).to(dev), torch.randn(batch_size, c, h, w, device=dev), repeats, warmup)
         lh, lw = space.stage_input_size(len(space.stages) + 1)
-        heads = {str(width): time_ms(_Head(width, space.num_classes).to(dev),
+        heads = {str(width): timed(_Head(width, space.num_classes).to(dev),
                                      torch.randn(batch_size, width, lh, lw, device=dev), repeats, warmup)
                  for width in space.stages[-1].widths}
         table = {"space": space.name, "input_shape": list(space.input_shape), "num_classes": space.num_classes,
                  "stem_ms": stem, "head_ms": heads, "blocks_ms": blocks, "calibration": {"scale": 1.0, "offset": 0.0}}
         table["calibration"] = calibrate(space, table, calibration_archs, seed, device=device, batch_size=batch_size,
-                                         repeats=repeats, warmup=warmup)
+                                         repeats=repeats, warmup=warmup, runtime=runtime)
         threads_used = torch.get_num_threads()
     return {
-        "format": FORMAT, "runtime": RUNTIME, "device": str(dev), "device_name": device_name(str(dev)),
+        "format": FORMAT, "runtime": runtime, "device": str(dev), "device_name": device_name(str(dev)),
         "machine": platform.node(), "torch": torch.__version__, "threads": threads_used, "batch_size": batch_size,
         "repeats": repeats, "warmup": warmup, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "build_seconds": round(time.perf_counter() - started, 2), **table,
@@ -188,7 +238,6 @@ def load_table(path: str | Path) -> dict[str, Any]:
     return table
 
 
-RUNTIME = "torch"  # what times the tables: PyTorch eager (the only runtime tables are built on so far)
 
 
 def device_name(device: str = "cpu") -> str:
@@ -205,15 +254,15 @@ def device_name(device: str = "cpu") -> str:
     return platform.processor() or platform.machine()
 
 
-def require_here(table: dict[str, Any]) -> None:
-    """Refuse, for a search, a table timed by another runtime or on other hardware than this machine's, naming
-    both: its predictions would be of that machine."""
-    runtime = table.get("runtime", RUNTIME)
+def require_here(table: dict[str, Any], runtime: str = RUNTIME) -> None:
+    """Refuse, for a search deploying with ``runtime``, a table timed by another runtime or on other hardware than
+    this machine's, naming both: its predictions would be of that runtime or machine."""
+    made = table.get("runtime", RUNTIME)
     here = device_name(table["device"])
-    if runtime != RUNTIME or table.get("device_name") != here:
-        raise UserError(f"the latency table was timed with {runtime} on {table.get('device_name')!r} "
-                        f"({table.get('machine')}); this search runs with {RUNTIME} on {here!r}: build a table here "
-                        "with nas-kd latency-table")
+    if made != runtime or table.get("device_name") != here:
+        raise UserError(f"the latency table was timed with {made} on {table.get('device_name')!r} "
+                        f"({table.get('machine')}); this search deploys with {runtime} on {here!r}: build a table here "
+                        f"with nas-kd latency-table --runtime {runtime}")
 
 
 def require_match(space, table: dict[str, Any]) -> None:
@@ -277,7 +326,7 @@ def measured_ms(space, arch: dict[str, Any], table: dict[str, Any], repeats: int
     beside the table's prediction."""
     with torch_threads(table["threads"]):
         return model_latency_ms(StaticNet(space.spec(arch)), space.input_shape, batch_size=table["batch_size"],
-                                device=table["device"], repeats=repeats)
+                                device=table["device"], repeats=repeats, runtime=table.get("runtime", RUNTIME))
 
 
 def _time_archs(meta: dict[str, Any], archs: list[dict[str, Any]], table: dict[str, Any], repeats: int) -> list[float]:

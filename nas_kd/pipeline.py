@@ -88,7 +88,7 @@ def _latency_table_here(recipe: Recipe, space, path: Path) -> str:
     """A batch-1 latency table of the recipe's space timed on this machine (once; reused on a re-run)."""
     if not path.exists():
         started, watch = origin(), Stopwatch()
-        table = build_table(space, threads=recipe.train.threads)
+        table = build_table(space, threads=recipe.train.threads, runtime=recipe.search.runtime)
         write_result(path, table, watch.seconds(), started)
     return str(path)
 

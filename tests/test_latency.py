@@ -103,3 +103,20 @@ def test_a_table_timed_elsewhere_is_refused_for_a_search(table):
         require_here({**table, "device_name": "Other CPU 9000"})
     with pytest.raises(UserError, match="timed with onnxruntime"):
         require_here({**table, "runtime": "onnxruntime"})
+
+
+def test_an_onnxruntime_table_predicts_and_measures_with_onnxruntime(tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / "ort.json"
+    assert main(["latency-table", "--space", "resnet", "--input-shape", "1", "8", "8", "--repeats", "1",
+                 "--calibration-archs", "2", "--threads", "1", "--runtime", "onnxruntime", "--out", str(out)]) == 0
+    table = load_table(out)
+    assert table["runtime"] == "onnxruntime" and all(v > 0 for v in table["blocks_ms"].values())
+    from nas_kd.errors import UserError
+    from nas_kd.latency import measured_ms, require_here
+
+    space = search_spaces.get("resnet", input_shape=(1, 8, 8))
+    assert measured_ms(space, space.min_arch(), table, repeats=1) > 0  # timed with onnxruntime, as the table was
+    require_here(table, "onnxruntime")
+    with pytest.raises(UserError, match="timed with onnxruntime .* this search deploys with torch"):
+        require_here(table, "torch")

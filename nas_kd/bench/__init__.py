@@ -88,13 +88,14 @@ def _latency_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-archs", type=COUNT, default=100, help="held-out archs per space")
     p.add_argument("--threads", type=COUNT, default=2, help="torch threads")
     p.add_argument("--batch-sizes", type=COUNT, nargs="+", default=[1, 32], help="batch sizes")
+    p.add_argument("--runtimes", nargs="+", default=["torch", "onnxruntime"], help="runtimes timed (torch, onnxruntime)")
 
 
 def _latency(args: argparse.Namespace) -> dict:
     from nas_kd.bench.latency import bench_latency
 
     return bench_latency(args.spaces, num_archs=args.num_archs, threads=args.threads,
-                         batch_sizes=tuple(args.batch_sizes))
+                         batch_sizes=tuple(args.batch_sizes), runtimes=tuple(args.runtimes))
 
 
 def _strategies_options(p: argparse.ArgumentParser) -> None:

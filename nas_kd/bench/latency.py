@@ -1,16 +1,17 @@
 """``nas-kd bench latency``: how well per-block latency tables predict measured end-to-end latency."""
 from __future__ import annotations
 
+import itertools
 import random
 from typing import Any
 
 import search_spaces
-from nas_kd.latency import RUNTIME, build_table, check_predictions
+from nas_kd.latency import RUNTIMES, build_table, check_predictions
 
 
 def bench_latency(spaces: list[str], num_archs: int = 50, threads: int = 2, batch_sizes: tuple[int, ...] = (1, 32),
-                  seed: int = 0, show_progress: bool = True) -> dict[str, Any]:
-    """Per space, runtime (PyTorch eager so far) and batch size: build a table on this machine, then predict and
+                  seed: int = 0, show_progress: bool = True, runtimes: tuple[str, ...] = RUNTIMES) -> dict[str, Any]:
+    """Per space, runtime (:data:`~nas_kd.latency.RUNTIMES`) and batch size: build a table on this machine, then predict and
     time ``num_archs`` random archs (their own seed: none is a calibration arch of the table), and time them again
     in a fresh process (the test-retest figures beside the predictor's)."""
     out: dict[str, Any] = {"num_archs": num_archs, "threads": threads, "seed": seed, "spaces": {}}
@@ -18,11 +19,11 @@ def bench_latency(spaces: list[str], num_archs: int = 50, threads: int = 2, batc
         space = search_spaces.get(name)
         rng = random.Random(f"latency-bench-{seed}")
         archs = [space.sample(rng) for _ in range(num_archs)]
-        runtimes = out["spaces"][name] = {RUNTIME: {}}
-        for bs in batch_sizes:
-            table = build_table(space, batch_size=bs, threads=threads, show_progress=show_progress)
+        by_runtime = out["spaces"][name] = {}
+        for runtime, bs in itertools.product(runtimes, batch_sizes):
+            table = build_table(space, batch_size=bs, threads=threads, show_progress=show_progress, runtime=runtime)
             check = check_predictions(space, table, archs, retest=True)
-            runtimes[RUNTIME][f"batch_{bs}"] = {
+            by_runtime.setdefault(runtime, {})[f"batch_{bs}"] = {
                 **{k: v for k, v in check.items() if k != "archs"},
                 "table_build_seconds": table["build_seconds"], "table_entries": len(table["blocks_ms"]),
                 "calibration": table["calibration"], "machine": table["machine"], "torch": table["torch"],

@@ -5,6 +5,7 @@ import argparse
 import json
 import sys
 
+from nas_kd.latency import RUNTIMES
 from nas_kd.typecheck import COUNT, NATURAL
 
 
@@ -20,9 +21,9 @@ def _cmd_latency_table(args: argparse.Namespace) -> None:
 
     started, watch = origin(), Stopwatch()
     table = build_table(_space_arg(args), device=args.device, batch_size=args.batch_size, threads=args.threads,
-                        repeats=args.repeats, calibration_archs=args.calibration_archs)
+                        repeats=args.repeats, calibration_archs=args.calibration_archs, runtime=args.runtime)
     write_result(args.out, table, watch.seconds(), started)
-    print(f"{len(table['blocks_ms'])} block variants of {table['space']} timed on {table['device']} "
+    print(f"{len(table['blocks_ms'])} block variants of {table['space']} timed with {table['runtime']} on {table['device']} "
           f"(batch {table['batch_size']}, {table['threads']} threads) -> {args.out}", file=sys.stderr)
 
 def _cmd_latency_check(args: argparse.Namespace) -> None:
@@ -52,6 +53,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input-shape", type=COUNT, nargs=3, metavar=("C", "H", "W"), help="input shape (default 1 28 28)")
     p.add_argument("--num-classes", type=COUNT, default=10)
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    p.add_argument("--runtime", choices=RUNTIMES, default=RUNTIMES[0],
+                   help="what runs the model: torch (eager) or onnxruntime (CPU; each block exported to ONNX)")
     p.add_argument("--batch-size", type=COUNT, default=1)
     p.add_argument("--threads", type=COUNT, help="torch threads (default: torch's choice)")
     p.add_argument("--repeats", type=COUNT, default=20, help="timed samples per block (the fastest is kept)")

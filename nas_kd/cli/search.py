@@ -9,6 +9,7 @@ from pathlib import Path
 from nas_kd.cli.common import recipe_args
 from nas_kd.errors import UserError
 from nas_kd.evaluators import EVALUATORS
+from nas_kd.latency import RUNTIMES
 from nas_kd.recipe_checks import load_checked
 from nas_kd.search.strategies import STRATEGIES
 from nas_kd.typecheck import COUNT, FRACTION, NATURAL, POSITIVE
@@ -74,7 +75,8 @@ def _cmd_dna_search(args: argparse.Namespace) -> None:
     latency_table = load_table(args.latency_table) if args.latency_table else None
     if not budgets and not args.budget_ms:
         raise UserError("dna-search: give --budget-mflops, --budget-fraction or --budget-ms")
-    result = exact_search(tables, budgets, k=args.k, budgets_ms=args.budget_ms, latency_table=latency_table)
+    result = exact_search(tables, budgets, k=args.k, budgets_ms=args.budget_ms, latency_table=latency_table,
+                          runtime=args.runtime)
     print(f"exact search over {result['space_size']:.3g} architectures of {result['space']} "
           f"in {result['search_seconds']:.3f} s", file=sys.stderr)
     result = {"tables": args.tables, **result}
@@ -128,6 +130,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--budget-ms", type=POSITIVE, nargs="*", default=[],
                    help="latency budgets in ms, predicted from --latency-table (instead of FLOPs budgets)")
     p.add_argument("--latency-table", help="a table from nas-kd latency-table (this machine)")
+    p.add_argument("--runtime", choices=RUNTIMES, default=RUNTIMES[0], help="what the student runs with (the table's)")
     p.add_argument("--k", type=COUNT, default=5, help="architectures returned per budget")
     p.add_argument("--out", help="result JSON to write")
     p.set_defaults(func=_cmd_dna_search)

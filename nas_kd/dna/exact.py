@@ -16,7 +16,7 @@ from nas_kd.subnet import StaticNet
 
 def exact_search(tables: dict[str, Any], budgets_flops: list[float], k: int = 5, metric: str = "rel_l1",
                  normalise: str = "stage_mean", check_fvcore: bool = True, budgets_ms: list[float] | None = None,
-                 latency_table: dict[str, Any] | None = None) -> dict[str, Any]:
+                 latency_table: dict[str, Any] | None = None, runtime: str = "torch") -> dict[str, Any]:
     """Top-``k`` archs (lowest summed stage score) under each budget, exactly, plus the Pareto front.
 
     Budgets are FLOPs, or latencies (``budgets_ms``, predicted from ``latency_table``; the knapsack then runs
@@ -33,7 +33,7 @@ def exact_search(tables: dict[str, Any], budgets_flops: list[float], k: int = 5,
         raise UserError("latency budgets need a latency table (nas-kd latency-table, then --latency-table)")
     if latency_table is not None:
         require_match(space, latency_table)
-        require_here(latency_table)
+        require_here(latency_table, runtime)
     for b in budgets_flops:
         space.check_budget(b)
     on_latency = bool(budgets_ms)

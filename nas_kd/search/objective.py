@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from nas_kd.errors import BudgetError
-from nas_kd.latency import require_here, require_match
+from nas_kd.latency import RUNTIME, require_here, require_match
 from search_spaces import StagedSpace
 from search_spaces.sampling import FlopsStratifiedSampler
 
@@ -34,13 +34,13 @@ class Objective:
 
     def __init__(self, space: StagedSpace, score_fn: Callable[[dict], Row], primary: str, budget_flops: float,
                  progress: Any = None, *, budget_ms: float | None = None, latency_table: dict | None = None,
-                 journal: str | Path | None = None) -> None:
+                 journal: str | Path | None = None, runtime: str = RUNTIME) -> None:
         space.check_budget(budget_flops)
         if budget_ms is not None:
             if latency_table is None:
                 raise BudgetError("a latency budget needs a latency table (nas-kd latency-table, then --latency-table)")
             require_match(space, latency_table)
-            require_here(latency_table)
+            require_here(latency_table, runtime)
             fastest = space.latency(space.min_arch(), latency_table)
             if budget_ms < fastest:
                 raise BudgetError(f"budget {budget_ms:.3f} ms is below the fastest {space.name} arch "

@@ -73,7 +73,8 @@ def run_search(recipe: Recipe, show_progress: bool = True, report_only: bool = F
                             channels_last=recipe.train.channels_last, dna_tables=cfg.dna_tables)
     bar = tqdm(total=cfg.trials, desc=f"search {cfg.strategy}", disable=None if show_progress else True, dynamic_ncols=True)
     objective = Objective(space, lambda arch: score_archs(ctx, [arch], evaluators)[0], primary, budget, progress=bar,
-                          budget_ms=cfg.budget_ms, latency_table=table, journal=out / _journal_name(recipe, names))
+                          budget_ms=cfg.budget_ms, latency_table=table, journal=out / _journal_name(recipe, names),
+                          runtime=cfg.runtime)
     rows = run_strategy(cfg.strategy, objective, cfg.trials, cfg.strategy_options, seed=recipe.seed, storage=storage,
                         study_name=study_name, dna_tables=cfg.dna_tables, checkpoint=cfg.checkpoint, context=ctx,
                         workdir=out)
