@@ -160,12 +160,12 @@ class _Head(nn.Module):
 
 
 def build_table(space, *, device: str = "cpu", batch_size: int = 1, threads: int | None = None, repeats: int = 20,
-                warmup: int = 5, calibration_archs: int = 8, seed: int = 0, show_progress: bool = True,
+                warmup: int = 5, calibration_archs: int = 16, seed: int = 0, show_progress: bool = True,
                 runtime: str = RUNTIME) -> dict[str, Any]:
     """Time every block variant, the stem and the head of ``space`` (its input shape and classes), then
-    ``calibration_archs`` seeded random archs end to end: the least-squares line from the summed block times
-    to the measured ones (blocks timed alone run warmer in cache than inside a network) is stored as
-    ``calibration`` and applied by :func:`predict_ms`. 0 keeps the plain sum."""
+    ``calibration_archs`` seeded random archs end to end: the whole-network calibration (:func:`calibrate`; blocks
+    timed alone run warmer in cache than inside a network) is stored as ``calibration`` and applied by
+    :func:`predict_ms`. 0 keeps the plain sum."""
     from tqdm import tqdm
 
     if batch_size < 1 or repeats < 1 or warmup < 0:
@@ -192,7 +192,8 @@ def build_table(space, *, device: str = "cpu", batch_size: int = 1, threads: int
                                      torch.randn(batch_size, width, lh, lw, device=dev), repeats, warmup)
                  for width in space.stages[-1].widths}
         table = {"space": space.name, "input_shape": list(space.input_shape), "num_classes": space.num_classes,
-                 "stem_ms": stem, "head_ms": heads, "blocks_ms": blocks, "calibration": {"scale": 1.0, "offset": 0.0}}
+                 "stem_ms": stem, "head_ms": heads, "blocks_ms": blocks,
+                 "calibration": {"scale": 1.0, "offset": 0.0, "per_block": 0.0, "per_activation": 0.0}}
         table["calibration"] = calibrate(space, table, calibration_archs, seed, device=device, batch_size=batch_size,
                                          repeats=repeats, warmup=warmup, runtime=runtime)
         threads_used = torch.get_num_threads()
@@ -212,17 +213,43 @@ def calibration_archs(space, n: int, seed: int) -> list[dict[str, Any]]:
     return [space.max_arch(), space.min_arch(), *(space.sample(rng) for _ in range(n - 2))][:n]
 
 
+def spec_features(spec: dict[str, Any], table: dict[str, Any]) -> tuple[float, int, float]:
+    """(summed table time in ms, number of blocks, millions of activation elements the blocks write) of a network
+    spec: what the whole-network calibration is fitted on."""
+    size, summed, blocks, act = tuple(spec["input_shape"][1:]), fixed_ms(table, spec["head"]["in"]), 0, 0.0
+    for stage in spec["stages"]:
+        for b in stage:
+            key = block_key(b, size)
+            if key not in table["blocks_ms"]:
+                raise UserError(f"the latency table has no entry for block {key}: rebuild it with nas-kd latency-table")
+            summed += table["blocks_ms"][key]
+            size = (conv_out(size[0], b["kernel"], b["stride"]), conv_out(size[1], b["kernel"], b["stride"]))
+            blocks += 1
+            act += (b["mid"] + b["out"]) * size[0] * size[1] / 1e6
+    return summed, blocks, act
+
+
 def calibrate(space, table: dict[str, Any], n: int, seed: int, **timing: Any) -> dict[str, Any]:
-    """Fit measured = scale x summed + offset on ``n`` calibration archs (needs >= 2; else the identity)."""
+    """Fit the whole-network calibration on ``n`` timed calibration archs: measured = scale x (summed +
+    per_block x blocks + per_activation x activations) + offset (:func:`spec_features`; the per-block terms model
+    what a block costs inside a network beyond its time alone: launches, memory traffic). With fewer than 8 archs,
+    or a fit whose scale is not positive, only the line measured = scale x summed + offset (needs >= 2; else the
+    identity)."""
     import numpy as np
 
     archs = calibration_archs(space, n, seed)
     if len(archs) < 2:
-        return {"scale": 1.0, "offset": 0.0, "archs": len(archs)}
-    summed = np.array([predict_ms(space, a, table) for a in archs])
+        return {"scale": 1.0, "offset": 0.0, "per_block": 0.0, "per_activation": 0.0, "archs": len(archs)}
+    feats = np.array([spec_features(space.spec(a), table) for a in archs])
     measured = np.array([model_latency_ms(StaticNet(space.spec(a)), space.input_shape, **timing) for a in archs])
-    scale, offset = np.linalg.lstsq(np.vstack([summed, np.ones_like(summed)]).T, measured, rcond=None)[0]
-    return {"scale": float(scale), "offset": float(offset), "archs": len(archs), "seed": seed}
+    if len(archs) >= 8:
+        a, b, c, d = np.linalg.lstsq(np.column_stack([feats, np.ones(len(archs))]), measured, rcond=None)[0]
+        if a > 0:
+            return {"scale": float(a), "offset": float(d), "per_block": float(b / a), "per_activation": float(c / a),
+                    "archs": len(archs), "seed": seed}
+    scale, offset = np.linalg.lstsq(np.vstack([feats[:, 0], np.ones(len(archs))]).T, measured, rcond=None)[0]
+    return {"scale": float(scale), "offset": float(offset), "per_block": 0.0, "per_activation": 0.0,
+            "archs": len(archs), "seed": seed}
 
 
 def load_table(path: str | Path) -> dict[str, Any]:
@@ -275,20 +302,24 @@ def require_match(space, table: dict[str, Any]) -> None:
 
 
 def _blocks_ms(space, table: dict[str, Any], blocks: list[dict[str, Any]], size: tuple[int, int]) -> tuple[float, tuple[int, int]]:
-    """Summed table times of consecutive spec ``blocks`` entered at ``size``, and the size they leave."""
+    """Summed times of consecutive spec ``blocks`` entered at ``size`` (each its table entry plus the calibration's
+    per-block terms), and the size they leave."""
+    cal = table["calibration"]
+    per_block, per_act = cal.get("per_block", 0.0), cal.get("per_activation", 0.0)
     total = 0.0
     for b in blocks:
         key = block_key(b, size)
         if key not in table["blocks_ms"]:
             require_match(space, table)
             raise UserError(f"the latency table has no entry for block {key}: rebuild it with nas-kd latency-table")
-        total += table["blocks_ms"][key]
         size = (conv_out(size[0], b["kernel"], b["stride"]), conv_out(size[1], b["kernel"], b["stride"]))
+        total += table["blocks_ms"][key] + per_block + per_act * (b["mid"] + b["out"]) * size[0] * size[1] / 1e6
     return total, size
 
 
 def stage_ms(space, table: dict[str, Any], stage: int, cand: dict[str, Any], cin: int) -> float:
-    """Uncalibrated table time of stage ``stage`` with the stage's choices ``cand`` fed ``cin`` channels."""
+    """Time of stage ``stage`` with the stage's choices ``cand`` fed ``cin`` channels, before the calibration's
+    scale and offset (a sum over blocks, as the exact search needs)."""
     return _blocks_ms(space, table, space.stage_blocks(stage, cand, cin), space.stage_input_size(stage))[0]
 
 

@@ -43,7 +43,7 @@ def test_prediction_is_the_sum_of_blocks_stem_and_head(table):
             total += table["blocks_ms"][block_key(b, size)]
             size = ((size[0] - 1) // b["stride"] + 1, (size[1] - 1) // b["stride"] + 1)
     total += table["head_ms"][str(spec["head"]["in"])]
-    assert table["calibration"] == {"scale": 1.0, "offset": 0.0, "archs": 0}
+    assert table["calibration"] == {"scale": 1.0, "offset": 0.0, "per_block": 0.0, "per_activation": 0.0, "archs": 0}
     assert predict_ms(space, arch, table) == pytest.approx(total)
     assert space.latency(arch, table) == pytest.approx(total)
     calibrated = {**table, "calibration": {"scale": 2.0, "offset": 0.5}}
@@ -120,3 +120,25 @@ def test_an_onnxruntime_table_predicts_and_measures_with_onnxruntime(tmp_path, c
     require_here(table, "onnxruntime")
     with pytest.raises(UserError, match="timed with onnxruntime .* this search deploys with torch"):
         require_here(table, "torch")
+
+
+def test_the_calibration_recovers_per_block_costs(monkeypatch):
+    from nas_kd import latency
+
+    space = search_spaces.get("resnet", input_shape=SHAPE)
+    table = latency.build_table(space, repeats=1, warmup=0, calibration_archs=0, show_progress=False)
+    truth = (2.0, 0.3, 0.5, 1.0)  # measured = 2 x summed + 0.3 x blocks + 0.5 x activations + 1
+
+    def fake(spec, *_a, **_k):
+        s, n, a = latency.spec_features(spec, table)
+        return truth[0] * s + truth[1] * n + truth[2] * a + truth[3]
+
+    monkeypatch.setattr(latency, "StaticNet", lambda spec: spec)
+    monkeypatch.setattr(latency, "model_latency_ms", fake)
+    table["calibration"] = latency.calibrate(space, table, 12, 0)
+    cal = table["calibration"]
+    assert cal["scale"] == pytest.approx(2.0) and cal["offset"] == pytest.approx(1.0, abs=1e-6)
+    assert cal["per_block"] == pytest.approx(0.15) and cal["per_activation"] == pytest.approx(0.25)
+    rng = random.Random(3)
+    for arch in [space.sample(rng) for _ in range(5)]:  # the prediction is the model, and stays a sum over blocks
+        assert latency.predict_ms(space, arch, table) == pytest.approx(fake(space.spec(arch)))

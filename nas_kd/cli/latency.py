@@ -58,7 +58,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=COUNT, default=1)
     p.add_argument("--threads", type=COUNT, help="torch threads (default: torch's choice)")
     p.add_argument("--repeats", type=COUNT, default=20, help="timed samples per block (the fastest is kept)")
-    p.add_argument("--calibration-archs", type=NATURAL, default=8, help="whole archs timed to calibrate the sum (0: none)")
+    p.add_argument("--calibration-archs", type=NATURAL, default=16,
+                   help="whole archs timed to calibrate the sum (0: none; 8 or more: the per-block terms too)")
     p.add_argument("--out", required=True, help="the table (JSON)")
     p.set_defaults(func=_cmd_latency_table)
 
