@@ -360,12 +360,12 @@ def measured_ms(space, arch: dict[str, Any], table: dict[str, Any], repeats: int
                                 device=table["device"], repeats=repeats, runtime=table.get("runtime", RUNTIME))
 
 
-def _time_archs(meta: dict[str, Any], archs: list[dict[str, Any]], table: dict[str, Any], repeats: int) -> list[float]:
-    """(In a fresh process) each arch's latency measured as ``table`` was timed."""
-    import search_spaces
-
-    space = search_spaces.from_meta(meta)
-    return [measured_ms(space, a, table, repeats) for a in archs]
+def _time_specs(specs: list[dict[str, Any]], input_shape: tuple[int, ...], table: dict[str, Any],
+                repeats: int) -> list[float]:
+    """(In a fresh process) each network spec's latency measured as ``table`` was timed."""
+    with torch_threads(table["threads"]):
+        return [model_latency_ms(StaticNet(s), input_shape, batch_size=table["batch_size"], device=table["device"],
+                                 repeats=repeats, runtime=table.get("runtime", RUNTIME)) for s in specs]
 
 
 def retest_ms(space, archs: list[dict[str, Any]], table: dict[str, Any], repeats: int = 20) -> list[float]:
@@ -373,9 +373,9 @@ def retest_ms(space, archs: list[dict[str, Any]], table: dict[str, Any], repeats
     how repeatable the measurement itself is."""
     import multiprocessing
 
-    meta = {"space": space.name, "input_shape": list(space.input_shape), "num_classes": space.num_classes}
+    specs = [space.spec(a) for a in archs]
     with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(_time_archs, (meta, archs, table, repeats))
+        return pool.apply(_time_specs, (specs, tuple(space.input_shape), table, repeats))
 
 
 def check_predictions(space, table: dict[str, Any], archs: list[dict[str, Any]], repeats: int = 20,

@@ -34,7 +34,7 @@ RECIPES = sorted(Path("recipes").glob("*.yaml"))
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
 def test_every_committed_recipe_loads_and_checks(path):
     """A recipe (or a table file: each of its rows' recipes) passes every check the commands make at load."""
-    if set(yaml.safe_load(path.read_text())) == TABLE_KEYS:
+    if TABLE_KEYS <= set(yaml.safe_load(path.read_text())):
         table = load_table(path, "distill")
         for row in table["rows"]:
             row_recipe(table, row, table["seeds"][0])

@@ -25,8 +25,6 @@ class Adversarial(Distiller):
     Example: ``{name: adversarial, weight: 0.1, temperature: 1.0}``.
     """
 
-    logits_only = True
-
     def __init__(self, hidden: int = 64, temperature: float = 1.0, teacher: int = 0) -> None:
         super().__init__()
         if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1 or not temperature > 0:

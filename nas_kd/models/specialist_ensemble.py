@@ -19,7 +19,7 @@ def collapse(probs: torch.Tensor, classes: list[int]) -> torch.Tensor:
 
 @MODELS.register("specialist_ensemble")
 class SpecialistEnsemble(nn.Module):
-    """The generalist (``generalist``: a teacher ``{model, kwargs}``) and one specialist per cluster of classes
+    """The generalist (``generalist``: ``{model, kwargs}``, a registered model) and one specialist per cluster of classes
     (the generalist's architecture with a head over the cluster plus a dustbin). Per input, the full distribution
     q minimises KL(p_g || q) + sum over active specialists of KL(p_m || collapsed q), a specialist being active
     when its classes hold the generalist's most probable class: ``steps`` gradient steps (``lr``) on q's logits,
@@ -27,14 +27,12 @@ class SpecialistEnsemble(nn.Module):
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1, *, generalist: dict[str, Any],
                  clusters: list[list[int]], steps: int = 25, lr: float = 0.5) -> None:
-        from nas_kd.config import TeacherConfig
-        from nas_kd.teacher import build_model
-
         super().__init__()
-        cfg = TeacherConfig(**generalist)
+        factory, kwargs = MODELS.get(generalist["model"]), dict(generalist.get("kwargs", {}))
         self.clusters, self.steps, self.lr = [list(c) for c in clusters], steps, lr
-        self.generalist = build_model(cfg, num_classes, in_channels)
-        self.specialists = nn.ModuleList(build_model(cfg, len(c) + 1, in_channels) for c in self.clusters)
+        self.generalist = factory(num_classes=num_classes, in_channels=in_channels, **kwargs)
+        self.specialists = nn.ModuleList(factory(num_classes=len(c) + 1, in_channels=in_channels, **kwargs)
+                                         for c in self.clusters)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p_g = torch.softmax(self.generalist(x).float(), 1)
