@@ -64,3 +64,19 @@ def dna_tables(tmp_path_factory) -> str:
     path.write_text(json.dumps({"space": space.name, "input_shape": list(space.input_shape),
                                 "num_classes": space.num_classes, "scores": ["rel_l1", "mse"], "stages": stages}))
     return str(path)
+
+
+TEACHER_KW = {"widths": [8, 16, 16, 16]}  # the distillation tests' small reference teacher
+
+
+@pytest.fixture(scope="module")
+def teacher_ckpt(tmp_path_factory):
+    """Weights of a small reference teacher (``TEACHER_KW``), seeded."""
+    from nas_kd.checkpoint import save_checkpoint
+    from nas_kd.models.resnet_teacher import ResNetTeacher
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("teacher") / "teacher.pt"
+    save_checkpoint({"model": ResNetTeacher(**TEACHER_KW).state_dict()}, path)
+    return str(path)
+

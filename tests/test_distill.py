@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import search_spaces
-from nas_kd.checkpoint import save_checkpoint
+from conftest import TEACHER_KW
 from nas_kd.cli import main
 from nas_kd.config import load_recipe
 from nas_kd.data import load_dataset
@@ -18,21 +18,12 @@ from nas_kd.students import arch_student
 from nas_kd.train.common import build_optimizer
 from nas_kd.train.distill import Students, probe, train_students
 
-TEACHER_KW = {"widths": [8, 16, 16, 16]}
 # options per registered distiller for the contract tests (every name must be here)
 OPTIONS = {
     "kd": {}, "alpha_div": {}, "multi_teacher": {"confidence": True}, "hint": {}, "at": {}, "sp": {}, "rkd": {},
     "dml": {"students": 2}, "byot": {}, "sad": {}, "vid": {}, "fsp": {}, "irg": {}, "adversarial": {},
     "kdcl": {"students": 2}, "frskd": {}, "dfa": {}, "sla": {},
 }
-
-
-@pytest.fixture(scope="module")
-def teacher_ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("teacher") / "teacher.pt"
-    save_checkpoint({"model": ResNetTeacher(**TEACHER_KW).state_dict()}, path)
-    return str(path)
 
 
 def recipe(tmp_path, root, teacher_ckpt, *extra):

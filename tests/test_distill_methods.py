@@ -13,19 +13,10 @@ from nas_kd.export import load_subnet
 from nas_kd.features import capture
 from nas_kd.models.resnet_teacher import ResNetTeacher
 from nas_kd.train.distill import probe, train_students
-from test_distill import TEACHER_KW, min_student, recipe, setup_one, view_of
+from conftest import TEACHER_KW
+from test_distill import min_student, recipe, setup_one, view_of
 
 STAGES = ["stem", "stage1", "stage2", "stage3", "stage4"]
-
-
-@pytest.fixture(scope="module")
-def teacher_ckpt(tmp_path_factory):
-    from nas_kd.checkpoint import save_checkpoint
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("teacher") / "teacher.pt"
-    save_checkpoint({"model": ResNetTeacher(**TEACHER_KW).state_dict()}, path)
-    return str(path)
 
 
 def self_view(name, options, synthetic_root):
