@@ -165,6 +165,7 @@ class RunConfig:
 
     out_dir: str = "runs"
     name: str = "run"
+    tensorboard: bool = False  # also write TensorBoard scalars (the tensorboard extra) beside metrics.jsonl
 
 
 @dataclass

@@ -15,16 +15,31 @@ class RunDirError(UserError):
     """The run directory cannot be used as asked (it holds a finished run, or a run of another recipe)."""
 
 
+def scalars(directory: str | Path, steps: list[tuple[int, dict[str, Any]]]) -> None:
+    """Write the numbers of each ``(step, values)`` as TensorBoard scalars into ``directory`` (the ``tensorboard``
+    extra: pip install 'nas-kd[tensorboard]')."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise UserError("run.tensorboard needs the tensorboard package: pip install 'nas-kd[tensorboard]'") from None
+    with SummaryWriter(str(directory)) as writer:
+        for step, values in steps:
+            for key, value in values.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    writer.add_scalar(key, value, step)
+
+
 class RunDir:
     """``<out_dir>/<name>/`` holding ``config.yaml``, ``metrics.jsonl``, ``checkpoints/`` and ``final.json``."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, tensorboard: bool = False) -> None:
         self.path = Path(path)
+        self.tensorboard = tensorboard  # every record's numbers also go to TensorBoard (``tensorboard/``)
 
     @classmethod
     def of(cls, recipe: Recipe) -> "RunDir":
         """The recipe's run directory, without creating or checking anything."""
-        return cls(Path(recipe.run.out_dir) / recipe.run.name)
+        return cls(Path(recipe.run.out_dir) / recipe.run.name, recipe.run.tensorboard)
 
     @classmethod
     def open(cls, recipe: Recipe, resume: bool) -> "RunDir":
@@ -80,9 +95,11 @@ class RunDir:
         return self.path / "metrics.jsonl"
 
     def log(self, record: dict[str, Any]) -> None:
-        """Append one metrics record."""
+        """Append one metrics record (and, with ``tensorboard``, its numbers as scalars at step ``epoch``)."""
         with self.metrics_path.open("a") as f:
             f.write(json.dumps(record) + "\n")
+        if self.tensorboard:
+            scalars(self.path / "tensorboard", [(record.get("epoch", 0), {k: v for k, v in record.items() if k != "epoch"})])
 
     def metrics(self) -> list[dict[str, Any]]:
         """All metrics records, in order."""

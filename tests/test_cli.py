@@ -197,3 +197,33 @@ def test_acceptance_seeds_default_to_the_acceptance_count(monkeypatch, capsys):
         assert main(["acceptance", "--recipe", "recipes/search_quality_fmnist_2k.yaml", "--band", "0.12",
                      "--evaluator", "rdm", *extra]) == 0
     assert asked == [3, 5]  # acceptance.seeds of the recipe (its default), then --seeds
+
+
+def test_tensorboard_scalars_of_a_training_run_and_a_search(synthetic_root, teacher_ckpt, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    import search_spaces
+    from nas_kd.checkpoint import save_supernet
+
+    def read(directory):
+        acc = EventAccumulator(str(directory))
+        acc.Reload()
+        return {tag: [e.value for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+    args = ["train-arch", "--recipe", "recipes/arch_fmnist.yaml", "--arch", "min"]
+    for s in (f"data.root={synthetic_root}", f"run.out_dir={tmp_path}", "run.name=a", "data.limit_train=64",
+              "data.val_size=32", "data.limit_test=32", "train.epochs=2", "run.tensorboard=true"):
+        args += ["--set", s]
+    assert main(args) == 0
+    logged = read(tmp_path / "a" / "tensorboard")
+    metrics = [json.loads(line) for line in (tmp_path / "a/metrics.jsonl").read_text().splitlines()]
+    assert logged["val_acc"] == pytest.approx([m["val_acc"] for m in metrics]) and "lr" in logged
+
+    save_supernet(search_spaces.get("resnet").build_supernet(), tmp_path / "super.pt")
+    assert main(["search", "--recipe", "recipes/search_fmnist.yaml", "--evaluator", "params", "--strategy", "random",
+                 "--checkpoint", str(tmp_path / "super.pt"),
+                 *sets(synthetic_root, tmp_path, teacher_ckpt, "run.name=s", "search.probe_size=16", "search.bn_batches=1",
+                       "search.trials=5", "search.extra_evaluators=[]", "run.tensorboard=true")]) == 0
+    scores = read(tmp_path / "s" / "tensorboard")
+    assert len(scores["search/params"]) == 5 and scores["search/best_so_far"] == sorted(scores["search/best_so_far"])

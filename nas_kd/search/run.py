@@ -28,6 +28,7 @@ from nas_kd.evaluators import EvalContext, Evaluator, build_evaluators, score_ar
 from nas_kd.latency import load_table, measured_ms, require_match
 from nas_kd.plots import pareto_front, pareto_plot
 from nas_kd.provenance import Stopwatch, origin, write_result
+from nas_kd.runs import scalars
 from nas_kd.search.objective import Objective
 from nas_kd.search.strategies import RUN_INPUTS, STRATEGIES, run_strategy
 from nas_kd.checkpoint import load_checkpoint, load_supernet
@@ -75,11 +76,33 @@ def run_search(recipe: Recipe, show_progress: bool = True, report_only: bool = F
     objective = Objective(space, lambda arch: score_archs(ctx, [arch], evaluators)[0], primary, budget, progress=bar,
                           budget_ms=cfg.budget_ms, latency_table=table, journal=out / _journal_name(recipe, names),
                           runtime=cfg.runtime)
+    if recipe.run.tensorboard:  # every score as it lands, and the best so far, against the trial number
+        bar = _ScoresToTensorBoard(bar, objective, out / "tensorboard", primary)
+        objective.progress = bar
     rows = run_strategy(cfg.strategy, objective, cfg.trials, cfg.strategy_options, seed=recipe.seed, storage=storage,
                         study_name=study_name, dna_tables=cfg.dna_tables, checkpoint=cfg.checkpoint, context=ctx,
                         workdir=out)
     bar.close()
     return _write_outputs(recipe, rows, out, space, names, budget, storage, study_name, started, watch)
+
+
+class _ScoresToTensorBoard:
+    """A progress bar stand-in that also writes each newly scored arch's score (and the best so far) to
+    TensorBoard, at its trial number."""
+
+    def __init__(self, bar: Any, objective: Objective, directory: Path, primary: str) -> None:
+        self.bar, self.objective, self.directory, self.primary = bar, objective, directory, primary
+        self.best = float("-inf")
+
+    def update(self, n: int = 1) -> None:
+        self.bar.update(n)
+        row = list(self.objective.cache.values())[-1]
+        self.best = max(self.best, row[self.primary])
+        scalars(self.directory, [(len(self.objective.cache), {f"search/{self.primary}": row[self.primary],
+                                                              "search/best_so_far": self.best})])
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def _study_report(strategy: str, storage: str, study_name: str, evaluator: str, budget: float,
