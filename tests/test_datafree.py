@@ -99,3 +99,15 @@ def test_synthesize_command(tmp_path, synthetic_root, capsys):
                  f"teacher.kwargs={json.dumps(TINY)}", "--out", str(tmp_path / "s"), "--num-images", "6",
                  "--batch-size", "6", "--iterations", "2"]) == 0
     assert json.loads(capsys.readouterr().out)["num_images"] == 6
+
+
+def test_adaptive_inversion_competes_with_a_student():
+    t = teacher()
+    torch.manual_seed(1)
+    student = ResNetTeacher(**TINY).eval()
+    targets = torch.arange(8) % 10
+    plain, _ = invert_batch(t, targets, (1, 28, 28), InversionSettings(iterations=5), torch.Generator().manual_seed(0))
+    adaptive, _ = invert_batch(t, targets, (1, 28, 28), InversionSettings(iterations=5, competition_weight=10.0),
+                               torch.Generator().manual_seed(0), student=student)
+    assert not torch.equal(plain, adaptive)  # the student's disagreement steers the inputs
+    assert all(p.grad is None for p in student.parameters())  # and the student is not trained by it
