@@ -102,6 +102,9 @@ def invert_batch(teacher: nn.Module, targets: torch.Tensor, shape: tuple[int, in
     opt = torch.optim.Adam([x], lr=settings.lr, betas=(0.5, 0.9))
     hooks = BNStatistics(bn_layers(teacher))
     history = []
+    frozen = [(p, p.requires_grad) for p in (student.parameters() if student is not None else [])]
+    for p, _ in frozen:  # the competition term moves the inputs, never the student
+        p.requires_grad_(False)
     try:
         for _ in range(settings.iterations):
             dx, dy = (int(v) for v in torch.randint(-settings.jitter, settings.jitter + 1, (2,), generator=generator))
@@ -120,6 +123,8 @@ def invert_batch(teacher: nn.Module, targets: torch.Tensor, shape: tuple[int, in
                 on_iteration()
     finally:
         hooks.close()
+        for p, flag in frozen:
+            p.requires_grad_(flag)
     return x.detach(), history
 
 
