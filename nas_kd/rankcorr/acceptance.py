@@ -263,7 +263,9 @@ def summary_lines(run: Path, corrected: dict[str, Any] | None = None) -> list[st
                   f"band mean {d['diff']:+.2f} +- {d['se']:.2f} points." for stem, f in corrected["files"].items()
                   if (d := f.get("repeats_minus_band_mean"))]
         lines += [""] + [f"Pooled over the budgets {', '.join(e['budgets'])} (`{name}`): searched minus band mean "
-                         f"{e['searched_minus_band_mean']['diff']:+.2f} +- {e['searched_minus_band_mean']['se']:.2f} points."
+                         f"{e['searched_minus_band_mean']['diff']:+.2f} +- {e['searched_minus_band_mean']['se']:.2f} points"
+                         + (f"; averaged over the search repeats, {e['repeats_minus_band_mean']['diff']:+.2f} +- "
+                            f"{e['repeats_minus_band_mean']['se']:.2f}" if "repeats_minus_band_mean" in e else "") + "."
                          for name, e in corrected["by_method"].items()] + [""]
     return lines
 
@@ -280,7 +282,8 @@ def acceptance_statistics(run: Path, baselines: dict[str, dict]) -> dict[str, An
     * per method (evaluator + strategy), over the budgets it was tested at (the file with the most seeds per band):
       ``holm_p`` and
       ``pooled_holm_p`` (Holm across those budgets, per compared pick), and ``searched_minus_band_mean`` pooled
-      over the budgets (inverse-variance weighted). Files superseded by one with more seeds get no Holm figures.
+      over the budgets (inverse-variance weighted), and so is ``repeats_minus_band_mean`` when every budget's file has
+      search repeats. Files superseded by one with more seeds get no Holm figures.
     """
     files = {path.stem: json.loads(path.read_text()) for path in sorted(run.glob("acceptance*.json"))}
     per_file: dict[str, dict[str, Any]] = {}
@@ -318,4 +321,7 @@ def acceptance_statistics(run: Path, baselines: dict[str, dict]) -> dict[str, An
             "searched_minus_band_mean": pooled_difference([per_file[s]["searched_minus_band_mean"]
                                                            for s in family.values()]),
         }
+        if all("repeats_minus_band_mean" in per_file[s] for s in family.values()):  # the search's own spread in
+            by_method[method]["repeats_minus_band_mean"] = pooled_difference(
+                [per_file[s]["repeats_minus_band_mean"] for s in family.values()])
     return {"files": per_file, "by_method": by_method}
