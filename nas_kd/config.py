@@ -157,6 +157,8 @@ class PipelineConfig:
     latency_fraction_of_teacher: float | None = field(default=None, metadata=gt(0, 1))  # search.budget_ms = this x the teacher's batch-1 latency measured here
     finetune_epochs: int = field(default=1, metadata=ge(0))  # distillation of the exported student with the recipe's distill terms (0: none)
     finetune_lr: float = field(default=0.01, metadata=gt(0))
+    quantize: bool = False  # also make the int8 student (nas-kd quantize: post-training and QAT+KD, one seed)
+    quantize_epochs: int = field(default=1, metadata=ge(1))  # its quantisation-aware distillation epochs
 
 
 @dataclass

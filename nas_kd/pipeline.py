@@ -233,6 +233,20 @@ def run_pipeline(recipe: Recipe, *, train_supernet_anyway: bool = False) -> dict
             _train_searched(recipe, space, best, student)
     seconds["export"] = t.seconds()
     comparison = compare_models(recipe, data, student)
+    quantized = None
+    if recipe.pipeline.quantize:  # the int8 student: a run of nas-kd quantize, kept when done
+        t = Stopwatch()
+        qdir = base / "quantize"
+        if not (qdir / "quantize.json").exists():
+            from nas_kd.quantize import quantize_student
+
+            qr = quantize_student(recipe, student, qdir, seeds=1, qat_epochs=recipe.pipeline.quantize_epochs,
+                                  qat_lr=recipe.pipeline.finetune_lr, calibration_batches=8,
+                                  threads=recipe.train.threads or 2)
+            qdir.mkdir(parents=True, exist_ok=True)
+            (qdir / "quantize.json").write_text(json.dumps(qr, indent=2) + "\n")
+        quantized = json.loads((qdir / "quantize.json").read_text())["rows"]
+        seconds["quantize"] = t.seconds()
     payload = {
         "teacher_checkpoint": recipe.teacher.checkpoint,
         "supernet": {"checkpoint": checkpoint, "reused": bool(reused),
@@ -241,6 +255,9 @@ def run_pipeline(recipe: Recipe, *, train_supernet_anyway: bool = False) -> dict
                                               "best_predicted_latency_ms", "best_measured_latency_ms", "wall_seconds")},
         **comparison,
         "student_dir": str(student), "pareto_plot": str(base / "search" / "pareto.png"),
+        **({"int8": {k: {m: v[m] for m in ("acc_mean", "latency_ms_b1", "latency_ms_b32", "speedup_vs_fp32_b1",
+                                            "speedup_vs_fp32_b32", "size_kb", "file")} for k, v in quantized.items()}}
+           if quantized else {}),
         "stage_seconds_this_invocation": {k: round(v, 1) for k, v in seconds.items()},
     }
     result = write_result(base / "pipeline.json", payload, watch.seconds(), started)

@@ -190,3 +190,25 @@ def test_the_latency_budget_is_the_fraction_of_the_teacher_measured_here(tmp_pat
     data = load_data(r.data)
     out = pipeline._latency_budget(r, data, search_spaces.get("resnet", data.input_shape, data.num_classes), tmp_path)
     assert out.search.budget_ms == pytest.approx(90.0) and out.search.latency_table == quick_table
+
+
+def test_pipeline_quantize_adds_the_int8_student(tmp_path, synthetic_root, monkeypatch):
+    from nas_kd import quantize
+
+    calls = []
+
+    def fake(recipe, student_dir, out, **kw):
+        calls.append((str(student_dir), kw["seeds"], kw["qat_epochs"]))
+        row = {"acc_mean": 0.5, "latency_ms_b1": 1.0, "latency_ms_b32": 2.0, "speedup_vs_fp32_b1": 1.0,
+               "speedup_vs_fp32_b32": 1.0, "size_kb": 10.0, "file": "x.onnx"}
+        return {"rows": {"fp32": row, "ptq_int8": row, "qat_kd_int8": row}}
+
+    monkeypatch.setattr(quantize, "quantize_student", fake)
+    ckpt = _pretrained(tmp_path, "resnet", "results/teacher_fmnist.pt")
+    args = run_args(tmp_path, synthetic_root, f"pipeline.supernet_checkpoint={ckpt}", "pipeline.quantize=true",
+                    "pipeline.quantize_epochs=2")
+    assert main(args) == 0
+    result = json.loads((tmp_path / "quickstart" / "pipeline.json").read_text())
+    assert calls == [(str(tmp_path / "quickstart" / "student"), 1, 2)]
+    assert set(result["int8"]) == {"fp32", "ptq_int8", "qat_kd_int8"}
+    assert main(args) == 0 and len(calls) == 1  # done once: a re-run reuses it
