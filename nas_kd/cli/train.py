@@ -104,8 +104,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     _run_args(p)
     p.set_defaults(func=_cmd_train_teacher)
 
-    p = sub.add_parser("train-supernet", help="train a supernet by supernet.mode (sandwich: weight-sharing, in-place "
-                                                    "distillation; blockwise: DNA)")
+    p = sub.add_parser("train-supernet", help="train a supernet by supernet.mode (sandwich, spos, progressive, cream: "
+                                                    "weight-sharing; blockwise: DNA)")
     recipe_args(p)
     _run_args(p)
     p.set_defaults(func=_cmd_train_supernet)
