@@ -6,6 +6,7 @@ import argparse
 
 from nas_kd.cli.common import recipe_args, report
 from nas_kd.recipe_checks import load_checked
+from nas_kd.train import SUPERNET_TRAINERS
 from nas_kd.typecheck import COUNT, NON_NEGATIVE, POSITIVE
 
 
@@ -104,8 +105,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     _run_args(p)
     p.set_defaults(func=_cmd_train_teacher)
 
-    p = sub.add_parser("train-supernet", help="train a supernet by supernet.mode (sandwich, spos, progressive, cream: "
-                                                    "weight-sharing; blockwise: DNA)")
+    p = sub.add_parser("train-supernet", help="train a supernet by supernet.mode "
+                                                    f"({', '.join(SUPERNET_TRAINERS.available())})")
     recipe_args(p)
     _run_args(p)
     p.set_defaults(func=_cmd_train_supernet)
