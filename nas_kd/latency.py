@@ -28,7 +28,7 @@ from nas_kd.layers import ConvBN
 from nas_kd.subnet import BLOCK_KEYS, StaticNet, shape_text
 
 FORMAT = "nas_kd.latency_table.v1"
-RUNTIMES = ("torch", "onnxruntime")  # what runs the model: PyTorch eager, or onnxruntime on the CPU
+RUNTIMES = ("torch", "onnxruntime", "onnxruntime-int8")  # PyTorch eager; onnxruntime on the CPU, float or int8
 RUNTIME = "torch"  # a table without a runtime entry (older tables) was timed with PyTorch eager
 
 
@@ -67,21 +67,29 @@ def time_ms(model: nn.Module, x: torch.Tensor, repeats: int = 20, warmup: int = 
 
 @torch.no_grad()
 def ort_time_ms(model: nn.Module, x: torch.Tensor, repeats: int = 20, warmup: int = 5, sample_seconds: float = 0.002,
-                threads: int | None = None) -> float:
+                threads: int | None = None, int8: bool = False) -> float:
     """Like :func:`time_ms`, with ``model`` exported to ONNX (torch's TorchScript-based exporter: fast enough for
-    hundreds of blocks) and run by an onnxruntime CPU session with ``threads`` intra-op threads."""
-    import io
+    hundreds of blocks) and run by an onnxruntime CPU session with ``threads`` intra-op threads; with ``int8``,
+    quantised first as ``nas-kd quantize`` ships a student (:func:`nas_kd.quantize.quantise_onnx`, calibrated on
+    random inputs: the ranges do not change the time)."""
+    import tempfile
 
     from nas_kd.onnx_export import _require
 
     ort = _require()
-    buffer = io.BytesIO()
-    torch.onnx.export(model.eval().cpu(), (x.cpu(),), buffer, dynamo=False, input_names=["x"])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.onnx"
+        torch.onnx.export(model.eval().cpu(), (x.cpu(),), str(path), dynamo=False, input_names=["images"])
+        if int8:
+            from nas_kd.quantize import quantise_onnx
+
+            path = quantise_onnx(path, Path(tmp) / "int8.onnx", [torch.randn_like(x.cpu()) for _ in range(2)])
+        graph = path.read_bytes()
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or torch.get_num_threads()
     options.inter_op_num_threads = 1
-    session = ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
-    feed = {"x": x.cpu().numpy()}
+    session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+    feed = {"images": x.cpu().numpy()}
     for _ in range(warmup):
         session.run(None, feed)
     start = time.perf_counter()
@@ -103,7 +111,8 @@ def timer(runtime: str):
         raise UserError(f"runtime {runtime!r} is not one of {', '.join(RUNTIMES)}")
     if runtime == "torch":
         return time_ms
-    return lambda model, x, repeats=20, warmup=5: ort_time_ms(model, x, repeats, warmup, threads=torch.get_num_threads())
+    return lambda model, x, repeats=20, warmup=5: ort_time_ms(model, x, repeats, warmup, threads=torch.get_num_threads(),
+                                                              int8=runtime == "onnxruntime-int8")
 
 
 @contextmanager

@@ -3,6 +3,7 @@ import json
 import random
 
 import pytest
+import torch
 
 import search_spaces
 from nas_kd.cli import main
@@ -142,3 +143,15 @@ def test_the_calibration_recovers_per_block_costs(monkeypatch):
     rng = random.Random(3)
     for arch in [space.sample(rng) for _ in range(5)]:  # the prediction is the model, and stays a sum over blocks
         assert latency.predict_ms(space, arch, table) == pytest.approx(fake(space.spec(arch)))
+
+
+def test_an_int8_table_times_quantised_blocks(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from nas_kd.latency import ort_time_ms
+    from nas_kd.layers import ConvBN
+
+    x = torch.randn(1, 8, 6, 6)
+    assert ort_time_ms(ConvBN(8, 8, 3), x, repeats=1, warmup=0, int8=True) > 0
+    table = build_table(search_spaces.get("resnet", input_shape=(1, 6, 6)), repeats=1, warmup=0, calibration_archs=0,
+                        show_progress=False, runtime="onnxruntime-int8")
+    assert table["runtime"] == "onnxruntime-int8" and all(v > 0 for v in table["blocks_ms"].values())
