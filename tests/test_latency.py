@@ -155,3 +155,12 @@ def test_an_int8_table_times_quantised_blocks(tmp_path):
     table = build_table(search_spaces.get("resnet", input_shape=(1, 6, 6)), repeats=1, warmup=0, calibration_archs=0,
                         show_progress=False, runtime="onnxruntime-int8")
     assert table["runtime"] == "onnxruntime-int8" and all(v > 0 for v in table["blocks_ms"].values())
+
+
+def test_the_recipe_names_every_runtime():
+    import typing
+
+    from nas_kd.config import SearchConfig
+    from nas_kd.latency import RUNTIMES
+
+    assert typing.get_args(typing.get_type_hints(SearchConfig)["runtime"]) == RUNTIMES
