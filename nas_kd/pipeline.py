@@ -238,7 +238,7 @@ def run_pipeline(recipe: Recipe, *, train_supernet_anyway: bool = False) -> dict
         t = Stopwatch()
         qdir = base / "quantize"
         if not (qdir / "quantize.json").exists():
-            from nas_kd.quantize import quantize_student
+            from nas_kd.train.quantize import quantize_student
 
             qr = quantize_student(recipe, student, qdir, seeds=1, qat_epochs=recipe.pipeline.quantize_epochs,
                                   qat_lr=recipe.pipeline.finetune_lr, calibration_batches=8,

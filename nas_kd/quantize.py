@@ -1,5 +1,5 @@
-"""``nas-kd quantize``: an int8 student for the CPU, by post-training quantisation and by quantisation-aware
-distillation.
+"""The int8 primitives behind ``nas-kd quantize`` (its training side: :mod:`nas_kd.train.quantize`): an int8
+student for the CPU, by post-training quantisation and by quantisation-aware distillation.
 
 Which API: the int8 model is an ONNX graph in the QDQ format made by onnxruntime's static quantiser
 (``onnxruntime.quantization.quantize_static``: per-channel symmetric int8 weights, per-tensor int8 activations
@@ -177,63 +177,7 @@ def export_float(model: nn.Module, path: str | Path, shape: tuple[int, int, int]
     return Path(path)
 
 
-def quantize_student(recipe: Any, student_dir: str | Path, out: str | Path, *, seeds: int, qat_epochs: int,
-                     qat_lr: float, calibration_batches: int, threads: int = 2, show_progress: bool = True) -> dict:
-    """fp32, post-training int8 and QAT+KD int8 (``seeds`` runs of ``qat_epochs`` epochs with the recipe's
-    ``distill`` terms) of the exported student in ``student_dir``: test accuracy with onnxruntime, batch-1 and
-    batch-32 latency on ``threads`` threads (interleaved in one run), size on disk; the int8 graphs are checked
-    against the fake-quantised PyTorch model. Writes ``<out>/*.onnx``; returns the result's payload."""
-    from nas_kd.config import derive
-    from nas_kd.data import calibration_batches as batches_of
-    from nas_kd.data import load_data
-    from nas_kd.export import load_subnet
-    from nas_kd.students import Student, stage_names
-    from nas_kd.train.distill import train_students
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    data = load_data(recipe.data)
-    student = load_subnet(student_dir).eval()
-    shape = tuple(data.input_shape)
-    calib = [x for _, (x, _) in zip(range(calibration_batches), batches_of(data, recipe.data.batch_size, recipe.seed).epoch(0))]
-    test_x, test_y = data.test.x, data.test.y
-    fp32 = export_float(fold_batchnorm(student), out / "fp32.onnx", shape)
-    ptq = quantise_onnx(fp32, out / "ptq_int8.onnx", calib)
-    ptq_check = agreement(session(ptq, threads), _calibrated(prepare_qat(student), calib), data.val.x[:1000])
-    rows: dict[str, Any] = {
-        "fp32": {"accs": [onnx_accuracy(session(fp32, threads), test_x, test_y)], "file": str(fp32)},
-        "ptq_int8": {"accs": [onnx_accuracy(session(ptq, threads), test_x, test_y)], "file": str(ptq),
-                     "check_vs_fake_quant": ptq_check},
-        "qat_kd_int8": {"accs": [], "seeds": [], "file": None, "checks": []},
-    }
-    for seed in range(seeds):
-        model = prepare_qat(student)
-        run = derive(recipe, {"seed": seed, "train.epochs": qat_epochs, "train.lr": qat_lr, "train.warmup_epochs": 0.0,
-                              "run.out_dir": str(out), "run.name": f"qat-s{seed}"})
-        final = train_students(run, Student(lambda *_: model, {"qat_of": str(student_dir)}, stage_names(student), False),
-                               show_progress=show_progress)
-        path = quantise_onnx(export_float(strip_qat(model, fold_batchnorm(student)), out / f"qat-s{seed}_fp32.onnx", shape),
-                             out / f"qat-s{seed}_int8.onnx", calib)
-        q = rows["qat_kd_int8"]
-        q["accs"].append(onnx_accuracy(session(path, threads), test_x, test_y))
-        q["seeds"].append(seed)
-        q["checks"].append(agreement(session(path, threads), model, data.val.x[:1000]))
-        q["fake_quant_test_acc"] = q.get("fake_quant_test_acc", []) + [final["test_acc"]]
-        q["file"] = q["file"] or str(path)
-    sessions = {name: session(r["file"], threads) for name, r in rows.items()}
-    latency = {b: latency_ratio(sessions, shape, b) for b in (1, 32)}
-    for name, r in rows.items():
-        r |= {"acc_mean": statistics.mean(r["accs"]), "acc_std": statistics.stdev(r["accs"]) if len(r["accs"]) > 1 else None,
-              "latency_ms_b1": latency[1][name], "latency_ms_b32": latency[32][name],
-              "speedup_vs_fp32_b1": latency[1]["fp32"] / latency[1][name],
-              "speedup_vs_fp32_b32": latency[32]["fp32"] / latency[32][name],
-              "size_kb": Path(r["file"]).stat().st_size / 1024, "runtime": "onnxruntime CPU"}
-    return {"student": str(student_dir), "threads": threads, "qat_epochs": qat_epochs, "qat_lr": qat_lr,
-            "calibration_images": sum(len(x) for x in calib), "distill": recipe.distill,
-            "accuracy_kind": "test accuracy of the onnxruntime graph", "rows": rows}
-
-
-def _calibrated(model: nn.Module, calibration: list[torch.Tensor]) -> nn.Module:
+def calibrated(model: nn.Module, calibration: list[torch.Tensor]) -> nn.Module:
     """``model`` (a :func:`prepare_qat` model) with its activation ranges spanning the calibration batches."""
     model.train()
     for q in [m for m in model.modules() if isinstance(m, ActivationFakeQuant)]:
@@ -242,23 +186,3 @@ def _calibrated(model: nn.Module, calibration: list[torch.Tensor]) -> nn.Module:
         for x in calibration:
             model(x)
     return model.eval()
-
-
-def write_markdown(p: dict[str, Any], path: Path) -> None:
-    """The quantisation table."""
-    lines = ["# The student in int8 (onnxruntime, CPU)", "", f"Command: `{p['command']}`  ",
-             f"Git commit: `{p['git_commit']}`  ", "",
-             f"Student `{p['student']}`; {p['accuracy_kind']}; latency: median ms per batch on {p['threads']} threads, "
-             "the three graphs timed in interleaved rounds of one run (compare the ratios, not the times); "
-             f"QAT+KD: {p['qat_epochs']} epochs at lr {p['qat_lr']} with `{p['distill']}`.", "",
-             "| model | test acc. % | ms, batch 1 | ms, batch 32 | speed-up b1 / b32 | size (KB) |",
-             "|---|---|---|---|---|---|"]
-    for name, r in p["rows"].items():
-        acc = f"{100 * r['acc_mean']:.2f}" + (f" +- {100 * r['acc_std']:.2f} ({len(r['accs'])} seeds)" if r["acc_std"] is not None else "")
-        lines.append(f"| {name} | {acc} | {r['latency_ms_b1']:.3f} | {r['latency_ms_b32']:.3f} | "
-                     f"{r['speedup_vs_fp32_b1']:.2f}x / {r['speedup_vs_fp32_b32']:.2f}x | {r['size_kb']:.0f} |")
-    checks = [p["rows"]["ptq_int8"]["check_vs_fake_quant"], *p["rows"]["qat_kd_int8"]["checks"]]
-    lines += ["", "Each int8 graph against the fake-quantised PyTorch model on 1,000 validation images: top-1 agreement "
-              + ", ".join(f"{100 * c['top1_agreement']:.1f} %" for c in checks) + "; mean relative logit error "
-              + ", ".join(f"{c['relative_logit_error']:.3f}" for c in checks) + "."]
-    path.write_text("\n".join(lines) + "\n")

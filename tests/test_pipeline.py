@@ -193,7 +193,7 @@ def test_the_latency_budget_is_the_fraction_of_the_teacher_measured_here(tmp_pat
 
 
 def test_pipeline_quantize_adds_the_int8_student(tmp_path, synthetic_root, monkeypatch):
-    from nas_kd import quantize
+    from nas_kd.train import quantize
 
     calls = []
 

@@ -66,7 +66,7 @@ def _cmd_quantize(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from nas_kd.provenance import Stopwatch, origin, write_result
-    from nas_kd.quantize import quantize_student, write_markdown
+    from nas_kd.train.quantize import quantize_student, write_markdown
 
     started, watch = origin(), Stopwatch()
     recipe = load_checked(args.recipe, args.overrides)
