@@ -74,21 +74,15 @@ def ort_time_ms(model: nn.Module, x: torch.Tensor, repeats: int = 20, warmup: in
     random inputs: the ranges do not change the time)."""
     import tempfile
 
-    from nas_kd.onnx_export import _require
+    from nas_kd.quantize import quantise_onnx, session as ort_session
 
-    ort = _require()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
         torch.onnx.export(model.eval().cpu(), (x.cpu(),), str(path), dynamo=False, input_names=["images"])
         if int8:
-            from nas_kd.quantize import quantise_onnx
-
             path = quantise_onnx(path, Path(tmp) / "int8.onnx", [torch.randn_like(x.cpu()) for _ in range(2)])
         graph = path.read_bytes()
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or torch.get_num_threads()
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+    session = ort_session(graph, threads or torch.get_num_threads())
     feed = {"images": x.cpu().numpy()}
     for _ in range(warmup):
         session.run(None, feed)

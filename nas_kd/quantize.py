@@ -125,13 +125,14 @@ def quantise_onnx(fp32_path: str | Path, int8_path: str | Path, calibration: lis
     return Path(int8_path)
 
 
-def session(path: str | Path, threads: int = 2):
-    """An onnxruntime CPU session with ``threads`` intra-op threads."""
+def session(graph: str | Path | bytes, threads: int = 2):
+    """An onnxruntime CPU session of an ONNX graph (a file, or its bytes) with ``threads`` intra-op threads."""
     ort = _require()
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(graph if isinstance(graph, bytes) else str(graph), options,
+                                providers=["CPUExecutionProvider"])
 
 
 def run_session(sess, x: torch.Tensor, batch_size: int = 500) -> np.ndarray:
