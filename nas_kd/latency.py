@@ -216,19 +216,27 @@ def calibration_archs(space, n: int, seed: int) -> list[dict[str, Any]]:
     return [space.max_arch(), space.min_arch(), *(space.sample(rng) for _ in range(n - 2))][:n]
 
 
+def _block_cost(table: dict[str, Any], b: dict[str, Any], size: tuple[int, int],
+                space=None) -> tuple[float, float, tuple[int, int]]:
+    """(table time in ms, millions of activation elements it writes, the size it leaves) of spec block ``b`` entered
+    at ``size``; a block the table lacks is an error (naming a mismatched table when ``space`` is given)."""
+    key = block_key(b, size)
+    if key not in table["blocks_ms"]:
+        if space is not None:
+            require_match(space, table)
+        raise UserError(f"the latency table has no entry for block {key}: rebuild it with nas-kd latency-table")
+    out = (conv_out(size[0], b["kernel"], b["stride"]), conv_out(size[1], b["kernel"], b["stride"]))
+    return table["blocks_ms"][key], (b["mid"] + b["out"]) * out[0] * out[1] / 1e6, out
+
+
 def spec_features(spec: dict[str, Any], table: dict[str, Any]) -> tuple[float, int, float]:
     """(summed table time in ms, number of blocks, millions of activation elements the blocks write) of a network
     spec: what the whole-network calibration is fitted on."""
     size, summed, blocks, act = tuple(spec["input_shape"][1:]), fixed_ms(table, spec["head"]["in"]), 0, 0.0
     for stage in spec["stages"]:
         for b in stage:
-            key = block_key(b, size)
-            if key not in table["blocks_ms"]:
-                raise UserError(f"the latency table has no entry for block {key}: rebuild it with nas-kd latency-table")
-            summed += table["blocks_ms"][key]
-            size = (conv_out(size[0], b["kernel"], b["stride"]), conv_out(size[1], b["kernel"], b["stride"]))
-            blocks += 1
-            act += (b["mid"] + b["out"]) * size[0] * size[1] / 1e6
+            ms, written, size = _block_cost(table, b, size)
+            summed, blocks, act = summed + ms, blocks + 1, act + written
     return summed, blocks, act
 
 
@@ -311,12 +319,8 @@ def _blocks_ms(space, table: dict[str, Any], blocks: list[dict[str, Any]], size:
     per_block, per_act = cal.get("per_block", 0.0), cal.get("per_activation", 0.0)
     total = 0.0
     for b in blocks:
-        key = block_key(b, size)
-        if key not in table["blocks_ms"]:
-            require_match(space, table)
-            raise UserError(f"the latency table has no entry for block {key}: rebuild it with nas-kd latency-table")
-        size = (conv_out(size[0], b["kernel"], b["stride"]), conv_out(size[1], b["kernel"], b["stride"]))
-        total += table["blocks_ms"][key] + per_block + per_act * (b["mid"] + b["out"]) * size[0] * size[1] / 1e6
+        ms, written, size = _block_cost(table, b, size, space)
+        total += ms + per_block + per_act * written
     return total, size
 
 
