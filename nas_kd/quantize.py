@@ -178,7 +178,7 @@ def export_float(model: nn.Module, path: str | Path, shape: tuple[int, int, int]
     return Path(path)
 
 
-def calibrated(model: nn.Module, calibration: list[torch.Tensor]) -> nn.Module:
+def with_minmax_ranges(model: nn.Module, calibration: list[torch.Tensor]) -> nn.Module:
     """``model`` (a :func:`prepare_qat` model) with its activation ranges spanning the calibration batches."""
     model.train()
     for q in [m for m in model.modules() if isinstance(m, ActivationFakeQuant)]:

@@ -9,7 +9,6 @@ from typing import Any
 
 from nas_kd.quantize import (
     agreement,
-    calibrated,
     export_float,
     fold_batchnorm,
     latency_ratio,
@@ -18,6 +17,7 @@ from nas_kd.quantize import (
     quantise_onnx,
     session,
     strip_qat,
+    with_minmax_ranges,
 )
 
 
@@ -41,9 +41,10 @@ def quantize_student(recipe: Any, student_dir: str | Path, out: str | Path, *, s
     shape = tuple(data.input_shape)
     calib = [x for _, (x, _) in zip(range(calibration_batches), batches_of(data, recipe.data.batch_size, recipe.seed).epoch(0))]
     test_x, test_y = data.test.x, data.test.y
-    fp32 = export_float(fold_batchnorm(student), out / "fp32.onnx", shape)
+    folded = fold_batchnorm(student)  # the float graph, and the template the QAT weights are stripped into
+    fp32 = export_float(folded, out / "fp32.onnx", shape)
     ptq = quantise_onnx(fp32, out / "ptq_int8.onnx", calib)
-    ptq_check = agreement(session(ptq, threads), calibrated(prepare_qat(student), calib), data.val.x[:1000])
+    ptq_check = agreement(session(ptq, threads), with_minmax_ranges(prepare_qat(student), calib), data.val.x[:1000])
     rows: dict[str, Any] = {
         "fp32": {"accs": [onnx_accuracy(session(fp32, threads), test_x, test_y)], "file": str(fp32)},
         "ptq_int8": {"accs": [onnx_accuracy(session(ptq, threads), test_x, test_y)], "file": str(ptq),
@@ -56,7 +57,7 @@ def quantize_student(recipe: Any, student_dir: str | Path, out: str | Path, *, s
                               "run.out_dir": str(out), "run.name": f"qat-s{seed}"})
         final = train_students(run, Student(lambda *_: model, {"qat_of": str(student_dir)}, stage_names(student), False),
                                show_progress=show_progress)
-        path = quantise_onnx(export_float(strip_qat(model, fold_batchnorm(student)), out / f"qat-s{seed}_fp32.onnx", shape),
+        path = quantise_onnx(export_float(strip_qat(model, folded), out / f"qat-s{seed}_fp32.onnx", shape),
                              out / f"qat-s{seed}_int8.onnx", calib)
         q = rows["qat_kd_int8"]
         q["accs"].append(onnx_accuracy(session(path, threads), test_x, test_y))
