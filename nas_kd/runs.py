@@ -15,18 +15,26 @@ class RunDirError(UserError):
     """The run directory cannot be used as asked (it holds a finished run, or a run of another recipe)."""
 
 
-def scalars(directory: str | Path, steps: list[tuple[int, dict[str, Any]]]) -> None:
-    """Write the numbers of each ``(step, values)`` as TensorBoard scalars into ``directory`` (the ``tensorboard``
-    extra: pip install 'nas-kd[tensorboard]')."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        raise UserError("run.tensorboard needs the tensorboard package: pip install 'nas-kd[tensorboard]'") from None
-    with SummaryWriter(str(directory)) as writer:
-        for step, values in steps:
-            for key, value in values.items():
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    writer.add_scalar(key, value, step)
+class ScalarWriter:
+    """TensorBoard scalars in ``directory`` (the ``tensorboard`` extra: pip install 'nas-kd[tensorboard]'): one event
+    file for as long as it is open; every write is flushed."""
+
+    def __init__(self, directory: str | Path) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise UserError("run.tensorboard needs the tensorboard package: pip install 'nas-kd[tensorboard]'") from None
+        self.writer = SummaryWriter(str(directory))
+
+    def write(self, step: int, values: dict[str, Any]) -> None:
+        """The numbers of ``values`` at ``step`` (anything else is skipped)."""
+        for key, value in values.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.writer.add_scalar(key, value, step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
 
 
 class RunDir:
@@ -99,7 +107,9 @@ class RunDir:
         with self.metrics_path.open("a") as f:
             f.write(json.dumps(record) + "\n")
         if self.tensorboard:
-            scalars(self.path / "tensorboard", [(record.get("epoch", 0), {k: v for k, v in record.items() if k != "epoch"})])
+            tb = ScalarWriter(self.path / "tensorboard")
+            tb.write(record.get("epoch", 0), {k: v for k, v in record.items() if k != "epoch"})
+            tb.close()
 
     def metrics(self) -> list[dict[str, Any]]:
         """All metrics records, in order."""

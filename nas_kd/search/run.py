@@ -28,7 +28,7 @@ from nas_kd.evaluators import EvalContext, Evaluator, build_evaluators, score_ar
 from nas_kd.latency import load_table, measured_ms, require_match
 from nas_kd.plots import pareto_front, pareto_plot
 from nas_kd.provenance import Stopwatch, origin, write_result
-from nas_kd.runs import scalars
+from nas_kd.runs import ScalarWriter
 from nas_kd.search.objective import Objective
 from nas_kd.search.strategies import RUN_INPUTS, STRATEGIES, run_strategy
 from nas_kd.checkpoint import load_checkpoint, load_supernet
@@ -91,18 +91,20 @@ class _ScoresToTensorBoard:
     TensorBoard, at its trial number."""
 
     def __init__(self, bar: Any, objective: Objective, directory: Path, primary: str) -> None:
-        self.bar, self.objective, self.directory, self.primary = bar, objective, directory, primary
+        self.bar, self.objective, self.primary = bar, objective, primary
+        self.writer = ScalarWriter(directory)
         self.best = float("-inf")
 
     def update(self, n: int = 1) -> None:
         self.bar.update(n)
-        row = list(self.objective.cache.values())[-1]
+        row = next(reversed(self.objective.cache.values()))  # the arch just scored
         self.best = max(self.best, row[self.primary])
-        scalars(self.directory, [(len(self.objective.cache), {f"search/{self.primary}": row[self.primary],
-                                                              "search/best_so_far": self.best})])
+        self.writer.write(len(self.objective.cache), {f"search/{self.primary}": row[self.primary],
+                                                      "search/best_so_far": self.best})
 
     def close(self) -> None:
         self.bar.close()
+        self.writer.close()
 
 
 def _study_report(strategy: str, storage: str, study_name: str, evaluator: str, budget: float,
