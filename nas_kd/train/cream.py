@@ -76,7 +76,6 @@ class Cream(WeightSharing):
         if teaching:
             with torch.no_grad():
                 soft = kit.forward(self.board[0]["arch"], x)
-            kit.net.set_arch(arch)
             m = self.match_weight
             loss = ((2 - m) * loss + m * kit.distill(logits, y, soft)) / 2
         loss.backward()
