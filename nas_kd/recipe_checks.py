@@ -34,7 +34,7 @@ def check_recipe(recipe: Recipe) -> None:
             MODELS.get_for(teacher.model, f"{key}.model")
     parse_terms(recipe.distill, "distill")
     sn = recipe.supernet
-    supernet_trainer(sn.mode).check(recipe)
+    supernet_trainer(sn.mode).check(sn, recipe.train.epochs)
     SPACES.get_for(sn.space, "supernet.space")
     SPACES.get_for(recipe.student.space, "student.space")
     SAMPLERS.check_options(sn.sampler, {}, "supernet.sampler", given=("space",))

@@ -7,8 +7,13 @@ from typing import Any
 
 import yaml
 
-from nas_kd.config import Recipe, dump_recipe
 from nas_kd.errors import UserError
+from nas_kd.job import RunSpec
+
+
+def write_config(config: dict[str, Any], path: str | Path) -> None:
+    """Write a run's config (a resolved recipe, or an API call's options) as YAML."""
+    Path(path).write_text(yaml.safe_dump(config, sort_keys=False))
 
 
 class RunDirError(UserError):
@@ -45,45 +50,45 @@ class RunDir:
         self.tensorboard = tensorboard  # every record's numbers also go to TensorBoard (``tensorboard/``)
 
     @classmethod
-    def of(cls, recipe: Recipe) -> "RunDir":
-        """The recipe's run directory, without creating or checking anything."""
-        return cls(Path(recipe.run.out_dir) / recipe.run.name, recipe.run.tensorboard)
+    def of(cls, spec: RunSpec) -> "RunDir":
+        """The run directory of ``spec``, without creating or checking anything."""
+        return cls(spec.path, spec.tensorboard)
 
     @classmethod
-    def open(cls, recipe: Recipe, resume: bool) -> "RunDir":
+    def open(cls, spec: RunSpec, resume: bool) -> "RunDir":
         """Create a fresh run directory, or reopen one to continue it; never overwrites a run that holds work.
 
         A directory holding neither a checkpoint nor a final result (a start that failed or was killed before
         its first checkpoint) holds nothing to lose: it is started afresh. One holding a checkpoint of the same
-        recipe (``config.yaml``) is continued, so a killed command run again continues where it stopped; one of
-        another recipe, or a finished one, is refused with what to run instead, unless ``resume`` asks to
+        config (``config.yaml``) is continued, so a killed command run again continues where it stopped; one of
+        another config, or a finished one, is refused with what to run instead, unless ``resume`` asks to
         continue it anyway.
         """
-        run = cls.of(recipe)
+        run = cls.of(spec)
         if not resume and (run.last_checkpoint.exists() or (run.path / "final.json").exists()):
-            changed = run.changed_keys(recipe)
+            changed = run.changed_keys(spec.config)
             if changed:
                 raise RunDirError(f"{run.path} holds a run of another recipe ({'; '.join(changed[:3])}): run its own "
-                                  "recipe to continue it (or pass --resume), or choose another name with "
-                                  "--set run.name=NAME")
+                                  "recipe to continue it (or pass --resume), or choose another run name "
+                                  "(--set run.name=NAME; out= from Python)")
             if (run.path / "final.json").exists():
                 raise RunDirError(f"{run.path} holds a finished run (its results are in final.json): choose another "
-                                  "name with --set run.name=NAME to train again")
+                                  "run name (--set run.name=NAME; out= from Python) to train again")
         if not run.last_checkpoint.exists():
             for stale in ("metrics.jsonl", "final.json"):
                 (run.path / stale).unlink(missing_ok=True)
         run.path.mkdir(parents=True, exist_ok=True)
-        dump_recipe(recipe, run.path / "config.yaml")
+        write_config(spec.config, run.path / "config.yaml")
         return run
 
-    def changed_keys(self, recipe: Recipe) -> list[str]:
-        """``key: before -> now`` for every recipe value that differs from the run's ``config.yaml`` (all of them,
-        as one entry, when there is no readable one)."""
+    def changed_keys(self, config: dict[str, Any]) -> list[str]:
+        """``key: before -> now`` for every value of ``config`` that differs from the run's ``config.yaml`` (all of
+        them, as one entry, when there is no readable one)."""
         try:
             before = yaml.safe_load((self.path / "config.yaml").read_text())
         except (OSError, yaml.YAMLError):
             return ["no readable config.yaml"]
-        now = yaml.safe_load(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+        now = yaml.safe_load(yaml.safe_dump(config, sort_keys=False))
 
         def flat(d: Any, prefix: str = "") -> dict[str, Any]:
             if not isinstance(d, dict):

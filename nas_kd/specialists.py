@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nas_kd.config import TeacherConfig, derive
+from nas_kd.config import TeacherConfig
 from nas_kd.errors import UserError
 from nas_kd.models.specialist_ensemble import SpecialistEnsemble, collapse
 
@@ -67,37 +67,40 @@ def collapse_labels(y: torch.Tensor, classes: list[int]) -> torch.Tensor:
     return out
 
 
-def train_specialists(recipe: Any, out: str | Path, *, clusters: int, cluster_size: int, epochs: int,
-                      kd_weight: float = 1.0, temperature: float = 2.0, show_progress: bool = True) -> dict[str, Any]:
-    """Cluster, train every specialist (a resumable run each, ``<out>/specialist<i>``), then write
-    ``<out>/ensemble.pt`` and ``<out>/specialists.json``; returns the latter."""
+def train_specialists(job: Any, teacher_cfg: TeacherConfig, out: str | Path, *, clusters: int, cluster_size: int,
+                      epochs: int, kd_weight: float = 1.0, temperature: float = 2.0,
+                      show_progress: bool = True) -> dict[str, Any]:
+    """Cluster, train every specialist (a resumable run each, ``<out>/specialist<i>``, with the
+    :class:`~nas_kd.job.Job`'s settings; the generalist is its teacher, built from the ``teacher`` section
+    ``teacher_cfg``), then write ``<out>/ensemble.pt`` and ``<out>/specialists.json``; returns the latter."""
     from nas_kd.checkpoint import save_checkpoint
-    from nas_kd.data import Split, load_data
+    from nas_kd.data import Split
     from nas_kd.evaluation import evaluate
     from nas_kd.teacher import build_model, load_teacher
     from nas_kd.train.setup import build_loop, open_run, prepare
 
     out = Path(out)
-    data = load_data(recipe.data)
-    generalist = load_teacher(recipe.teacher, data.num_classes, data.in_channels)
+    data = job.data
+    generalist = job.teacher.module()
     with torch.no_grad():
         val_logits = torch.cat([generalist(data.val.x[i:i + 500]) for i in range(0, len(data.val), 500)])
     confusion = confusion_matrix(val_logits, data.val.y, data.num_classes)
     groups = confusion_clusters(confusion, clusters, cluster_size)
-    general_cfg = {"model": recipe.teacher.model, "kwargs": dict(recipe.teacher.kwargs)}
+    general_cfg = {"model": teacher_cfg.model, "kwargs": dict(teacher_cfg.kwargs)}
     finals = []
     for i, classes in enumerate(groups):
-        r = derive(recipe, {"train.epochs": epochs, "run.out_dir": str(out), "run.name": f"specialist{i}"})
-        started, _, device = prepare(r)
+        r = job.derive(job.run.at(out / f"specialist{i}"), train={"epochs": epochs})
+        started, device = prepare(r)
         run = open_run(r, resume=False)
         remapped = dataclasses.replace(data, num_classes=len(classes) + 1,
                                        train=Split(data.train.x, collapse_labels(data.train.y, classes)),
                                        val=Split(data.val.x, collapse_labels(data.val.y, classes)))
-        model = build_model(recipe.teacher, len(classes) + 1, data.in_channels)
+        model = build_model(teacher_cfg, len(classes) + 1, data.in_channels)
         state = {k: v for k, v in generalist.state_dict().items() if model.state_dict()[k].shape == v.shape}
         model.load_state_dict(state, strict=False)  # the generalist's weights, a new head
         teacher = generalist.to(device)
-        loop = build_loop(r, run, remapped, model, device, on_step=None, show_progress=show_progress)
+        loop = build_loop(dataclasses.replace(r, data=remapped), run, model, device, on_step=None,
+                          show_progress=show_progress)
 
         def step(x: torch.Tensor, y: torch.Tensor, classes=classes, model=model) -> dict[str, float]:
             logits = model(x).float()
@@ -109,7 +112,7 @@ def train_specialists(recipe: Any, out: str | Path, *, clusters: int, cluster_si
             return {"loss": loss.item() * len(y), "acc": (logits.argmax(1) == y).sum().item(), "count": len(y)}
 
         def validate(epoch: int, model=model) -> dict[str, float]:
-            result = {f"val_{k}": v for k, v in evaluate(model, remapped.val, recipe.data.eval_batch_size).items()}
+            result = {f"val_{k}": v for k, v in evaluate(model, remapped.val, job.batching.eval_batch_size).items()}
             model.train()
             return result
 

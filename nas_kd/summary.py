@@ -1,37 +1,47 @@
 """Teacher vs student, as a person reads it at the end of ``nas-kd run``: accuracy, cost, speed, size."""
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
 
+import torch
 import torch.nn as nn
 
-from nas_kd.config import Recipe
 from nas_kd.data import DataBundle
 from nas_kd.flops import count_flops, count_params
+from nas_kd.job import Teacher
 from nas_kd.latency import model_latency_ms
 
 
-def _describe(model: nn.Module, data: DataBundle, weights: Path, recipe: Recipe) -> dict[str, Any]:
+def _size_bytes(model: nn.Module, source: str | None) -> int:
+    """The size of the model's weights file (``source``: a file, or an exported subnet's directory); for a model
+    given in memory, of its state dict saved the same way."""
+    if source is not None and Path(source).exists():
+        path = Path(source)
+        return (path / "weights.pt" if path.is_dir() else path).stat().st_size
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return buffer.getbuffer().nbytes
+
+
+def _describe(model: nn.Module, data: DataBundle, size_bytes: int, eval_batch_size: int) -> dict[str, Any]:
     from nas_kd.evaluation import evaluate
 
     shape = (1, *data.input_shape)
-    return {"test_acc": evaluate(model, data.test, recipe.data.eval_batch_size)["acc"],
+    return {"test_acc": evaluate(model, data.test, eval_batch_size)["acc"],
             "mflops": count_flops(model, shape) / 1e6, "params": count_params(model),
-            "latency_ms_batch1_cpu": model_latency_ms(model, data.input_shape), "size_bytes": weights.stat().st_size}
+            "latency_ms_batch1_cpu": model_latency_ms(model, data.input_shape), "size_bytes": size_bytes}
 
 
-def compare_models(recipe: Recipe, data: DataBundle, student_dir: Path) -> dict[str, Any]:
+def compare_models(teacher: Teacher, data: DataBundle, student_dir: Path, eval_batch_size: int) -> dict[str, Any]:
     """``teacher_*`` and ``student_*`` figures (test accuracy, MFLOPs, params, latency, size on disk)."""
     from nas_kd.export import load_subnet
-    from nas_kd.teacher import load_teacher
 
-    teacher = load_teacher(recipe.teacher, data.num_classes, data.in_channels)
-    t_weights = Path(recipe.teacher.subnet or recipe.teacher.torchscript or recipe.teacher.checkpoint)
-    t_weights = t_weights / "weights.pt" if t_weights.is_dir() else t_weights
-    t = _describe(teacher, data, t_weights, recipe)
-    s = _describe(load_subnet(student_dir), data, Path(student_dir) / "weights.pt", recipe)
+    module = teacher.module()
+    t = _describe(module, data, _size_bytes(module, teacher.source), eval_batch_size)
+    s = _describe(load_subnet(student_dir), data, (Path(student_dir) / "weights.pt").stat().st_size, eval_batch_size)
     out = {f"teacher_{k}": v for k, v in t.items()} | {f"student_{k}": v for k, v in s.items()}
     out["student_flops_fraction_of_teacher"] = s["mflops"] / t["mflops"]
     out["accuracy_gap_points"] = 100 * (t["test_acc"] - s["test_acc"])

@@ -11,7 +11,9 @@ import torch.nn as nn
 
 from nas_kd.checkpoint import CheckpointError, load_checkpoint, model_state
 from nas_kd.config import TeacherConfig
+from nas_kd.data import DataBundle
 from nas_kd.errors import UserError
+from nas_kd.job import Teacher, freeze
 from nas_kd.models import MODELS
 
 
@@ -77,12 +79,10 @@ def load_teacher(cfg: TeacherConfig, num_classes: int = 10, in_channels: int = 1
             model.load_state_dict(weights)
         except RuntimeError as e:
             raise CheckpointError(f"{cfg.checkpoint}: weights do not fit teacher.model={cfg.model!r}: {e}") from None
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
+    return freeze(model)
 
 
-def load_teachers(cfgs: list[TeacherConfig], num_classes: int, in_channels: int) -> list[nn.Module]:
-    """Every teacher of ``cfgs``, frozen and in eval mode."""
-    return [load_teacher(c, num_classes, in_channels) for c in cfgs]
+def teacher_from(cfg: TeacherConfig, data: DataBundle) -> Teacher:
+    """The :class:`~nas_kd.job.Teacher` a ``teacher`` section describes for ``data`` (loaded on first use)."""
+    return Teacher(lambda: load_teacher(cfg, data.num_classes, data.in_channels), list(cfg.stages),
+                   cfg.subnet or cfg.torchscript or cfg.checkpoint)

@@ -6,7 +6,7 @@ import sys
 import torch.distributed as dist
 
 from nas_kd.config import load_recipe
-from nas_kd.train import train_supernet
+from nas_kd.recipes import train_supernet
 
 out, root = sys.argv[1], sys.argv[2]
 recipe = load_recipe("recipes/supernet_fmnist.yaml", [

@@ -4,6 +4,7 @@ import torch.nn as nn
 import search_spaces
 from nas_kd.checkpoint import save_checkpoint
 from nas_kd.config import load_recipe
+from nas_kd import recipes
 from nas_kd.dna import ranking
 from nas_kd.dna.blockwise import BlockwiseSupernet, stage_io, teacher_channels
 
@@ -51,7 +52,7 @@ def test_ranking_table_has_every_candidate_of_every_stage(tmp_path, fmnist_root,
     model = BlockwiseSupernet(space, widths)
     save_checkpoint({"model": model.state_dict(), "blockwise": model.meta()}, tmp_path / "b.pt")
     monkeypatch.setattr(ranking, "candidate_scores", lambda *a: {s: 1.0 for s in ranking.SCORES})
-    tables = ranking.rank_stages(recipe, tmp_path / "b.pt", tmp_path / "t.json", show_progress=False)
+    tables = recipes.rank_stages(recipe, tmp_path / "b.pt", tmp_path / "t.json", show_progress=False)
     for i, st in enumerate(tables["stages"], start=1):
         keys = {str(sorted(c["cand"].items())) for c in st["candidates"]}
         assert len(keys) == len(st["candidates"]) == space.stage_size(i)

@@ -101,7 +101,7 @@ def test_bench_latency(tmp_path):
 
 
 def test_user_errors_are_one_line_and_bugs_keep_their_traceback(monkeypatch, capsys):
-    import nas_kd.train.standalone as standalone
+    import nas_kd.recipes as recipes
 
     assert main(["train-arch", "--recipe", "recipes/arch_fmnist.yaml", "--set", "student.space=resnt"]) == 2
     assert capsys.readouterr().err.strip() == ("nas-kd train-arch: error: recipes/arch_fmnist.yaml: student.space: "
@@ -110,7 +110,7 @@ def test_user_errors_are_one_line_and_bugs_keep_their_traceback(monkeypatch, cap
     def bug(*_a, **_k):
         raise ValueError("a bug, not bad input")
 
-    monkeypatch.setattr(standalone, "train_arch", bug)
+    monkeypatch.setattr(recipes, "train_arch", bug)
     with pytest.raises(ValueError, match="a bug"):
         main(["train-arch", "--recipe", "recipes/arch_fmnist.yaml"])
 
@@ -192,7 +192,7 @@ def test_acceptance_seeds_default_to_the_acceptance_count(monkeypatch, capsys):
     from nas_kd.rankcorr import acceptance
 
     asked = []
-    monkeypatch.setattr(acceptance, "run_acceptance", lambda recipe, **kw: asked.append(kw["seeds"]) or {})
+    monkeypatch.setattr(acceptance, "run_acceptance", lambda *a, **kw: asked.append(kw["seeds"]) or {})
     for extra in ([], ["--seeds", "5"]):
         assert main(["acceptance", "--recipe", "recipes/search_quality_fmnist_2k.yaml", "--band", "0.12",
                      "--evaluator", "rdm", *extra]) == 0

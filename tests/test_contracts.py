@@ -26,7 +26,8 @@ from nas_kd.registry import Registry
 from nas_kd.search import STRATEGIES, Objective
 from nas_kd.search.strategies import run_strategy
 from nas_kd.supernet import Supernet
-from nas_kd.train import SUPERNET_TRAINERS, train_supernet
+from nas_kd.recipes import train_supernet
+from nas_kd.train import SUPERNET_TRAINERS
 
 RECIPES = sorted(Path("recipes").glob("*.yaml"))
 

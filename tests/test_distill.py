@@ -16,7 +16,8 @@ from nas_kd.export import load_subnet
 from nas_kd.models.resnet_teacher import ResNetTeacher
 from nas_kd.students import arch_student
 from nas_kd.train.common import build_optimizer
-from nas_kd.train.distill import Students, probe, train_students
+from nas_kd.recipes import distill
+from nas_kd.train.distill import Students, probe
 
 # options per registered distiller for the contract tests (every name must be here)
 OPTIONS = {
@@ -128,7 +129,7 @@ def test_bad_terms_are_refused_at_load(spec, match):
 def test_bad_pairs_fail_before_the_run_directory_exists(term, match, synthetic_root, teacher_ckpt, tmp_path):
     r = recipe(tmp_path, synthetic_root, teacher_ckpt, f"distill=[{term}]")
     with pytest.raises(OptionError, match=match):
-        train_students(r, min_student(), show_progress=False)
+        distill(r, min_student(), show_progress=False)
     assert not (tmp_path / "run").exists()
 
 
@@ -138,10 +139,10 @@ def test_torchscript_teacher_refused_for_features_allowed_for_logits(synthetic_r
     student = min_student()
     r = recipe(tmp_path, synthetic_root, teacher_ckpt, f"teacher.torchscript={ts}", "distill=[{name: at}]")
     with pytest.raises(OptionError, match="TorchScript"):
-        train_students(r, student, show_progress=False)
+        distill(r, student, show_progress=False)
     r = recipe(tmp_path, synthetic_root, teacher_ckpt, f"teacher.torchscript={ts}", "distill=[{name: kd}]",
                "data.limit_train=64")
-    assert train_students(r, student, show_progress=False)["test_acc"] >= 0
+    assert distill(r, student, show_progress=False)["test_acc"] >= 0
 
 
 def test_dml_trains_every_student_on_its_peers_soft_labels(synthetic_root, teacher_ckpt, tmp_path, monkeypatch):
@@ -156,7 +157,7 @@ def test_dml_trains_every_student_on_its_peers_soft_labels(synthetic_root, teach
 
     monkeypatch.setattr(DML, "forward", spy)
     r = recipe(tmp_path, synthetic_root, teacher_ckpt, "distill=[{name: dml, students: 2}]", "data.limit_train=64")
-    final = train_students(r, min_student(),
+    final = distill(r, min_student(),
                            show_progress=False)
     assert len(seen) == 2 * 2 and all(len(p) == 1 for p in seen)  # 2 steps x 2 students, one peer each
     assert not torch.equal(seen[0][0], seen[1][0])  # student 0 saw student 1's logits and vice versa
@@ -168,7 +169,7 @@ def test_dml_trains_every_student_on_its_peers_soft_labels(synthetic_root, teach
 @pytest.mark.parametrize("term", ["{name: byot}", "{name: sad, start_epoch: 1}", "{name: hint}"])
 def test_heads_and_connectors_train_but_are_not_exported(term, synthetic_root, teacher_ckpt, tmp_path):
     r = recipe(tmp_path, synthetic_root, teacher_ckpt, f"distill=[{term}]", "data.limit_train=64")
-    final = train_students(r, min_student(),
+    final = distill(r, min_student(),
                            show_progress=False)
     ckpt = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=True)["model"]
     exported = load_subnet(tmp_path / "run/student").state_dict()
@@ -180,8 +181,8 @@ def test_heads_and_connectors_train_but_are_not_exported(term, synthetic_root, t
 
 def test_cached_teacher_logits_give_the_live_loss(synthetic_root, teacher_ckpt, tmp_path):
     args = ("distill=[{name: kd, weight: 0.7}]", "student.ce_weight=0.3", "data.limit_train=96")
-    cached = train_students(recipe(tmp_path / "a", synthetic_root, teacher_ckpt, *args), min_student(), show_progress=False)
-    live = train_students(recipe(tmp_path / "b", synthetic_root, teacher_ckpt, *args, "train.cache_teacher=false"),
+    cached = distill(recipe(tmp_path / "a", synthetic_root, teacher_ckpt, *args), min_student(), show_progress=False)
+    live = distill(recipe(tmp_path / "b", synthetic_root, teacher_ckpt, *args, "train.cache_teacher=false"),
                           min_student(), show_progress=False)
     ma, mb = (json.loads((tmp_path / d / "run/metrics.jsonl").read_text().splitlines()[0]) for d in "ab")
     assert ma["train_kd"] == pytest.approx(mb["train_kd"], rel=1e-5)
@@ -197,7 +198,7 @@ class Interrupt(Exception):
 def test_distill_resume_reproduces_uninterrupted_run(terms, synthetic_root, teacher_ckpt, tmp_path):
     args = (f"distill={terms}", "student.ce_weight=0.5",
             "data.limit_train=128", "train.epochs=2", "train.checkpoint_every_steps=2", "data.augment_pad=2")
-    straight = train_students(recipe(tmp_path / "a", synthetic_root, teacher_ckpt, *args), min_student(), show_progress=False)
+    straight = distill(recipe(tmp_path / "a", synthetic_root, teacher_ckpt, *args), min_student(), show_progress=False)
 
     def stop(loop):
         if loop.state.epoch == 1 and loop.state.step == 3:
@@ -205,8 +206,8 @@ def test_distill_resume_reproduces_uninterrupted_run(terms, synthetic_root, teac
 
     r = recipe(tmp_path / "b", synthetic_root, teacher_ckpt, *args)
     with pytest.raises(Interrupt):
-        train_students(r, min_student(), on_step=stop, show_progress=False)
-    resumed = train_students(r, min_student(), resume=True, show_progress=False)
+        distill(r, min_student(), on_step=stop, show_progress=False)
+    resumed = distill(r, min_student(), resume=True, show_progress=False)
     assert resumed["test_loss"] == straight["test_loss"]
     wa, wb = (torch.load(tmp_path / d / "run/checkpoints/last.pt", weights_only=True)["model"] for d in "ab")
     assert all(torch.equal(wa[k], wb[k]) for k in wa)

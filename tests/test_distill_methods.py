@@ -12,7 +12,8 @@ from nas_kd.distill.kdcl import ensemble_logits
 from nas_kd.export import load_subnet
 from nas_kd.features import capture
 from nas_kd.models.resnet_teacher import ResNetTeacher
-from nas_kd.train.distill import probe, train_students
+from nas_kd.recipes import distill
+from nas_kd.train.distill import probe
 from conftest import TEACHER_KW
 from test_distill import min_student, recipe, setup_one, view_of
 
@@ -99,7 +100,7 @@ def test_kdcl_ensembles():
 
 def test_kdcl_trains_every_peer(synthetic_root, teacher_ckpt, tmp_path):
     r = recipe(tmp_path, synthetic_root, teacher_ckpt, "distill=[{name: kdcl, students: 3}]", "data.limit_train=64")
-    final = train_students(r, min_student(), show_progress=False)
+    final = distill(r, min_student(), show_progress=False)
     peers = [load_subnet(tmp_path / "run" / d).state_dict() for d in ("student", "student1", "student2")]
     init = min_student().make((1, 28, 28), 10)  # any fresh copy differs from each trained peer
     assert len(final["students_test_acc"]) == 3
@@ -137,7 +138,7 @@ def test_adanas_weights_are_fitted_when_training_starts(synthetic_root, teacher_
     r = recipe(tmp_path, synthetic_root, teacher_ckpt, "distill=[{name: multi_teacher, weights: learned}]",
                "data.limit_train=64", f"extra_teachers=[{{model: resnet_fmnist, kwargs: {json.dumps(TEACHER_KW)}, "
                f"checkpoint: {teacher_ckpt}}}]")
-    train_students(r, min_student(), show_progress=False)
+    distill(r, min_student(), show_progress=False)
     assert fitted == [2]
 
 

@@ -104,12 +104,14 @@ def test_torchscript_teacher_works_for_logit_evaluators_and_is_refused_for_featu
 def test_evaluator_bench_compares_supernet_free_evaluators_with_the_supernet_ones(synthetic_root, tmp_path):
     from nas_kd.bench.evaluators import bench_evaluators
     from nas_kd.checkpoint import save_supernet
+    from nas_kd.recipes import job_of
 
     ckpt = tmp_path / "supernet.pt"
     save_supernet(Supernet(search_spaces.get("resnet")), ckpt, epoch=1)
     recipe = load_recipe("recipes/search_fmnist.yaml", [f"data.root={synthetic_root}", "data.val_size=64",
                                                         "search.probe_size=16", "search.bn_batches=1"])
-    out = bench_evaluators(recipe, str(ckpt), ["kl", "cka", "naswot", "flops"], num_archs=2)
+    out = bench_evaluators(job_of(recipe), str(ckpt), ["kl", "cka", "naswot", "flops"], probe_size=16, bn_batches=1,
+                           num_archs=2)
     assert set(out["evaluators"]) == {"kl", "cka", "naswot", "flops", "all"}
     assert set(out["times_faster"]) == {"naswot", "flops"}  # the ones that ignore the supernet's weights
     for name, ratios in out["times_faster"].items():

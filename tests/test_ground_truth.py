@@ -10,6 +10,7 @@ import search_spaces
 from nas_kd.config import load_recipe
 from nas_kd.errors import UserError
 from nas_kd.rankcorr import ground_truth as gt
+from nas_kd.recipes import study_of
 from nas_kd.studies import JobQueue
 
 
@@ -36,14 +37,17 @@ def test_impossible_band_is_refused():
         gt.band_archs(search_spaces.get("resnet"), 0.01, 4, 0, 0.8)
 
 
-def test_plan_orders_seed_pairs_first_and_skips_recorded_jobs(tmp_path, monkeypatch):
-    r = recipe(tmp_path, "rankcorr.archs_per_band=2")
+def test_plan_orders_seed_pairs_first_and_skips_recorded_jobs(tmp_path, monkeypatch, synthetic_root):
+    r = study_of(recipe(tmp_path, "rankcorr.archs_per_band=2", f"data.root={synthetic_root}", "data.val_size=64"))
     jobs = list(gt.plan(r).items())
     assert len(jobs) == 2 * 3 * 2 * 2  # columns x bands x archs x seeds
     assert [j["seed"] for _, j in jobs[:2]] == [0, 1] and jobs[0][1]["arch"] == jobs[1][1]["arch"]
     assert {j["column"] for _, j in jobs[:12]} == {"kd"}
-    scratch = gt.job_recipe(r, jobs[-1][0], jobs[-1][1], tmp_path)
-    assert scratch.distill == [] and scratch.student.ce_weight == 1.0 and scratch.seed == 1
+    scratch, terms, ce_weight = gt.job_setup(r, jobs[-1][0], jobs[-1][1], tmp_path)
+    assert terms == () and ce_weight == 1.0 and scratch.seed == 1 and scratch.run.path == tmp_path / "jobs" / jobs[-1][0]
+    assert scratch.run.config["distill"] == [] and scratch.run.config["seed"] == 1  # its config.yaml says so too
+    kd, terms, _ = gt.job_setup(r, jobs[0][0], jobs[0][1], tmp_path)
+    assert [t.name for t in terms] == [t["name"] for t in kd.run.config["distill"]] and terms
     # recorded jobs are not enqueued again; the others are trained once each
     (tmp_path / "records").mkdir()
     for key, _ in jobs[:5]:
@@ -52,7 +56,7 @@ def test_plan_orders_seed_pairs_first_and_skips_recorded_jobs(tmp_path, monkeypa
 
     def fake(recipe, key, job, out, **_):
         trained.append(key)
-        gt.record_path(recipe, key).write_text(json.dumps({"heldout_acc": 0.9}))
+        recipe.record_path(key).write_text(json.dumps({"heldout_acc": 0.9}))
 
     monkeypatch.setattr(gt, "train_job", fake)
     summary = gt.run_ground_truth(r, tmp_path / "run", show_progress=False)

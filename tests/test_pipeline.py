@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import torch
 
 import search_spaces
 from nas_kd.cli import main
@@ -181,15 +182,18 @@ def test_the_summary_says_when_the_student_is_not_faster():
 def test_the_latency_budget_is_the_fraction_of_the_teacher_measured_here(tmp_path, synthetic_root, quick_table,
                                                                         monkeypatch):
     from nas_kd import latency, pipeline
-    from nas_kd.data import load_data
+    from nas_kd.recipes import job_of
 
     r = load_recipe("recipes/quickstart.yaml", [f"data.root={synthetic_root}", *TINY,
                                                 "pipeline.latency_fraction_of_teacher=0.9",
                                                 f"search.latency_table={quick_table}"])
     monkeypatch.setattr(latency, "model_latency_ms", lambda *a, **k: 100.0)  # the teacher, timed here
-    data = load_data(r.data)
-    out = pipeline._latency_budget(r, data, search_spaces.get("resnet", data.input_shape, data.num_classes), tmp_path)
-    assert out.search.budget_ms == pytest.approx(90.0) and out.search.latency_table == quick_table
+    job = job_of(r)
+    data = job.data
+    teacher = torch.nn.Conv2d(1, 1, 1)  # timed by the patched clock
+    out = pipeline._latency_budget(job, r.search, 0.9, teacher,
+                                   search_spaces.get("resnet", data.input_shape, data.num_classes), tmp_path)
+    assert out.budget_ms == pytest.approx(90.0) and out.latency_table == quick_table
 
 
 def test_pipeline_quantize_adds_the_int8_student(tmp_path, synthetic_root, monkeypatch):
@@ -197,7 +201,7 @@ def test_pipeline_quantize_adds_the_int8_student(tmp_path, synthetic_root, monke
 
     calls = []
 
-    def fake(recipe, student_dir, out, **kw):
+    def fake(job, student_dir, out, **kw):
         calls.append((str(student_dir), kw["seeds"], kw["qat_epochs"]))
         row = {"acc_mean": 0.5, "latency_ms_b1": 1.0, "latency_ms_b32": 2.0, "speedup_vs_fp32_b1": 1.0,
                "speedup_vs_fp32_b32": 1.0, "size_kb": 10.0, "file": "x.onnx"}

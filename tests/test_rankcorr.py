@@ -10,6 +10,7 @@ from nas_kd.config import load_recipe
 from nas_kd.errors import UserError
 from nas_kd.rankcorr import ground_truth as gt
 from nas_kd.rankcorr.study import run_rank_corr
+from nas_kd.recipes import study_of
 from nas_kd.checkpoint import save_supernet
 from nas_kd.supernet import Supernet
 
@@ -19,12 +20,12 @@ def study(tmp_path, synthetic_root):
     space = search_spaces.get("resnet")
     ckpt = tmp_path / "supernet.pt"
     save_supernet(Supernet(space), ckpt, epoch=3)
-    r = load_recipe("recipes/search_quality_fmnist.yaml", [
+    r = study_of(load_recipe("recipes/search_quality_fmnist.yaml", [
         f"data.root={synthetic_root}", "data.val_size=64", "data.limit_train=128", f"run.out_dir={tmp_path}",
         f"rankcorr.records={tmp_path}/records", f"rankcorr.out={tmp_path}/out", f"rankcorr.supernet_run={ckpt}",
         "rankcorr.bands=[0.12, 0.25]", "rankcorr.archs_per_band=8", "rankcorr.columns=[kd]", "rankcorr.probe_size=16",
         "rankcorr.bn_batches=1", "rankcorr.bootstrap=20", "rankcorr.evaluators=[kl, synflow, flops, params]",
-        "rankcorr.dna_tables=null"])
+        "rankcorr.dna_tables=null"]))
     rng = random.Random(0)
     (tmp_path / "records").mkdir()
     for key, job in gt.plan(r).items():
@@ -59,9 +60,9 @@ def test_study_reports_every_band_and_reuses_scores(study, monkeypatch):
             in (out / "README.md").read_text())
     (tmp_path / "supernet.pt").unlink()  # a clone without the uncommitted supernet: the cached scores serve
     assert run_rank_corr(r, show_progress=False)["kendall_tau_band"] == summary["kendall_tau_band"]
-    r.rankcorr.bands = [0.12]  # one band: the fitted combination is cross-validated by k-fold inside it
+    r.cfg.bands = [0.12]  # one band: the fitted combination is cross-validated by k-fold inside it
     assert "fitted" in run_rank_corr(r, show_progress=False)["kendall_tau_band"]["resnet"]["0.12"]
-    r.rankcorr.archs_per_band = 9  # a new arch to score needs the supernet
+    r.cfg.archs_per_band = 9  # a new arch to score needs the supernet
     with pytest.raises(UserError, match="does not exist and epoch 3 has archs to score"):
         run_rank_corr(r, show_progress=False)
 
@@ -70,7 +71,7 @@ def test_a_supernet_of_another_space_is_refused(study, tmp_path):
     r, _ = study
     other = tmp_path / "mbv2.pt"
     save_supernet(Supernet(search_spaces.get("mbv2")), other, epoch=1)
-    r.rankcorr.supernet_run = str(other)
+    r.cfg.supernet_run = str(other)
     with pytest.raises(UserError, match="is a 'mbv2' supernet"):
         run_rank_corr(r, show_progress=False)
 
@@ -87,7 +88,7 @@ def test_only_the_chosen_epochs_are_scored_and_a_changed_checkpoint_is_rescored(
     for epoch in (1, 2, 3):
         torch.manual_seed(epoch)
         save_supernet(Supernet(space), run / "checkpoints" / f"epoch{epoch:03d}.pt", epoch=epoch)
-    r.rankcorr.supernet_run, r.rankcorr.epochs = str(run), [1, 3]
+    r.cfg.supernet_run, r.cfg.epochs = str(run), [1, 3]
     summary = run_rank_corr(r, show_progress=False)
     assert summary["epoch"] == 3
     saved = json.loads((tmp_path / "out" / "rankcorr.json").read_text())
@@ -102,7 +103,7 @@ def test_only_the_chosen_epochs_are_scored_and_a_changed_checkpoint_is_rescored(
     again = run_rank_corr(r, show_progress=False)
     assert calls == [["kl"]]  # epoch 1 unchanged: nothing; epoch 3: kl only
     assert again["kendall_tau_band"]["resnet"]["0.12"]["synflow"] == summary["kendall_tau_band"]["resnet"]["0.12"]["synflow"]
-    r.rankcorr.epochs = [4]
+    r.cfg.epochs = [4]
     with pytest.raises(UserError, match=r"epoch\(s\) \[4\].*has epochs \[1, 2, 3\]"):
         run_rank_corr(r, show_progress=False)
 
@@ -115,7 +116,7 @@ def test_scores_of_finished_epochs_survive_a_failure(study, tmp_path, monkeypatc
     (run / "checkpoints").mkdir(parents=True)
     for epoch in (1, 2):
         save_supernet(Supernet(search_spaces.get("resnet")), run / "checkpoints" / f"epoch{epoch:03d}.pt", epoch=epoch)
-    r.rankcorr.supernet_run, r.rankcorr.evaluators = str(run), ["kl", "flops"]
+    r.cfg.supernet_run, r.cfg.evaluators = str(run), ["kl", "flops"]
     real, calls = ev.score_archs, []
 
     def flaky(*a, **k):
@@ -140,10 +141,10 @@ def test_checkpoint_taus_rank_the_band_archs_against_the_ground_truth(study, tmp
     from nas_kd.rankcorr.study import checkpoint_taus
 
     recipe, _ = study
-    space = search_spaces.get(recipe.student.space)
-    taus = checkpoint_taus(recipe, recipe.rankcorr.supernet_run, ["flops", "kl"])
+    space = search_spaces.get(recipe.space)
+    taus = checkpoint_taus(recipe, recipe.cfg.supernet_run, ["flops", "kl"])
     for band, archs in gt.study_bands(recipe).items():
-        truth = [sum(json.loads(gt.record_path(recipe, gt.job_key(space.name, band, a, "kd", s)).read_text())["heldout_acc"]
-                     for s in recipe.rankcorr.seeds) for a in archs]
+        truth = [sum(json.loads(recipe.record_path(gt.job_key(space.name, band, a, "kd", s)).read_text())["heldout_acc"]
+                     for s in recipe.cfg.seeds) for a in archs]
         assert taus[band]["flops"] == pytest.approx(kendall_tau([space.flops(a) for a in archs], truth))
         assert -1 <= taus[band]["kl"] <= 1

@@ -25,7 +25,9 @@ def kit(space_name="resnet", *overrides, epoch=0):
     torch.manual_seed(0)
     net = space.build_supernet()
     loop = SimpleNamespace(state=LoopState(epoch=epoch), optimizer=torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9))
-    return Kit(recipe, space, net, SAMPLERS.build("uniform", space=space), None, [], [], torch.device("cpu"), loop)
+    job = SimpleNamespace(seed=recipe.seed, train=recipe.train)  # what a step reads of its job
+    return Kit(job, recipe.supernet, space, net, SAMPLERS.build("uniform", space=space), None, [], [],
+               torch.device("cpu"), loop)
 
 
 def randomise_bn(net):
@@ -57,7 +59,8 @@ def test_progressive_opens_the_dimensions_in_order():
     assert any(arch != k.space.max_arch() for arch in p.others(k, random.Random(1)))
     # the default schedule has the space's dimensions only (resnet has no elastic kernel), epochs shared out
     d = Progressive()
-    d.check(load_recipe("recipes/supernet_fmnist.yaml", ["train.epochs=9", "supernet.mode=progressive"]))
+    r = load_recipe("recipes/supernet_fmnist.yaml", ["train.epochs=9", "supernet.mode=progressive"])
+    d.check(r.supernet, r.train.epochs)
     assert d.schedule(9) == [("full", 3), ("depth", 2), ("expand", 2), ("width", 2)]
 
 
@@ -124,7 +127,7 @@ def test_spos_trains_one_path_per_step():
             grads = [p.grad for p in block.parameters()]
             assert all(g is None for g in grads) == (j >= arch[f"stage{i}.depth"])
     calls.clear()
-    k.recipe.supernet.soft_labels = "inplace"
+    k.cfg.soft_labels = "inplace"
     k.distillers, k.terms = [], []
     k.distill = lambda out, y, soft: torch.nn.functional.mse_loss(out, soft)
     SinglePath().step(k, x, y)
@@ -146,4 +149,4 @@ def test_cream_board_keeps_its_k_best_paths():
     c.offer(archs[0], 40, 1)  # worse than the worst: out
     assert len(c.board) == 3 and all(e["arch"] != archs[0] for e in c.board)
     with pytest.raises(UserError, match="soft_labels must be 'inplace'"):
-        c.check(load_recipe("recipes/supernet_fmnist.yaml", ["supernet.mode=cream"]))
+        c.check(load_recipe("recipes/supernet_fmnist.yaml", ["supernet.mode=cream"]).supernet, 1)

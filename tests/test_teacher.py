@@ -12,7 +12,7 @@ from nas_kd.errors import UserError
 from nas_kd.models.resnet_teacher import ResNetTeacher
 from nas_kd.runs import RunDirError
 from nas_kd.teacher import build_model, load_teacher
-from nas_kd.train.standalone import train_teacher
+from nas_kd.recipes import train_teacher
 
 TINY = ["teacher.kwargs={widths: [8, 16, 16, 16]}", "data.batch_size=64", "train.lr=0.05"]
 

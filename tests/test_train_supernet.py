@@ -5,7 +5,7 @@ import pytest
 from nas_kd.config import load_recipe
 from nas_kd.errors import OptionError
 from nas_kd.checkpoint import load_supernet
-from nas_kd.train import train_supernet
+from nas_kd.recipes import train_supernet
 
 
 def recipe(tmp_path, fmnist_root, *extra):

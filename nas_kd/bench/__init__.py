@@ -77,10 +77,12 @@ def _evaluators_options(p: argparse.ArgumentParser) -> None:
 def _evaluators(args: argparse.Namespace) -> dict:
     from nas_kd.bench.evaluators import bench_evaluators
     from nas_kd.recipe_checks import load_checked
+    from nas_kd.recipes import job_of
 
     recipe = load_checked(args.recipe, args.overrides)
     names = ["accuracy", "kl", "rdm", "cka", "diswot", "naswot", "synflow", "flops"] + (["dna"] if args.dna_tables else [])
-    return bench_evaluators(recipe, recipe.search.checkpoint, names, args.num_archs, args.dna_tables)
+    return bench_evaluators(job_of(recipe), recipe.search.checkpoint, names, probe_size=recipe.search.probe_size,
+                            bn_batches=recipe.search.bn_batches, num_archs=args.num_archs, dna_tables=args.dna_tables)
 
 
 def _latency_options(p: argparse.ArgumentParser) -> None:

@@ -13,29 +13,28 @@ from typing import Any
 
 import torch
 
-from nas_kd.config import Recipe
-from nas_kd.data import load_data
-from nas_kd.evaluators import EVALUATORS, EvalContext, build_evaluators, score_archs
-from nas_kd.provenance import Stopwatch
 from nas_kd.checkpoint import load_supernet
-from nas_kd.teacher import load_teacher
+from nas_kd.evaluators import EVALUATORS, EvalContext, build_evaluators, score_archs
+from nas_kd.job import Job
+from nas_kd.provenance import Stopwatch
 
 
-def bench_evaluators(recipe: Recipe, checkpoint: str, names: list[str], num_archs: int = 8,
-                     dna_tables: str | None = None) -> dict[str, Any]:
-    data = load_data(recipe.data)
+def bench_evaluators(job: Job, checkpoint: str, names: list[str], *, probe_size: int, bn_batches: int,
+                     num_archs: int = 8, dna_tables: str | None = None) -> dict[str, Any]:
+    """Seconds per arch of each evaluator in ``names`` (and all together) on ``num_archs`` random archs of the
+    supernet in ``checkpoint``, with the job's data and teacher."""
+    data, teacher = job.data, job.teacher
     net = load_supernet(checkpoint)
-    teacher = load_teacher(recipe.teacher, data.num_classes, data.in_channels)
-    rng = random.Random(recipe.seed)
+    rng = random.Random(job.seed)
     archs = [net.space.sample(rng) for _ in range(num_archs)]
     out: dict[str, Any] = {"threads": torch.get_num_threads(), "num_archs": num_archs,
-                           "probe_size": recipe.search.probe_size, "bn_batches": recipe.search.bn_batches}
+                           "probe_size": probe_size, "bn_batches": bn_batches}
     rates = {}
     for group in [[n] for n in names] + [names]:
-        ctx = EvalContext.build(net, teacher, data, teacher_stages=recipe.teacher.stages,
-                                probe_size=recipe.search.probe_size, bn_batches=recipe.search.bn_batches,
-                                batch_size=recipe.data.batch_size, seed=recipe.seed,
-                                channels_last=recipe.train.channels_last, dna_tables=dna_tables)
+        ctx = EvalContext.build(net, teacher.module(), data, teacher_stages=teacher.stages,
+                                probe_size=probe_size, bn_batches=bn_batches,
+                                batch_size=job.batching.batch_size, seed=job.seed,
+                                channels_last=job.train.channels_last, dna_tables=dna_tables)
         evaluators = build_evaluators(group, "bench evaluators")
         score_archs(ctx, archs[:1], evaluators)  # teacher features, RDMs and Grams: once per probe set
         watch = Stopwatch()

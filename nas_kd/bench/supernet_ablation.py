@@ -23,8 +23,9 @@ def keeper(taus_study: str | None):
     study = None
     if taus_study is not None:
         from nas_kd.recipe_checks import load_checked
+        from nas_kd.recipes import study_of
 
-        study = load_checked(taus_study)
+        study = study_of(load_checked(taus_study))
 
     def keep(final: dict[str, Any]) -> dict[str, Any]:
         accs = {f"{s}_acc": final.get(f"{s}_acc") for s in SUBNETS}

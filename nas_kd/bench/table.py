@@ -22,9 +22,8 @@ from nas_kd.config import Recipe
 from nas_kd.errors import UserError
 from nas_kd.provenance import Stopwatch, commit_record, origin, write_result
 from nas_kd.recipe_checks import load_checked
+from nas_kd.recipes import distill, train_supernet
 from nas_kd.students import resolve_student
-from nas_kd.train import train_supernet
-from nas_kd.train.distill import train_students
 
 TABLE_KEYS = {"recipe", "seeds", "runs", "out", "rows"}
 OPTIONAL_KEYS = {"set"}  # overrides every row starts from
@@ -80,9 +79,7 @@ def row_recipe(table: dict, row: str, seed: int) -> Recipe:
 def _train(recipe, trainer: str, show_progress: bool) -> dict[str, Any]:
     if trainer == "supernet":
         return train_supernet(recipe, show_progress=show_progress)
-
-    return train_students(recipe, resolve_student(recipe.student.arch, recipe.student.space),
-                          show_progress=show_progress)
+    return distill(recipe, resolve_student(recipe.student.arch, recipe.student.space), show_progress=show_progress)
 
 
 def run_row(table: dict, row: str, seed: int, keep: Callable[[dict], dict], *, commit: bool = False,

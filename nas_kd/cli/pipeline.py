@@ -11,10 +11,10 @@ from nas_kd.typecheck import POSITIVE
 
 
 def _cmd_run(args: argparse.Namespace) -> None:
-    from nas_kd.pipeline import run_pipeline
+    from nas_kd.recipes import pipeline
 
     overrides = list(args.overrides) + ([f"search.budget_ms={args.budget_ms}"] if args.budget_ms is not None else [])
-    result = run_pipeline(load_checked(args.recipe, overrides), train_supernet_anyway=args.train_supernet)
+    result = pipeline(load_checked(args.recipe, overrides), train_supernet_anyway=args.train_supernet)
     if args.results:
         Path(args.results).parent.mkdir(parents=True, exist_ok=True)
         Path(args.results).write_text(json.dumps(result, indent=2) + "\n")

@@ -16,7 +16,7 @@ from nas_kd.typecheck import COUNT, FRACTION, NATURAL, POSITIVE
 
 
 def _cmd_search(args: argparse.Namespace) -> None:
-    from nas_kd.search.run import run_search
+    from nas_kd.recipes import search
 
     overrides = list(args.overrides)
     for key, value in (("budget_mflops", args.budget_mflops), ("budget_ms", args.budget_ms),
@@ -25,14 +25,14 @@ def _cmd_search(args: argparse.Namespace) -> None:
                        ("checkpoint", args.checkpoint)):
         if value is not None:
             overrides.append(f"search.{key}={value}")
-    result = run_search(load_checked(args.recipe, overrides), report_only=args.report)
+    result = search(load_checked(args.recipe, overrides), report_only=args.report)
     print(json.dumps({k: result[k] for k in ("budget_mflops", "budget_ms", "scored", "wall_seconds")}
                      | {"best_mflops": result["best"]["mflops"], "best_score": result["best"][result["evaluator"]]}
                      | {k: result[k] for k in ("best_predicted_latency_ms", "best_measured_latency_ms") if k in result},
                      indent=2))
 
 def _cmd_export(args: argparse.Namespace) -> None:
-    from nas_kd.train.standalone import export_student
+    from nas_kd.recipes import export
 
     checkpoint, arch_arg, recipe_path = args.checkpoint, args.arch, args.recipe
     if args.run:
@@ -45,13 +45,13 @@ def _cmd_export(args: argparse.Namespace) -> None:
     if not checkpoint:
         raise UserError("export needs --checkpoint (a supernet) or --run (a search run directory)")
     recipe = load_checked(recipe_path, args.overrides) if recipe_path else None
-    exported = export_student(checkpoint, arch_arg or "max", args.out, recipe,
+    exported = export(checkpoint, arch_arg or "max", args.out, recipe,
                               recalibrate_batches=args.recalibrate_batches, finetune_epochs=args.finetune_epochs,
                               torchscript=args.torchscript, onnx=args.onnx)
     print(json.dumps(exported, indent=2))
 
 def _cmd_dna_rank(args: argparse.Namespace) -> None:
-    from nas_kd.dna.ranking import rank_stages
+    from nas_kd.recipes import rank_stages
 
     recipe = load_checked(args.recipe, args.overrides)
     result = rank_stages(recipe, args.checkpoint, args.out)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from nas_kd.cli.common import recipe_args
 from nas_kd.evaluators import EVALUATORS
@@ -14,8 +13,9 @@ from nas_kd.typecheck import COUNT
 
 def _cmd_rank_corr(args: argparse.Namespace) -> None:
     from nas_kd.rankcorr.study import run_rank_corr
+    from nas_kd.recipes import study_of
 
-    summary = run_rank_corr(load_checked(args.recipe, args.overrides))
+    summary = run_rank_corr(study_of(load_checked(args.recipe, args.overrides)))
     print(json.dumps({k: summary.get(k) for k in ("main_column", "noise_ceiling", "kendall_tau_band", "regret",
                                                   "random_regret", "maxflops_regret", "wall_seconds")}, indent=2))
 
@@ -26,18 +26,20 @@ def _cmd_plot(args: argparse.Namespace) -> None:
 
 def _cmd_ground_truth(args: argparse.Namespace) -> None:
     from nas_kd.rankcorr.ground_truth import run_ground_truth
+    from nas_kd.recipes import study_of
 
-    recipe = load_checked(args.recipe, args.overrides)
-    out = Path(recipe.run.out_dir) / recipe.run.name
-    print(json.dumps(run_ground_truth(recipe, out, queue=args.queue, max_jobs=args.max_jobs, commit=args.commit)))
+    study = study_of(load_checked(args.recipe, args.overrides))
+    print(json.dumps(run_ground_truth(study, study.job.run.path, queue=args.queue, max_jobs=args.max_jobs,
+                                      commit=args.commit)))
 
 def _cmd_acceptance(args: argparse.Namespace) -> None:
     from nas_kd.rankcorr.acceptance import run_acceptance
+    from nas_kd.recipes import study_of
 
     recipe = load_checked(args.recipe, args.overrides)
     seeds = recipe.acceptance.seeds if args.seeds is None else args.seeds
     repeats = recipe.acceptance.search_repeats if args.search_repeats is None else args.search_repeats
-    print(json.dumps(run_acceptance(recipe, band=args.band, evaluator=args.evaluator, strategy=args.strategy,
+    print(json.dumps(run_acceptance(study_of(recipe), recipe.search, recipe.acceptance, band=args.band, evaluator=args.evaluator, strategy=args.strategy,
                                     trials=args.trials, result=args.out, seeds=seeds, search_repeats=repeats,
                                     queue=args.queue, commit=args.commit), indent=2))
 

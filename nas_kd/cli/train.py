@@ -11,28 +11,28 @@ from nas_kd.typecheck import COUNT, NON_NEGATIVE, POSITIVE
 
 
 def _cmd_train_teacher(args: argparse.Namespace) -> None:
-    from nas_kd.train.standalone import train_teacher
+    from nas_kd.recipes import train_teacher
 
     recipe = load_checked(args.recipe, args.overrides)
     report(train_teacher(recipe, resume=args.resume), args.results, ("test_acc", "flops", "params"))
 
 def _cmd_train_supernet(args: argparse.Namespace) -> None:
-    from nas_kd.train import train_supernet
+    from nas_kd.recipes import train_supernet
 
     recipe = load_checked(args.recipe, args.overrides)
     report(train_supernet(recipe, resume=args.resume), args.results, ("max_acc", "min_acc", "median_acc"))
 
 def _cmd_distill(args: argparse.Namespace) -> None:
+    from nas_kd.recipes import distill
     from nas_kd.students import resolve_student
-    from nas_kd.train.distill import train_students
 
     recipe = load_checked(args.recipe, args.overrides)
     student = resolve_student(args.student or recipe.student.arch, recipe.student.space)
-    report(train_students(recipe, student, resume=args.resume), args.results,
+    report(distill(recipe, student, resume=args.resume), args.results,
             ("test_acc", "mflops", "params", "best_student", "students"))
 
 def _cmd_train_arch(args: argparse.Namespace) -> None:
-    from nas_kd.train.standalone import train_arch
+    from nas_kd.recipes import train_arch
 
     recipe = load_checked(args.recipe, args.overrides)
     report(train_arch(recipe, args.arch, resume=args.resume), args.results, ("test_acc", "mflops", "params"))
@@ -66,12 +66,13 @@ def _cmd_quantize(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from nas_kd.provenance import Stopwatch, origin, write_result
-    from nas_kd.train.quantize import quantize_student, write_markdown
+    from nas_kd.recipes import quantize
+    from nas_kd.train.quantize import write_markdown
 
     started, watch = origin(), Stopwatch()
     recipe = load_checked(args.recipe, args.overrides)
-    payload = quantize_student(recipe, args.student, args.out, seeds=args.seeds, qat_epochs=args.qat_epochs,
-                               qat_lr=args.qat_lr, calibration_batches=args.calibration_batches, threads=args.threads)
+    payload = quantize(recipe, args.student, args.out, seeds=args.seeds, qat_epochs=args.qat_epochs,
+                       qat_lr=args.qat_lr, calibration_batches=args.calibration_batches, threads=args.threads)
     if args.results:
         payload = write_result(Path(f"{args.results}.json"), payload, watch.seconds(), started)
         write_markdown(payload, Path(f"{args.results}.md"))
@@ -82,11 +83,10 @@ def _cmd_quantize(args: argparse.Namespace) -> None:
 def _cmd_specialists(args: argparse.Namespace) -> None:
     import json
 
-    from nas_kd.specialists import train_specialists
+    from nas_kd.recipes import specialists
 
     recipe = load_checked(args.recipe, args.overrides)
-    record = train_specialists(recipe, args.out, clusters=args.clusters, cluster_size=args.cluster_size,
-                               epochs=args.epochs)
+    record = specialists(recipe, args.out, clusters=args.clusters, cluster_size=args.cluster_size, epochs=args.epochs)
     print(json.dumps({k: record[k] for k in ("clusters", "generalist_test_acc", "ensemble_test_acc", "teacher")},
                      indent=2))
 

@@ -39,6 +39,7 @@ class DataBundle:
     flip: bool
     mean: torch.Tensor | None = None  # the per-channel normalisation every split went through (images in [0, 1])
     std: torch.Tensor | None = None
+    name: str = "in-memory"  # the registered dataset's name (recorded with results)
 
     @property
     def in_channels(self) -> int:
@@ -85,7 +86,8 @@ def load_dataset(
         index = kind.index(root)
         images = len(index.train[0]) + len(index.test[0])
         if 4 * images * int(np.prod(index.shape)) > memory_limit_mb * 2**20:
-            return _stream(index, kind, val_size, split_seed, limit_train, limit_val, limit_test, workers)
+            return dataclasses.replace(_stream(index, kind, val_size, split_seed, limit_train, limit_val, limit_test,
+                                               workers), name=name)
         (xtr, ytr), (xte, yte) = decode_index(index, root)
     train_idx, val_idx = _split_rows(len(ytr), val_size, split_seed, limit_train, limit_val)
     if limit_test is not None:
@@ -96,8 +98,9 @@ def load_dataset(
     def norm(x: torch.Tensor) -> torch.Tensor:
         return ((x.float() / 255.0 - mean) / std).contiguous()
 
-    return _bundle(Split((xtrain - mean) / std, ytr[train_idx]), Split(norm(xtr[val_idx]), ytr[val_idx]),
-                   Split(norm(xte), yte), ytr, yte, tuple(int(v) for v in xtr.shape[1:]), mean, std, kind.flip)
+    return dataclasses.replace(_bundle(Split((xtrain - mean) / std, ytr[train_idx]), Split(norm(xtr[val_idx]), ytr[val_idx]),
+                                       Split(norm(xte), yte), ytr, yte, tuple(int(v) for v in xtr.shape[1:]), mean, std,
+                                       kind.flip), name=name)
 
 
 def _split_rows(n: int, val_size: int, split_seed: int, limit_train: int | None,

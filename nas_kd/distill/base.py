@@ -125,6 +125,10 @@ class Term:
     options: dict[str, Any]
     where: str
 
+    def spec(self) -> dict[str, Any]:
+        """The term as a ``distill`` list entry (how results record it)."""
+        return {"name": self.name, "weight": self.weight, **self.options}
+
 
 def parse_terms(spec: Any, key: str = "distill", *, logits_only: bool = False) -> list[Term]:
     """Check a recipe's ``distill`` list (names, weights, options against each constructor);

@@ -22,15 +22,14 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from nas_kd.bn import recalibrate_bn
-from nas_kd.config import Recipe
-from nas_kd.data import BatchIterator, load_data
+from nas_kd.data import BatchIterator
 from nas_kd.device import resolve_device
 from nas_kd.dna.blockwise import BlockwiseSupernet, load_blockwise, teacher_channels
 from nas_kd.errors import UserError
 from nas_kd.features import capture
+from nas_kd.job import Job
 from nas_kd.provenance import Stopwatch, origin, write_result
 from nas_kd.subnet import shape_text
-from nas_kd.teacher import load_teacher
 
 SCORES = ("rel_l1", "nmse", "cosine", "mse")
 
@@ -66,14 +65,17 @@ def candidate_scores(model: BlockwiseSupernet, stage: int, cand: dict, calib: li
     return {"rel_l1": abs_err / n_el / std, "nmse": mse / std**2, "cosine": 1.0 - cos / n_img, "mse": mse}
 
 
-def rank_stages(recipe: Recipe, checkpoint: str | Path, out: str | Path, show_progress: bool = True) -> dict[str, Any]:
-    """Score every candidate of every stage of the blockwise supernet in ``checkpoint``; writes ``out`` (JSON)."""
+def rank_stages(job: Job, checkpoint: str | Path, out: str | Path, *, bn_batches: int, probe_size: int,
+                show_progress: bool = True) -> dict[str, Any]:
+    """Score every candidate of every stage of the blockwise supernet in ``checkpoint`` against the job's teacher
+    (BatchNorm recalibrated on ``bn_batches`` training batches, scored on ``probe_size`` validation images);
+    writes ``out`` (JSON)."""
     started, watch = origin(), Stopwatch()
-    data = load_data(recipe.data)
-    device = resolve_device(recipe.train.device)
-    teacher = load_teacher(recipe.teacher, data.num_classes, data.in_channels).to(device)
+    data = job.data
+    device = resolve_device(job.train.device)
+    teacher = job.teacher.module().to(device)
     model = load_blockwise(checkpoint).to(device).eval()
-    space, tstages = model.space, recipe.teacher.stages
+    space, tstages = model.space, job.teacher.stages
     if tuple(data.input_shape) != model.space.input_shape:
         raise UserError(f"{checkpoint} was trained on {model.space.describe()}, the data is "
                         f"{shape_text(data.input_shape)}")
@@ -82,13 +84,13 @@ def rank_stages(recipe: Recipe, checkpoint: str | Path, out: str | Path, show_pr
         raise UserError(f"{checkpoint} was trained against teacher stages of widths {list(model.teacher_widths)}, "
                         f"but teacher.stages {tstages} of the recipe's teacher have widths {widths}: rank it with "
                         "the teacher and stages it was trained with")
-    bs = recipe.data.batch_size
+    bs = job.batching.batch_size
     calib_x = []
-    for x, _ in BatchIterator(data.train, bs, shuffle=True, seed=recipe.seed).epoch(0):
-        if len(calib_x) == recipe.supernet.bn_batches:
+    for x, _ in BatchIterator(data.train, bs, shuffle=True, seed=job.seed).epoch(0):
+        if len(calib_x) == bn_batches:
             break
         calib_x.append(x.to(device))
-    probe = data.val.x[: recipe.rankcorr.probe_size].to(device)
+    probe = data.val.x[:probe_size].to(device)
     probe_x = [probe[i : i + bs * 4] for i in range(0, len(probe), bs * 4)]
     calib_f, probe_f = teacher_features(teacher, tstages, calib_x), teacher_features(teacher, tstages, probe_x)
     stages, seconds = [], []

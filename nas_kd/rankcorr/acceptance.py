@@ -26,13 +26,14 @@ result, with Welch t-tests of ``searched`` against each other pick, goes to ``--
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
 from pathlib import Path
 from typing import Any
 
 import search_spaces
-from nas_kd.config import Recipe, derive
+from nas_kd.config import AcceptanceConfig, SearchConfig
 from nas_kd.errors import UserError
 from nas_kd.provenance import Stopwatch, origin, write_result
 from nas_kd.rankcorr.quality import (
@@ -43,10 +44,10 @@ from nas_kd.rankcorr.quality import (
     repeats_difference_to_population,
 )
 from nas_kd.rankcorr.ground_truth import (
+    Study,
     arch_id,
     band_budget,
     job_key,
-    record_path,
     study_bands,
     work_jobs,
 )
@@ -75,17 +76,19 @@ def handcrafted_arch(space, budget: float, steps: int = 20) -> dict[str, Any]:
     return best
 
 
-def _search(recipe: Recipe, out: Path, evaluator: str, strategy: str, trials: int, budget: float, name: str,
-            seed: int) -> dict:
-    """The best arch of a search run with search seed ``seed`` (reused when its ``search.json`` exists)."""
+def _search(study: Study, search: SearchConfig, out: Path, evaluator: str, strategy: str, trials: int, budget: float,
+            name: str, seed: int) -> dict:
+    """The best arch of a search (the ``search`` section with the study's supernet, ``evaluator``, ``strategy``,
+    ``trials`` and ``budget``) with search seed ``seed`` (reused when its ``search.json`` exists)."""
     from nas_kd.search.run import run_search
 
     run = out / name
     if not (run / "search.json").exists():
-        run_search(derive(recipe, {"seed": seed, "search.checkpoint": recipe.rankcorr.supernet_run,
-                                   "search.evaluator": evaluator, "search.strategy": strategy, "search.trials": trials,
-                                   "search.budget_mflops": budget / 1e6, "search.extra_evaluators": [],
-                                   "run.out_dir": str(out), "run.name": name}))
+        changes = {"checkpoint": study.cfg.supernet_run, "evaluator": evaluator, "strategy": strategy,
+                   "trials": trials, "budget_mflops": budget / 1e6, "extra_evaluators": []}
+        job = study.job.derive(study.job.run.at(run), seed=seed,
+                               config={f"search.{k}": v for k, v in changes.items()})
+        run_search(job, dataclasses.replace(search, **changes))
     return json.loads((run / "search.json").read_text())["best"]["arch"]
 
 
@@ -96,41 +99,43 @@ def pick_seeds(name: str, seeds: int) -> list[int]:
     return list(range(seeds))
 
 
-def picks(recipe: Recipe, band: str, out: Path, evaluator: str, strategy: str, trials: int,
-          repeats: int = 1) -> dict[str, dict]:
+def picks(study: Study, search: SearchConfig, acceptance: AcceptanceConfig, band: str, out: Path, evaluator: str,
+          strategy: str, trials: int, repeats: int = 1) -> dict[str, dict]:
     """The students' archs (``random_best`` only once the band's first ``acceptance.random_pool`` archs have a kd
     ground truth at the selection seed); the search's repeats after the first are ``searched_r1`` ..."""
-    pool = recipe.acceptance.random_pool
-    space = search_spaces.get(recipe.student.space)
+    pool = acceptance.random_pool
+    space = search_spaces.get(study.space)
     budget = band_budget(space, float(band))
-    bands = study_bands(recipe)
+    seed = study.job.seed
+    bands = study_bands(study)
     if band not in bands:
         raise UserError(f"--band {band}: not a band of the study ({', '.join(bands)})")
     candidates = []
     for arch in bands[band][:pool]:
-        path = record_path(recipe, job_key(space.name, band, arch, "kd", SELECTION_SEED))
+        path = study.record_path(job_key(space.name, band, arch, "kd", SELECTION_SEED))
         if path.exists():
             candidates.append((json.loads(path.read_text())["val_acc"], arch))
     searched = f"search-b{band}-{evaluator}-{strategy}"
     chosen = {
-        "searched": _search(recipe, out, evaluator, strategy, trials, budget, searched, recipe.seed),
-        "maxflops": _search(recipe, out, "flops", "evolution", recipe.acceptance.maxflops_trials, budget,
-                            f"search-b{band}-maxflops", recipe.seed),
+        "searched": _search(study, search, out, evaluator, strategy, trials, budget, searched, seed),
+        "maxflops": _search(study, search, out, "flops", "evolution", acceptance.maxflops_trials, budget,
+                            f"search-b{band}-maxflops", seed),
         "handcrafted": handcrafted_arch(space, budget),
         "band_max": bands[band][-1],  # the band's archs are sorted by FLOPs
     }
     for r in range(1, repeats):
-        chosen[f"searched_r{r}"] = _search(recipe, out, evaluator, strategy, trials, budget, f"{searched}-r{r}",
-                                           recipe.seed + r)
+        chosen[f"searched_r{r}"] = _search(study, search, out, evaluator, strategy, trials, budget,
+                                           f"{searched}-r{r}", seed + r)
     if len(candidates) == pool:  # else picked by a later run, once the ground truth has them
         chosen["random_best"] = max(candidates, key=lambda c: c[0])[1]
     return chosen
 
 
-def run_acceptance(recipe: Recipe, *, band: str, evaluator: str, strategy: str, trials: int, result: str,
-                   seeds: int, search_repeats: int = 1, queue: str | None = None, commit: bool = False,
-                   show_progress: bool = True) -> dict[str, Any]:
-    """Train what is missing (through the job queue), then write ``result`` (.json and .md)."""
+def run_acceptance(study: Study, search: SearchConfig, acceptance: AcceptanceConfig, *, band: str, evaluator: str,
+                   strategy: str, trials: int, result: str, seeds: int, search_repeats: int = 1,
+                   queue: str | None = None, commit: bool = False, show_progress: bool = True) -> dict[str, Any]:
+    """Train what is missing (through the job queue; searches and runs under the study job's run directory), then
+    write ``result`` (.json and .md). ``search`` and ``acceptance`` are the recipe's sections of those names."""
     from scipy.stats import ttest_ind
 
     if seeds < 2:  # before the searches that picking the students may run
@@ -138,28 +143,28 @@ def run_acceptance(recipe: Recipe, *, band: str, evaluator: str, strategy: str, 
     if search_repeats < 1:
         raise UserError(f"--search-repeats {search_repeats}: at least 1")
     started, watch = origin(), Stopwatch()
-    out = Path(recipe.run.out_dir) / recipe.run.name / "acceptance"
-    records = Path(recipe.rankcorr.records).parent / "acceptance"
-    chosen = picks(recipe, band, out, evaluator, strategy, trials, search_repeats)
-    space = recipe.student.space
+    out = study.job.run.path / "acceptance"
+    records = Path(study.cfg.records).parent / "acceptance"
+    chosen = picks(study, search, acceptance, band, out, evaluator, strategy, trials, search_repeats)
+    space = study.space
     jobs, where = {}, {}
     for name, arch in chosen.items():
         prefix = "searched" if name.startswith("searched") else name  # repeats that agree share their records
         for seed in pick_seeds(name, seeds):
             key = job_key(space, band, arch, "kd", seed)
-            truth = record_path(recipe, key)
+            truth = study.record_path(key)
             if name in ("random_best", "band_max") and truth.exists():  # already in the ground truth
                 where[(name, seed)] = truth
                 continue
             jobs[f"acc-{prefix}-{key}"] = {"space": space, "band": band, "arch": arch, "column": "kd", "seed": seed}
-            where[(name, seed)] = record_path(recipe, f"acc-{prefix}-{key}", records)
-    progress = work_jobs(recipe, jobs, out, f"acceptance-{space}-{band}", records=records, queue=queue,
+            where[(name, seed)] = study.record_path(f"acc-{prefix}-{key}", records)
+    progress = work_jobs(study, jobs, out, f"acceptance-{space}-{band}", records=records, queue=queue,
                          commit=commit, show_progress=show_progress)
     accs = {name: [json.loads(where[(name, s)].read_text())["heldout_acc"] for s in pick_seeds(name, seeds)
                    if where[(name, s)].exists()] for name in chosen}
     missing: dict[str, Any] = {n: seeds - len(a) for n, a in accs.items() if len(a) < seeds}
     if "random_best" not in chosen:
-        missing["random_best"] = (f"its {recipe.acceptance.random_pool} candidates lack a kd seed-{SELECTION_SEED} "
+        missing["random_best"] = (f"its {acceptance.random_pool} candidates lack a kd seed-{SELECTION_SEED} "
                                   "ground truth: run nas-kd ground-truth further")
     if missing:
         return {"finished": False, "missing_seeds": missing, **progress}
@@ -180,7 +185,7 @@ def run_acceptance(recipe: Recipe, *, band: str, evaluator: str, strategy: str, 
         "picks": {n: {"arch": chosen[n], "arch_id": arch_id(chosen[n]), "mflops": sp.flops(chosen[n]) / 1e6,
                       "params": sp.params(chosen[n]), "seeds": pick_seeds(n, seeds), "accs": accs[n], "mean": mean[n],
                       "std": std[n]} for n in compared},
-        "search_repeats": [{"search_seed": recipe.seed + i, "arch_id": arch_id(chosen[n]),
+        "search_repeats": [{"search_seed": study.job.seed + i, "arch_id": arch_id(chosen[n]),
                             "mflops": sp.flops(chosen[n]) / 1e6, "accs": accs[n], "mean": mean[n], "std": std[n]}
                            for i, n in enumerate(repeats)],
         "search_repeat_sd": statistics.stdev(mean[n] for n in repeats) if len(repeats) > 1 else None,

@@ -19,16 +19,36 @@ import hashlib
 import json
 import math
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import search_spaces
-from nas_kd.config import Recipe, derive
+from nas_kd.config import RankCorrConfig
+from nas_kd.distill import Term
 from nas_kd.errors import UserError
+from nas_kd.job import Job
 from nas_kd.provenance import Stopwatch, commit_record, machine, origin, write_result
 from search_spaces import SAMPLERS
 
 COLUMNS = ("kd", "scratch")
+
+
+@dataclass(frozen=True)
+class Study:
+    """What the search-quality study trains and scores with: the job (data, teachers, schedule, seed and the run
+    directory its jobs go under), the student space's name, the ``kd`` column's distillation ``terms`` and
+    cross-entropy weight, and the ``rankcorr`` section."""
+
+    job: Job
+    space: str
+    terms: tuple[Term, ...]
+    ce_weight: float
+    cfg: RankCorrConfig
+
+    def record_path(self, key: str, records: str | Path | None = None) -> Path:
+        """Where the job ``key``'s record is committed (``records``, default ``rankcorr.records``)."""
+        return Path(records or self.cfg.records) / f"{key}.json"
 
 
 def arch_id(arch: dict[str, Any]) -> str:
@@ -64,11 +84,10 @@ def band_archs(space, fraction: float, n: int, seed: int, floor: float) -> list[
     return sorted(found.values(), key=space.flops)
 
 
-def study_bands(recipe: Recipe) -> dict[str, list[dict[str, Any]]]:
+def study_bands(study: Study) -> dict[str, list[dict[str, Any]]]:
     """``{band name: archs}`` of the study; a band is named by its fraction (``"0.12"``)."""
-    space = search_spaces.get(recipe.student.space)
-    cfg = recipe.rankcorr
-    return {str(f): band_archs(space, f, cfg.archs_per_band, recipe.seed, cfg.band_floor) for f in cfg.bands}
+    space, cfg = search_spaces.get(study.space), study.cfg
+    return {str(f): band_archs(space, f, cfg.archs_per_band, study.job.seed, cfg.band_floor) for f in cfg.bands}
 
 
 def job_key(space: str, band: str, arch: dict, column: str, seed: int) -> str:
@@ -76,17 +95,17 @@ def job_key(space: str, band: str, arch: dict, column: str, seed: int) -> str:
     return f"{space}-b{band}-{arch_id(arch)}-{column}-s{seed}"
 
 
-def plan(recipe: Recipe) -> dict[str, dict[str, Any]]:
+def plan(study: Study) -> dict[str, dict[str, Any]]:
     """Every job of the study in queue order: column by column; within one, arch i of every band with
     every seed before arch i + 1, so a partial ground truth has whole seed pairs in every band."""
-    cfg = recipe.rankcorr
+    cfg = study.cfg
     for c in cfg.columns:
         if c not in COLUMNS:
             raise UserError(f"rankcorr.columns: {c!r} is not one of {', '.join(COLUMNS)}")
     if not cfg.seeds:
         raise UserError("rankcorr.seeds: give at least one seed")
-    bands = study_bands(recipe)
-    space = recipe.student.space
+    bands = study_bands(study)
+    space = study.space
     jobs = {}
     for column in cfg.columns:
         for i in range(cfg.archs_per_band):
@@ -97,17 +116,13 @@ def plan(recipe: Recipe) -> dict[str, dict[str, Any]]:
     return jobs
 
 
-def record_path(recipe: Recipe, key: str, records: str | Path | None = None) -> Path:
-    """Where the job ``key``'s record is committed (``records``, default ``rankcorr.records``)."""
-    return Path(records or recipe.rankcorr.records) / f"{key}.json"
-
-
-def job_recipe(recipe: Recipe, key: str, job: dict[str, Any], out: Path) -> Recipe:
-    """The training recipe of one job: its seed and column, its own run directory under ``out``."""
-    changes: dict[str, Any] = {"seed": job["seed"], "run.out_dir": str(out / "jobs"), "run.name": key}
-    if job["column"] == "scratch":
-        changes |= {"distill": [], "student.ce_weight": 1.0}
-    return derive(recipe, changes)
+def job_setup(study: Study, key: str, job: dict[str, Any], out: Path) -> tuple[Job, tuple[Term, ...], float]:
+    """The training job of one study job (its seed and its own run directory under ``out``), with its column's
+    terms and cross-entropy weight (``scratch``: none and 1)."""
+    scratch = job["column"] == "scratch"
+    config = {"distill": [], "student.ce_weight": 1.0} if scratch else {}
+    run = study.job.derive(study.job.run.at(out / "jobs" / key), seed=job["seed"], config=config)
+    return run, () if scratch else study.terms, 1.0 if scratch else study.ce_weight
 
 
 def heldout(final: dict[str, Any], test_n: int, val_n: int) -> dict[str, float]:
@@ -117,21 +132,21 @@ def heldout(final: dict[str, Any], test_n: int, val_n: int) -> dict[str, float]:
     return {"heldout_acc": acc, "heldout_n": n, "heldout_se": math.sqrt(max(acc * (1 - acc), 0.0) / n)}
 
 
-def train_job(recipe: Recipe, key: str, job: dict[str, Any], out: Path, *, records: str | Path | None = None,
+def train_job(study: Study, key: str, job: dict[str, Any], out: Path, *, records: str | Path | None = None,
               show_progress: bool = True) -> dict:
     """Train one job (resuming its run directory if a killed worker left a checkpoint) and write its record."""
-    from nas_kd.data import load_data
     from nas_kd.students import arch_student
     from nas_kd.train.distill import train_students
 
     started, watch = origin(), Stopwatch()
-    r = job_recipe(recipe, key, job, out)
-    final_path = Path(r.run.out_dir) / key / "final.json"
+    r, terms, ce_weight = job_setup(study, key, job, out)
+    final_path = r.run.path / "final.json"
     if final_path.exists():
         final = json.loads(final_path.read_text())
     else:
-        final = train_students(r, arch_student(job["space"], job["arch"]), show_progress=show_progress)
-    data = load_data(r.data)
+        final = train_students(r, arch_student(job["space"], job["arch"]), terms=terms, ce_weight=ce_weight,
+                               show_progress=show_progress)
+    data = r.data
     record = {
         "key": key, **job, "mflops": final["mflops"], "params": final["params"],
         "test_acc": final["test_acc"], "val_acc": final["val_acc"], "test_n": len(data.test), "val_n": len(data.val),
@@ -140,10 +155,10 @@ def train_job(recipe: Recipe, key: str, job: dict[str, Any], out: Path, *, recor
         "ce_weight": final["ce_weight"], "seconds_per_epoch": final["seconds_per_epoch"],
         "train_wall_seconds": final["wall_seconds"], "device": final["device"], "machine": machine(),
     }
-    return write_result(record_path(recipe, key, records), record, watch.seconds(), started)
+    return write_result(study.record_path(key, records), record, watch.seconds(), started)
 
 
-def work_jobs(recipe: Recipe, jobs: dict[str, dict[str, Any]], out: str | Path, name: str, *,
+def work_jobs(study: Study, jobs: dict[str, dict[str, Any]], out: str | Path, name: str, *,
               records: str | Path | None = None, queue: str | None = None, max_jobs: int | None = None,
               commit: bool = False, show_progress: bool = True) -> dict[str, Any]:
     """Enqueue the ``jobs`` that have no record yet in the queue ``name``, then work it; returns a progress summary."""
@@ -151,29 +166,29 @@ def work_jobs(recipe: Recipe, jobs: dict[str, dict[str, Any]], out: str | Path, 
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    url = queue or recipe.rankcorr.queue or f"sqlite:///{out / 'queue.db'}"
+    url = queue or study.cfg.queue or f"sqlite:///{out / 'queue.db'}"
     q = JobQueue(url, name)
-    q.enqueue([k for k in jobs if not record_path(recipe, k, records).exists()])
+    q.enqueue([k for k in jobs if not study.record_path(k, records).exists()])
 
     def run(key: str) -> float:
-        path = record_path(recipe, key, records)
+        path = study.record_path(key, records)
         if not path.exists():  # another machine may have committed it meanwhile
-            train_job(recipe, key, jobs[key], out, records=records, show_progress=show_progress)
+            train_job(study, key, jobs[key], out, records=records, show_progress=show_progress)
             if commit:
                 commit_record(path)
         return json.loads(path.read_text())["heldout_acc"]
 
     ran = q.work(run, max_jobs, known=jobs)
-    finished = sum(record_path(recipe, k, records).exists() for k in jobs)
+    finished = sum(study.record_path(k, records).exists() for k in jobs)
     return {"jobs": len(jobs), "finished": finished, "ran_here": len(ran),
-            "records": str(records or recipe.rankcorr.records)}
+            "records": str(records or study.cfg.records)}
 
 
-def run_ground_truth(recipe: Recipe, out: str | Path, **kwargs: Any) -> dict[str, Any]:
+def run_ground_truth(study: Study, out: str | Path, **kwargs: Any) -> dict[str, Any]:
     """Enqueue the study's ground-truth jobs that have no record yet, then work the queue."""
-    return work_jobs(recipe, plan(recipe), out, f"ground-truth-{recipe.student.space}", **kwargs)
+    return work_jobs(study, plan(study), out, f"ground-truth-{study.space}", **kwargs)
 
 
-def collect_ground_truth(recipe: Recipe) -> list[dict[str, Any]]:
+def collect_ground_truth(study: Study) -> list[dict[str, Any]]:
     """Every finished record of the study (missing ones left out)."""
-    return [json.loads(p.read_text()) for k in plan(recipe) if (p := record_path(recipe, k)).exists()]
+    return [json.loads(p.read_text()) for k in plan(study) if (p := study.record_path(k)).exists()]

@@ -23,13 +23,12 @@ from typing import Any, Callable
 import numpy as np
 
 import search_spaces
-from nas_kd.config import Recipe
 from nas_kd.errors import UserError
 from nas_kd.evaluators import EvalContext, Evaluator, build_evaluators, score_archs
 from nas_kd.provenance import Stopwatch, origin, write_result
 from nas_kd.rankcorr.acceptance import acceptance_statistics
 from nas_kd.rankcorr.fitted import FOLDS, cross_validated, k_fold
-from nas_kd.rankcorr.ground_truth import arch_id, band_budget, collect_ground_truth, plan, study_bands
+from nas_kd.rankcorr.ground_truth import Study, arch_id, band_budget, collect_ground_truth, plan, study_bands
 from nas_kd.rankcorr.quality import (
     band_metrics,
     noise_ceiling,
@@ -61,38 +60,39 @@ def epoch_checkpoints(supernet_run: str | Path) -> dict[int, Path]:
     return found
 
 
-def ground_truth_table(recipe: Recipe) -> dict[str, dict[str, dict[str, Any]]]:
+def ground_truth_table(study: Study) -> dict[str, dict[str, dict[str, Any]]]:
     """``{column: {band: {arch id: {"seeds": {seed: acc}, "se": {seed: s.e.}}}}}`` from the committed records."""
     table: dict = {}
-    for r in collect_ground_truth(recipe):
+    for r in collect_ground_truth(study):
         cell = table.setdefault(r["column"], {}).setdefault(r["band"], {}).setdefault(arch_id(r["arch"]), {"seeds": {}, "se": {}})
         cell["seeds"][str(r["seed"])] = r["heldout_acc"]
         cell["se"][str(r["seed"])] = r["heldout_se"]
     return table
 
 
-def checkpoint_taus(recipe: Recipe, checkpoint: str | Path, evaluator_names: list[str],
+def _context(study: Study, net: Any, device: Any) -> EvalContext:
+    """The evaluators' context of the supernet ``net`` (on ``device``) for the study's probe and teacher."""
+    job, cfg = study.job, study.cfg
+    return EvalContext.build(net, job.teacher.module().to(device), job.data, teacher_stages=job.teacher.stages,
+                             probe_size=cfg.probe_size, bn_batches=cfg.bn_batches, batch_size=job.batching.batch_size,
+                             seed=job.seed, channels_last=job.train.channels_last, dna_tables=cfg.dna_tables)
+
+
+def checkpoint_taus(study: Study, checkpoint: str | Path, evaluator_names: list[str],
                     column: str = "kd") -> dict[str, dict[str, float]]:
     """``{band: {evaluator: Kendall tau}}``: the evaluators scored on the supernet ``checkpoint`` against the study's
     ground truth (``column``, the archs with every seed of ``rankcorr.seeds``), for comparing supernets."""
     from nas_kd.checkpoint import load_supernet
-    from nas_kd.data import load_data
     from nas_kd.device import resolve_device
     from nas_kd.rankcorr.stats import kendall_tau
-    from nas_kd.teacher import load_teacher
 
-    gt = ground_truth_table(recipe).get(column, {})
-    seeds = [str(s) for s in recipe.rankcorr.seeds]
-    data, device = load_data(recipe.data), resolve_device(recipe.train.device)
-    teacher = load_teacher(recipe.teacher, data.num_classes, data.in_channels).to(device)
-    net = load_supernet(checkpoint).to(device)
-    cfg = recipe.rankcorr
-    ctx = EvalContext.build(net, teacher, data, teacher_stages=recipe.teacher.stages, probe_size=cfg.probe_size,
-                            bn_batches=cfg.bn_batches, batch_size=recipe.data.batch_size, seed=recipe.seed,
-                            channels_last=recipe.train.channels_last)
+    gt = ground_truth_table(study).get(column, {})
+    seeds = [str(s) for s in study.cfg.seeds]
+    device = resolve_device(study.job.train.device)
+    ctx = _context(study, load_supernet(checkpoint).to(device), device)
     evaluators = build_evaluators(list(evaluator_names), "evaluators")
     out = {}
-    for band, archs in study_bands(recipe).items():
+    for band, archs in study_bands(study).items():
         cells = gt.get(band, {})
         kept = [a for a in archs if all(s in cells.get(arch_id(a), {"seeds": {}})["seeds"] for s in seeds)]
         truth = [float(np.mean([cells[arch_id(a)]["seeds"][s] for s in seeds])) for a in kept]
@@ -101,7 +101,7 @@ def checkpoint_taus(recipe: Recipe, checkpoint: str | Path, evaluator_names: lis
     return out
 
 
-def _score(recipe: Recipe, evaluators: list[Evaluator], bands: dict[str, list[dict]], cache: dict,
+def _score(study: Study, evaluators: list[Evaluator], bands: dict[str, list[dict]], cache: dict,
            save: Callable[[], None], show_progress: bool) -> dict:
     """``{epoch: {evaluator: {arch id: score}}}`` for the study's checkpoints (``rankcorr.epochs``, or all),
     scoring only what ``cache`` lacks. ``cache`` (``{"scores": ..., "checkpoints": {epoch: sha256}}``) is updated
@@ -109,17 +109,15 @@ def _score(recipe: Recipe, evaluators: list[Evaluator], bands: dict[str, list[di
     that ignore the supernet's weights."""
     import hashlib
 
-    from nas_kd.data import load_data
-    from nas_kd.device import resolve_device
     from nas_kd.checkpoint import load_supernet
-    from nas_kd.teacher import load_teacher
+    from nas_kd.device import resolve_device
 
-    cfg = recipe.rankcorr
+    cfg = study.cfg
     by_name = {ev.name: ev for ev in evaluators}
     checkpoint_free = {n for n, ev in by_name.items() if not ev.reads_supernet}  # same at every epoch
     archs = {arch_id(a): a for band in bands.values() for a in band}
     scores, digests = cache.setdefault("scores", {}), cache.setdefault("checkpoints", {})
-    data = device = teacher = None
+    device = resolve_device(study.job.train.device)
     free_done: dict[str, dict[str, float]] = {}
     if Path(cfg.supernet_run).exists() or not scores:
         checkpoints: dict[int, Path | None] = dict(epoch_checkpoints(cfg.supernet_run))
@@ -151,16 +149,11 @@ def _score(recipe: Recipe, evaluators: list[Evaluator], bands: dict[str, list[di
         if path is None:
             raise UserError(f"rankcorr.supernet_run {cfg.supernet_run} does not exist and epoch {epoch} has archs to "
                             "score; train that supernet first (the command is in the study recipe's header)")
-        if data is None:
-            data, device = load_data(recipe.data), resolve_device(recipe.train.device)
-            teacher = load_teacher(recipe.teacher, data.num_classes, data.in_channels).to(device)
         net = load_supernet(path).to(device)
-        if net.space.name != recipe.student.space:
+        if net.space.name != study.space:
             raise UserError(f"rankcorr.supernet_run {path} is a {net.space.name!r} supernet, but the study's archs come "
-                            f"from student.space {recipe.student.space!r}")
-        ctx = EvalContext.build(net, teacher, data, teacher_stages=recipe.teacher.stages, probe_size=cfg.probe_size,
-                                bn_batches=cfg.bn_batches, batch_size=recipe.data.batch_size, seed=recipe.seed,
-                                channels_last=recipe.train.channels_last, dna_tables=cfg.dna_tables)
+                            f"from student.space {study.space!r}")
+        ctx = _context(study, net, device)
         names = [n for n in by_name if todo[n]]
         ids = sorted({a for n in names for a in todo[n]})
         rows = score_archs(ctx, [archs[a] for a in ids], [by_name[n] for n in names], show_progress=show_progress)
@@ -172,10 +165,11 @@ def _score(recipe: Recipe, evaluators: list[Evaluator], bands: dict[str, list[di
     return {str(e): scores[str(e)] for e in checkpoints}
 
 
-def _column_metrics(recipe: Recipe, evaluator_names: list[str], bands, gt_col, scores, resamples) -> tuple[dict, dict]:
+def _column_metrics(study: Study, evaluator_names: list[str], bands, gt_col, scores, resamples) -> tuple[dict, dict]:
     """Per band: baselines and noise; per epoch and band: every evaluator's metrics (plus ``fitted``)."""
-    space = search_spaces.get(recipe.student.space)
-    seeds = [str(s) for s in recipe.rankcorr.seeds]
+    space = search_spaces.get(study.space)
+    seeds = [str(s) for s in study.cfg.seeds]
+    seed = study.job.seed
     baselines, kept, ceiling_tau = {}, {}, {}
     for band, archs in bands.items():
         cells = gt_col.get(band, {})
@@ -187,7 +181,7 @@ def _column_metrics(recipe: Recipe, evaluator_names: list[str], bands, gt_col, s
         by_id = {arch_id(a): a for a in archs}
         flops = [space.flops(by_id[a]) for a in ids]
         params = [space.params(by_id[a]) for a in ids]
-        ceiling = noise_ceiling(per_seed, resamples, recipe.seed) if len(seeds) > 1 else None
+        ceiling = noise_ceiling(per_seed, resamples, seed) if len(seeds) > 1 else None
         baselines[band] = {
             "budget_mflops": band_budget(space, float(band)) / 1e6, "num_archs": len(ids), "arch_ids": ids,
             "truth": truth.tolist(), "per_seed": per_seed.tolist(), "mflops": [f / 1e6 for f in flops],
@@ -207,29 +201,29 @@ def _column_metrics(recipe: Recipe, evaluator_names: list[str], bands, gt_col, s
                 continue
             bl = baselines[band]
             per_band[band] = {n: band_metrics([by_eval[n][a] for a in ids], bl["truth"], ceiling_tau[band],
-                                              resamples, recipe.seed) for n in names}
+                                              resamples, seed) for n in names}
             for n in names:  # does it rank better than the cost itself? (paired over the same resampled archs)
                 for cost in ("mflops", "params"):
                     per_band[band][n][f"tau_minus_{'flops' if cost == 'mflops' else cost}"] = paired_tau_difference(
-                        [by_eval[n][a] for a in ids], bl[cost], bl["truth"], resamples, recipe.seed)
+                        [by_eval[n][a] for a in ids], bl[cost], bl["truth"], resamples, seed)
         feats = {b: np.array([[by_eval[n][a] for n in names] for a in kept[b]]) for b in per_band}
         truths = {b: np.array(baselines[b]["truth"]) for b in per_band}
         preds = cross_validated(feats, truths) if len(per_band) >= 2 else \
-            {b: k_fold(feats[b], truths[b], seed=recipe.seed) for b in per_band if len(truths[b]) >= 2 * FOLDS}
+            {b: k_fold(feats[b], truths[b], seed=seed) for b in per_band if len(truths[b]) >= 2 * FOLDS}
         for b, pred in preds.items():
-            per_band[b][FITTED] = band_metrics(pred.tolist(), truths[b], ceiling_tau[b], resamples, recipe.seed)
+            per_band[b][FITTED] = band_metrics(pred.tolist(), truths[b], ceiling_tau[b], resamples, seed)
         metrics[epoch] = per_band
     return baselines, metrics
 
 
-def run_rank_corr(recipe: Recipe, show_progress: bool = True) -> dict[str, Any]:
-    """Score, measure and report the study of ``recipe.rankcorr`` into ``rankcorr.out``; returns ``summary.json``."""
-    cfg = recipe.rankcorr
+def run_rank_corr(study: Study, show_progress: bool = True) -> dict[str, Any]:
+    """Score, measure and report the study into ``rankcorr.out``; returns ``summary.json``."""
+    cfg = study.cfg
     started, watch = origin(), Stopwatch()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    bands = study_bands(recipe)
-    gt = ground_truth_table(recipe)
+    bands = study_bands(study)
+    gt = ground_truth_table(study)
     if not gt:
         raise UserError(f"{cfg.records}: no ground-truth records yet; run `nas-kd ground-truth` with this recipe first")
     data_path = out / "rankcorr.json"
@@ -237,21 +231,22 @@ def run_rank_corr(recipe: Recipe, show_progress: bool = True) -> dict[str, Any]:
     cache = {k: saved[k] for k in ("scores", "checkpoints") if k in saved}
     evaluators = build_evaluators(cfg.evaluators, "rankcorr.evaluators")
     names = [ev.name for ev in evaluators]
-    scores = _score(recipe, evaluators, bands, cache, lambda: data_path.write_text(json.dumps(cache) + "\n"),
+    scores = _score(study, evaluators, bands, cache, lambda: data_path.write_text(json.dumps(cache) + "\n"),
                     show_progress)
-    columns = {c: _column_metrics(recipe, names, bands, gt[c], scores, cfg.bootstrap) for c in cfg.columns if c in gt}
-    records = collect_ground_truth(recipe)
+    columns = {c: _column_metrics(study, names, bands, gt[c], scores, cfg.bootstrap) for c in cfg.columns if c in gt}
+    records = collect_ground_truth(study)
     per_job = [r["train_wall_seconds"] for r in records if "train_wall_seconds" in r]
-    compute = {"jobs": len(plan(recipe)), "finished": len(records),
+    jobs = len(plan(study))
+    compute = {"jobs": jobs, "finished": len(records),
                "mean_train_seconds_per_job": sum(per_job) / len(per_job) if per_job else None,
-               "estimated_cpu_hours_total": len(plan(recipe)) * sum(per_job) / len(per_job) / 3600 if per_job else None}
-    record = {"space": recipe.student.space, "compute": compute, "band_floor": cfg.band_floor,
+               "estimated_cpu_hours_total": jobs * sum(per_job) / len(per_job) / 3600 if per_job else None}
+    record = {"space": study.space, "compute": compute, "band_floor": cfg.band_floor,
               "bands": {b: [arch_id(a) for a in archs] for b, archs in bands.items()},
               "archs": {arch_id(a): a for archs in bands.values() for a in archs}, **cache,
               "columns": {c: {"baselines": bl, "metrics": m} for c, (bl, m) in columns.items()},
               "evaluators": [*names, FITTED]}
     write_result(data_path, record, watch.seconds(), started)
-    summary = summarise(record, recipe)
+    summary = summarise(record, study)
     main = summary["main_column"]
     if main is not None:
         summary["acceptances"] = acceptance_statistics(out, record["columns"][main]["baselines"])
@@ -262,7 +257,7 @@ def run_rank_corr(recipe: Recipe, show_progress: bool = True) -> dict[str, Any]:
     return summary
 
 
-def summarise(record: dict[str, Any], recipe: Recipe) -> dict[str, Any]:
+def summarise(record: dict[str, Any], study: Study) -> dict[str, Any]:
     """The headline numbers per space and band, for the main column (the first one with results) and the
     last scored epoch; every column's figures under ``by_column``."""
     space = record["space"]
@@ -287,9 +282,9 @@ def summarise(record: dict[str, Any], recipe: Recipe) -> dict[str, Any]:
             **{key: {space: {b: {n: m.get(key) for n, m in last.get(b, {}).items()} for b in bl}}
                for key in ("tau_minus_flops", "tau_minus_params")},
         }
-    main = next((c for c in recipe.rankcorr.columns if c in by_column), None)
+    main = next((c for c in study.cfg.columns if c in by_column), None)
     return {"main_column": main, **(by_column.get(main) or {}), "by_column": by_column,
-            "ground_truth": {"epochs": recipe.train.epochs, "train_images": recipe.data.limit_train,
-                             "seeds": recipe.rankcorr.seeds, "distill": recipe.distill,
-                             "ce_weight": recipe.student.ce_weight},
-            "supernet_run": recipe.rankcorr.supernet_run}
+            "ground_truth": {"epochs": study.job.train.epochs, "train_images": study.job.batching.limit_train,
+                             "seeds": study.cfg.seeds, "distill": [t.spec() for t in study.terms],
+                             "ce_weight": study.ce_weight},
+            "supernet_run": study.cfg.supernet_run}

@@ -12,7 +12,6 @@ every evaluator's oriented and raw score, best first), ``best_arch.json``, ``par
 from __future__ import annotations
 
 import csv
-import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -20,70 +19,81 @@ from typing import Any
 
 from tqdm import tqdm
 
-from nas_kd.config import Recipe, SearchConfig, dump_recipe
-from nas_kd.data import load_data
+from nas_kd.config import SearchConfig
 from nas_kd.device import resolve_device
 from nas_kd.errors import UserError
 from nas_kd.evaluators import EvalContext, Evaluator, build_evaluators, score_archs
 from nas_kd.latency import load_table, measured_ms, require_match
 from nas_kd.plots import pareto_front, pareto_plot
 from nas_kd.provenance import Stopwatch, origin, write_result
-from nas_kd.runs import ScalarWriter
+from nas_kd.job import Job, RunSpec
+from nas_kd.runs import ScalarWriter, write_config
 from nas_kd.search.objective import Objective
 from nas_kd.search.strategies import RUN_INPUTS, STRATEGIES, run_strategy
 from nas_kd.checkpoint import load_checkpoint, load_supernet
 from nas_kd.supernet import Supernet
-from nas_kd.teacher import load_teacher
 from search_spaces import StagedSpace, from_meta
 
 
-def run_search(recipe: Recipe, show_progress: bool = True, report_only: bool = False) -> dict[str, Any]:
-    """Run ``recipe.search`` and write its outputs to ``<run.out_dir>/<run.name>/``; returns ``search.json``.
+class _Setting:
+    """What a search and its report share: the evaluators' names, the searchable supernet (or space), the budget,
+    the latency table, the output directory, the study's name and storage."""
 
-    ``report_only``: score nothing; rewrite the outputs from the rows of the shared Optuna study
-    (``search.storage`` and the study name), e.g. after several workers finished."""
-    cfg = recipe.search
+    def __init__(self, cfg: SearchConfig, run: RunSpec) -> None:
+        evaluators = search_evaluators(cfg)
+        self.evaluators, self.names = evaluators, [ev.name for ev in evaluators]
+        STRATEGIES.check_options(cfg.strategy, cfg.strategy_options, "search.strategy_options", given=RUN_INPUTS)
+        self.net = load_searchable(cfg.checkpoint)
+        self.space = space = self.net.space if isinstance(self.net, Supernet) else self.net
+        self.budget = (cfg.budget_mflops * 1e6) if cfg.budget_mflops is not None else space.flops(space.max_arch())
+        self.table = load_table(cfg.latency_table) if cfg.latency_table else None
+        if cfg.budget_ms is not None and self.table is None:
+            raise UserError("search.budget_ms needs search.latency_table (make one with nas-kd latency-table)")
+        if self.table is not None:
+            require_match(space, self.table)
+        self.out = out = run.path
+        out.mkdir(parents=True, exist_ok=True)
+        write_config(run.config, out / "config.yaml")
+        self.study_name = cfg.study_name or f"{self.names[0]}-{cfg.strategy}-{self.budget / 1e6:.3f}" + \
+            (f"-{cfg.budget_ms:g}ms" if cfg.budget_ms is not None else "")
+        self.storage = cfg.storage or f"sqlite:///{(out / 'study.db').resolve()}"
+
+
+def search_report(cfg: SearchConfig, run: RunSpec) -> dict[str, Any]:
+    """Score nothing: rewrite the outputs of the search ``cfg`` in ``run`` from the rows of its shared Optuna study
+    (``search.storage`` and the study name), e.g. after several workers finished; returns ``search.json``."""
     started, watch = origin(), Stopwatch()
-    evaluators = search_evaluators(cfg)
-    names = [ev.name for ev in evaluators]
+    s = _Setting(cfg, run)
+    rows = _study_report(cfg.strategy, s.storage, s.study_name, s.names[0], s.budget, cfg.budget_ms)
+    return _write_outputs(cfg, rows, s, started, watch)
+
+
+def run_search(job: Job, cfg: SearchConfig, *, show_progress: bool = True) -> dict[str, Any]:
+    """Run the search ``cfg`` (a ``search`` section) with the job's data and teacher, and write its outputs to the
+    job's run directory; returns ``search.json``."""
+    started, watch = origin(), Stopwatch()
+    s = _Setting(cfg, job.run)
+    evaluators, names, net, space, budget, out = s.evaluators, s.names, s.net, s.space, s.budget, s.out
     primary = names[0]
-    STRATEGIES.check_options(cfg.strategy, cfg.strategy_options, "search.strategy_options", given=RUN_INPUTS)
-    net = load_searchable(cfg.checkpoint)
-    space = net.space if isinstance(net, Supernet) else net
-    budget = (cfg.budget_mflops * 1e6) if cfg.budget_mflops is not None else space.flops(space.max_arch())
-    table = load_table(cfg.latency_table) if cfg.latency_table else None
-    if cfg.budget_ms is not None and table is None:
-        raise UserError("search.budget_ms needs search.latency_table (make one with nas-kd latency-table)")
-    if table is not None:
-        require_match(space, table)
-    out = Path(recipe.run.out_dir) / recipe.run.name
-    out.mkdir(parents=True, exist_ok=True)
-    dump_recipe(recipe, out / "config.yaml")
-    study_name = cfg.study_name or f"{primary}-{cfg.strategy}-{budget / 1e6:.3f}" + \
-        (f"-{cfg.budget_ms:g}ms" if cfg.budget_ms is not None else "")
-    storage = cfg.storage or f"sqlite:///{(out / 'study.db').resolve()}"
-    if report_only:
-        rows = _study_report(cfg.strategy, storage, study_name, primary, budget, cfg.budget_ms)
-        return _write_outputs(recipe, rows, out, space, names, budget, storage, study_name, started, watch)
-    data = load_data(recipe.data)
-    device = resolve_device(recipe.train.device)
-    teacher = load_teacher(recipe.teacher, data.num_classes, data.in_channels).to(device)
+    data = job.data
+    device = resolve_device(job.train.device)
+    teacher = job.teacher.module().to(device)
     ctx = EvalContext.build(net.to(device) if isinstance(net, Supernet) else space, teacher, data,
-                            teacher_stages=recipe.teacher.stages, probe_size=cfg.probe_size, bn_batches=cfg.bn_batches,
-                            batch_size=recipe.data.batch_size, seed=recipe.seed,
-                            channels_last=recipe.train.channels_last, dna_tables=cfg.dna_tables)
+                            teacher_stages=job.teacher.stages, probe_size=cfg.probe_size, bn_batches=cfg.bn_batches,
+                            batch_size=job.batching.batch_size, seed=job.seed,
+                            channels_last=job.train.channels_last, dna_tables=cfg.dna_tables)
     bar = tqdm(total=cfg.trials, desc=f"search {cfg.strategy}", disable=None if show_progress else True, dynamic_ncols=True)
     objective = Objective(space, lambda arch: score_archs(ctx, [arch], evaluators)[0], primary, budget, progress=bar,
-                          budget_ms=cfg.budget_ms, latency_table=table, journal=out / _journal_name(recipe, names),
+                          budget_ms=cfg.budget_ms, latency_table=s.table, journal=out / _journal_name(job, cfg, names),
                           runtime=cfg.runtime)
-    if recipe.run.tensorboard:  # every score as it lands, and the best so far, against the trial number
+    if job.run.tensorboard:  # every score as it lands, and the best so far, against the trial number
         bar = _ScoresToTensorBoard(bar, objective, out / "tensorboard", primary)
         objective.progress = bar
-    rows = run_strategy(cfg.strategy, objective, cfg.trials, cfg.strategy_options, seed=recipe.seed, storage=storage,
-                        study_name=study_name, dna_tables=cfg.dna_tables, checkpoint=cfg.checkpoint, context=ctx,
+    rows = run_strategy(cfg.strategy, objective, cfg.trials, cfg.strategy_options, seed=job.seed, storage=s.storage,
+                        study_name=s.study_name, dna_tables=cfg.dna_tables, checkpoint=cfg.checkpoint, context=ctx,
                         workdir=out)
     bar.close()
-    return _write_outputs(recipe, rows, out, space, names, budget, storage, study_name, started, watch)
+    return _write_outputs(cfg, rows, s, started, watch)
 
 
 class _ScoresToTensorBoard:
@@ -128,15 +138,16 @@ def _study_report(strategy: str, storage: str, study_name: str, evaluator: str, 
     return sorted(rows, key=lambda r: r[evaluator], reverse=True)
 
 
-def _journal_name(recipe: Recipe, names: list[str]) -> str:
-    """``scored-<key>.jsonl``: ``key`` changes with anything a candidate's scores depend on, so a journal is only
-    ever read back by the search that wrote it."""
-    with open(recipe.search.checkpoint, "rb") as f:
+def _journal_name(job: Job, cfg: SearchConfig, names: list[str]) -> str:
+    """``scored-<key>.jsonl``: ``key`` changes with anything a candidate's scores depend on (the data and the
+    teacher as the run's config describes them), so a journal is only ever read back by the search that wrote
+    it."""
+    with open(cfg.checkpoint, "rb") as f:
         supernet = hashlib.file_digest(f, "sha256").hexdigest()
-    what = {"supernet": supernet, "evaluators": names, "probe_size": recipe.search.probe_size,
-            "bn_batches": recipe.search.bn_batches, "seed": recipe.seed, "data": dataclasses.asdict(recipe.data),
-            "teacher": dataclasses.asdict(recipe.teacher), "dna_tables": recipe.search.dna_tables,
-            "latency_table": recipe.search.latency_table}
+    what = {"supernet": supernet, "evaluators": names, "probe_size": cfg.probe_size,
+            "bn_batches": cfg.bn_batches, "seed": job.seed, "data": job.run.config.get("data"),
+            "teacher": job.run.config.get("teacher"), "dna_tables": cfg.dna_tables,
+            "latency_table": cfg.latency_table}
     return f"scored-{hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]}.jsonl"
 
 
@@ -157,9 +168,8 @@ def load_searchable(path: str | Path) -> Supernet | StagedSpace:
     return load_supernet(path)
 
 
-def _write_outputs(recipe: Recipe, rows, out: Path, space, names, budget: float, storage: str, study_name: str,
-                   started, watch) -> dict:
-    cfg = recipe.search
+def _write_outputs(cfg: SearchConfig, rows, s: _Setting, started, watch) -> dict:
+    out, space, names, budget, storage, study_name = s.out, s.space, s.names, s.budget, s.storage, s.study_name
     primary = names[0]
     if not rows:
         raise UserError(f"search: no arch under {budget / 1e6:.2f} MFLOPs was scored")

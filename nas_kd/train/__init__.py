@@ -11,6 +11,7 @@ from nas_kd.train.registry import SUPERNET_TRAINERS, SupernetTrainer, mode_name,
 __all__ = ["SUPERNET_TRAINERS", "SupernetTrainer", "mode_name", "supernet_trainer", "train_supernet"]
 
 
-def train_supernet(recipe: Any, **kwargs: Any) -> dict[str, Any]:
-    """Train the recipe's supernet by its ``supernet.mode``; ``kwargs``: ``resume``, ``on_step``, ``show_progress``."""
-    return supernet_trainer(recipe.supernet.mode).train(recipe, **kwargs)
+def train_supernet(job: Any, cfg: Any, **kwargs: Any) -> dict[str, Any]:
+    """Train the supernet of the ``supernet`` section ``cfg`` by its ``mode`` on the :class:`~nas_kd.job.Job`;
+    ``kwargs``: ``resume``, ``on_step``, ``show_progress``."""
+    return supernet_trainer(cfg.mode).train(job, cfg, **kwargs)

@@ -11,33 +11,33 @@ import torch
 import torch.nn.functional as F
 
 import search_spaces
-from nas_kd.config import Recipe
+from nas_kd.config import SupernetConfig
 from nas_kd.data import step_seed
 from nas_kd.device import autocast
 from nas_kd.dna.blockwise import BlockwiseSupernet, stage_io, stage_sandwich, teacher_channels
-from nas_kd.teacher import load_teacher
+from nas_kd.job import Job
 from nas_kd.train.loop import TrainLoop
 from nas_kd.train.registry import SUPERNET_TRAINERS, SupernetTrainer
 from nas_kd.train.setup import build_loop, start_run
 
 
-def train_blockwise(recipe: Recipe, *, resume: bool = False, on_step: Callable[[TrainLoop], None] | None = None,
-                    show_progress: bool = True) -> dict[str, Any]:
-    """Blockwise-train every stage of ``recipe.supernet.space`` against the teacher; returns the final metrics."""
-    cfg = recipe.supernet
-    started, run, data, device = start_run(recipe, resume)
+def train_blockwise(job: Job, cfg: SupernetConfig, *, resume: bool = False,
+                    on_step: Callable[[TrainLoop], None] | None = None, show_progress: bool = True) -> dict[str, Any]:
+    """Blockwise-train every stage of ``cfg.space`` against the job's teacher; returns the final metrics."""
+    started, run, device = start_run(job, resume)
+    data = job.data
     space = search_spaces.get(cfg.space, data.input_shape, data.num_classes)
-    teacher = load_teacher(recipe.teacher, data.num_classes, data.in_channels).to(device)
-    tstages = recipe.teacher.stages
+    teacher = job.teacher.module().to(device)
+    tstages = job.teacher.stages
     widths = teacher_channels(teacher, tstages, data.input_shape)
     model = BlockwiseSupernet(space, widths, cfg.kernel_transform)
-    loop = build_loop(recipe, run, data, model, device, on_step=on_step, show_progress=show_progress,
+    loop = build_loop(job, run, model, device, on_step=on_step, show_progress=show_progress,
                       meta={"blockwise": model.meta()}, keep_epoch_checkpoints=cfg.keep_epoch_checkpoints)
-    amp = recipe.train.amp
+    amp = job.train.amp
 
     def step(x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         st = loop.state
-        rng = random.Random(step_seed(recipe.seed, st.epoch, st.step))
+        rng = random.Random(step_seed(job.seed, st.epoch, st.step))
         with autocast(device, amp):
             pairs = stage_io(teacher, tstages, x)
         stats: dict[str, float] = {"count": len(y)}
@@ -53,11 +53,11 @@ def train_blockwise(recipe: Recipe, *, resume: bool = False, on_step: Callable[[
         return stats
 
     metrics = loop.fit(step, lambda epoch: {})
-    final = {"mode": "blockwise", "space": cfg.space, "epochs": recipe.train.epochs, "seed": recipe.seed,
+    final = {"mode": "blockwise", "space": cfg.space, "epochs": job.train.epochs, "seed": job.seed,
              "teacher_stages": tstages, "teacher_widths": widths, "device": str(device),
              "final_train_mse": {k: v for k, v in (metrics[-1] if metrics else {}).items() if k.startswith("train_mse")},
              "epoch_seconds": [m["elapsed_seconds"] for m in metrics],
-             "checkpoint": str(run.last_checkpoint), "recipe": recipe.to_dict()}
+             "checkpoint": str(run.last_checkpoint), "recipe": job.run.config}
     return loop.finish(final, started)
 
 
@@ -67,5 +67,5 @@ class Blockwise(SupernetTrainer):
 
     weight_sharing = False
 
-    def train(self, recipe: Recipe, **kwargs: Any) -> dict[str, Any]:
-        return train_blockwise(recipe, **kwargs)
+    def train(self, job: Job, cfg: SupernetConfig, **kwargs: Any) -> dict[str, Any]:
+        return train_blockwise(job, cfg, **kwargs)

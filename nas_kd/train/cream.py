@@ -26,7 +26,7 @@ from typing import Annotated, Any
 
 import torch
 
-from nas_kd.config import Recipe
+from nas_kd.config import SupernetConfig
 from nas_kd.errors import UserError
 from nas_kd.train import distributed as dist
 from nas_kd.train.registry import SUPERNET_TRAINERS
@@ -43,10 +43,10 @@ class Cream(WeightSharing):
         self.board_size, self.margin, self.match_weight, self.warmup_epochs = board_size, margin, match_weight, warmup_epochs
         self.board: list[dict[str, Any]] = []
 
-    def check(self, recipe: Recipe) -> None:
-        if recipe.supernet.soft_labels not in ("inplace", "none"):
+    def check(self, cfg: SupernetConfig, epochs: int) -> None:
+        if cfg.soft_labels not in ("inplace", "none"):
             raise UserError(f"supernet.mode (cream): its teachers are its own board's paths, so supernet.soft_labels "
-                            f"must be 'inplace' (or 'none'), not {recipe.supernet.soft_labels!r}")
+                            f"must be 'inplace' (or 'none'), not {cfg.soft_labels!r}")
 
     def begin(self, kit: Kit) -> None:
         self.board = []

@@ -1,7 +1,7 @@
-"""Train one student (or several, for mutual learning) with the recipe's distillation terms.
+"""Train one student (or several, for mutual learning) with distillation terms.
 
-The loss of student i is ``student.ce_weight x CE(hard labels)`` plus, for every term of the
-recipe's ``distill`` list, ``weight x`` each loss the term's distiller returns (:mod:`nas_kd.distill`).
+The loss of student i is ``ce_weight x CE(hard labels)`` plus, for every term (a recipe's ``distill`` list,
+parsed), ``weight x`` each loss the term's distiller returns (:mod:`nas_kd.distill`).
 With no terms this is plain supervised training: the reference teacher, a single arch and the
 rank-correlation ground truth all train here. Before the run directory is created, the terms are
 checked, the teachers loaded and one dummy forward pass checks every module name and feature
@@ -23,16 +23,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from nas_kd.checkpoint import save_checkpoint
-from nas_kd.config import Recipe
 from nas_kd.data import BatchIterator, DataBundle
 from nas_kd.device import autocast, to_memory_format
-from nas_kd.distill import Distiller, Probe, View, build_distiller, parse_terms
+from nas_kd.distill import Distiller, Probe, Term, View, build_distiller
 from nas_kd.errors import UserError
 from nas_kd.evaluation import evaluate
 from nas_kd.features import capture
 from nas_kd.flops import count_flops, count_params
 from nas_kd.students import Student, stage_names
-from nas_kd.teacher import load_teachers
+from nas_kd.job import Job
 from nas_kd.train import distributed as dist
 from nas_kd.train.loop import TrainLoop
 from nas_kd.train.setup import augments, build_loop, open_run, prepare
@@ -111,47 +110,52 @@ def _teacher_logits_cache(teachers: list[nn.Module], data: DataBundle, batch_siz
 
 
 def train_students(
-    recipe: Recipe,
+    job: Job,
     student: Student,
     *,
+    terms: list[Term] = (),
+    ce_weight: float = 1.0,
     resume: bool = False,
     on_step: Callable[[TrainLoop], None] | None = None,
     show_progress: bool = True,
 ) -> dict[str, Any]:
-    """Train ``student`` on ``recipe.data`` with ``recipe.distill``; returns the final metrics.
+    """Train ``student`` on the job's data with ``ce_weight`` x cross-entropy plus the ``terms``
+    (:func:`~nas_kd.distill.parse_terms` of a ``distill`` list), taught by the job's teachers; returns the final
+    metrics.
 
     Writes ``config.yaml``, ``metrics.jsonl``, ``checkpoints/last.pt``, ``model.pt`` (the best
     student's state dict, usable as ``teacher.checkpoint``), for a space's arch ``student/`` (and
     ``student1/``... with several students) in the exported-subnet format, and ``final.json``.
     """
-    terms = parse_terms(recipe.distill)
-    ce_weight = recipe.student.ce_weight
+    terms = list(terms)
     if ce_weight < 0:
         raise UserError(f"student.ce_weight must be >= 0, got {ce_weight}")
-    if recipe.train.epochs < 0:
-        raise UserError(f"train.epochs must be >= 0, got {recipe.train.epochs}")
+    if job.train.epochs < 0:
+        raise UserError(f"train.epochs must be >= 0, got {job.train.epochs}")
     num_students = max([build_distiller(t).num_students for t in terms] + [1])
-    started, data, device = prepare(recipe)
+    started, device = prepare(job)
+    data = job.data
     models = [student.make(data.input_shape, data.num_classes) for _ in range(num_students)]
     stages = student.stages or stage_names(models[0])
     distillers = [[build_distiller(t) for t in terms] for _ in models]
-    teacher_cfgs = [recipe.teacher, *recipe.extra_teachers]
     needs_teacher = any(d.needs_teacher for d in distillers[0])
-    teachers = load_teachers(teacher_cfgs, data.num_classes, data.in_channels) if needs_teacher else []
+    used = list(job.teachers) if needs_teacher else []
+    if needs_teacher and not used:
+        raise UserError(f"{', '.join(t.name for t in terms)}: distillation needs a teacher, and none was given")
+    teachers = [t.module() for t in used]
     for model, ds in zip(models, distillers):
-        probe(model, teachers, ds, stages, [c.stages for c in teacher_cfgs] if teachers else [], data)
+        probe(model, teachers, ds, stages, [t.stages for t in used], data)
     bundle = Students(models, distillers)
-    run = open_run(recipe, resume)
+    run = open_run(job, resume)
     teachers = [t.to(device) for t in teachers]
-    cl, amp = recipe.train.channels_last, recipe.train.amp
+    cl, amp = job.train.channels_last, job.train.amp
     s_names = sorted({n for d in distillers[0] for n in d.student_modules()})
     t_names = [sorted({n for d in distillers[0] for n in d.teacher_modules(k)}) for k in range(len(teachers))]
     cached = None
-    if teachers and recipe.train.cache_teacher and not augments(recipe, data) and not any(t_names) \
+    if teachers and job.train.cache_teacher and not augments(job) and not any(t_names) \
             and dist.world_size() == 1:
-        cached = _teacher_logits_cache(teachers, data, recipe.data.eval_batch_size, device, cl)
-    loop = build_loop(recipe, run, data, bundle, device, on_step=on_step, show_progress=show_progress,
-                      with_index=True)
+        cached = _teacher_logits_cache(teachers, data, job.batching.eval_batch_size, device, cl)
+    loop = build_loop(job, run, bundle, device, on_step=on_step, show_progress=show_progress, with_index=True)
 
     def teacher_outputs(x: torch.Tensor, idx: torch.Tensor | None, cached_ok: bool = True) -> tuple[list[torch.Tensor], list[dict]]:
         if cached is not None and cached_ok:
@@ -164,7 +168,7 @@ def train_students(
         return logits, feats
 
     on_val = [[d for d in ds if d.uses_validation_batches] for ds in distillers]
-    val_batches = BatchIterator(data.val, recipe.data.batch_size, shuffle=True, seed=recipe.seed, drop_last=True) \
+    val_batches = BatchIterator(data.val, job.batching.batch_size, shuffle=True, seed=job.seed, drop_last=True) \
         if any(on_val) else None
     val_epoch: dict[int, list] = {}
 
@@ -203,7 +207,7 @@ def train_students(
         for i, ((logits, feats), ds) in enumerate(zip(outs, distillers)):
             view = View(y, logits, feats, t_logits, t_feats,
                         [o[0].detach() for j, o in enumerate(outs) if j != i], loop.state.epoch, x, models[i])
-            loss = ce_weight * F.cross_entropy(logits, y, label_smoothing=recipe.train.label_smoothing)
+            loss = ce_weight * F.cross_entropy(logits, y, label_smoothing=job.train.label_smoothing)
             for term, d in zip(terms, ds):
                 for name, value in d(view).items():
                     loss = loss + term.weight * value
@@ -220,23 +224,23 @@ def train_students(
         out = {}
         for i, model in enumerate(models):
             suffix = "" if i == 0 else f"_s{i}"
-            out |= {f"val_{k}{suffix}": v for k, v in evaluate(model, data.val, recipe.data.eval_batch_size, cl).items()}
+            out |= {f"val_{k}{suffix}": v for k, v in evaluate(model, data.val, job.batching.eval_batch_size, cl).items()}
         bundle.train()
         return out
 
     metrics = loop.fit(step, validate)
-    used = [c.subnet or c.torchscript or c.checkpoint for c in teacher_cfgs] if teachers else []
-    return _finish(recipe, student, models, metrics, data, run, loop, started, terms, used, device)
+    return _finish(job, student, models, metrics, run, loop, started, terms, ce_weight, [t.source for t in used],
+                   device)
 
 
-def _finish(recipe, student, models, metrics, data, run, loop, started, terms, teachers, device) -> dict[str, Any]:
+def _finish(job, student, models, metrics, run, loop, started, terms, ce_weight, teachers, device) -> dict[str, Any]:
     """Test every student, save them (rank 0) and write ``final.json``."""
     from nas_kd.export import save_subnet
 
-    cl = recipe.train.channels_last
+    cl, data = job.train.channels_last, job.data
     last = metrics[-1] if metrics else {}
     val = [last.get("val_acc" + ("" if i == 0 else f"_s{i}")) for i in range(len(models))]
-    tests = [evaluate(m, data.test, recipe.data.eval_batch_size, cl) for m in models]
+    tests = [evaluate(m, data.test, job.batching.eval_batch_size, cl) for m in models]
     best = max(range(len(models)), key=lambda i: (val[i] if val[i] is not None else -1.0, -i))
     models = [m.to("cpu", memory_format=torch.contiguous_format) for m in models]
     saved = []
@@ -249,13 +253,13 @@ def _finish(recipe, student, models, metrics, data, run, loop, started, terms, t
     flops = count_flops(models[best], (1, *data.input_shape))
     final = {
         **student.describe,
-        "dataset": recipe.data.dataset, "epochs": recipe.train.epochs, "seed": recipe.seed,
-        "ce_weight": recipe.student.ce_weight, "distill": [{"name": t.name, "weight": t.weight, **t.options} for t in terms],
+        "dataset": job.data.name, "epochs": job.train.epochs, "seed": job.seed,
+        "ce_weight": ce_weight, "distill": [t.spec() for t in terms],
         "teachers": teachers,
         "test_acc": tests[best]["acc"], "test_loss": tests[best]["loss"], "val_acc": val[best],
         "best_student": best, "students_test_acc": [t["acc"] for t in tests], "students_val_acc": val,
         "accuracy_kind": "last epoch",
-        "seconds_per_epoch": round(loop.state.elapsed / max(1, recipe.train.epochs), 2),
+        "seconds_per_epoch": round(loop.state.elapsed / max(1, job.train.epochs), 2),
         "flops": flops, "mflops": flops / 1e6, "params": count_params(models[best]), "input_shape": list(data.input_shape),
         "device": str(device), "checkpoint": str(Path(run.path) / "model.pt"), "students": saved,
     }

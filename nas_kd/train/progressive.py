@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 
 import search_spaces
-from nas_kd.config import Recipe
+from nas_kd.config import SupernetConfig
 from nas_kd.errors import UserError
 from nas_kd.layers import DynamicConvBN
 from nas_kd.supernet import Supernet
@@ -130,17 +130,17 @@ class Progressive(Sandwich):
         base, extra = divmod(epochs, len(order))
         return [(p, base + (i < extra)) for i, p in enumerate(order)]
 
-    def check(self, recipe: Recipe) -> None:
-        space = search_spaces.get(recipe.supernet.space)
+    def check(self, cfg: SupernetConfig, epochs: int) -> None:
+        space = search_spaces.get(cfg.space)
         self.present = {label_dimension(label) for label in space.choices}
         missing = [p for p in (self.phases or {}) if p != "full" and p not in self.present]
         if missing:
             raise UserError(f"supernet.mode (progressive): the {space.name} space has no elastic {missing}; its "
                             f"dimensions: {sorted(self.present)}")
-        total = sum(e for _, e in self.schedule(recipe.train.epochs))
-        if total != recipe.train.epochs:
+        total = sum(e for _, e in self.schedule(epochs))
+        if total != epochs:
             raise UserError(f"supernet.mode (progressive): the phases' epochs sum to {total}, train.epochs is "
-                            f"{recipe.train.epochs}: make them equal")
+                            f"{epochs}: make them equal")
 
     def phase_at(self, epoch: int, epochs: int) -> tuple[str, set[str]]:
         """The phase training ``epoch`` and the dimensions opened by then."""
@@ -164,13 +164,13 @@ class Progressive(Sandwich):
         self.sorted = list(state.get("sorted", []))
 
     def others(self, kit: Kit, rng: random.Random) -> list[dict]:
-        phase, opened = self.phase_at(kit.loop.state.epoch, kit.recipe.train.epochs)
+        phase, opened = self.phase_at(kit.loop.state.epoch, kit.job.train.epochs)
         if phase == "full":
             return []
         return [restrict(kit.space, a, opened) for a in super().others(kit, rng)]
 
     def step(self, kit: Kit, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-        _, opened = self.phase_at(kit.loop.state.epoch, kit.recipe.train.epochs)
+        _, opened = self.phase_at(kit.loop.state.epoch, kit.job.train.epochs)
         if self.sort_channels:
             for dim, sort in (("expand", sort_inner_channels), ("width", sort_stage_widths)):
                 if dim in opened and dim not in self.sorted:
@@ -179,4 +179,4 @@ class Progressive(Sandwich):
         return super().step(kit, x, y)
 
     def report(self, kit: Kit) -> dict[str, Any]:
-        return {"phases": self.schedule(kit.recipe.train.epochs), "sorted": self.sorted}
+        return {"phases": self.schedule(kit.job.train.epochs), "sorted": self.sorted}

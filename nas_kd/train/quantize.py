@@ -21,25 +21,25 @@ from nas_kd.quantize import (
 )
 
 
-def quantize_student(recipe: Any, student_dir: str | Path, out: str | Path, *, seeds: int, qat_epochs: int,
-                     qat_lr: float, calibration_batches: int, threads: int = 2, show_progress: bool = True) -> dict:
-    """fp32, post-training int8 and QAT+KD int8 (``seeds`` runs of ``qat_epochs`` epochs with the recipe's
-    ``distill`` terms) of the exported student in ``student_dir``: test accuracy with onnxruntime, batch-1 and
+def quantize_student(job: Any, student_dir: str | Path, out: str | Path, *, terms: list = (), ce_weight: float = 1.0,
+                     seeds: int, qat_epochs: int, qat_lr: float, calibration_batches: int, threads: int = 2,
+                     show_progress: bool = True) -> dict:
+    """fp32, post-training int8 and QAT+KD int8 (``seeds`` runs of ``qat_epochs`` epochs on the
+    :class:`~nas_kd.job.Job`, with ``ce_weight`` x cross-entropy and the distillation ``terms``) of the exported
+    student in ``student_dir``: test accuracy with onnxruntime, batch-1 and
     batch-32 latency on ``threads`` threads (interleaved in one run), size on disk; the int8 graphs are checked
     against the fake-quantised PyTorch model. Writes ``<out>/*.onnx``; returns the result's payload."""
-    from nas_kd.config import derive
     from nas_kd.data import calibration_batches as batches_of
-    from nas_kd.data import load_data
     from nas_kd.export import load_subnet
     from nas_kd.students import Student, stage_names
     from nas_kd.train.distill import train_students
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    data = load_data(recipe.data)
+    data = job.data
     student = load_subnet(student_dir).eval()
     shape = tuple(data.input_shape)
-    calib = [x for _, (x, _) in zip(range(calibration_batches), batches_of(data, recipe.data.batch_size, recipe.seed).epoch(0))]
+    calib = [x for _, (x, _) in zip(range(calibration_batches), batches_of(data, job.batching.batch_size, job.seed).epoch(0))]
     test_x, test_y = data.test.x, data.test.y
     folded = fold_batchnorm(student)  # the float graph, and the template the QAT weights are stripped into
     fp32 = export_float(folded, out / "fp32.onnx", shape)
@@ -53,10 +53,10 @@ def quantize_student(recipe: Any, student_dir: str | Path, out: str | Path, *, s
     }
     for seed in range(seeds):
         model = prepare_qat(student)
-        run = derive(recipe, {"seed": seed, "train.epochs": qat_epochs, "train.lr": qat_lr, "train.warmup_epochs": 0.0,
-                              "run.out_dir": str(out), "run.name": f"qat-s{seed}"})
+        run = job.derive(job.run.at(out / f"qat-s{seed}"), seed=seed,
+                         train={"epochs": qat_epochs, "lr": qat_lr, "warmup_epochs": 0.0})
         final = train_students(run, Student(lambda *_: model, {"qat_of": str(student_dir)}, stage_names(student), False),
-                               show_progress=show_progress)
+                               terms=terms, ce_weight=ce_weight, show_progress=show_progress)
         path = quantise_onnx(export_float(strip_qat(model, folded), out / f"qat-s{seed}_fp32.onnx", shape),
                              out / f"qat-s{seed}_int8.onnx", calib)
         q = rows["qat_kd_int8"]
@@ -74,7 +74,7 @@ def quantize_student(recipe: Any, student_dir: str | Path, out: str | Path, *, s
               "speedup_vs_fp32_b32": latency[32]["fp32"] / latency[32][name],
               "size_kb": Path(r["file"]).stat().st_size / 1024, "runtime": "onnxruntime CPU"}
     return {"student": str(student_dir), "threads": threads, "qat_epochs": qat_epochs, "qat_lr": qat_lr,
-            "calibration_images": sum(len(x) for x in calib), "distill": recipe.distill,
+            "calibration_images": sum(len(x) for x in calib), "distill": [t.spec() for t in terms],
             "accuracy_kind": "test accuracy of the onnxruntime graph", "rows": rows}
 
 

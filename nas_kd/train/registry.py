@@ -13,18 +13,19 @@ from nas_kd.registry import Registry, split_component
 class SupernetTrainer:
     """One supernet training method.
 
-    ``train(recipe, *, resume, on_step, show_progress)`` trains into the recipe's run directory and returns its
-    final metrics (``final.json``, with ``checkpoint``). ``weight_sharing``: every subnet inherits working weights
+    ``train(job, cfg, *, resume, on_step, show_progress)`` trains the ``supernet`` section ``cfg`` on a
+    :class:`~nas_kd.job.Job` into its run directory and returns its final metrics (``final.json``, with ``checkpoint``). ``weight_sharing``: every subnet inherits working weights
     from the checkpoint (a search scores subnets with them, the export starts from them); False for a
     blockwise supernet, whose archs are scored from ranking tables and whose student trains from its own init.
     """
 
     weight_sharing: ClassVar[bool] = True
 
-    def check(self, recipe: Any) -> None:
-        """The method's own checks of the recipe (when it loads, and again before training). Default: none."""
+    def check(self, cfg: Any, epochs: int) -> None:
+        """The method's own checks of the ``supernet`` section and the epochs it trains for (when the recipe
+        loads, and again before training). Default: none."""
 
-    def train(self, recipe: Any, *, resume: bool = False, on_step: Callable[..., None] | None = None,
+    def train(self, job: Any, cfg: Any, *, resume: bool = False, on_step: Callable[..., None] | None = None,
               show_progress: bool = True) -> dict[str, Any]:  # pragma: no cover - abstract
         raise NotImplementedError
 

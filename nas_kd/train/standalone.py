@@ -2,8 +2,8 @@
 the teacher, a single architecture of a space, an exported subnet being fine-tuned; plus the export
 of a supernet's subnet (recalibrate, export, fine-tune, save).
 
-Each trains with ``student.ce_weight`` x cross-entropy plus the recipe's ``distill`` terms (none:
-plain supervised training). Runs are resumable like every trainer's.
+Each trains with ``ce_weight`` x cross-entropy plus distillation terms (none: plain supervised training). Runs are
+resumable like every trainer's.
 """
 from __future__ import annotations
 
@@ -14,18 +14,19 @@ from typing import Any
 import torch.nn as nn
 
 import search_spaces
-from nas_kd.config import Recipe, derive
+from nas_kd.config import TeacherConfig
+from nas_kd.distill import Term
 from nas_kd.errors import UserError
+from nas_kd.job import Job, RunSpec
 from nas_kd.students import Student, arch_student, model_student, read_arch_file
 from nas_kd.teacher import build_model
 from nas_kd.train.distill import train_students
 
 
-def train_teacher(recipe: Recipe, **kwargs: Any) -> dict[str, Any]:
-    """Train ``recipe.teacher.model``; ``model.pt`` is usable as ``teacher.checkpoint``."""
-    student = Student(lambda shape, nc: build_model(recipe.teacher, nc, shape[0]), {"model": recipe.teacher.model},
-                      list(recipe.teacher.stages), False)
-    return train_students(recipe, student, **kwargs)
+def train_teacher(job: Job, cfg: TeacherConfig, **kwargs: Any) -> dict[str, Any]:
+    """Train the model of a ``teacher`` section from its labels; ``model.pt`` is usable as ``teacher.checkpoint``."""
+    student = Student(lambda shape, nc: build_model(cfg, nc, shape[0]), {"model": cfg.model}, list(cfg.stages), False)
+    return train_students(job, student, **kwargs)
 
 
 def resolve_arch(space, arch: str | dict) -> dict[str, Any]:
@@ -37,47 +38,48 @@ def resolve_arch(space, arch: str | dict) -> dict[str, Any]:
     return space.validate(arch)
 
 
-def train_arch(recipe: Recipe, arch: str | dict | None = None, **kwargs: Any) -> dict[str, Any]:
-    """Train one architecture of ``recipe.student.space`` from scratch with the recipe's distill terms."""
-    space = search_spaces.get(recipe.student.space)
-    arch = resolve_arch(space, recipe.student.arch if arch is None else arch)
-    return train_students(recipe, arch_student(space.name, arch), **kwargs)
+def train_arch(job: Job, space_name: str, arch: str | dict, **kwargs: Any) -> dict[str, Any]:
+    """Train one architecture of the space ``space_name`` from scratch (``kwargs``: those of
+    :func:`~nas_kd.train.distill.train_students`)."""
+    space = search_spaces.get(space_name)
+    return train_students(job, arch_student(space.name, resolve_arch(space, arch)), **kwargs)
 
 
-def finetune(recipe: Recipe, model: nn.Module, epochs: int, run_dir: str | Path, **kwargs: Any) -> dict[str, Any]:
-    """Fine-tune an exported subnet in place for ``epochs`` (the recipe's train, student and distill settings)."""
-    r = derive(recipe, {"train.epochs": epochs, "run.out_dir": str(Path(run_dir).parent), "run.name": Path(run_dir).name})
+def finetune(job: Job, model: nn.Module, epochs: int, run: RunSpec, **kwargs: Any) -> dict[str, Any]:
+    """Fine-tune an exported subnet in place for ``epochs`` in the run directory ``run`` (``kwargs``: those of
+    :func:`~nas_kd.train.distill.train_students`)."""
     arch, space = getattr(model, "arch", None), getattr(model, "space_name", None)
     describe = {"space": space, "arch": arch, "finetuned_from": "supernet export"}
-    return train_students(r, model_student(model, describe), **kwargs)
+    return train_students(job.derive(run, train={"epochs": epochs}), model_student(model, describe), **kwargs)
 
 
-def export_student(checkpoint: str | Path, arch: str | dict, out: str | Path, recipe: Recipe | None = None, *,
-                   recalibrate_batches: int = 0, finetune_epochs: int = 0, torchscript: bool = False,
-                   onnx: bool = False) -> dict[str, Any]:
+def export_student(checkpoint: str | Path, arch: str | dict, out: str | Path, *, job: Job | None = None,
+                   terms: list[Term] = (), ce_weight: float = 1.0, recalibrate_batches: int = 0,
+                   finetune_epochs: int = 0, torchscript: bool = False, onnx: bool = False) -> dict[str, Any]:
     """Export ``arch`` of the supernet in ``checkpoint`` to the directory ``out``: BatchNorm recalibrated on
-    ``recalibrate_batches`` training batches, then (optionally) fine-tuned for ``finetune_epochs`` in
-    ``out/finetune`` with the recipe's train, student and distill settings (a killed fine-tune of the same
-    recipe continues from its checkpoint). Returns a short report."""
+    ``recalibrate_batches`` of the job's training batches, then (optionally) fine-tuned for ``finetune_epochs`` in
+    ``out/finetune`` with the job's settings, ``ce_weight`` and the distillation ``terms`` (a killed fine-tune of
+    the same config continues from its checkpoint). Returns a short report."""
     from nas_kd.bn import recalibrate_bn
-    from nas_kd.data import calibration_batches, load_data
+    from nas_kd.data import calibration_batches
     from nas_kd.export import export_subnet, save_subnet
     from nas_kd.checkpoint import load_supernet
 
-    if (recalibrate_batches or finetune_epochs) and recipe is None:
-        raise UserError("recalibration and fine-tuning need a recipe (--recipe or --run) for the data")
-    data = load_data(recipe.data) if recipe is not None and (recalibrate_batches or finetune_epochs) else None
+    if (recalibrate_batches or finetune_epochs) and job is None:
+        raise UserError("recalibration and fine-tuning need data (--recipe or --run)")
+    data = job.data if job is not None else None
     net = load_supernet(checkpoint, data.input_shape if data is not None else None)
     space = net.space
     arch = resolve_arch(space, arch)
     if recalibrate_batches:
         net.set_arch(arch)
-        recalibrate_bn(net, calibration_batches(data, recipe.data.batch_size, recipe.seed).epoch(0), recalibrate_batches,
-                       channels_last=recipe.train.channels_last)
+        recalibrate_bn(net, calibration_batches(data, job.batching.batch_size, job.seed).epoch(0), recalibrate_batches,
+                       channels_last=job.train.channels_last)
     subnet = export_subnet(net.eval(), arch)
     report = {"space": space.name, "mflops": space.flops(arch) / 1e6, "params": space.params(arch)}
     if finetune_epochs:
-        final = finetune(recipe, subnet, finetune_epochs, Path(out) / "finetune")
+        final = finetune(job, subnet, finetune_epochs, job.run.at(Path(out) / "finetune"), terms=terms,
+                         ce_weight=ce_weight)
         report |= {"test_acc": final["test_acc"], "finetune_epochs": finetune_epochs,
                    "distill": final["distill"], "finetune_result": str(Path(out) / "finetune/final.json")}
     saved = save_subnet(subnet.eval(), out, torchscript=torchscript, onnx=onnx, source=str(checkpoint))

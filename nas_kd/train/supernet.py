@@ -21,15 +21,15 @@ import torch.nn.functional as F
 
 import search_spaces
 from nas_kd.bn import recalibrate_bn
-from nas_kd.config import Recipe
-from nas_kd.data import DataBundle, calibration_batches, step_seed
+from nas_kd.config import SupernetConfig
+from nas_kd.data import calibration_batches, step_seed
 from nas_kd.device import autocast
 from nas_kd.distill import View, build_distiller, parse_terms
 from nas_kd.errors import UserError
 from nas_kd.evaluation import evaluate
 from nas_kd.losses.functional import kd_loss
 from nas_kd.supernet import Supernet
-from nas_kd.teacher import load_teacher
+from nas_kd.job import Job
 from nas_kd.train import distributed as dist
 from nas_kd.train.loop import TrainLoop
 from nas_kd.train.registry import SUPERNET_TRAINERS, SupernetTrainer, mode_name
@@ -50,20 +50,23 @@ def median_flops_arch(space, seed: int, n: int = 201) -> dict:
     return archs[n // 2]
 
 
-def subnet_accuracy(net: Supernet, arch: dict, data: DataBundle, split: str, recipe: Recipe) -> float:
-    """Top-1 accuracy of ``arch`` on ``split`` after BatchNorm recalibration on training batches."""
-    cl = recipe.train.channels_last
+def subnet_accuracy(net: Supernet, arch: dict, job: Job, split: str, bn_batches: int) -> float:
+    """Top-1 accuracy of ``arch`` on the job's ``split`` after BatchNorm recalibration on ``bn_batches`` training
+    batches."""
+    cl, data = job.train.channels_last, job.data
     net.set_arch(arch)
-    recalibrate_bn(net, calibration_batches(data, recipe.data.batch_size, recipe.seed).epoch(0), recipe.supernet.bn_batches, channels_last=cl)
-    return evaluate(net, getattr(data, split), recipe.data.eval_batch_size, cl)["acc"]
+    recalibrate_bn(net, calibration_batches(data, job.batching.batch_size, job.seed).epoch(0), bn_batches, channels_last=cl)
+    return evaluate(net, getattr(data, split), job.batching.eval_batch_size, cl)["acc"]
 
 
 @dataclass
 class Kit:
-    """What a weight-sharing method's step works with: the supernet and its space, the sampler, the fixed teacher
-    (None when no soft label needs it), the ``supernet.distill`` terms, and the loop (its position seeds the step)."""
+    """What a weight-sharing method's step works with: the job, the ``supernet`` section, the supernet and its space,
+    the sampler, the fixed teacher (None when no soft label needs it), the ``supernet.distill`` terms, and the loop
+    (its position seeds the step)."""
 
-    recipe: Recipe
+    job: Job
+    cfg: SupernetConfig
     space: StagedSpace
     net: Supernet
     sampler: Any
@@ -73,28 +76,24 @@ class Kit:
     device: torch.device
     loop: TrainLoop | None = None
 
-    @property
-    def cfg(self):
-        return self.recipe.supernet
-
     def rng(self) -> random.Random:
         """The step's generator, seeded by (seed, epoch, step): a resumed run draws what the straight one drew."""
-        return random.Random(step_seed(self.recipe.seed, self.loop.state.epoch, self.loop.state.step))
+        return random.Random(step_seed(self.job.seed, self.loop.state.epoch, self.loop.state.step))
 
     def forward(self, arch: dict, x: torch.Tensor) -> torch.Tensor:
         """Logits of the subnet ``arch`` (float32)."""
         self.net.set_arch(arch)
-        with autocast(self.device, self.recipe.train.amp):
+        with autocast(self.device, self.job.train.amp):
             return self.net(x).float()
 
     def teacher_logits(self, x: torch.Tensor) -> torch.Tensor | None:
         if self.teacher is None:
             return None
-        with torch.no_grad(), autocast(self.device, self.recipe.train.amp):
+        with torch.no_grad(), autocast(self.device, self.job.train.amp):
             return self.teacher(x).float()
 
     def hard_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits, y, label_smoothing=self.recipe.train.label_smoothing)
+        return F.cross_entropy(logits, y, label_smoothing=self.job.train.label_smoothing)
 
     def max_loss(self, logits: torch.Tensor, y: torch.Tensor, t_logits: torch.Tensor | None) -> torch.Tensor:
         """The largest subnet's loss: hard labels, plus ``max_teacher_weight`` x KD from the fixed teacher."""
@@ -145,11 +144,10 @@ class WeightSharing(SupernetTrainer):
         """The method's own entries of ``final.json``. Default: none."""
         return {}
 
-    def train(self, recipe: Recipe, *, resume: bool = False, on_step: Callable[[TrainLoop], None] | None = None,
-              show_progress: bool = True) -> dict[str, Any]:
-        """Train the supernet of ``recipe.supernet.space``; returns the final metrics (test accuracy of the max,
+    def train(self, job: Job, cfg: SupernetConfig, *, resume: bool = False,
+              on_step: Callable[[TrainLoop], None] | None = None, show_progress: bool = True) -> dict[str, Any]:
+        """Train the supernet of ``cfg.space`` on the job; returns the final metrics (test accuracy of the max,
         min and median-FLOPs subnets after BN recalibration)."""
-        cfg = recipe.supernet
         terms = parse_terms(cfg.distill, "supernet.distill", logits_only=True)
         if not terms and cfg.soft_labels != "none":
             raise UserError(f"supernet.distill is empty but soft_labels is {cfg.soft_labels!r}: give a term "
@@ -159,34 +157,38 @@ class WeightSharing(SupernetTrainer):
             d.resolve(None, [[]], 1)  # one soft-label source plays the teacher
         SAMPLERS.check_options(cfg.sampler, {}, "supernet.sampler", given=("space",))
         search_spaces.get(cfg.space)  # an unknown name fails before the run directory exists
-        self.check(recipe)
-        started, run, data, device = start_run(recipe, resume)
-        space = search_spaces.get(cfg.space, data.input_shape, data.num_classes)
+        self.check(cfg, job.train.epochs)
+        started, run, device = start_run(job, resume)
+        data = job.data
         needs_teacher = cfg.soft_labels in ("teacher", "mix") or cfg.max_teacher_weight > 0
-        teacher = load_teacher(recipe.teacher, data.num_classes, data.in_channels).to(device) if needs_teacher else None
+        teacher = job.teacher.module() if needs_teacher else None
+        space = search_spaces.get(cfg.space, data.input_shape, data.num_classes)
         net = space.build_supernet(kernel_transform=cfg.kernel_transform)
-        kit = Kit(recipe, space, net, SAMPLERS.build(cfg.sampler, space=space), teacher, terms, distillers, device)
+        kit = Kit(job, cfg, space, net, SAMPLERS.build(cfg.sampler, space=space),
+                  teacher.to(device) if teacher is not None else None, terms, distillers, device)
         self.begin(kit)
-        kit.loop = build_loop(recipe, run, data, net, device, on_step=on_step, show_progress=show_progress,
+        kit.loop = build_loop(job, run, net, device, on_step=on_step, show_progress=show_progress,
                               meta={"supernet": net.meta()}, keep_epoch_checkpoints=cfg.keep_epoch_checkpoints,
                               extra_state=self.state_dict, load_extra_state=self.load_state_dict)
-        watched = eval_archs(space, cfg.eval_random_archs, recipe.seed)
+        watched = eval_archs(space, cfg.eval_random_archs, job.seed)
+
+        def accuracy(arch: dict, split: str) -> float:
+            return subnet_accuracy(net, arch, job, split, cfg.bn_batches)
 
         def validate(epoch: int) -> dict[str, float]:
-            out = {f"val_acc_{name}": subnet_accuracy(net, arch, data, "val", recipe) for name, arch in watched.items()}
+            out = {f"val_acc_{name}": accuracy(arch, "val") for name, arch in watched.items()}
             net.train()
             return out
 
         kit.loop.fit(lambda x, y: self.step(kit, x, y), validate)
-        median = median_flops_arch(space, recipe.seed)
+        median = median_flops_arch(space, job.seed)
         final = {
-            "mode": mode_name(cfg.mode), "space": cfg.space, "dataset": recipe.data.dataset,
-            "epochs": recipe.train.epochs, "seed": recipe.seed,
-            "recipe": recipe.to_dict(), "accuracy_kind": "last epoch, after BN recalibration",
+            "mode": mode_name(cfg.mode), "space": cfg.space, "dataset": data.name,
+            "epochs": job.train.epochs, "seed": job.seed,
+            "recipe": job.run.config, "accuracy_kind": "last epoch, after BN recalibration",
             "device": str(device), "world_size": dist.world_size(),
-            "max_acc": subnet_accuracy(net, space.max_arch(), data, "test", recipe),
-            "min_acc": subnet_accuracy(net, space.min_arch(), data, "test", recipe),
-            "median_acc": subnet_accuracy(net, median, data, "test", recipe),
+            "max_acc": accuracy(space.max_arch(), "test"), "min_acc": accuracy(space.min_arch(), "test"),
+            "median_acc": accuracy(median, "test"),
             "max_mflops": space.flops(space.max_arch()) / 1e6, "min_mflops": space.flops(space.min_arch()) / 1e6,
             "median_mflops": space.flops(median) / 1e6, "median_arch": median,
             "checkpoint": str(run.last_checkpoint), **self.report(kit),
