@@ -157,7 +157,8 @@ def run_pipeline(job: Job, *, supernet: SupernetConfig, search: SearchConfig, pi
     t = Stopwatch()
     if supernet_checkpoint and not (base / "supernet" / "final.json").exists():
         checkpoint = supernet_checkpoint
-        supernet_final = json.loads(Path(supernet_checkpoint).with_suffix(".json").read_text())
+        record = Path(supernet_checkpoint).with_suffix(".json")  # its training's figures, when beside it
+        supernet_final = json.loads(record.read_text()) if record.exists() else {}
     else:
         if not (base / "supernet" / "final.json").exists():
             trainer.train(job.derive(job.run.child("supernet")), supernet)

@@ -74,7 +74,7 @@ TYPOS = {  # key -> (override, what the one line must say after the file name)
     "supernet.distill": ("supernet.distill=[{name: alpha_dv}]",
                          "supernet.distill[0] (alpha_dv): unknown distiller 'alpha_dv'. Did you mean 'alpha_div'?"),
     "search.evaluator": ("search.evaluator={name: rdm, proj_dm: 64}",
-                         "search.evaluator(s)[0]: evaluator 'rdm' has no option 'proj_dm' (did you mean 'proj_dim'?)"),
+                         "search.evaluator: evaluator 'rdm' has no option 'proj_dm' (did you mean 'proj_dim'?)"),
     "search.strategy_options": ("search.strategy_options={populaton: 4}",
                                 "search.strategy_options: strategy 'evolution' has no option 'populaton' "
                                 "(did you mean 'population'?)"),

@@ -19,8 +19,8 @@ from nas_kd.data.formats import (
     read_idx,
 )
 from nas_kd.data.registry import DATASETS, DatasetKind
-from nas_kd.data.splits import DataBundle, Split, load_data, load_dataset
+from nas_kd.data.splits import DataBundle, Split, from_tensors, load_data, load_dataset
 
 __all__ = ["BatchIterator", "DATA_ENV", "DATASETS", "DataBundle", "DatasetError", "DatasetKind", "FASHION_MNIST_DIR",
-           "LazyImages", "Split", "augment", "calibration_batches", "load_cifar10", "load_cifar100", "load_data",
+           "LazyImages", "Split", "augment", "calibration_batches", "from_tensors", "load_cifar10", "load_cifar100", "load_data",
            "load_dataset", "load_idx", "load_imagefolder", "load_npz", "read_idx", "step_seed"]

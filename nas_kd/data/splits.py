@@ -89,18 +89,31 @@ def load_dataset(
             return dataclasses.replace(_stream(index, kind, val_size, split_seed, limit_train, limit_val, limit_test,
                                                workers), name=name)
         (xtr, ytr), (xte, yte) = decode_index(index, root)
-    train_idx, val_idx = _split_rows(len(ytr), val_size, split_seed, limit_train, limit_val)
+    return from_tensors(xtr, ytr, xte, yte, val_size=val_size, split_seed=split_seed, limit_train=limit_train,
+                        limit_val=limit_val, limit_test=limit_test, flip=kind.flip, name=name)
+
+
+def from_tensors(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor, *,
+                 val_size: int, split_seed: int = 0, limit_train: int | None = None, limit_val: int | None = None,
+                 limit_test: int | None = None, flip: bool = False, name: str = "in-memory") -> DataBundle:
+    """Normalised splits of images in memory (NCHW; ``uint8`` in 0..255, or floats in [0, 1]) and integer labels:
+    ``val_size`` training rows (a permutation seeded by ``split_seed``) validate, the rest train; the test images
+    are kept apart. Every split is normalised by the training split's per-channel mean and std."""
+    scale = 255.0 if x_train.dtype == torch.uint8 else 1.0
+    train_idx, val_idx = _split_rows(len(y_train), val_size, split_seed, limit_train, limit_val)
     if limit_test is not None:
-        xte, yte = xte[:limit_test], yte[:limit_test]
-    xtrain = xtr[train_idx].float() / 255.0
+        x_test, y_test = x_test[:limit_test], y_test[:limit_test]
+    xtrain = x_train[train_idx].float() / scale
     mean, std = _channel_stats(xtrain)
+    std = std.clamp_min(1e-8)  # a constant channel stays finite
 
     def norm(x: torch.Tensor) -> torch.Tensor:
-        return ((x.float() / 255.0 - mean) / std).contiguous()
+        return ((x.float() / scale - mean) / std).contiguous()
 
-    return dataclasses.replace(_bundle(Split((xtrain - mean) / std, ytr[train_idx]), Split(norm(xtr[val_idx]), ytr[val_idx]),
-                                       Split(norm(xte), yte), ytr, yte, tuple(int(v) for v in xtr.shape[1:]), mean, std,
-                                       kind.flip), name=name)
+    return dataclasses.replace(
+        _bundle(Split((xtrain - mean) / std, y_train[train_idx]), Split(norm(x_train[val_idx]), y_train[val_idx]),
+                Split(norm(x_test), y_test), y_train, y_test, tuple(int(v) for v in x_train.shape[1:]), mean, std,
+                flip), name=name)
 
 
 def _split_rows(n: int, val_size: int, split_seed: int, limit_train: int | None,

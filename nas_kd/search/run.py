@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from nas_kd.config import SearchConfig
 from nas_kd.device import resolve_device
-from nas_kd.errors import UserError
+from nas_kd.errors import BudgetError, UserError
 from nas_kd.evaluators import EvalContext, Evaluator, build_evaluators, score_archs
 from nas_kd.latency import load_table, measured_ms, require_match
 from nas_kd.plots import pareto_front, pareto_plot
@@ -46,6 +46,10 @@ class _Setting:
         self.net = load_searchable(cfg.checkpoint)
         self.space = space = self.net.space if isinstance(self.net, Supernet) else self.net
         self.budget = (cfg.budget_mflops * 1e6) if cfg.budget_mflops is not None else space.flops(space.max_arch())
+        try:
+            space.check_budget(self.budget)
+        except BudgetError as e:
+            raise BudgetError(f"search.budget_mflops: {e}") from None
         self.table = load_table(cfg.latency_table) if cfg.latency_table else None
         if cfg.budget_ms is not None and self.table is None:
             raise UserError("search.budget_ms needs search.latency_table (make one with nas-kd latency-table)")
@@ -154,6 +158,8 @@ def _journal_name(job: Job, cfg: SearchConfig, names: list[str]) -> str:
 def search_evaluators(cfg: SearchConfig) -> list[Evaluator]:
     """The search's evaluators: ``search.evaluator`` (the one optimised) first, then ``search.extra_evaluators``
     (one already given is not scored twice)."""
+    build_evaluators([cfg.evaluator], "search.evaluator")  # a mistake is named by the key that holds it
+    build_evaluators(list(cfg.extra_evaluators), "search.extra_evaluators")
     specs = [cfg.evaluator, *cfg.extra_evaluators]
     unique = [s for i, s in enumerate(specs) if s not in specs[:i]]
     return build_evaluators(unique, "search.evaluator" if len(unique) == 1 else "search.evaluator(s)")
