@@ -83,7 +83,8 @@ class RunDir:
 
     def changed_keys(self, config: dict[str, Any]) -> list[str]:
         """``key: before -> now`` for every value of ``config`` that differs from the run's ``config.yaml`` (all of
-        them, as one entry, when there is no readable one)."""
+        them, as one entry, when there is no readable one). Only keys both configs hold are compared: a key one lacks
+        was added to (or dropped from) the recipes since the run started, and is not the user's change."""
         try:
             before = yaml.safe_load((self.path / "config.yaml").read_text())
         except (OSError, yaml.YAMLError):
@@ -97,7 +98,7 @@ class RunDir:
                 if d else {prefix: d}
 
         a, b = flat(before), flat(now)
-        return [f"{k.rstrip('.')}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        return [f"{k.rstrip('.')}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) & set(b)) if a[k] != b[k]]
 
     @property
     def last_checkpoint(self) -> Path:

@@ -4,6 +4,7 @@ import sys
 
 import pytest
 import torch
+import yaml
 
 from nas_kd.checkpoint import CheckpointError
 from nas_kd.cli import main
@@ -52,6 +53,10 @@ def test_resume_mid_epoch_reproduces_uninterrupted_run(tmp_path, fmnist_root):
     other = tiny_recipe(tmp_path / "b", fmnist_root, *args, "train.lr=0.02")
     with pytest.raises(RunDirError, match=r"holds a run of another recipe \(train.lr: 0.05 -> 0.02\)"):
         train_teacher(other, show_progress=False)
+    config = tmp_path / "b/run/config.yaml"  # a run started before pipeline.quantize existed is still this recipe's
+    saved = yaml.safe_load(config.read_text())
+    del saved["pipeline"]["quantize"]
+    config.write_text(yaml.safe_dump(saved))
     resumed = train_teacher(recipe, show_progress=False)  # the same call again continues the killed run
     assert resumed["test_acc"] == straight["test_acc"] and resumed["test_loss"] == straight["test_loss"]
     wa = torch.load(tmp_path / "a/run/model.pt", weights_only=True)["model"]
