@@ -1,6 +1,6 @@
 """The ``nas-kd`` command line: one module per group of commands, each holding its commands and their parsers
 (:mod:`.pipeline` ``run``; :mod:`.train`; :mod:`.search` with export and DNA; :mod:`.study`; :mod:`.latency`;
-:mod:`.bench`). Every command loads its recipe through :func:`nas_kd.recipe_checks.load_checked`."""
+:mod:`.bench`; :mod:`.docs` ``report``). Every command loads its recipe through :func:`nas_kd.recipe_checks.load_checked`."""
 from __future__ import annotations
 
 import argparse
@@ -8,10 +8,10 @@ import signal
 import sys
 import threading
 
-from nas_kd.cli import bench, latency, pipeline, search, study, train
+from nas_kd.cli import bench, docs, latency, pipeline, search, study, train
 from nas_kd.errors import USER_ERRORS, Stopped
 
-GROUPS = (pipeline, train, search, study, latency, bench)  # in the order ``nas-kd --help`` lists them
+GROUPS = (pipeline, train, search, study, latency, bench, docs)  # in the order ``nas-kd --help`` lists them
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,8 +20,9 @@ def _load(run: Path) -> tuple[dict, dict]:
 
 
 def plot_study(run: str | Path) -> list[Path]:
-    """Per column: Kendall tau per band vs supernet epoch with the noise ceiling drawn as a band, and the
-    regret of each evaluator's pick per band beside random / max-FLOPs / max-params picks."""
+    """Per column: Kendall tau per band vs supernet epoch (with one epoch scored: the evaluators side by side with
+    their 95 % intervals) with the noise ceiling drawn as a band, and the regret of each evaluator's pick per band
+    beside random / max-FLOPs / max-params picks."""
     run = Path(run)
     d, _ = _load(run)
     files: list[Path] = []
@@ -38,13 +39,23 @@ def plot_study(run: str | Path) -> list[Path]:
             if ceiling:
                 ax.axhspan(*ceiling["tau_ci95"], color="gray", alpha=0.2, label="noise ceiling (95% CI)")
                 ax.axhline(ceiling["tau"], color="gray", lw=1)
-            for i, n in enumerate(names):
-                eps = [e for e in epochs if n in metrics[e].get(band, {})]
-                ax.plot([int(e) for e in eps], [metrics[e][band][n]["kendall_tau"] for e in eps], "-o", ms=4,
-                        color=colormaps["tab20"](i % 20), label=n)
+            if len(epochs) == 1:  # one checkpoint: the evaluators side by side, each with its 95 % interval
+                shown = [n for n in names if n in metrics[epochs[0]].get(band, {})]
+                for i, n in enumerate(shown):
+                    m = metrics[epochs[0]][band][n]
+                    lo, hi = m["kendall_tau_ci95"]
+                    ax.errorbar(i, m["kendall_tau"], yerr=[[m["kendall_tau"] - lo], [hi - m["kendall_tau"]]], fmt="o",
+                                ms=4, capsize=3, color=colormaps["tab20"](i % 20))
+                ax.set_xticks(range(len(shown)), shown, rotation=60, fontsize=7)
+                fig.suptitle(f"supernet epoch {epochs[0]}; bars: 95 % bootstrap intervals", fontsize=9)
+            else:
+                for i, n in enumerate(names):
+                    eps = [e for e in epochs if n in metrics[e].get(band, {})]
+                    ax.plot([int(e) for e in eps], [metrics[e][band][n]["kendall_tau"] for e in eps], "-o", ms=4,
+                            color=colormaps["tab20"](i % 20), label=n)
+                ax.set_xlabel("supernet epoch")
             ax.axhline(0, color="black", lw=0.5)
             ax.set_title(f"band {band} ({bl[band]['budget_mflops']:.1f} MFLOPs, {bl[band]['num_archs']} archs)", fontsize=9)
-            ax.set_xlabel("supernet epoch")
         axes[0][0].set_ylabel(f"Kendall tau vs ground truth ({column})")
         axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
         files += save(fig, run / f"tau_per_band_{column}", FORMATS)
