@@ -111,3 +111,31 @@ def test_adaptive_inversion_competes_with_a_student():
                                torch.Generator().manual_seed(0), student=student)
     assert not torch.equal(plain, adaptive)  # the student's disagreement steers the inputs
     assert all(p.grad is None for p in student.parameters())  # and the student is not trained by it
+
+
+def test_datafree_table_compares_synthetic_and_real_images(tmp_path, synthetic_root, capsys):
+    """``nas-kd bench datafree``: the three rows on tiny data, with the synthesis' own record in the summary."""
+    from nas_kd.checkpoint import save_checkpoint
+
+    save_checkpoint({"model": teacher().state_dict()}, tmp_path / "t.pt")
+    sets = [f"data.root={synthetic_root}", "data.val_size=16", f"teacher.checkpoint={tmp_path / 't.pt'}",
+            f"teacher.kwargs={json.dumps(TINY)}"]
+    sets.append("data.limit_train=20")  # the synthesis normalises as the table's rows do
+    assert main(["synthesize", "--recipe", "recipes/distill_fmnist.yaml", *sum([["--set", s] for s in sets], []),
+                 "--out", str(tmp_path / "s"), "--num-images", "20", "--batch-size", "10", "--iterations", "2"]) == 0
+    kd = ["student.ce_weight=0.1", "distill=[{name: kd, weight: 0.9, temperature: 4}]"]
+    table = tmp_path / "table.yaml"
+    table.write_text(json.dumps({
+        "recipe": "recipes/distill_fmnist.yaml", "seeds": [0, 1], "runs": str(tmp_path / "runs"),
+        "out": str(tmp_path / "out"), "set": [*sets, "train.epochs=1", "data.batch_size=8"],
+        "rows": {"synthetic_kd": [f"data.synthetic={tmp_path / 's' / 'synthetic.npz'}", *kd], "real_kd": kd,
+                 "real_scratch": []}}))
+    capsys.readouterr()
+    assert main(["bench", "datafree", "--table", str(table)]) == 0
+    summary = json.loads((tmp_path / "out.json").read_text())
+    assert set(summary["rows"]) == {"synthetic_kd", "real_kd", "real_scratch"}
+    assert all(r["num_images"] == 20 and len(r["seeds"]) == 2 for r in summary["rows"].values())
+    assert summary["seconds_per_1000_images"] > 0 and summary["synthesis"]["num_images"] == 20
+    assert summary["synthetic_minus_real_kd_points"] == pytest.approx(
+        100 * (summary["rows"]["synthetic_kd"]["acc_mean"] - summary["rows"]["real_kd"]["acc_mean"]))
+    assert "Synthetic minus real KD" in (tmp_path / "out.md").read_text() and summary["command"]

@@ -134,6 +134,13 @@ def _distill(args: argparse.Namespace) -> None:
     _table(args, bench_distill, lambda v: {"acc_mean": v["acc_mean"], "acc_std": v["acc_std"]})
 
 
+def _datafree(args: argparse.Namespace) -> None:
+    from nas_kd.bench.datafree import bench_datafree
+
+    _table(args, bench_datafree, lambda v: {"acc_mean": v["acc_mean"], "acc_std": v["acc_std"],
+                                            "num_images": v["num_images"]})
+
+
 def _supernet_ablation(args: argparse.Namespace) -> None:
     from nas_kd.bench.supernet_ablation import bench_supernet_ablation
 
@@ -161,4 +168,6 @@ BENCHES.register("strategies")(Bench("regret vs trials where the optimum is know
                                      _strategies_report))
 BENCHES.register("latency")(Bench("latency tables vs measured latency", _latency_options, _latency))
 BENCHES.register("distill")(Bench("the distillation method table", _table_options, _distill))
+BENCHES.register("datafree")(Bench("data-free distillation vs real data at the same image count", _table_options,
+                                   _datafree))
 BENCHES.register("supernet-ablation")(Bench("supernet training choices", _supernet_ablation_options, _supernet_ablation))
