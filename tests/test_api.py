@@ -212,3 +212,12 @@ def test_no_function_below_the_recipe_layer_takes_the_whole_recipe():
                     if arg.arg == "recipe" or "Recipe" in note:
                         found.append(f"{module}:{getattr(node, 'name', 'lambda')}({arg.arg}: {note})")
     assert found == []
+
+
+def test_the_api_docstring_examples_run():
+    import doctest
+
+    import nas_kd.api
+
+    result = doctest.testmod(nas_kd.api, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 3 and result.failed == 0
