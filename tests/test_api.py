@@ -90,6 +90,30 @@ def test_own_loop_example_exports_the_arch_it_trained(tmp_path):
     assert 0 <= acc <= 1 and (tmp_path / "arch.json").exists()
 
 
+def test_the_stages_one_by_one(teacher, tmp_path):
+    """train_supernet -> search_supernet -> export_subnet -> distill_student, as the commands chain them."""
+    data = nas_kd.make_data(tensors(96), val_fraction=0.25)
+    small = {"batch_size": 16}
+    sup = nas_kd.train_supernet(None, data, epochs=1, out=tmp_path / "s", batching=small, show_progress=False,
+                                supernet={"bn_batches": 1, "eval_random_archs": 0})
+    assert sup.checkpoint.exists() and 0 <= sup.metrics["max_acc"] <= 1 and sup.supernet.space.name == "resnet"
+    found = nas_kd.search_supernet(sup, teacher, data, teacher_stages=STAGES, budget_fraction=0.5, trials=3,
+                                   strategy="random", out=tmp_path / "q", batching=small, show_progress=False,
+                                   search={"probe_size": 8, "bn_batches": 1})
+    budget = 0.5 * count_flops(teacher, (1, 1, 12, 12))
+    assert found.metrics["scored"] == len(found.candidates) == 3
+    assert all(c["mflops"] * 1e6 <= budget for c in found.candidates) and found.arch == found.candidates[0]["arch"]
+    student = nas_kd.export_subnet(sup, found.arch, data=data, recalibrate_batches=1, batching=small,
+                                   out=tmp_path / "e")
+    assert count_flops(student, (1, 1, 12, 12)) <= budget and (tmp_path / "e" / "weights.pt").exists()
+    tuned = nas_kd.distill_student(student, teacher, data, epochs=1, out=tmp_path / "d", batching=small,
+                                   show_progress=False)
+    assert tuned.student is student and 0 <= tuned.metrics["test_acc"] <= 1
+    with pytest.raises(nas_kd.UserError, match=r"holds a run of another recipe \(train.lr: 0.1 -> 0.05\)"):
+        nas_kd.distill_student(student, teacher, data, epochs=1, out=tmp_path / "d", batching=small,
+                               show_progress=False, train={"lr": 0.05})
+
+
 def test_make_data_reads_datasets_arrays_and_refuses_bad_labels():
     x, y = tensors(40)
     ds = torch.utils.data.TensorDataset((x * 255).to(torch.uint8), y)
