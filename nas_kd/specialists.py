@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from nas_kd.config import TeacherConfig
 from nas_kd.errors import UserError
+from nas_kd.job import Job
 from nas_kd.models.specialist_ensemble import SpecialistEnsemble, collapse
 
 
@@ -67,7 +68,7 @@ def collapse_labels(y: torch.Tensor, classes: list[int]) -> torch.Tensor:
     return out
 
 
-def train_specialists(job: Any, teacher_cfg: TeacherConfig, out: str | Path, *, clusters: int, cluster_size: int,
+def train_specialists(job: Job, teacher_cfg: TeacherConfig, out: str | Path, *, clusters: int, cluster_size: int,
                       epochs: int, kd_weight: float = 1.0, temperature: float = 2.0,
                       show_progress: bool = True) -> dict[str, Any]:
     """Cluster, train every specialist (a resumable run each, ``<out>/specialist<i>``, with the

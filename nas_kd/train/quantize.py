@@ -7,6 +7,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from nas_kd.job import Job
 from nas_kd.quantize import (
     agreement,
     export_float,
@@ -21,7 +22,7 @@ from nas_kd.quantize import (
 )
 
 
-def quantize_student(job: Any, student_dir: str | Path, out: str | Path, *, terms: list = (), ce_weight: float = 1.0,
+def quantize_student(job: Job, student_dir: str | Path, out: str | Path, *, terms: list = (), ce_weight: float = 1.0,
                      seeds: int, qat_epochs: int, qat_lr: float, calibration_batches: int, threads: int = 2,
                      show_progress: bool = True) -> dict:
     """fp32, post-training int8 and QAT+KD int8 (``seeds`` runs of ``qat_epochs`` epochs on the

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, ClassVar
 
+from nas_kd.config import SupernetConfig
+from nas_kd.job import Job
 from nas_kd.registry import Registry, split_component
 
 
@@ -21,11 +23,11 @@ class SupernetTrainer:
 
     weight_sharing: ClassVar[bool] = True
 
-    def check(self, cfg: Any, epochs: int) -> None:
+    def check(self, cfg: SupernetConfig, epochs: int) -> None:
         """The method's own checks of the ``supernet`` section and the epochs it trains for (when the recipe
         loads, and again before training). Default: none."""
 
-    def train(self, job: Any, cfg: Any, *, resume: bool = False, on_step: Callable[..., None] | None = None,
+    def train(self, job: Job, cfg: SupernetConfig, *, resume: bool = False, on_step: Callable[..., None] | None = None,
               show_progress: bool = True) -> dict[str, Any]:  # pragma: no cover - abstract
         raise NotImplementedError
 
