@@ -25,6 +25,11 @@ class BudgetError(UserError):
     """A cost budget admits no architecture of the space."""
 
 
+class Diverged(UserError):
+    """Training produced non-finite numbers (a learning rate too high for the model, usually); the message names
+    where, and the run's last checkpoint is kept."""
+
+
 class Stopped(UserError):
     """A run stopped on request (SIGINT / SIGTERM) at a step boundary, its checkpoint written; the message says
     how to continue."""

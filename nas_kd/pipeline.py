@@ -201,7 +201,7 @@ def run_pipeline(job: Job, *, supernet: SupernetConfig, search: SearchConfig, pi
             from nas_kd.train.quantize import quantize_student
 
             qr = quantize_student(job, student, qdir, terms=terms, ce_weight=ce_weight, seeds=1,
-                                  qat_epochs=pipeline.quantize_epochs, qat_lr=pipeline.finetune_lr,
+                                  qat_epochs=pipeline.quantize_epochs, qat_lr=pipeline.quantize_lr,
                                   calibration_batches=8, threads=job.train.threads or 2)
             qdir.mkdir(parents=True, exist_ok=True)
             (qdir / "quantize.json").write_text(json.dumps(qr, indent=2) + "\n")

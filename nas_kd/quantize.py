@@ -27,6 +27,7 @@ import torch.nn as nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from nas_kd.errors import Diverged
 from nas_kd.onnx_export import _require, export_onnx
 
 
@@ -66,6 +67,9 @@ class ActivationFakeQuant(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
             lo, hi = x.detach().min(), x.detach().max()
+            if not (torch.isfinite(lo) and torch.isfinite(hi)):
+                raise Diverged("quantisation-aware training diverged: a layer's inputs are not finite (BatchNorm is "
+                               "folded, so lower the learning rate, e.g. --qat-lr / pipeline.quantize_lr)")
             if not self.seen:
                 self.low.copy_(lo), self.high.copy_(hi), self.seen.fill_(True)
             elif self.minmax:

@@ -90,3 +90,24 @@ def test_quantize_command_writes_the_table(tmp_path, synthetic_root, capsys):
         assert {"acc_mean", "latency_ms_b1", "latency_ms_b32", "size_kb", "runtime"} <= set(r)
     assert {"command", "git_commit", "wall_seconds"} <= set(result)
     assert "| qat_kd_int8 |" in (tmp_path / "quantize.md").read_text()
+
+
+def test_a_diverging_run_stops_with_one_line_and_keeps_its_checkpoint(tmp_path, synthetic_root, capsys):
+    """Too high a learning rate: the step whose loss is not finite stops the run before the optimiser applies it;
+    quantisation-aware training whose activations blow up says the same."""
+    from nas_kd.cli import main
+    from nas_kd.errors import Diverged
+    from nas_kd.quantize import ActivationFakeQuant
+
+    args = ["train-arch", "--recipe", "recipes/arch_fmnist.yaml", "--arch", "min"]
+    for s in (f"data.root={synthetic_root}", f"run.out_dir={tmp_path}", "data.limit_train=256", "data.val_size=32",
+              "train.epochs=3", "train.lr=1e30", "train.warmup_epochs=0", "train.checkpoint_every_steps=1"):
+        args += ["--set", s]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "training diverged at epoch" in err and "lower train.lr" in err and "\n" not in err
+    state = torch.load(tmp_path / "arch_fmnist" / "checkpoints" / "last.pt", weights_only=True)["model"]
+    assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+    q = ActivationFakeQuant().train()
+    with pytest.raises(Diverged, match="lower the learning rate"):
+        q(torch.tensor([1.0, float("nan")]))

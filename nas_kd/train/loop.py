@@ -1,6 +1,7 @@
 """The epoch/step loop every trainer runs: progress bar, checkpoints, exact resume, metrics log."""
 from __future__ import annotations
 
+import math
 import shutil
 import signal
 import threading
@@ -14,7 +15,7 @@ from tqdm import tqdm
 from nas_kd.checkpoint import load_checkpoint, save_checkpoint
 from nas_kd.data import BatchIterator
 from nas_kd.device import model_device, to_memory_format
-from nas_kd.errors import Stopped
+from nas_kd.errors import Diverged, Stopped
 from nas_kd.provenance import Stopwatch, write_result
 from nas_kd.runs import RunDir
 from nas_kd.train import distributed as dist
@@ -132,6 +133,12 @@ class TrainLoop:
                 x, *rest = dist.shard(*(t.to(device, non_blocking=True) for t in batch))
                 self.optimizer.zero_grad(set_to_none=True)
                 sums = step_fn(to_memory_format(x, self.channels_last), *rest)
+                bad = [k for k, v in sums.items() if not math.isfinite(v)]
+                if bad:  # before the optimiser step: the weights stay finite, the last checkpoint is good
+                    bar.close()
+                    raise Diverged(f"training diverged at epoch {st.epoch + 1} step {st.step + 1}: {bad[0]} is "
+                                   f"{sums[bad[0]]} (the last checkpoint is in {self.run.last_checkpoint}): lower "
+                                   "train.lr")
                 dist.average_gradients(self.model)
                 self.optimizer.step()
                 for k, v in sums.items():
