@@ -163,8 +163,9 @@ def _main_command(root: Path) -> list[str]:
     stages = ", ".join(f"{k} {v:.0f} s" for k, v in d.get("stage_seconds_this_invocation", {}).items())
     return [*_table(["", "teacher", "student"], rows), "",
             f"The student has {100 * d['student_flops_fraction_of_teacher']:.1f} % of the teacher's FLOPs and is "
-            f"{d['accuracy_gap_points']:.2f} points below it; {d['wall_seconds']:.0f} s in all ({stages}; search "
-            f"`{d['search']['evaluator']}` + `{d['search']['strategy']}`, {d['search']['scored']} archs). "
+            f"{d['accuracy_gap_points']:.2f} points below it. The command took {d['wall_seconds']:.0f} s ({stages}; a stage "
+            "an earlier, interrupted invocation finished counts 0 s); search "
+            f"`{d['search']['evaluator']}` + `{d['search']['strategy']}`, {d['search']['scored']} archs. "
             + _source(d, "results/quickstart.json")]
 
 
