@@ -108,15 +108,13 @@ def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
     return {}
 
 
-def cli_page() -> str:
-    """Every command's ``--help``, at a fixed width."""
-    from nas_kd.cli import build_parser
+def cli_page(root: argparse.ArgumentParser) -> str:
+    """Every command's ``--help`` (the ``nas-kd`` parser ``root`` and its commands'), at a fixed width."""
 
     def helped(p: argparse.ArgumentParser) -> str:
         p.formatter_class = lambda prog: argparse.HelpFormatter(prog, width=110, max_help_position=32)
         return p.format_help().rstrip()
 
-    root = build_parser()
     lines = ["# Command-line reference", "", GENERATED, "", "```", helped(root), "```"]
     for name, p in _subparsers(root).items():
         lines += ["", f"## `nas-kd {name}`", "", "```", helped(p), "```"]
@@ -446,9 +444,9 @@ def method_plot(root: Path, path: Path) -> Path | None:
     return path
 
 
-def pages(root: Path) -> dict[Path, str]:
+def pages(root: Path, parser: argparse.ArgumentParser) -> dict[Path, str]:
     """``{path: text}`` of every generated page (the README with its blocks filled in)."""
-    out = {root / "docs/recipes.md": recipes_page(), root / "docs/cli.md": cli_page(),
+    out = {root / "docs/recipes.md": recipes_page(), root / "docs/cli.md": cli_page(parser),
            root / "docs/results.md": results_page(root)}
     readme = root / "README.md"
     if readme.exists():
@@ -456,12 +454,13 @@ def pages(root: Path) -> dict[Path, str]:
     return out
 
 
-def report(root: str | Path = ".", *, check: bool = False) -> list[str]:
-    """Write every generated page under ``root`` (and the method plot); with ``check``, write nothing and return
-    the pages whose committed text differs from the generator's."""
+def report(root: str | Path, parser: argparse.ArgumentParser, *, check: bool = False) -> list[str]:
+    """Write every generated page under ``root`` (``parser``: the ``nas-kd`` command line, for its reference page;
+    and the method plot); with ``check``, write nothing and return the pages whose committed text differs from
+    the generator's."""
     root = Path(root)
     stale = []
-    for path, text in pages(root).items():
+    for path, text in pages(root, parser).items():
         if not path.exists() or path.read_text() != text:
             stale.append(str(path.relative_to(root)))
             if not check:

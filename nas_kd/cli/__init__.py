@@ -17,6 +17,7 @@ GROUPS = (pipeline, train, search, study, latency, bench, docs)  # in the order 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every command; lists of names come from the registries."""
     parser = argparse.ArgumentParser(prog="nas-kd", description="Search the best student for a fixed teacher.")
+    parser.set_defaults(root_parser=parser)  # a command that documents the command line reads it (nas-kd report)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in GROUPS:
         group.add(sub)

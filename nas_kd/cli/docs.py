@@ -9,7 +9,7 @@ from nas_kd.errors import UserError
 def _cmd_report(args: argparse.Namespace) -> None:
     from nas_kd.report import report
 
-    stale = report(args.root, check=args.check)
+    stale = report(args.root, args.root_parser, check=args.check)
     if args.check and stale:
         raise UserError(f"generated pages differ from the committed ones: {', '.join(stale)} (run nas-kd report)")
     print("\n".join(f"{'stale' if args.check else 'wrote'} {p}" for p in stale) or "every generated page is current")
