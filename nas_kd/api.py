@@ -35,7 +35,6 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-import search_spaces
 from nas_kd.config import DataConfig, PipelineConfig, SearchConfig, SupernetConfig, TrainConfig
 from nas_kd.data import DataBundle, from_tensors
 from nas_kd.distill import parse_terms
@@ -141,10 +140,8 @@ def make_data(train: Any, test: Any = None, *, val_fraction: float = 0.1, split_
     val_size = max(1, round(val_fraction * len(y)))
     if val_size >= len(y):
         raise UserError(f"train: {len(y)} images leave none to train on after {val_size} for validation")
-    if test is None:
-        perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(split_seed))
-        x_test, y_test = x[perm[:val_size]], y[perm[:val_size]]  # the rows from_tensors validates on
-    else:
+    x_test = y_test = None  # the validation rows test too
+    if test is not None:
         x_test, y_test = _images_labels(test, "test")
         if tuple(x_test.shape[1:]) != tuple(x.shape[1:]):
             raise UserError(f"test: images of shape {tuple(x_test.shape[1:])}, train has {tuple(x.shape[1:])}")
@@ -241,14 +238,12 @@ def train_supernet(teacher: nn.Module | Teacher | None, data: DataBundle, *, tea
     optimizer, device, ...); ``batching``: batch_size, eval_batch_size, augment_pad, flip.
     """
     from nas_kd.checkpoint import load_supernet
-    from nas_kd.train import supernet_trainer
+    from nas_kd.train import check_supernet, supernet_trainer
 
     cfg = _section(SupernetConfig, supernet, "supernet", {"space": space, "mode": mode})
     train_cfg, batch_cfg = _train_batching(train, batching, epochs=epochs)
-    search_spaces.get(cfg.space)
+    check_supernet(cfg, train_cfg.epochs)
     trainer = supernet_trainer(cfg.mode)
-    trainer.check(cfg, train_cfg.epochs)
-    parse_terms(cfg.distill, "supernet.distill", logits_only=True)
     job = _job("train_supernet", data, _teachers(teacher, teacher_stages), seed=seed, out=out, train=train_cfg,
                batching=batch_cfg, tensorboard=tensorboard, supernet=cfg)
     final = trainer.train(job, cfg, resume=resume, show_progress=show_progress)
@@ -268,6 +263,11 @@ def _budget_mflops(budget_mflops: float | None, budget_fraction: float | None, t
     if not 0 < budget_fraction < 1:
         raise UserError(f"budget_fraction: {budget_fraction} is not a fraction of the teacher in (0, 1)")
     return budget_fraction * count_flops(teachers[0].module(), (1, *data.input_shape)) / 1e6
+
+
+def _terms(terms: Sequence[dict | str]) -> list:
+    """The call's distillation terms (names or ``{name, weight, ...options}``), checked as a recipe's ``distill``."""
+    return parse_terms([{"name": t} if isinstance(t, str) else t for t in terms], "terms")
 
 
 def _checkpoint(supernet: SupernetResult | str | Path) -> str:
@@ -350,8 +350,7 @@ def distill_student(student: nn.Module, teacher: nn.Module | Teacher | Sequence[
 
     if not isinstance(student, nn.Module):
         raise UserError(f"student: expected a torch.nn.Module, got {type(student).__name__}")
-    specs = [{"name": t} if isinstance(t, str) else t for t in terms]
-    parsed = parse_terms(specs, "terms")
+    parsed = _terms(terms)
     train_cfg, batch_cfg = _train_batching(train, batching, epochs=epochs)
     job = _job("distill_student", data, _teachers(teacher, teacher_stages), seed=seed, out=out, train=train_cfg,
                batching=batch_cfg, tensorboard=tensorboard, terms=[t.spec() for t in parsed], ce_weight=ce_weight)
@@ -377,12 +376,12 @@ def run(teacher: nn.Module | Teacher, data: DataBundle, *, teacher_stages: Seque
     from nas_kd.export import load_subnet
     from nas_kd.pipeline import run_pipeline
     from nas_kd.search.run import search_evaluators
+    from nas_kd.train import check_supernet
 
     teachers = _teachers(teacher, teacher_stages)
     if not teachers:
         raise UserError("teacher: run needs a trained teacher module")
-    specs = [{"name": t} if isinstance(t, str) else t for t in terms]
-    parsed = parse_terms(specs, "terms")
+    parsed = _terms(terms)
     supernet_cfg = _section(SupernetConfig, supernet, "supernet", {"space": space, "mode": mode})
     search_cfg = _section(SearchConfig, search, "search", {
         "evaluator": evaluator, "strategy": strategy, "trials": trials,
@@ -393,10 +392,7 @@ def run(teacher: nn.Module | Teacher, data: DataBundle, *, teacher_stages: Seque
                             allowed=[f.name for f in dataclasses.fields(PipelineConfig)
                                      if f.name != "supernet_checkpoint"])
     train_cfg, batch_cfg = _train_batching(train, batching, epochs=epochs)
-    search_spaces.get(supernet_cfg.space)
-    from nas_kd.train import supernet_trainer
-
-    supernet_trainer(supernet_cfg.mode).check(supernet_cfg, train_cfg.epochs)
+    check_supernet(supernet_cfg, train_cfg.epochs)
     pre = _checkpoint(supernet_checkpoint) if supernet_checkpoint is not None else None
     job = _job("run", data, teachers, seed=seed, out=out, train=train_cfg, batching=batch_cfg,
                tensorboard=tensorboard, supernet=supernet_cfg, search=search_cfg, pipeline=pipeline_cfg,

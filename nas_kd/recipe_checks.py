@@ -19,9 +19,9 @@ from nas_kd.evaluators import build_evaluators
 from nas_kd.models import MODELS
 from nas_kd.search.run import search_evaluators
 from nas_kd.search.strategies import RUN_INPUTS, STRATEGIES
-from nas_kd.train import supernet_trainer
+from nas_kd.train import check_supernet
 from nas_kd.train.common import OPTIMIZERS
-from search_spaces import SAMPLERS, SPACES
+from search_spaces import SPACES
 
 
 def check_recipe(recipe: Recipe) -> None:
@@ -33,12 +33,8 @@ def check_recipe(recipe: Recipe) -> None:
         if not (teacher.torchscript or teacher.subnet or ":" in teacher.model):
             MODELS.get_for(teacher.model, f"{key}.model")
     parse_terms(recipe.distill, "distill")
-    sn = recipe.supernet
-    supernet_trainer(sn.mode).check(sn, recipe.train.epochs)
-    SPACES.get_for(sn.space, "supernet.space")
+    check_supernet(recipe.supernet, recipe.train.epochs)
     SPACES.get_for(recipe.student.space, "student.space")
-    SAMPLERS.check_options(sn.sampler, {}, "supernet.sampler", given=("space",))
-    parse_terms(sn.distill, "supernet.distill", logits_only=True)
     search_evaluators(recipe.search)
     STRATEGIES.get_for(recipe.search.strategy, "search.strategy")
     STRATEGIES.check_options(recipe.search.strategy, recipe.search.strategy_options, "search.strategy_options",

@@ -93,14 +93,17 @@ def load_dataset(
                         limit_val=limit_val, limit_test=limit_test, flip=kind.flip, name=name)
 
 
-def from_tensors(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor, *,
-                 val_size: int, split_seed: int = 0, limit_train: int | None = None, limit_val: int | None = None,
+def from_tensors(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor | None, y_test: torch.Tensor | None,
+                 *, val_size: int, split_seed: int = 0, limit_train: int | None = None, limit_val: int | None = None,
                  limit_test: int | None = None, flip: bool = False, name: str = "in-memory") -> DataBundle:
     """Normalised splits of images in memory (NCHW; ``uint8`` in 0..255, or floats in [0, 1]) and integer labels:
     ``val_size`` training rows (a permutation seeded by ``split_seed``) validate, the rest train; the test images
-    are kept apart. Every split is normalised by the training split's per-channel mean and std."""
+    are kept apart (without them, the validation rows are also the test split). Every split is normalised by the
+    training split's per-channel mean and std."""
     scale = 255.0 if x_train.dtype == torch.uint8 else 1.0
     train_idx, val_idx = _split_rows(len(y_train), val_size, split_seed, limit_train, limit_val)
+    if x_test is None:
+        x_test, y_test = x_train[val_idx], y_train[val_idx]
     if limit_test is not None:
         x_test, y_test = x_test[:limit_test], y_test[:limit_test]
     xtrain = x_train[train_idx].float() / scale

@@ -8,9 +8,9 @@ from typing import Any
 from nas_kd.config import SupernetConfig
 from nas_kd.job import Job
 from nas_kd.train import blockwise, cream, progressive, spos, supernet  # noqa: F401  (register the supernet trainers)
-from nas_kd.train.registry import SUPERNET_TRAINERS, SupernetTrainer, mode_name, supernet_trainer
+from nas_kd.train.registry import SUPERNET_TRAINERS, SupernetTrainer, check_supernet, mode_name, supernet_trainer
 
-__all__ = ["SUPERNET_TRAINERS", "SupernetTrainer", "mode_name", "supernet_trainer", "train_supernet"]
+__all__ = ["SUPERNET_TRAINERS", "SupernetTrainer", "check_supernet", "mode_name", "supernet_trainer", "train_supernet"]
 
 
 def train_supernet(job: Job, cfg: SupernetConfig, **kwargs: Any) -> dict[str, Any]:

@@ -8,8 +8,10 @@ from __future__ import annotations
 from typing import Any, Callable, ClassVar
 
 from nas_kd.config import SupernetConfig
+from nas_kd.distill import parse_terms
 from nas_kd.job import Job
 from nas_kd.registry import Registry, split_component
+from search_spaces import SAMPLERS, SPACES
 
 
 class SupernetTrainer:
@@ -45,3 +47,14 @@ def supernet_trainer(spec: str | dict[str, Any]) -> SupernetTrainer:
     name, options = split_component(spec, "supernet.mode", SUPERNET_TRAINERS)
     SUPERNET_TRAINERS.get_for(name, "supernet.mode")
     return SUPERNET_TRAINERS.build_checked(name, options, f"supernet.mode ({name})")
+
+
+def check_supernet(cfg: SupernetConfig, epochs: int) -> None:
+    """Every name a ``supernet`` section picks, checked before any work (a recipe when it loads, a Python call when
+    it starts): the mode and its own checks (for ``epochs`` of training), the space, the sampler and the logit
+    ``distill`` terms."""
+    supernet_trainer(cfg.mode).check(cfg, epochs)
+    SPACES.get_for(cfg.space, "supernet.space")
+    SAMPLERS.check_options(cfg.sampler, {}, "supernet.sampler", given=("space",))
+    parse_terms(cfg.distill, "supernet.distill", logits_only=True)
+
