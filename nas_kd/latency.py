@@ -14,7 +14,9 @@ import itertools
 import json
 from contextlib import contextmanager
 import platform
+import random
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,36 +44,22 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-@torch.no_grad()
-def time_ms(model: nn.Module, x: torch.Tensor, repeats: int = 20, warmup: int = 5, sample_seconds: float = 0.002) -> float:
-    """Wall time of ``model(x)`` in milliseconds (eval mode, no grad, this process's threads): the fastest of
-    ``repeats`` samples, each averaging enough calls to last ``sample_seconds``. On a shared machine the
-    fastest sample is the stable estimate; a median drifts with other tenants' load."""
-    model = model.eval()
-    for _ in range(warmup):
-        model(x)
-    _sync(x.device)
-    start = time.perf_counter()
-    model(x)
-    _sync(x.device)
-    calls = max(1, int(sample_seconds / max(time.perf_counter() - start, 1e-6)))
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(calls):
+def runner(model: nn.Module, x: torch.Tensor, runtime: str = RUNTIME, threads: int | None = None) -> Callable[[], Any]:
+    """One call of ``model`` on ``x`` with ``runtime``, as a function of no arguments for :func:`time_runs`: PyTorch
+    eager (eval mode; the call waits for a CUDA device), or an onnxruntime CPU session with ``threads`` intra-op
+    threads (default: this process's torch threads) of ``model`` exported to ONNX (torch's TorchScript-based
+    exporter: fast enough for hundreds of blocks); ``onnxruntime-int8`` quantises the graph first as ``nas-kd
+    quantize`` ships a student (:func:`nas_kd.quantize.quantise_onnx`, calibrated on random inputs: the ranges do not
+    change the time)."""
+    if runtime not in RUNTIMES:
+        raise UserError(f"runtime {runtime!r} is not one of {', '.join(RUNTIMES)}")
+    if runtime == "torch":
+        model = model.eval()
+
+        def call() -> None:
             model(x)
-        _sync(x.device)
-        best = min(best, (time.perf_counter() - start) / calls)
-    return 1000 * best
-
-
-@torch.no_grad()
-def ort_time_ms(model: nn.Module, x: torch.Tensor, repeats: int = 20, warmup: int = 5, sample_seconds: float = 0.002,
-                threads: int | None = None, int8: bool = False) -> float:
-    """Like :func:`time_ms`, with ``model`` exported to ONNX (torch's TorchScript-based exporter: fast enough for
-    hundreds of blocks) and run by an onnxruntime CPU session with ``threads`` intra-op threads; with ``int8``,
-    quantised first as ``nas-kd quantize`` ships a student (:func:`nas_kd.quantize.quantise_onnx`, calibrated on
-    random inputs: the ranges do not change the time)."""
+            _sync(x.device)
+        return call
     import tempfile
 
     from nas_kd.quantize import quantise_onnx, session as ort_session
@@ -79,34 +67,43 @@ def ort_time_ms(model: nn.Module, x: torch.Tensor, repeats: int = 20, warmup: in
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
         torch.onnx.export(model.eval().cpu(), (x.cpu(),), str(path), dynamo=False, input_names=["images"])
-        if int8:
+        if runtime == "onnxruntime-int8":
             path = quantise_onnx(path, Path(tmp) / "int8.onnx", [torch.randn_like(x.cpu()) for _ in range(2)])
         graph = path.read_bytes()
-    session = ort_session(graph, threads or torch.get_num_threads())
-    feed = {"images": x.cpu().numpy()}
-    for _ in range(warmup):
-        session.run(None, feed)
-    start = time.perf_counter()
-    session.run(None, feed)
-    calls = max(1, int(sample_seconds / max(time.perf_counter() - start, 1e-6)))
-    best = float("inf")
-    for _ in range(repeats):
+    session, feed = ort_session(graph, threads or torch.get_num_threads()), {"images": x.cpu().numpy()}
+    return lambda: session.run(None, feed)
+
+
+@torch.no_grad()
+def time_runs(runs: Sequence[Callable[[], Any]], repeats: int = 20, warmup: int = 5, sample_seconds: float = 0.002,
+              seed: int = 0) -> list[float]:
+    """Milliseconds per call of each of ``runs`` (:func:`runner`): the fastest of ``repeats`` samples, each averaging
+    enough calls to last ``sample_seconds`` and taken after one untimed call (the run's weights back in cache).
+
+    The samples are taken in ``repeats`` rounds, one sample of every run per round, in an order shuffled each round
+    (``seed``): each run's samples spread over the whole session instead of following each other. On shared virtual
+    CPUs the machine has slow spells lasting seconds, in which everything runs up to 2-3x slower (measured here:
+    one model timed for 10 s in several processes, with and without threads pinned to cores); timed back to back, a
+    run that falls in one is slow in every sample, timed in rounds it is caught at full speed in another round, as
+    are the runs it is compared with. The fastest sample is the estimate a slow spell cannot raise."""
+    calls = []
+    for run in runs:
+        for _ in range(warmup):
+            run()
         start = time.perf_counter()
-        for _ in range(calls):
-            session.run(None, feed)
-        best = min(best, (time.perf_counter() - start) / calls)
-    return 1000 * best
-
-
-def timer(runtime: str):
-    """``time(model, x, repeats, warmup)`` in milliseconds with ``runtime`` (onnxruntime: this process's torch
-    thread count as its intra-op threads)."""
-    if runtime not in RUNTIMES:
-        raise UserError(f"runtime {runtime!r} is not one of {', '.join(RUNTIMES)}")
-    if runtime == "torch":
-        return time_ms
-    return lambda model, x, repeats=20, warmup=5: ort_time_ms(model, x, repeats, warmup, threads=torch.get_num_threads(),
-                                                              int8=runtime == "onnxruntime-int8")
+        run()
+        calls.append(max(1, int(sample_seconds / max(time.perf_counter() - start, 1e-6))))
+    best = [float("inf")] * len(runs)
+    order, rng = list(range(len(runs))), random.Random(seed)
+    for _ in range(repeats):
+        rng.shuffle(order)
+        for i in order:
+            runs[i]()
+            start = time.perf_counter()
+            for _ in range(calls[i]):
+                runs[i]()
+            best[i] = min(best[i], (time.perf_counter() - start) / calls[i])
+    return [1000 * b for b in best]
 
 
 @contextmanager
@@ -126,10 +123,19 @@ def torch_threads(threads: int | None):
 def model_latency_ms(model: nn.Module, input_shape: tuple[int, ...], *, batch_size: int = 1, device: str = "cpu",
                      repeats: int = 20, warmup: int = 5, runtime: str = RUNTIME) -> float:
     """Measured latency of a whole model on ``batch_size`` images of ``input_shape`` (C, H, W) with ``runtime``."""
+    return models_latency_ms([model], input_shape, batch_size=batch_size, device=device, repeats=repeats,
+                             warmup=warmup, runtime=runtime)[0]
+
+
+def models_latency_ms(models: Sequence[nn.Module], input_shape: tuple[int, ...], *, batch_size: int = 1,
+                      device: str = "cpu", repeats: int = 20, warmup: int = 5, runtime: str = RUNTIME) -> list[float]:
+    """Measured latency of each of ``models`` as :func:`model_latency_ms`, timed together in rounds
+    (:func:`time_runs`): compare them with each other, under the same load."""
     dev = torch.device(device)
     if runtime != "torch" and dev.type != "cpu":
         raise UserError(f"runtime {runtime} times on the CPU here, not {device}")
-    return timer(runtime)(model.to(dev), torch.zeros(batch_size, *input_shape, device=dev), repeats, warmup)
+    x = torch.zeros(batch_size, *input_shape, device=dev)
+    return time_runs([runner(m.to(dev), x, runtime) for m in models], repeats, warmup)
 
 
 def block_variants(space) -> dict[str, tuple[dict[str, Any], tuple[int, int]]]:
@@ -165,8 +171,9 @@ class _Head(nn.Module):
 def build_table(space, *, device: str = "cpu", batch_size: int = 1, threads: int | None = None, repeats: int = 20,
                 warmup: int = 5, calibration_archs: int = 16, seed: int = 0, show_progress: bool = True,
                 runtime: str = RUNTIME) -> dict[str, Any]:
-    """Time every block variant, the stem and the head of ``space`` (its input shape and classes), then
-    ``calibration_archs`` seeded random archs end to end: the whole-network calibration (:func:`calibrate`; blocks
+    """Time every block variant, the stem and the head of ``space`` (its input shape and classes), and
+    ``calibration_archs`` seeded random archs end to end, all together in rounds (:func:`time_runs`: every entry and
+    every calibration arch sees the same spells of load): the whole-network calibration (:func:`calibrate`; blocks
     timed alone run warmer in cache than inside a network) is stored as ``calibration`` and applied by
     :func:`predict_ms`. 0 keeps the plain sum."""
     from tqdm import tqdm
@@ -181,24 +188,26 @@ def build_table(space, *, device: str = "cpu", batch_size: int = 1, threads: int
     family = FAMILIES.get(space.family)
     started = time.perf_counter()
     with torch_threads(threads):
-        timed = timer(runtime)
         torch.manual_seed(0)
-        blocks = {}
-        for key, (b, (h, w)) in tqdm(block_variants(space).items(), desc=f"latency {space.name}",
-                                     disable=None if show_progress else True, leave=False):
-            x = torch.randn(batch_size, b["in"], h, w, device=dev)
-            blocks[key] = timed(family.static(b).to(dev), x, repeats, warmup)
+        variants = block_variants(space)
+        runs = [runner(family.static(b).to(dev), torch.randn(batch_size, b["in"], h, w, device=dev), runtime)
+                for b, (h, w) in tqdm(variants.values(), desc=f"latency {space.name}: building",
+                                      disable=None if show_progress else True, leave=False)]
         c, h, w = space.input_shape
-        stem = timed(ConvBN(c, space.stem_width, 3).to(dev), torch.randn(batch_size, c, h, w, device=dev), repeats, warmup)
+        runs.append(runner(ConvBN(c, space.stem_width, 3).to(dev), torch.randn(batch_size, c, h, w, device=dev), runtime))
         lh, lw = space.stage_input_size(len(space.stages) + 1)
-        heads = {str(width): timed(_Head(width, space.num_classes).to(dev),
-                                     torch.randn(batch_size, width, lh, lw, device=dev), repeats, warmup)
-                 for width in space.stages[-1].widths}
+        widths = space.stages[-1].widths
+        runs += [runner(_Head(width, space.num_classes).to(dev), torch.randn(batch_size, width, lh, lw, device=dev),
+                        runtime) for width in widths]
+        archs = calibration_set(space, calibration_archs, seed)
+        x = torch.zeros(batch_size, *space.input_shape, device=dev)
+        runs += [runner(StaticNet(space.spec(a)).to(dev), x, runtime) for a in archs]
+        times = time_runs(runs, repeats, warmup)
+        blocks, fixed = dict(zip(variants, times)), len(variants) + 1 + len(widths)
         table = {"space": space.name, "input_shape": list(space.input_shape), "num_classes": space.num_classes,
-                 "stem_ms": stem, "head_ms": heads, "blocks_ms": blocks,
-                 "calibration": {"scale": 1.0, "offset": 0.0, "per_block": 0.0, "per_activation": 0.0}}
-        table["calibration"] = calibrate(space, table, calibration_archs, seed, device=device, batch_size=batch_size,
-                                         repeats=repeats, warmup=warmup, runtime=runtime)
+                 "stem_ms": times[len(variants)], "head_ms": dict(zip(map(str, widths), times[len(variants) + 1:fixed])),
+                 "blocks_ms": blocks}
+        table["calibration"] = calibrate(space, table, archs, times[fixed:]) | {"seed": seed}
         threads_used = torch.get_num_threads()
     return {
         "format": FORMAT, "runtime": runtime, "device": str(dev), "device_name": device_name(str(dev)),
@@ -208,10 +217,8 @@ def build_table(space, *, device: str = "cpu", batch_size: int = 1, threads: int
     }
 
 
-def calibration_archs(space, n: int, seed: int) -> list[dict[str, Any]]:
+def calibration_set(space, n: int, seed: int) -> list[dict[str, Any]]:
     """The ``n`` archs a table is calibrated on: the max, the min and seeded random ones."""
-    import random
-
     rng = random.Random(f"latency-calibration-{seed}")
     return [space.max_arch(), space.min_arch(), *(space.sample(rng) for _ in range(n - 2))][:n]
 
@@ -240,27 +247,25 @@ def spec_features(spec: dict[str, Any], table: dict[str, Any]) -> tuple[float, i
     return summed, blocks, act
 
 
-def calibrate(space, table: dict[str, Any], n: int, seed: int, **timing: Any) -> dict[str, Any]:
-    """Fit the whole-network calibration on ``n`` timed calibration archs: measured = scale x (summed +
-    per_block x blocks + per_activation x activations) + offset (:func:`spec_features`; the per-block terms model
+def calibrate(space, table: dict[str, Any], archs: list[dict[str, Any]], measured: list[float]) -> dict[str, Any]:
+    """The whole-network calibration fitted on ``archs`` and their ``measured`` latencies: measured = scale x (summed
+    + per_block x blocks + per_activation x activations) + offset (:func:`spec_features`; the per-block terms model
     what a block costs inside a network beyond its time alone: launches, memory traffic). With fewer than 8 archs,
     or a fit whose scale is not positive, only the line measured = scale x summed + offset (needs >= 2; else the
     identity)."""
     import numpy as np
 
-    archs = calibration_archs(space, n, seed)
     if len(archs) < 2:
         return {"scale": 1.0, "offset": 0.0, "per_block": 0.0, "per_activation": 0.0, "archs": len(archs)}
     feats = np.array([spec_features(space.spec(a), table) for a in archs])
-    measured = np.array([model_latency_ms(StaticNet(space.spec(a)), space.input_shape, **timing) for a in archs])
     if len(archs) >= 8:
         a, b, c, d = np.linalg.lstsq(np.column_stack([feats, np.ones(len(archs))]), measured, rcond=None)[0]
         if a > 0:
             return {"scale": float(a), "offset": float(d), "per_block": float(b / a), "per_activation": float(c / a),
-                    "archs": len(archs), "seed": seed}
+                    "archs": len(archs)}
     scale, offset = np.linalg.lstsq(np.vstack([feats[:, 0], np.ones(len(archs))]).T, measured, rcond=None)[0]
     return {"scale": float(scale), "offset": float(offset), "per_block": 0.0, "per_activation": 0.0,
-            "archs": len(archs), "seed": seed}
+            "archs": len(archs)}
 
 
 def load_table(path: str | Path) -> dict[str, Any]:
@@ -359,20 +364,18 @@ def predict_ms(space, arch: dict[str, Any], table: dict[str, Any]) -> float:
     return calibrated(table, total + fixed_ms(table, spec["head"]["in"]))
 
 
-def measured_ms(space, arch: dict[str, Any], table: dict[str, Any], repeats: int = 20) -> float:
-    """``arch``'s latency measured here as ``table`` was timed (its device, batch size and threads), to set
-    beside the table's prediction."""
-    with torch_threads(table["threads"]):
-        return model_latency_ms(StaticNet(space.spec(arch)), space.input_shape, batch_size=table["batch_size"],
-                                device=table["device"], repeats=repeats, runtime=table.get("runtime", RUNTIME))
+def measured_ms(space, archs: list[dict[str, Any]], table: dict[str, Any], repeats: int = 20) -> list[float]:
+    """The latency of each of ``archs`` measured here as ``table`` was timed (its device, batch size, threads and
+    runtime), the archs timed together in rounds (:func:`time_runs`), to set beside the table's predictions."""
+    return _time_specs([space.spec(a) for a in archs], tuple(space.input_shape), table, repeats)
 
 
 def _time_specs(specs: list[dict[str, Any]], input_shape: tuple[int, ...], table: dict[str, Any],
                 repeats: int) -> list[float]:
-    """(In a fresh process) each network spec's latency measured as ``table`` was timed."""
+    """Each network spec's latency measured as ``table`` was timed (also run in a fresh process: picklable)."""
     with torch_threads(table["threads"]):
-        return [model_latency_ms(StaticNet(s), input_shape, batch_size=table["batch_size"], device=table["device"],
-                                 repeats=repeats, runtime=table.get("runtime", RUNTIME)) for s in specs]
+        return models_latency_ms([StaticNet(s) for s in specs], input_shape, batch_size=table["batch_size"],
+                                 device=table["device"], repeats=repeats, runtime=table.get("runtime", RUNTIME))
 
 
 def retest_ms(space, archs: list[dict[str, Any]], table: dict[str, Any], repeats: int = 20) -> list[float]:
@@ -396,8 +399,8 @@ def check_predictions(space, table: dict[str, Any], archs: list[dict[str, Any]],
     from scipy.stats import spearmanr
 
     require_match(space, table)
-    rows = [{"arch": a, "mflops": space.flops(a) / 1e6, "predicted_ms": predict_ms(space, a, table),
-             "measured_ms": measured_ms(space, a, table, repeats)} for a in archs]
+    rows = [{"arch": a, "mflops": space.flops(a) / 1e6, "predicted_ms": predict_ms(space, a, table), "measured_ms": ms}
+            for a, ms in zip(archs, measured_ms(space, archs, table, repeats))]
     pred = np.array([r["predicted_ms"] for r in rows])
     meas = np.array([r["measured_ms"] for r in rows])
     err = np.abs(pred - meas) / meas

@@ -16,10 +16,7 @@ fake quantisers removed, are then quantised by onnxruntime like the post-trainin
 from __future__ import annotations
 
 import copy
-import statistics
-import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -146,24 +143,6 @@ def run_session(sess, x: torch.Tensor, batch_size: int = 500) -> np.ndarray:
 
 def onnx_accuracy(sess, x: torch.Tensor, y: torch.Tensor) -> float:
     return float((run_session(sess, x).argmax(1) == y.numpy()).mean())
-
-
-def latency_ratio(sessions: dict[str, Any], shape: tuple[int, int, int], batch: int, rounds: int = 7,
-                  repeats: int = 20, seed: int = 0) -> dict[str, float]:
-    """Median latency (ms) of each session at ``batch``, timed in interleaved rounds so that every model sees the
-    same machine load (compare them as ratios)."""
-    x = np.random.default_rng(seed).standard_normal((batch, *shape)).astype(np.float32)
-    for s in sessions.values():
-        for _ in range(5):
-            s.run(None, {"images": x})
-    times: dict[str, list[float]] = {k: [] for k in sessions}
-    for _ in range(rounds):
-        for name, s in sessions.items():
-            start = time.perf_counter()
-            for _ in range(repeats):
-                s.run(None, {"images": x})
-            times[name].append(1000 * (time.perf_counter() - start) / repeats)
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def agreement(int8_session, fake_quant: nn.Module, x: torch.Tensor) -> dict[str, float]:

@@ -135,9 +135,9 @@ def test_search_under_a_latency_budget(synthetic_root, teacher_ckpt, tmp_path, c
                 "search.trials=4", "search.extra_evaluators=[]")
     timed = []
 
-    def fake_timer(space, arch, table, repeats=20):  # the best candidate measures over the budget, the rest under
-        timed.append(arch)
-        return 2 * budget if len(timed) == 1 else budget / 2
+    def fake_timer(space, archs, table, repeats=20):  # the best candidate measures over the budget, the rest under
+        timed.extend(archs)
+        return [2 * budget, *[budget / 2] * (len(archs) - 1)]
 
     monkeypatch.setattr(search_run, "measured_ms", fake_timer)
     assert main(["search", "--recipe", "recipes/search_fmnist.yaml", "--evaluator", "params", "--strategy", "random",
@@ -149,8 +149,9 @@ def test_search_under_a_latency_budget(synthetic_root, teacher_ckpt, tmp_path, c
     assert result["budget_ms"] == budget and result["best_predicted_latency_ms"] <= budget
     # the pick that measured over the budget gave way to the next candidate by score
     assert result["best_rank_by_score"] == 2 and result["best"]["arch"] == rows[1]["arch"] == timed[1]
-    assert result["best_measured_latency_ms"] == budget / 2 and len(result["measured_checks"]) == 2
-    monkeypatch.setattr(search_run, "measured_ms", lambda *a, **k: 3 * budget)
+    assert result["best_measured_latency_ms"] == budget / 2 and len(result["measured_checks"]) == 4
+    assert [c["measured_ms"] for c in result["measured_checks"]] == [2 * budget, *[budget / 2] * 3]
+    monkeypatch.setattr(search_run, "measured_ms", lambda space, archs, *a, **k: [3 * budget] * len(archs))
     capsys.readouterr()
     assert main(["search", "--recipe", "recipes/search_fmnist.yaml", "--evaluator", "params", "--strategy", "random",
                  "--checkpoint", str(tmp_path / "super.pt"), "--budget-ms", str(budget), "--latency-table",

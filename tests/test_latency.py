@@ -44,7 +44,7 @@ def test_prediction_is_the_sum_of_blocks_stem_and_head(table):
             total += table["blocks_ms"][block_key(b, size)]
             size = ((size[0] - 1) // b["stride"] + 1, (size[1] - 1) // b["stride"] + 1)
     total += table["head_ms"][str(spec["head"]["in"])]
-    assert table["calibration"] == {"scale": 1.0, "offset": 0.0, "per_block": 0.0, "per_activation": 0.0, "archs": 0}
+    assert table["calibration"] == {"scale": 1.0, "offset": 0.0, "per_block": 0.0, "per_activation": 0.0, "archs": 0, "seed": 0}
     assert predict_ms(space, arch, table) == pytest.approx(total)
     assert space.latency(arch, table) == pytest.approx(total)
     calibrated = {**table, "calibration": {"scale": 2.0, "offset": 0.5}}
@@ -117,41 +117,60 @@ def test_an_onnxruntime_table_predicts_and_measures_with_onnxruntime(tmp_path, c
     from nas_kd.latency import measured_ms, require_here
 
     space = search_spaces.get("resnet", input_shape=(1, 8, 8))
-    assert measured_ms(space, space.min_arch(), table, repeats=1) > 0  # timed with onnxruntime, as the table was
+    assert measured_ms(space, [space.min_arch()], table, repeats=1)[0] > 0  # timed with onnxruntime, as the table was
     require_here(table, "onnxruntime")
     with pytest.raises(UserError, match="timed with onnxruntime .* this search deploys with torch"):
         require_here(table, "torch")
 
 
-def test_the_calibration_recovers_per_block_costs(monkeypatch):
+def test_the_calibration_recovers_per_block_costs():
     from nas_kd import latency
 
     space = search_spaces.get("resnet", input_shape=SHAPE)
     table = latency.build_table(space, repeats=1, warmup=0, calibration_archs=0, show_progress=False)
     truth = (2.0, 0.3, 0.5, 1.0)  # measured = 2 x summed + 0.3 x blocks + 0.5 x activations + 1
 
-    def fake(spec, *_a, **_k):
-        s, n, a = latency.spec_features(spec, table)
+    def fake(arch):
+        s, n, a = latency.spec_features(space.spec(arch), table)
         return truth[0] * s + truth[1] * n + truth[2] * a + truth[3]
 
-    monkeypatch.setattr(latency, "StaticNet", lambda spec: spec)
-    monkeypatch.setattr(latency, "model_latency_ms", fake)
-    table["calibration"] = latency.calibrate(space, table, 12, 0)
+    archs = latency.calibration_set(space, 12, 0)
+    table["calibration"] = latency.calibrate(space, table, archs, [fake(a) for a in archs])
     cal = table["calibration"]
     assert cal["scale"] == pytest.approx(2.0) and cal["offset"] == pytest.approx(1.0, abs=1e-6)
     assert cal["per_block"] == pytest.approx(0.15) and cal["per_activation"] == pytest.approx(0.25)
     rng = random.Random(3)
     for arch in [space.sample(rng) for _ in range(5)]:  # the prediction is the model, and stays a sum over blocks
-        assert latency.predict_ms(space, arch, table) == pytest.approx(fake(space.spec(arch)))
+        assert latency.predict_ms(space, arch, table) == pytest.approx(fake(arch))
+
+
+def test_runs_are_timed_in_shuffled_rounds_and_the_fastest_sample_is_kept(monkeypatch):
+    from nas_kd import latency
+
+    calls, clock = [], [0.0]
+    slow = {"a": [5.0] * 13 + [1.0] * 10, "b": [2.0] * 23}  # "a" is slow in its warm-up and first 5 rounds, then fast
+
+    def run(name):
+        def call():
+            calls.append(name)
+            clock[0] += slow[name].pop(0)
+        return call
+
+    monkeypatch.setattr(latency.time, "perf_counter", lambda: clock[0])
+    a, b = latency.time_runs([run("a"), run("b")], repeats=10, warmup=2, sample_seconds=0.0)
+    assert (a, b) == (1000.0, 2000.0)  # a's fast calls came in a later round; the fastest sample is the estimate
+    rounds = calls[6:]  # after the warm-up (2 + 1 call each): per round one untimed and one timed call of each
+    assert len(rounds) == 40 and all(sorted(set(rounds[i:i + 4])) == ["a", "b"] for i in range(0, 40, 4))
+    assert any(rounds[i] != rounds[0] for i in range(0, 40, 4))  # the order is shuffled from round to round
 
 
 def test_an_int8_table_times_quantised_blocks(tmp_path):
     pytest.importorskip("onnxruntime")
-    from nas_kd.latency import ort_time_ms
+    from nas_kd.latency import runner, time_runs
     from nas_kd.layers import ConvBN
 
     x = torch.randn(1, 8, 6, 6)
-    assert ort_time_ms(ConvBN(8, 8, 3), x, repeats=1, warmup=0, int8=True) > 0
+    assert time_runs([runner(ConvBN(8, 8, 3), x, "onnxruntime-int8")], repeats=1, warmup=0)[0] > 0
     table = build_table(search_spaces.get("resnet", input_shape=(1, 6, 6)), repeats=1, warmup=0, calibration_archs=0,
                         show_progress=False, runtime="onnxruntime-int8")
     assert table["runtime"] == "onnxruntime-int8" and all(v > 0 for v in table["blocks_ms"].values())

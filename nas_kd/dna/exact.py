@@ -58,7 +58,7 @@ def exact_search(tables: dict[str, Any], budgets_flops: list[float], k: int = 5,
             if check_fvcore and not top:
                 entry["fvcore_flops"] = count_flops(StaticNet(space.spec(arch)), (1, *space.input_shape))
             if on_latency and not top:
-                entry["measured_latency_ms"] = measured_ms(space, arch, latency_table)
+                entry["measured_latency_ms"] = measured_ms(space, [arch], latency_table)[0]
             top.append(entry)
         by_budget[f"{b:g}ms" if on_latency else f"{b / 1e6:.3f}"] = top
     cost = (lambda r: {"latency_ms": calibrated_ms(latency_table, r["flops"])}) if on_latency else \
