@@ -32,6 +32,7 @@ from nas_kd.subnet import BLOCK_KEYS, StaticNet, shape_text
 FORMAT = "nas_kd.latency_table.v1"
 RUNTIMES = ("torch", "onnxruntime", "onnxruntime-int8")  # PyTorch eager; onnxruntime on the CPU, float or int8
 RUNTIME = "torch"  # a table without a runtime entry (older tables) was timed with PyTorch eager
+MIN_SECONDS = 30.0  # a table's timing session, and each measurement set beside it, lasts at least this (time_runs)
 
 
 def block_key(block: dict[str, Any], size: tuple[int, int]) -> str:
@@ -76,16 +77,18 @@ def runner(model: nn.Module, x: torch.Tensor, runtime: str = RUNTIME, threads: i
 
 @torch.no_grad()
 def time_runs(runs: Sequence[Callable[[], Any]], repeats: int = 20, warmup: int = 5, sample_seconds: float = 0.002,
-              seed: int = 0) -> list[float]:
+              seed: int = 0, min_seconds: float = 0.0) -> list[float]:
     """Milliseconds per call of each of ``runs`` (:func:`runner`): the fastest of ``repeats`` samples, each averaging
     enough calls to last ``sample_seconds`` and taken after one untimed call (the run's weights back in cache).
 
-    The samples are taken in ``repeats`` rounds, one sample of every run per round, in an order shuffled each round
-    (``seed``): each run's samples spread over the whole session instead of following each other. On shared virtual
-    CPUs the machine has slow spells lasting seconds, in which everything runs up to 2-3x slower (measured here:
-    one model timed for 10 s in several processes, with and without threads pinned to cores); timed back to back, a
-    run that falls in one is slow in every sample, timed in rounds it is caught at full speed in another round, as
-    are the runs it is compared with. The fastest sample is the estimate a slow spell cannot raise."""
+    The samples are taken in rounds, one sample of every run per round, in an order shuffled each round (``seed``):
+    ``repeats`` rounds, and more until the session has lasted ``min_seconds``. Each run's samples spread over the
+    whole session instead of following each other. On shared virtual CPUs the machine has slow spells lasting
+    seconds, in which everything runs up to 1.4-3x slower (measured here: one model timed for 10 s in several
+    processes, with and without threads pinned to cores; 50 archs timed for 6 s in five sessions, one of them 1.39x
+    slower throughout); timed back to back, a run that falls in one is slow in every sample, timed in rounds over a
+    session longer than a spell it is caught at full speed in another round, as are the runs it is compared with.
+    The fastest sample is the estimate a slow spell cannot raise."""
     calls = []
     for run in runs:
         for _ in range(warmup):
@@ -94,8 +97,9 @@ def time_runs(runs: Sequence[Callable[[], Any]], repeats: int = 20, warmup: int 
         run()
         calls.append(max(1, int(sample_seconds / max(time.perf_counter() - start, 1e-6))))
     best = [float("inf")] * len(runs)
-    order, rng = list(range(len(runs))), random.Random(seed)
-    for _ in range(repeats):
+    order, rng, rounds, session = list(range(len(runs))), random.Random(seed), 0, time.perf_counter()
+    while rounds < repeats or time.perf_counter() - session < min_seconds:
+        rounds += 1
         rng.shuffle(order)
         for i in order:
             runs[i]()
@@ -120,22 +124,53 @@ def torch_threads(threads: int | None):
         torch.set_num_threads(before)
 
 
+ALLOCATOR = "glibc malloc keeping freed memory (no mmap, no trim)"  # how the timing processes allocate
+
+
+def _pin_allocator() -> None:
+    """(Initializer of a timing process) glibc's malloc serves every allocation from its heap and never hands freed
+    memory back (``mallopt``: no ``mmap``, no trim), as a long-running server's allocator does: each call reuses
+    memory instead of faulting fresh pages in from the kernel. With the default allocator, large activations (batch
+    32) come and go through ``mmap`` by thresholds that adapt to the process's history, so the same arch timed in two
+    processes differed by up to 2.5x (50 mbv2 archs, batch 32); with it, 25 archs timed in two fresh processes
+    agreed within 3 % and ran 1.6x faster. Elsewhere than glibc nothing is changed."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.mallopt(-4, 0)  # M_MMAP_MAX
+    libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
+
+
+def in_timing_process(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` run in a fresh timing process (spawned, its allocator set by :func:`_pin_allocator`): every
+    table, and every measurement set beside one, is timed from the same starting state, whatever the calling process
+    did before (the archs timed in the process that had just built a table ran 16 % slower than in a fresh one)."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1, initializer=_pin_allocator) as pool:
+        return pool.apply(fn, args)
+
+
 def model_latency_ms(model: nn.Module, input_shape: tuple[int, ...], *, batch_size: int = 1, device: str = "cpu",
-                     repeats: int = 20, warmup: int = 5, runtime: str = RUNTIME) -> float:
+                     repeats: int = 20, warmup: int = 5, min_seconds: float = 0.0, runtime: str = RUNTIME) -> float:
     """Measured latency of a whole model on ``batch_size`` images of ``input_shape`` (C, H, W) with ``runtime``."""
     return models_latency_ms([model], input_shape, batch_size=batch_size, device=device, repeats=repeats,
-                             warmup=warmup, runtime=runtime)[0]
+                             warmup=warmup, min_seconds=min_seconds, runtime=runtime)[0]
 
 
 def models_latency_ms(models: Sequence[nn.Module], input_shape: tuple[int, ...], *, batch_size: int = 1,
-                      device: str = "cpu", repeats: int = 20, warmup: int = 5, runtime: str = RUNTIME) -> list[float]:
+                      device: str = "cpu", repeats: int = 20, warmup: int = 5, min_seconds: float = 0.0,
+                      runtime: str = RUNTIME) -> list[float]:
     """Measured latency of each of ``models`` as :func:`model_latency_ms`, timed together in rounds
     (:func:`time_runs`): compare them with each other, under the same load."""
     dev = torch.device(device)
     if runtime != "torch" and dev.type != "cpu":
         raise UserError(f"runtime {runtime} times on the CPU here, not {device}")
     x = torch.zeros(batch_size, *input_shape, device=dev)
-    return time_runs([runner(m.to(dev), x, runtime) for m in models], repeats, warmup)
+    return time_runs([runner(m.to(dev), x, runtime) for m in models], repeats, warmup, min_seconds=min_seconds)
 
 
 def block_variants(space) -> dict[str, tuple[dict[str, Any], tuple[int, int]]]:
@@ -169,24 +204,51 @@ class _Head(nn.Module):
 
 
 def build_table(space, *, device: str = "cpu", batch_size: int = 1, threads: int | None = None, repeats: int = 20,
-                warmup: int = 5, calibration_archs: int = 16, seed: int = 0, show_progress: bool = True,
-                runtime: str = RUNTIME) -> dict[str, Any]:
-    """Time every block variant, the stem and the head of ``space`` (its input shape and classes), and
-    ``calibration_archs`` seeded random archs end to end, all together in rounds (:func:`time_runs`: every entry and
-    every calibration arch sees the same spells of load): the whole-network calibration (:func:`calibrate`; blocks
-    timed alone run warmer in cache than inside a network) is stored as ``calibration`` and applied by
-    :func:`predict_ms`. 0 keeps the plain sum."""
-    from tqdm import tqdm
-
-    if batch_size < 1 or repeats < 1 or warmup < 0:
-        raise UserError(f"latency table: batch size, repeats >= 1 and warm-up >= 0, got {batch_size}, {repeats}, {warmup}")
+                warmup: int = 5, min_seconds: float = MIN_SECONDS, calibration_archs: int = 16, seed: int = 0,
+                show_progress: bool = True, runtime: str = RUNTIME) -> dict[str, Any]:
+    """Time every block variant, the stem and the head of ``space`` (its input shape and classes), all together in
+    rounds (:func:`time_runs`: every entry sees the same spells of load) in a fresh timing process
+    (:func:`in_timing_process`), then ``calibration_archs`` seeded random archs end to end exactly as every
+    measurement set beside the table is timed (:func:`measured_ms`: another fresh process): the whole-network
+    calibration (:func:`calibrate`; blocks timed alone run warmer in cache than inside a network) is stored as
+    ``calibration`` and applied by :func:`predict_ms`. 0 keeps the plain sum. (With the calibration archs timed in
+    the blocks' session instead, the calibrated predictions of 50 other mbv2 archs at batch 1 came out 1.36-1.65x
+    their measurements; timed as the measurements are, 1.00-1.11x.) ``repeats``, ``warmup`` and ``min_seconds`` (:func:`time_runs`) are
+    recorded: every measurement set beside the table's predictions is timed the same way (:func:`measured_ms`)."""
+    if batch_size < 1 or repeats < 1 or warmup < 0 or min_seconds < 0:
+        raise UserError(f"latency table: batch size, repeats >= 1, warm-up and min seconds >= 0, got {batch_size}, "
+                        f"{repeats}, {warmup}, {min_seconds}")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device here")
     if runtime != "torch" and dev.type != "cpu":
         raise UserError(f"--runtime {runtime} times on the CPU here, not {device}")
-    family = FAMILIES.get(space.family)
     started = time.perf_counter()
+    variants, times, threads_used = in_timing_process(_time_table, space, device, batch_size, threads, repeats, warmup,
+                                                      min_seconds, runtime, show_progress)
+    widths = space.stages[-1].widths
+    table = {
+        "format": FORMAT, "runtime": runtime, "device": str(dev), "device_name": device_name(str(dev)),
+        "machine": platform.node(), "torch": torch.__version__, "threads": threads_used, "batch_size": batch_size,
+        "repeats": repeats, "warmup": warmup, "min_seconds": min_seconds, "allocator": ALLOCATOR,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "space": space.name, "input_shape": list(space.input_shape), "num_classes": space.num_classes,
+        "stem_ms": times[len(variants)], "head_ms": dict(zip(map(str, widths), times[len(variants) + 1:])),
+        "blocks_ms": dict(zip(variants, times)),
+    }
+    archs = calibration_set(space, calibration_archs, seed)
+    measured = measured_ms(space, archs, table) if len(archs) > 1 else []
+    table["calibration"] = calibrate(space, table, archs, measured) | {"seed": seed}
+    return table | {"build_seconds": round(time.perf_counter() - started, 2)}
+
+
+def _time_table(space, device: str, batch_size: int, threads: int | None, repeats: int, warmup: int,
+                min_seconds: float, runtime: str, show_progress: bool) -> tuple[list[str], list[float], int]:
+    """(In the timing process) the table's block keys, then the times of its blocks, stem and heads, all in one
+    :func:`time_runs` session; the thread count used."""
+    from tqdm import tqdm
+
+    dev, family = torch.device(device), FAMILIES.get(space.family)
     with torch_threads(threads):
         torch.manual_seed(0)
         variants = block_variants(space)
@@ -196,25 +258,9 @@ def build_table(space, *, device: str = "cpu", batch_size: int = 1, threads: int
         c, h, w = space.input_shape
         runs.append(runner(ConvBN(c, space.stem_width, 3).to(dev), torch.randn(batch_size, c, h, w, device=dev), runtime))
         lh, lw = space.stage_input_size(len(space.stages) + 1)
-        widths = space.stages[-1].widths
         runs += [runner(_Head(width, space.num_classes).to(dev), torch.randn(batch_size, width, lh, lw, device=dev),
-                        runtime) for width in widths]
-        archs = calibration_set(space, calibration_archs, seed)
-        x = torch.zeros(batch_size, *space.input_shape, device=dev)
-        runs += [runner(StaticNet(space.spec(a)).to(dev), x, runtime) for a in archs]
-        times = time_runs(runs, repeats, warmup)
-        blocks, fixed = dict(zip(variants, times)), len(variants) + 1 + len(widths)
-        table = {"space": space.name, "input_shape": list(space.input_shape), "num_classes": space.num_classes,
-                 "stem_ms": times[len(variants)], "head_ms": dict(zip(map(str, widths), times[len(variants) + 1:fixed])),
-                 "blocks_ms": blocks}
-        table["calibration"] = calibrate(space, table, archs, times[fixed:]) | {"seed": seed}
-        threads_used = torch.get_num_threads()
-    return {
-        "format": FORMAT, "runtime": runtime, "device": str(dev), "device_name": device_name(str(dev)),
-        "machine": platform.node(), "torch": torch.__version__, "threads": threads_used, "batch_size": batch_size,
-        "repeats": repeats, "warmup": warmup, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "build_seconds": round(time.perf_counter() - started, 2), **table,
-    }
+                        runtime) for width in space.stages[-1].widths]
+        return list(variants), time_runs(runs, repeats, warmup, min_seconds=min_seconds), torch.get_num_threads()
 
 
 def calibration_set(space, n: int, seed: int) -> list[dict[str, Any]]:
@@ -247,7 +293,7 @@ def spec_features(spec: dict[str, Any], table: dict[str, Any]) -> tuple[float, i
     return summed, blocks, act
 
 
-def calibrate(space, table: dict[str, Any], archs: list[dict[str, Any]], measured: list[float]) -> dict[str, Any]:
+def calibrate(space, table: dict[str, Any], archs: list[dict[str, Any]], measured: Sequence[float]) -> dict[str, Any]:
     """The whole-network calibration fitted on ``archs`` and their ``measured`` latencies: measured = scale x (summed
     + per_block x blocks + per_activation x activations) + offset (:func:`spec_features`; the per-block terms model
     what a block costs inside a network beyond its time alone: launches, memory traffic). With fewer than 8 archs,
@@ -364,32 +410,23 @@ def predict_ms(space, arch: dict[str, Any], table: dict[str, Any]) -> float:
     return calibrated(table, total + fixed_ms(table, spec["head"]["in"]))
 
 
-def measured_ms(space, archs: list[dict[str, Any]], table: dict[str, Any], repeats: int = 20) -> list[float]:
-    """The latency of each of ``archs`` measured here as ``table`` was timed (its device, batch size, threads and
-    runtime), the archs timed together in rounds (:func:`time_runs`), to set beside the table's predictions."""
-    return _time_specs([space.spec(a) for a in archs], tuple(space.input_shape), table, repeats)
+def measured_ms(space, archs: list[dict[str, Any]], table: dict[str, Any]) -> list[float]:
+    """The latency of each of ``archs`` measured here as ``table`` was timed (its device, batch size, threads,
+    runtime, repeats and session length, in a fresh timing process: :func:`in_timing_process`), the archs timed
+    together in rounds (:func:`time_runs`), to set beside the table's predictions. Called twice, the second call is a
+    retest: another fresh process."""
+    return in_timing_process(_time_specs, [space.spec(a) for a in archs], tuple(space.input_shape), table)
 
 
-def _time_specs(specs: list[dict[str, Any]], input_shape: tuple[int, ...], table: dict[str, Any],
-                repeats: int) -> list[float]:
-    """Each network spec's latency measured as ``table`` was timed (also run in a fresh process: picklable)."""
+def _time_specs(specs: list[dict[str, Any]], input_shape: tuple[int, ...], table: dict[str, Any]) -> list[float]:
+    """(In the timing process) each network spec's latency measured as ``table`` was timed."""
     with torch_threads(table["threads"]):
         return models_latency_ms([StaticNet(s) for s in specs], input_shape, batch_size=table["batch_size"],
-                                 device=table["device"], repeats=repeats, runtime=table.get("runtime", RUNTIME))
+                                 device=table["device"], repeats=table["repeats"], warmup=table["warmup"],
+                                 min_seconds=table.get("min_seconds", 0.0), runtime=table.get("runtime", RUNTIME))
 
 
-def retest_ms(space, archs: list[dict[str, Any]], table: dict[str, Any], repeats: int = 20) -> list[float]:
-    """The archs timed again in a fresh process (spawned: its own allocator, caches and thread pool), to measure
-    how repeatable the measurement itself is."""
-    import multiprocessing
-
-    specs = [space.spec(a) for a in archs]
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(_time_specs, (specs, tuple(space.input_shape), table, repeats))
-
-
-def check_predictions(space, table: dict[str, Any], archs: list[dict[str, Any]], repeats: int = 20,
-                      retest: bool = False) -> dict[str, Any]:
+def check_predictions(space, table: dict[str, Any], archs: list[dict[str, Any]], retest: bool = False) -> dict[str, Any]:
     """Time real networks of ``archs`` as the table was timed and compare with the predictions: Spearman,
     mean absolute percentage error (a fraction), share within +-10 %, and the Spearman of FLOPs with the
     measured latency, for contrast. With ``retest``, the archs are timed a second time in a fresh process and
@@ -400,7 +437,7 @@ def check_predictions(space, table: dict[str, Any], archs: list[dict[str, Any]],
 
     require_match(space, table)
     rows = [{"arch": a, "mflops": space.flops(a) / 1e6, "predicted_ms": predict_ms(space, a, table), "measured_ms": ms}
-            for a, ms in zip(archs, measured_ms(space, archs, table, repeats))]
+            for a, ms in zip(archs, measured_ms(space, archs, table))]
     pred = np.array([r["predicted_ms"] for r in rows])
     meas = np.array([r["measured_ms"] for r in rows])
     err = np.abs(pred - meas) / meas
@@ -408,7 +445,7 @@ def check_predictions(space, table: dict[str, Any], archs: list[dict[str, Any]],
            "within_10pct": float((err <= 0.10).mean()),
            "flops_spearman": float(spearmanr([r["mflops"] for r in rows], meas)[0])}
     if retest:
-        again = np.array(retest_ms(space, archs, table, repeats))
+        again = np.array(measured_ms(space, archs, table))
         for r, ms in zip(rows, again):
             r["retest_ms"] = float(ms)
         out |= {"retest_spearman": float(spearmanr(again, meas)[0]),

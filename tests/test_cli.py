@@ -125,7 +125,7 @@ def test_search_under_a_latency_budget(synthetic_root, teacher_ckpt, tmp_path, c
     space = search_spaces.get("resnet")
     save_supernet(space.build_supernet(), tmp_path / "super.pt")
     table_path = tmp_path / "table.json"
-    write_result(table_path, build_table(space, repeats=2, warmup=1, calibration_archs=0, show_progress=False), 0.0,
+    write_result(table_path, build_table(space, repeats=2, warmup=1, min_seconds=0, calibration_archs=0, show_progress=False), 0.0,
                  {"command": "test", "git_commit": "test"})
     table = load_table(table_path)
     rng = random.Random(0)
@@ -175,7 +175,7 @@ def test_dna_search_under_latency_budgets(tmp_path, capsys):
                "stages": [{"stage": i, "candidates": [{"cand": c, "rel_l1": rng.random()} for c in space.stage_candidates(i)]}
                           for i in range(1, 5)]}
     (tmp_path / "ranking.json").write_text(json.dumps(ranking))
-    table = build_table(space, repeats=1, warmup=0, calibration_archs=0, show_progress=False)
+    table = build_table(space, repeats=1, warmup=0, min_seconds=0, calibration_archs=0, show_progress=False)
     write_result(tmp_path / "lt.json", table, 0.0, {"command": "test", "git_commit": "test"})
     typical = sorted(space.latency(space.sample(rng), table) for _ in range(9))[4]
     budget = max(typical, space.latency(space.min_arch(), table))

@@ -80,7 +80,7 @@ def test_space_tables_on_latency_price_archs_like_the_latency_table():
     from nas_kd.latency import build_table, calibrated
 
     space = search_spaces.get("resnet", input_shape=(1, 8, 8))
-    table = build_table(space, repeats=1, warmup=0, calibration_archs=0, show_progress=False)
+    table = build_table(space, repeats=1, warmup=0, min_seconds=0, calibration_archs=0, show_progress=False)
     table["calibration"] = {"scale": 1.5, "offset": 0.25}
     rng = np.random.default_rng(1)
     scores = [rng.random(len(space.stage_candidates(i))) for i in range(1, 5)]

@@ -17,7 +17,7 @@ SHAPE = (1, 8, 8)  # tiny inputs: the table is timed in a second or two
 
 @pytest.fixture(scope="module")
 def table():
-    return build_table(search_spaces.get("resnet", input_shape=SHAPE), repeats=2, warmup=1, calibration_archs=0,
+    return build_table(search_spaces.get("resnet", input_shape=SHAPE), repeats=2, warmup=1, min_seconds=0, calibration_archs=0,
                        show_progress=False)
 
 
@@ -76,7 +76,7 @@ def test_latency_budget_is_respected_by_every_strategy(table, tmp_path):
 
 def test_latency_table_and_check_commands(tmp_path, capsys):
     out = tmp_path / "table.json"
-    assert main(["latency-table", "--space", "mbv2", "--input-shape", "1", "8", "8", "--repeats", "1",
+    assert main(["latency-table", "--space", "mbv2", "--input-shape", "1", "8", "8", "--repeats", "1", "--min-seconds", "0",
                  "--calibration-archs", "2", "--threads", "1", "--out", str(out)]) == 0
     table = load_table(out)
     assert table["space"] == "mbv2" and table["threads"] == 1 and table["command"] and table["git_commit"]
@@ -109,7 +109,7 @@ def test_a_table_timed_elsewhere_is_refused_for_a_search(table):
 def test_an_onnxruntime_table_predicts_and_measures_with_onnxruntime(tmp_path, capsys):
     pytest.importorskip("onnxruntime")
     out = tmp_path / "ort.json"
-    assert main(["latency-table", "--space", "resnet", "--input-shape", "1", "8", "8", "--repeats", "1",
+    assert main(["latency-table", "--space", "resnet", "--input-shape", "1", "8", "8", "--repeats", "1", "--min-seconds", "0",
                  "--calibration-archs", "2", "--threads", "1", "--runtime", "onnxruntime", "--out", str(out)]) == 0
     table = load_table(out)
     assert table["runtime"] == "onnxruntime" and all(v > 0 for v in table["blocks_ms"].values())
@@ -117,7 +117,7 @@ def test_an_onnxruntime_table_predicts_and_measures_with_onnxruntime(tmp_path, c
     from nas_kd.latency import measured_ms, require_here
 
     space = search_spaces.get("resnet", input_shape=(1, 8, 8))
-    assert measured_ms(space, [space.min_arch()], table, repeats=1)[0] > 0  # timed with onnxruntime, as the table was
+    assert measured_ms(space, [space.min_arch()], table)[0] > 0  # timed with onnxruntime, as the table was
     require_here(table, "onnxruntime")
     with pytest.raises(UserError, match="timed with onnxruntime .* this search deploys with torch"):
         require_here(table, "torch")
@@ -127,7 +127,7 @@ def test_the_calibration_recovers_per_block_costs():
     from nas_kd import latency
 
     space = search_spaces.get("resnet", input_shape=SHAPE)
-    table = latency.build_table(space, repeats=1, warmup=0, calibration_archs=0, show_progress=False)
+    table = latency.build_table(space, repeats=1, warmup=0, min_seconds=0, calibration_archs=0, show_progress=False)
     truth = (2.0, 0.3, 0.5, 1.0)  # measured = 2 x summed + 0.3 x blocks + 0.5 x activations + 1
 
     def fake(arch):
@@ -162,6 +162,10 @@ def test_runs_are_timed_in_shuffled_rounds_and_the_fastest_sample_is_kept(monkey
     rounds = calls[6:]  # after the warm-up (2 + 1 call each): per round one untimed and one timed call of each
     assert len(rounds) == 40 and all(sorted(set(rounds[i:i + 4])) == ["a", "b"] for i in range(0, 40, 4))
     assert any(rounds[i] != rounds[0] for i in range(0, 40, 4))  # the order is shuffled from round to round
+    calls.clear()
+    slow["b"] = [2.0] * 100  # one call: 2 s of the fake clock; a round: 4 s
+    latency.time_runs([run("b")], repeats=2, warmup=0, sample_seconds=0.0, min_seconds=15)
+    assert len(calls) == 1 + 2 * 4  # rounds go on until the session has lasted min_seconds
 
 
 def test_an_int8_table_times_quantised_blocks(tmp_path):
@@ -171,7 +175,7 @@ def test_an_int8_table_times_quantised_blocks(tmp_path):
 
     x = torch.randn(1, 8, 6, 6)
     assert time_runs([runner(ConvBN(8, 8, 3), x, "onnxruntime-int8")], repeats=1, warmup=0)[0] > 0
-    table = build_table(search_spaces.get("resnet", input_shape=(1, 6, 6)), repeats=1, warmup=0, calibration_archs=0,
+    table = build_table(search_spaces.get("resnet", input_shape=(1, 6, 6)), repeats=1, warmup=0, min_seconds=0, calibration_archs=0,
                         show_progress=False, runtime="onnxruntime-int8")
     assert table["runtime"] == "onnxruntime-int8" and all(v > 0 for v in table["blocks_ms"].values())
 

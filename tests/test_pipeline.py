@@ -142,7 +142,7 @@ def quick_table(tmp_path_factory):
     from nas_kd.provenance import write_result
 
     path = tmp_path_factory.mktemp("table") / "table.json"
-    write_result(path, build_table(search_spaces.get("resnet"), repeats=1, warmup=1, calibration_archs=0,
+    write_result(path, build_table(search_spaces.get("resnet"), repeats=1, warmup=1, min_seconds=0, calibration_archs=0,
                                    show_progress=False), 0.0, {"command": "test", "git_commit": "test"})
     return str(path)
 

@@ -5,8 +5,8 @@ import argparse
 import json
 import sys
 
-from nas_kd.latency import RUNTIMES
-from nas_kd.typecheck import COUNT, NATURAL
+from nas_kd.latency import MIN_SECONDS, RUNTIMES
+from nas_kd.typecheck import COUNT, NATURAL, NON_NEGATIVE
 
 
 def _space_arg(args: argparse.Namespace):
@@ -21,7 +21,7 @@ def _cmd_latency_table(args: argparse.Namespace) -> None:
 
     started, watch = origin(), Stopwatch()
     table = build_table(_space_arg(args), device=args.device, batch_size=args.batch_size, threads=args.threads,
-                        repeats=args.repeats, calibration_archs=args.calibration_archs, runtime=args.runtime)
+                        repeats=args.repeats, min_seconds=args.min_seconds, calibration_archs=args.calibration_archs, runtime=args.runtime)
     write_result(args.out, table, watch.seconds(), started)
     print(f"{len(table['blocks_ms'])} block variants of {table['space']} timed with {table['runtime']} on {table['device']} "
           f"(batch {table['batch_size']}, {table['threads']} threads) -> {args.out}", file=sys.stderr)
@@ -59,6 +59,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=COUNT, default=1)
     p.add_argument("--threads", type=COUNT, help="torch threads (default: torch's choice)")
     p.add_argument("--repeats", type=COUNT, default=20, help="timed samples per block (the fastest is kept)")
+    p.add_argument("--min-seconds", type=NON_NEGATIVE, default=MIN_SECONDS,
+                   help="the timing lasts at least this long, every block sampled in each round (a slow spell of a "
+                        "shared machine cannot raise all of a block's samples); the table's checks time alike")
     p.add_argument("--calibration-archs", type=NATURAL, default=16,
                    help="whole archs timed to calibrate the sum (0: none; 8 or more: the per-block terms too)")
     p.add_argument("--out", required=True, help="the table (JSON)")
