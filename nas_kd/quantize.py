@@ -126,12 +126,14 @@ def quantise_onnx(fp32_path: str | Path, int8_path: str | Path, calibration: lis
     return Path(int8_path)
 
 
-def session(graph: str | Path | bytes, threads: int = 2):
-    """An onnxruntime CPU session of an ONNX graph (a file, or its bytes) with ``threads`` intra-op threads."""
+def session(graph: str | Path | bytes, threads: int = 2, spinning: bool = True):
+    """An onnxruntime CPU session of an ONNX graph (a file, or its bytes) with ``threads`` intra-op threads, whose
+    idle workers spin for new work (onnxruntime's default) unless ``spinning`` is off."""
     ort = _require()
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     return ort.InferenceSession(graph if isinstance(graph, bytes) else str(graph), options,
                                 providers=["CPUExecutionProvider"])
 

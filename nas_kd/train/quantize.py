@@ -71,7 +71,7 @@ def quantize_student(job: Job, student_dir: str | Path, out: str | Path, *, term
         q["checks"].append(agreement(session(path, threads), model, data.val.x[:1000]))
         q["fake_quant_test_acc"] = q.get("fake_quant_test_acc", []) + [final["test_acc"]]
         q["file"] = q["file"] or str(path)
-    sessions = {name: session(r["file"], threads) for name, r in rows.items()}
+    sessions = {name: session(r["file"], threads, spinning=False) for name, r in rows.items()}  # as latency.runner
     latency = {}
     for b in (1, 32):  # the graphs timed together, in rounds: compare them as ratios
         feed = {"images": np.random.default_rng(0).standard_normal((b, *shape)).astype(np.float32)}
