@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from nas_kd.registry import Registry
-from nas_kd.typecheck import COUNT, FRACTION
+from nas_kd.typecheck import COUNT, FRACTION, NON_NEGATIVE
 
 DEFAULT_SPACES = ["mbv2", "resnet"]
 
@@ -91,13 +91,17 @@ def _latency_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=COUNT, default=2, help="torch threads")
     p.add_argument("--batch-sizes", type=COUNT, nargs="+", default=[1, 32], help="batch sizes")
     p.add_argument("--runtimes", nargs="+", default=["torch", "onnxruntime"], help="runtimes timed (torch, onnxruntime)")
+    p.add_argument("--min-seconds", type=NON_NEGATIVE,
+                   help="each table's timing, and each check of it, lasts at least this long (default: nas-kd "
+                        "latency-table's)")
 
 
 def _latency(args: argparse.Namespace) -> dict:
     from nas_kd.bench.latency import bench_latency
 
     return bench_latency(args.spaces, num_archs=args.num_archs, threads=args.threads,
-                         batch_sizes=tuple(args.batch_sizes), runtimes=tuple(args.runtimes))
+                         batch_sizes=tuple(args.batch_sizes), runtimes=tuple(args.runtimes),
+                         **({} if args.min_seconds is None else {"min_seconds": args.min_seconds}))
 
 
 def _strategies_options(p: argparse.ArgumentParser) -> None:

@@ -6,11 +6,12 @@ import random
 from typing import Any
 
 import search_spaces
-from nas_kd.latency import RUNTIMES, build_table, check_predictions
+from nas_kd.latency import MIN_SECONDS, RUNTIMES, build_table, check_predictions
 
 
 def bench_latency(spaces: list[str], num_archs: int = 50, threads: int = 2, batch_sizes: tuple[int, ...] = (1, 32),
-                  seed: int = 0, show_progress: bool = True, runtimes: tuple[str, ...] = RUNTIMES) -> dict[str, Any]:
+                  seed: int = 0, show_progress: bool = True, runtimes: tuple[str, ...] = RUNTIMES,
+                  min_seconds: float = MIN_SECONDS) -> dict[str, Any]:
     """Per space, runtime (:data:`~nas_kd.latency.RUNTIMES`) and batch size: build a table on this machine, then predict and
     time ``num_archs`` random archs (their own seed: none is a calibration arch of the table), and time them again
     in a fresh process (the test-retest figures beside the predictor's)."""
@@ -21,7 +22,8 @@ def bench_latency(spaces: list[str], num_archs: int = 50, threads: int = 2, batc
         archs = [space.sample(rng) for _ in range(num_archs)]
         by_runtime = out["spaces"][name] = {}
         for runtime, bs in itertools.product(runtimes, batch_sizes):
-            table = build_table(space, batch_size=bs, threads=threads, show_progress=show_progress, runtime=runtime)
+            table = build_table(space, batch_size=bs, threads=threads, show_progress=show_progress, runtime=runtime,
+                                min_seconds=min_seconds)
             check = check_predictions(space, table, archs, retest=True)
             by_runtime.setdefault(runtime, {})[f"batch_{bs}"] = {
                 **{k: v for k, v in check.items() if k != "archs"},
