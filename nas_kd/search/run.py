@@ -182,8 +182,8 @@ def _write_outputs(cfg: SearchConfig, rows, s: _Setting, started, watch) -> dict
     write_candidates(rows, out)
     measured = _measured_pick(space, rows, cfg) if cfg.budget_ms is not None and cfg.latency_table else None
     best = measured["pick"] if measured else rows[0]
-    (out / "best_arch.json").write_text(json.dumps({"arch": best["arch"], "mflops": best["mflops"],
-                                                    primary: best[primary]}, indent=2) + "\n")
+    write_result(out / "best_arch.json", {"arch": best["arch"], "mflops": best["mflops"], primary: best[primary]},
+                 watch.seconds(), started)
     pareto_plot(rows, primary, budget / 1e6, out / "pareto.png", picked=best)
     payload = {
         "space": space.name, "checkpoint": cfg.checkpoint, "evaluator": primary, "evaluators": names,
