@@ -21,13 +21,24 @@ def test_handcrafted_arch_is_the_largest_uniform_scaling_under_budget(space):
         acceptance.handcrafted_arch(sp, 0.5 * sp.flops(sp.min_arch()))
 
 
+def searching(pick):
+    """A fake ``acceptance._search``: ``pick(args)``'s arch, its run's ``search.json`` written as a search would."""
+    def search(*a):
+        run = a[2] / a[-2]
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "search.json").write_text(json.dumps({"scored": 4}))
+        return pick(a)
+    return search
+
+
 def test_acceptance_trains_missing_seeds_and_writes_the_table(tmp_path, monkeypatch, synthetic_root):
     r = load_recipe("recipes/search_quality_fmnist.yaml", [f"run.out_dir={tmp_path}", f"data.root={synthetic_root}",
                                                            "data.val_size=64", f"rankcorr.records={tmp_path}/gt/records"])
     study = study_of(r)
     space = search_spaces.get("resnet")
     band = "0.12"
-    monkeypatch.setattr(acceptance, "_search", lambda *a: space.max_arch() if a[-2].endswith("maxflops") else space.min_arch())
+    monkeypatch.setattr(acceptance, "_search", searching(
+        lambda a: space.max_arch() if a[-2].endswith("maxflops") else space.min_arch()))
     assert "random_best" not in acceptance.picks(study, r.search, r.acceptance, band, tmp_path, "kl", "evolution", 5)  # no ground truth yet
     (tmp_path / "gt/records").mkdir(parents=True)
     archs = gt.study_bands(study)[band]
@@ -61,7 +72,9 @@ def test_acceptance_trains_missing_seeds_and_writes_the_table(tmp_path, monkeypa
     assert set(result) >= {"budget_mflops", "student_mflops", "student_acc", "student_acc_std", "random_best_acc",
                            "handcrafted_acc", "maxflops_acc", "band_max_acc", "p_value", "command", "git_commit",
                            "wall_seconds"}
-    assert "| searched |" in (tmp_path / "search_b0.12.md").read_text()  # the band's dots stay in the name
+    table = (tmp_path / "search_b0.12.md").read_text()
+    assert "| searched |" in table  # the band's dots stay in the name
+    assert result["scored"] == 4 and "the best of the 4 archs `evolution` scored by `kl` (5 trials allowed)" in table
     assert json.loads((tmp_path / "search_b0.12.json").read_text())["student_acc"] == result["student_acc"]
     # the study's README lists the acceptances written beside it
     (tmp_path / "acceptance_b0.12.json").write_text((tmp_path / "search_b0.12.json").read_text())
@@ -81,7 +94,8 @@ def test_acceptance_trains_missing_seeds_and_writes_the_table(tmp_path, monkeypa
 
     # the search repeated: every repeat's pick is trained (an arch found twice once), and its spread reported
     found = {0: space.min_arch(), 1: space.min_arch(), 2: space.max_arch()}
-    monkeypatch.setattr(acceptance, "_search", lambda *a: space.max_arch() if a[-2].endswith("maxflops") else found[a[-1]])
+    monkeypatch.setattr(acceptance, "_search", searching(
+        lambda a: space.max_arch() if a[-2].endswith("maxflops") else found[a[-1]]))
     trained.clear()
     rep = acceptance.run_acceptance(study, r.search, r.acceptance, band=band, evaluator="kl", strategy="evolution", trials=5, seeds=3,
                                     search_repeats=3, result=str(tmp_path / "rep"), show_progress=False)

@@ -92,6 +92,11 @@ def _search(study: Study, search: SearchConfig, out: Path, evaluator: str, strat
     return json.loads((run / "search.json").read_text())["best"]["arch"]
 
 
+def searched_run(band: str, evaluator: str, strategy: str) -> str:
+    """The run name of an acceptance's (first) search, under the study's ``acceptance/`` folder."""
+    return f"search-b{band}-{evaluator}-{strategy}"
+
+
 def pick_seeds(name: str, seeds: int) -> list[int]:
     """The training seeds a pick is compared on: ``random_best`` skips the seed that chose it."""
     if name == "random_best":
@@ -115,7 +120,7 @@ def picks(study: Study, search: SearchConfig, acceptance: AcceptanceConfig, band
         path = study.record_path(job_key(space.name, band, arch, "kd", SELECTION_SEED))
         if path.exists():
             candidates.append((json.loads(path.read_text())["val_acc"], arch))
-    searched = f"search-b{band}-{evaluator}-{strategy}"
+    searched = searched_run(band, evaluator, strategy)
     chosen = {
         "searched": _search(study, search, out, evaluator, strategy, trials, budget, searched, seed),
         "maxflops": _search(study, search, out, "flops", "evolution", acceptance.maxflops_trials, budget,
@@ -176,7 +181,9 @@ def run_acceptance(study: Study, search: SearchConfig, acceptance: AcceptanceCon
     repeats = [n for n in chosen if n.startswith("searched")]
     payload = {
         "space": space, "band": band, "budget_mflops": band_budget(sp, float(band)) / 1e6,
-        "evaluator": evaluator, "strategy": strategy, "trials": trials, "seeds": list(range(seeds)),
+        "evaluator": evaluator, "strategy": strategy, "trials": trials,
+        "scored": json.loads((out / searched_run(band, evaluator, strategy) / "search.json").read_text())["scored"],
+        "seeds": list(range(seeds)),
         "accuracy_kind": "held-out (test + validation) accuracy, last epoch, ground-truth schedule",
         "student_mflops": sp.flops(chosen["searched"]) / 1e6, "student_acc": mean["searched"],
         "student_acc_std": std["searched"], "random_best_acc": mean["random_best"],
@@ -201,7 +208,7 @@ def write_markdown(p: dict[str, Any], path: Path) -> None:
              f"({float(p['band']) * 100:.0f} % of the max arch)", "",
              f"Command: `{p['command']}`  ", f"Git commit: `{p['git_commit']}`  ", "",
              f"Every student is trained like the ground truth ({p['accuracy_kind']}); the searched one is the best of "
-             f"{p['trials']} archs by `{p['evaluator']}` with `{p['strategy']}`. `random_best` was chosen by its "
+             f"the {p['scored']} archs `{p['strategy']}` scored by `{p['evaluator']}` ({p['trials']} trials allowed). `random_best` was chosen by its "
              f"seed-{SELECTION_SEED} validation accuracy, so that seed is left out of its comparison.", "",
              "| student | MFLOPs | params | seeds | accuracy % (mean +- std) | per seed | Welch p vs searched |",
              "|---|---|---|---|---|---|---|"]
