@@ -174,10 +174,12 @@ def _teachers_and_supernets(root: Path) -> list[str]:
         if d:
             rows.append([f"`{name}`", "teacher", d.get("epochs"), f"{100 * d['test_acc']:.2f}", "", "",
                          f"{d['flops'] / 1e6:.1f}", f"`{d['command']}`"])
-    for name in ("results/supernet_fmnist.json", "results/supernet_fmnist_cpu.json", "results/supernet_mbv2_fmnist.json"):
+    for name in ("results/supernet_fmnist.json", "results/supernet_fmnist_cpu.json", "results/supernet_mbv2_fmnist.json",
+                 "results/supernet_cream_fmnist.json"):
         d = _load(root, name)
         if d:
-            rows.append([f"`{name}`", f"supernet ({d['space']}, {d.get('device', '')})", d.get("epochs"),
+            rows.append([f"`{name}`", f"supernet ({d['space']}, {d.get('mode', 'sandwich')}, {d.get('device', '')})",
+                         d.get("epochs"),
                          _pct(d["max_acc"]), _pct(d["min_acc"]), _pct(d["median_acc"]),
                          f"{d['max_mflops']:.1f} / {d['min_mflops']:.1f}", f"`{d['command']}`"])
     if not rows:
@@ -193,6 +195,22 @@ def _ablation(root: Path) -> list[str]:
     rows = [[r["variant"], _pct(r["max_acc"]), _pct(r["min_acc"]), _pct(r["median_acc"])] for r in d["rows"]]
     return [f"{d['space']} space, {d['epochs']} epochs, {d['accuracy']}.", "",
             *_table(["variant", "max (%)", "min (%)", "median (%)"], rows), "", _source(d, "results/supernet_ablation.json")]
+
+
+def _supernet_modes(root: Path) -> list[str]:
+    d = _load(root, "results/supernet_modes.json")
+    if d is None:
+        return []
+    bands = next((list(r["taus"]) for r in d["rows"].values() if "taus" in r), [])
+    rows = [[name, *(_pm(r[f"{s}_acc"], r[f"{s}_acc_std"]) if r[f"{s}_acc"] is not None else "-"
+                     for s in ("max", "min", "median")),
+             *(" / ".join(f"{r['taus'][b][ev]:+.2f}" for b in bands) if "taus" in r else "-" for ev in ("kl", "rdm")),
+             len(r["seeds"]), f"{r['seconds_per_epoch']:.0f}"] for name, r in d["rows"].items()]
+    return [f"Every row on one reduced schedule (`results/supernet_modes.md` states it); {d['accuracy']}, mean +- s.d. "
+            f"over seeds. tau: Kendall tau of the `kl` / `rdm` evaluators scored on the row's supernet against the 2k "
+            f"ground truth, per budget band ({' / '.join(f'{float(b) * 100:g} %' for b in bands)}).", "",
+            *_table(["row", "max (%)", "min (%)", "median (%)", "tau kl", "tau rdm", "seeds", "s / epoch"], rows), "",
+            _source(d, "results/supernet_modes.json")]
 
 
 def _distill(root: Path) -> list[str]:
@@ -382,6 +400,7 @@ SECTIONS: list[tuple[str, Callable[[Path], list[str]]]] = [
     ("The main command (`nas-kd run --recipe recipes/quickstart.yaml`)", _main_command),
     ("Teachers and supernets", _teachers_and_supernets),
     ("Supernet training ablation", _ablation),
+    ("Supernet training modes side by side", _supernet_modes),
     ("Distillation methods", _distill),
     ("Search acceptance: the searched student against the picks made without search", _acceptances),
     ("Search quality inside equal-cost bands", _studies),

@@ -277,7 +277,8 @@ def test_supernet_ablation_table_mixes_supernet_and_standalone_rows(synthetic_ro
     assert alone["max_acc"] is None and 0 <= alone["min_acc"] <= 1 and alone["trainer"] == "distill"
     assert all(0 <= sandwich[f"{s}_acc"] <= 1 for s in ("max", "min", "median")) and sandwich["command"]
     assert (sandwich["mode"], spos["mode"]) == ("sandwich", "spos")
-    assert "| teacher |" in (tmp_path / "out.md").read_text()
+    md = (tmp_path / "out.md").read_text()
+    assert "| teacher |" in md and "with `" + "` `".join(sets[:7]) + "`, then its own overrides" in md  # the schedule
     table.write_text(json.dumps({"recipe": "recipes/supernet_fmnist.yaml", "seeds": [0], "runs": "r", "out": "o",
                                  "rows": {"bad": {"trainer": "sandwich", "set": []}}}))
     assert main(["bench", "supernet-ablation", "--table", str(table)]) == 2

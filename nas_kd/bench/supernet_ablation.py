@@ -63,7 +63,7 @@ def summarise(table: dict, table_path: str) -> dict[str, Any]:
             rows[row]["taus"] = {band: {ev: statistics.mean(t[band][ev] for t in with_taus) for ev in with_taus[0][band]}
                                  for band in with_taus[0]}
             rows[row]["taus_study"] = next(r["taus_study"] for r in recs if "taus" in r)
-    return {"seeds": table["seeds"], "accuracy": "test accuracy after BN recalibration (stand-alone: plain test "
+    return {"seeds": table["seeds"], "base": {"recipe": table["recipe"], "set": table.get("set", [])}, "accuracy": "test accuracy after BN recalibration (stand-alone: plain test "
             "accuracy), last epoch", "rows": rows}
 
 
@@ -75,6 +75,8 @@ def write_markdown(summary: dict[str, Any], path: Path, table_path: str) -> None
     bands = next((list(r["taus"]) for r in summary["rows"].values() if "taus" in r), [])
     tau_cols = [f"tau {ev} ({' / '.join(f'{float(b) * 100:g} %' for b in bands)})" for ev in TAU_EVALUATORS] if bands else []
     lines = [f"# Supernet training ablation (regenerate: `nas-kd bench supernet-ablation --table {table_path}`)", "",
+             f"Every row: `{summary['base']['recipe']}` with "
+             f"{' '.join(f'`{o}`' for o in summary['base']['set']) or 'no overrides'}, then its own overrides.", "",
              f"Accuracy: {summary['accuracy']}; mean +- s.d. over seeds {summary['seeds']}.", "",
              "| row | max | min | median-FLOPs | " + "".join(f"{c} | " for c in tau_cols) + "seeds | s / epoch | device |",
              "|---|---|---|---|" + "---|" * len(tau_cols) + "---|---|---|"]
