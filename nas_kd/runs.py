@@ -48,6 +48,7 @@ class RunDir:
     def __init__(self, path: str | Path, tensorboard: bool = False) -> None:
         self.path = Path(path)
         self.tensorboard = tensorboard  # every record's numbers also go to TensorBoard (``tensorboard/``)
+        self._scalars: ScalarWriter | None = None  # opened by the first record, one event file per process
 
     @classmethod
     def of(cls, spec: RunSpec) -> "RunDir":
@@ -113,9 +114,9 @@ class RunDir:
         with self.metrics_path.open("a") as f:
             f.write(json.dumps(record) + "\n")
         if self.tensorboard:
-            tb = ScalarWriter(self.path / "tensorboard")
-            tb.write(record.get("epoch", 0), {k: v for k, v in record.items() if k != "epoch"})
-            tb.close()
+            if self._scalars is None:
+                self._scalars = ScalarWriter(self.path / "tensorboard")
+            self._scalars.write(record.get("epoch", 0), {k: v for k, v in record.items() if k != "epoch"})
 
     def metrics(self) -> list[dict[str, Any]]:
         """All metrics records, in order."""

@@ -220,6 +220,7 @@ def test_tensorboard_scalars_of_a_training_run_and_a_search(synthetic_root, teac
     logged = read(tmp_path / "a" / "tensorboard")
     metrics = [json.loads(line) for line in (tmp_path / "a/metrics.jsonl").read_text().splitlines()]
     assert logged["val_acc"] == pytest.approx([m["val_acc"] for m in metrics]) and "lr" in logged
+    assert len(list((tmp_path / "a" / "tensorboard").iterdir())) == 1  # one event file for the run, not one per epoch
 
     save_supernet(search_spaces.get("resnet").build_supernet(), tmp_path / "super.pt")
     assert main(["search", "--recipe", "recipes/search_fmnist.yaml", "--evaluator", "params", "--strategy", "random",
