@@ -36,7 +36,7 @@ from nas_kd.search.run import run_search, search_evaluators
 from nas_kd.students import arch_student
 from nas_kd.summary import compare_models, print_summary
 from nas_kd.teacher import build_model, teacher_from
-from nas_kd.train import mode_name, supernet_trainer
+from nas_kd.train import SupernetTrainer, mode_name, supernet_trainer
 from nas_kd.train.distill import train_students
 from nas_kd.train.standalone import export_student, resolve_arch, train_teacher
 from search_spaces import StagedSpace
@@ -80,15 +80,14 @@ def _teacher_module(job: Job, train_teacher: TeacherConfig | None, data: DataBun
     return job.teacher.module()
 
 
-def plan_pipeline(job: Job, teacher: nn.Module, space: StagedSpace, supernet: SupernetConfig, search: SearchConfig,
-                  pipeline: PipelineConfig) -> float | None:
+def plan_pipeline(job: Job, teacher: nn.Module, space: StagedSpace, trainer: SupernetTrainer, supernet: SupernetConfig,
+                  search: SearchConfig, pipeline: PipelineConfig) -> float | None:
     """Every fact of ``nas-kd run`` knowable before any training, checked; returns the FLOPs budget (MFLOPs; None:
     the max arch's).
 
     The ``teacher`` has the stage modules the supernet pairs with; the budget lies between the space's smallest
     and largest arch for the data's shape; the search's evaluators fit the supernet the mode trains (a blockwise
-    supernet has no weights to share)."""
-    trainer = supernet_trainer(supernet.mode)
+    supernet has no weights to share; ``trainer`` is the one ``supernet.mode`` names)."""
     stages = job.teacher.stages
     check_teacher_stages(teacher, stages, len(space.stages) + (0 if trainer.weight_sharing else 1))
     evaluators = search_evaluators(search)
@@ -137,7 +136,7 @@ def run_pipeline(job: Job, *, supernet: SupernetConfig, search: SearchConfig, pi
     data = job.data
     space = search_spaces.get(supernet.space, data.input_shape, data.num_classes)
     teacher = _teacher_module(job, train_teacher_cfg, data)
-    budget = plan_pipeline(job, teacher, space, supernet, search, pipeline)
+    budget = plan_pipeline(job, teacher, space, trainer, supernet, search, pipeline)
     base = job.run.path
     base.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
