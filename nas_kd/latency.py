@@ -45,10 +45,10 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def runner(model: nn.Module, x: torch.Tensor, runtime: str = RUNTIME, threads: int | None = None) -> Callable[[], Any]:
+def runner(model: nn.Module, x: torch.Tensor, runtime: str = RUNTIME) -> Callable[[], Any]:
     """One call of ``model`` on ``x`` with ``runtime``, as a function of no arguments for :func:`time_runs`: PyTorch
-    eager (eval mode; the call waits for a CUDA device), or an onnxruntime CPU session with ``threads`` intra-op
-    threads (default: this process's torch threads) of ``model`` exported to ONNX (torch's TorchScript-based
+    eager (eval mode; the call waits for a CUDA device), or an onnxruntime CPU session with as many intra-op
+    threads as this process's torch has, of ``model`` exported to ONNX (torch's TorchScript-based
     exporter: fast enough for hundreds of blocks); ``onnxruntime-int8`` quantises the graph first as ``nas-kd
     quantize`` ships a student (:func:`nas_kd.quantize.quantise_onnx`, calibrated on random inputs: the ranges do not
     change the time). The session's idle workers do not spin: timed in rounds, the idle sessions' spinning workers
@@ -73,7 +73,7 @@ def runner(model: nn.Module, x: torch.Tensor, runtime: str = RUNTIME, threads: i
         if runtime == "onnxruntime-int8":
             path = quantise_onnx(path, Path(tmp) / "int8.onnx", [torch.randn_like(x.cpu()) for _ in range(2)])
         graph = path.read_bytes()
-    session = ort_session(graph, threads or torch.get_num_threads(), spinning=False)
+    session = ort_session(graph, torch.get_num_threads(), spinning=False)
     feed = {"images": x.cpu().numpy()}
     return lambda: session.run(None, feed)
 

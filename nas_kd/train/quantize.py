@@ -24,7 +24,7 @@ from nas_kd.quantize import (
     with_minmax_ranges,
 )
 
-ESTIMATOR = "the fastest of 20 samples"  # nas_kd.latency.time_runs's defaults
+SAMPLES = 20  # each latency: the fastest of this many samples (nas_kd.latency.time_runs)
 
 
 def quantize_student(job: Job, student_dir: str | Path, out: str | Path, *, terms: list = (), ce_weight: float = 1.0,
@@ -75,14 +75,16 @@ def quantize_student(job: Job, student_dir: str | Path, out: str | Path, *, term
     latency = {}
     for b in (1, 32):  # the graphs timed together, in rounds: compare them as ratios
         feed = {"images": np.random.default_rng(0).standard_normal((b, *shape)).astype(np.float32)}
-        latency[b] = dict(zip(sessions, time_runs([functools.partial(s.run, None, feed) for s in sessions.values()])))
+        runs = [functools.partial(s.run, None, feed) for s in sessions.values()]
+        latency[b] = dict(zip(sessions, time_runs(runs, repeats=SAMPLES)))
     for name, r in rows.items():
         r |= {"acc_mean": statistics.mean(r["accs"]), "acc_std": statistics.stdev(r["accs"]) if len(r["accs"]) > 1 else None,
               "latency_ms_b1": latency[1][name], "latency_ms_b32": latency[32][name],
               "speedup_vs_fp32_b1": latency[1]["fp32"] / latency[1][name],
               "speedup_vs_fp32_b32": latency[32]["fp32"] / latency[32][name],
               "size_kb": Path(r["file"]).stat().st_size / 1024, "runtime": "onnxruntime CPU"}
-    return {"student": str(student_dir), "threads": threads, "latency_estimator": ESTIMATOR, "qat_epochs": qat_epochs, "qat_lr": qat_lr,
+    return {"student": str(student_dir), "threads": threads, "latency_estimator": f"the fastest of {SAMPLES} samples",
+            "qat_epochs": qat_epochs, "qat_lr": qat_lr,
             "calibration_images": sum(len(x) for x in calib), "distill": [t.spec() for t in terms],
             "accuracy_kind": "test accuracy of the onnxruntime graph", "rows": rows}
 
