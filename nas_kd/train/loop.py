@@ -107,7 +107,9 @@ class TrainLoop:
 
     def fit(self, step_fn: StepFn, eval_fn: EvalFn) -> list[dict[str, Any]]:
         """Train to the last epoch; returns the metrics log. SIGINT (Ctrl-C) or SIGTERM ends the run after the
-        current step with a checkpoint written (:class:`~nas_kd.errors.Stopped` says how to continue)."""
+        current step with a checkpoint written, or, when it comes during the epoch's evaluation, right after the
+        epoch's checkpoint (:class:`~nas_kd.errors.Stopped` says how to continue). A second signal stops at once,
+        from the last checkpoint written."""
         with _StopOnSignals() as stop:
             return self._fit(step_fn, eval_fn, stop)
 
@@ -181,6 +183,9 @@ class TrainLoop:
             dist.barrier()
             if show:
                 tqdm.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+            if stop.signal is not None and st.epoch < self.epochs:
+                raise Stopped(f"stopped by {stop.signal} after epoch {st.epoch}, with a checkpoint in "
+                              f"{self.run.last_checkpoint}: run the same command again to continue")
         return self.run.metrics()
 
     def finish(self, final: dict[str, Any], started: dict[str, str]) -> dict[str, Any]:
@@ -192,7 +197,9 @@ class TrainLoop:
 
 class _StopOnSignals:
     """While active (in the main thread of a single-process run), SIGINT and SIGTERM only record their name in
-    ``signal``; the loop then stops at the end of its step. Under torchrun they keep their default action."""
+    ``signal``; the loop then stops at the end of its step (or epoch). A second one raises
+    :class:`~nas_kd.errors.Stopped` where the program is (checkpoints are written atomically, so the last one
+    stands). Under torchrun they keep their default action."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -201,6 +208,9 @@ class _StopOnSignals:
         self._previous: dict[int, Any] = {}
 
     def _record(self, signum: int, _frame: Any) -> None:
+        if self.signal is not None:
+            raise Stopped(f"stopped by a second {signal.Signals(signum).name} before a checkpoint: run the same command "
+                          "again to continue from the last one")
         self.signal = signal.Signals(signum).name
 
     def __enter__(self) -> "_StopOnSignals":
