@@ -205,7 +205,8 @@ def _supernet_modes(root: Path) -> list[str]:
     rows = [[name, *(_pm(r[f"{s}_acc"], r[f"{s}_acc_std"]) if r[f"{s}_acc"] is not None else "-"
                      for s in ("max", "min", "median")),
              *(" / ".join(f"{r['taus'][b][ev]:+.2f}" for b in bands) if "taus" in r else "-" for ev in ("kl", "rdm")),
-             len(r["seeds"]), f"{r['seconds_per_epoch']:.0f}"] for name, r in d["rows"].items()]
+             len(r["seeds"]), "-" if r["seconds_per_epoch"] is None else f"{r['seconds_per_epoch']:.0f}"]
+            for name, r in d["rows"].items()]
     return [f"Every row on one reduced schedule (`results/supernet_modes.md` states it); {d['accuracy']}, mean +- s.d. "
             f"over seeds. tau: Kendall tau of the `kl` / `rdm` evaluators scored on the row's supernet against the 2k "
             f"ground truth, per budget band ({' / '.join(f'{float(b) * 100:g} %' for b in bands)}).", "",

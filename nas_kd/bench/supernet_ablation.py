@@ -54,7 +54,9 @@ def summarise(table: dict, table_path: str) -> dict[str, Any]:
                                                                                if r[f"{s}_acc"] is not None]) > 1 else None)
                       for s in SUBNETS}
         rows[row] |= {"seeds": [r["seed"] for r in recs], "per_seed": [{s: r[f"{s}_acc"] for s in SUBNETS} for r in recs],
-                      "seconds_per_epoch": statistics.mean(r["seconds_per_epoch"] for r in recs),
+                      "seconds_per_epoch": (statistics.mean(times) if (times := [r["seconds_per_epoch"] for r in recs
+                                                                                  if r["seconds_per_epoch"] is not None])
+                                            else None),
                       "devices": sorted({r["device"] for r in recs}), "overrides": table["rows"][row]["set"],
                       "recipe": table["rows"][row]["recipe"], "trainer": table["rows"][row]["trainer"],
                       "command": f"nas-kd bench supernet-ablation --table {table_path} (row {row})"}
@@ -63,14 +65,18 @@ def summarise(table: dict, table_path: str) -> dict[str, Any]:
             rows[row]["taus"] = {band: {ev: statistics.mean(t[band][ev] for t in with_taus) for ev in with_taus[0][band]}
                                  for band in with_taus[0]}
             rows[row]["taus_study"] = next(r["taus_study"] for r in recs if "taus" in r)
-    return {"seeds": table["seeds"], "base": {"recipe": table["recipe"], "set": table.get("set", [])}, "accuracy": "test accuracy after BN recalibration (stand-alone: plain test "
-            "accuracy), last epoch", "rows": rows}
+    return {"seeds": table["seeds"], "base": {"recipe": table["recipe"], "set": table.get("set", [])},
+            "accuracy": "test accuracy after BN recalibration (stand-alone: plain test accuracy), last epoch",
+            "rows": rows}
 
 
 def write_markdown(summary: dict[str, Any], path: Path, table_path: str) -> None:
     def pct(r, s):
         v, sd = r[f"{s}_acc"], r.get(f"{s}_acc_std")
         return "-" if v is None else f"{100 * v:.2f}" + (f" +- {100 * sd:.2f}" if sd is not None else "")
+
+    def secs(v):
+        return "-" if v is None else f"{v:.1f}"
 
     bands = next((list(r["taus"]) for r in summary["rows"].values() if "taus" in r), [])
     tau_cols = [f"tau {ev} ({' / '.join(f'{float(b) * 100:g} %' for b in bands)})" for ev in TAU_EVALUATORS] if bands else []
@@ -85,10 +91,12 @@ def write_markdown(summary: dict[str, Any], path: Path, table_path: str) -> None
             if bands else []
         lines.append(f"| {name} | {pct(r, 'max')} | {pct(r, 'min')} | {pct(r, 'median')} | "
                      + "".join(f"{t} | " for t in taus)
-                     + f"{len(r['seeds'])} | {r['seconds_per_epoch']:.1f} | {', '.join(r['devices'])} |")
+                     + f"{len(r['seeds'])} | {secs(r['seconds_per_epoch'])} | {', '.join(r['devices'])} |")
+    lines += ["", "s / epoch: wall seconds per epoch, mean over the seeds whose record has one (a record without one "
+                  "says why); runs shared the machine: compare them as ratios."]
     if bands:
         study = next(r["taus_study"] for r in summary["rows"].values() if "taus" in r)
-        lines += ["", f"tau: Kendall tau of the evaluator, scored on each row's supernet, against the ground truth of "
+        lines += [f"tau: Kendall tau of the evaluator, scored on each row's supernet, against the ground truth of "
                       f"`{study}` in each of its budget bands (mean over the row's seeds)."]
     path.write_text("\n".join(lines) + "\n")
 
