@@ -74,7 +74,7 @@ def test_acceptance_trains_missing_seeds_and_writes_the_table(tmp_path, monkeypa
                            "wall_seconds"}
     table = (tmp_path / "search_b0.12.md").read_text()
     assert "| searched |" in table  # the band's dots stay in the name
-    assert result["scored"] == 4 and "the best of the 4 archs `evolution` scored by `kl` (5 trials allowed)" in table
+    assert result["scored"] == 4 and "`evolution`'s best by `kl` (4 archs scored, 5 allowed)" in table
     assert json.loads((tmp_path / "search_b0.12.json").read_text())["student_acc"] == result["student_acc"]
     # the study's README lists the acceptances written beside it
     (tmp_path / "acceptance_b0.12.json").write_text((tmp_path / "search_b0.12.json").read_text())

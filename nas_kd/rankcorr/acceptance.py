@@ -207,9 +207,10 @@ def write_markdown(p: dict[str, Any], path: Path) -> None:
     lines = [f"# Search acceptance: `{p['space']}` space, budget {p['budget_mflops']:.2f} MFLOPs "
              f"({float(p['band']) * 100:.0f} % of the max arch)", "",
              f"Command: `{p['command']}`  ", f"Git commit: `{p['git_commit']}`  ", "",
-             f"Every student is trained like the ground truth ({p['accuracy_kind']}); the searched one is the best of "
-             f"the {p['scored']} archs `{p['strategy']}` scored by `{p['evaluator']}` ({p['trials']} trials allowed). `random_best` was chosen by its "
-             f"seed-{SELECTION_SEED} validation accuracy, so that seed is left out of its comparison.", "",
+             f"Every student is trained like the ground truth ({p['accuracy_kind']}); the searched one is "
+             f"`{p['strategy']}`'s best by `{p['evaluator']}` ({p['scored']} archs scored, {p['trials']} allowed). "
+             f"`random_best` was chosen by its seed-{SELECTION_SEED} validation accuracy, so that seed is left out of "
+             "its comparison.", "",
              "| student | MFLOPs | params | seeds | accuracy % (mean +- std) | per seed | Welch p vs searched |",
              "|---|---|---|---|---|---|---|"]
     for n, v in p["picks"].items():
