@@ -207,7 +207,8 @@ def _supernet_modes(root: Path) -> list[str]:
              *(" / ".join(f"{r['taus'][b][ev]:+.2f}" for b in bands) if "taus" in r else "-" for ev in ("kl", "rdm")),
              len(r["seeds"]), "-" if r["seconds_per_epoch"] is None else f"{r['seconds_per_epoch']:.0f}"]
             for name, r in d["rows"].items()]
-    return [f"Every row on one reduced schedule (`results/supernet_modes.md` states it); {d['accuracy']}, mean +- s.d. "
+    return [f"One reduced schedule under every row, then the row's own overrides (`results/supernet_modes.md` states "
+            f"both); {d['accuracy']}, mean +- s.d. "
             f"over seeds. tau: Kendall tau of the `kl` / `rdm` evaluators scored on the row's supernet against the 2k "
             f"ground truth, per budget band ({' / '.join(f'{float(b) * 100:g} %' for b in bands)}).", "",
             *_table(["row", "max (%)", "min (%)", "median (%)", "tau kl", "tau rdm", "seeds", "s / epoch"], rows), "",
