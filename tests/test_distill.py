@@ -279,6 +279,7 @@ def test_supernet_ablation_table_mixes_supernet_and_standalone_rows(synthetic_ro
     assert (sandwich["mode"], spos["mode"]) == ("sandwich", "spos")
     md = (tmp_path / "out.md").read_text()
     assert "| teacher |" in md and "with `" + "` `".join(sets[:7]) + "`, then its own overrides" in md  # the schedule
+    assert "- spos: `" + "` `".join([*sets[7:], "supernet.mode=spos"]) + "`\n" in md  # and each row's own
     table.write_text(json.dumps({"recipe": "recipes/supernet_fmnist.yaml", "seeds": [0], "runs": "r", "out": "o",
                                  "rows": {"bad": {"trainer": "sandwich", "set": []}}}))
     assert main(["bench", "supernet-ablation", "--table", str(table)]) == 2

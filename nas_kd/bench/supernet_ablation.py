@@ -98,6 +98,11 @@ def write_markdown(summary: dict[str, Any], path: Path, table_path: str) -> None
         study = next(r["taus_study"] for r in summary["rows"].values() if "taus" in r)
         lines += [f"tau: Kendall tau of the evaluator, scored on each row's supernet, against the ground truth of "
                       f"`{study}` in each of its budget bands (mean over the row's seeds)."]
+    shared = len(summary["base"]["set"])
+    lines += ["", "Each row's own overrides:", "",
+              *(f"- {name}: " + (" ".join(f"`{o}`" for o in r["overrides"][shared:]) or "none")
+                + (f" (recipe `{r['recipe']}`, trainer {r['trainer']})" if r["trainer"] != "supernet" else "")
+                for name, r in summary["rows"].items())]
     path.write_text("\n".join(lines) + "\n")
 
 
