@@ -57,3 +57,16 @@ def test_a_second_signal_stops_at_once(tmp_path):
     with pytest.raises(Stopped, match="second SIGINT"):
         tl.fit(step(tl.model), evaluate)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handlers are restored
+
+
+def test_a_signal_during_the_last_evaluation_is_raised_again_once_the_training_ends(tmp_path):
+    tl = loop(tmp_path, epochs=2)
+
+    def evaluate(epoch):
+        if epoch == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+        return {"val": 0.0}
+
+    with pytest.raises(KeyboardInterrupt):  # not swallowed: a pipeline does not go on to its next stage
+        tl.fit(step(tl.model), evaluate)
+    assert torch.load(tl.run.last_checkpoint, weights_only=False)["loop"]["epoch"] == 2  # the training is kept

@@ -199,7 +199,8 @@ class _StopOnSignals:
     """While active (in the main thread of a single-process run), SIGINT and SIGTERM only record their name in
     ``signal``; the loop then stops at the end of its step (or epoch). A second one raises
     :class:`~nas_kd.errors.Stopped` where the program is (checkpoints are written atomically, so the last one
-    stands). Under torchrun they keep their default action."""
+    stands). One that came during the last epoch's evaluation is raised again once the training ends, to the
+    handler it found (Ctrl-C: ``KeyboardInterrupt``). Under torchrun they keep their default action."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -218,6 +219,8 @@ class _StopOnSignals:
             self._previous = {s: signal.signal(s, self._record) for s in self.SIGNALS}
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
         for s, handler in self._previous.items():
             signal.signal(s, handler)
+        if self.signal is not None and exc_type is None and self._previous:
+            signal.raise_signal(signal.Signals[self.signal])  # the training ended first: the signal takes its course
