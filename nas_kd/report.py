@@ -198,20 +198,22 @@ def _ablation(root: Path) -> list[str]:
 
 
 def _supernet_modes(root: Path) -> list[str]:
+    from nas_kd.bench.supernet_ablation import SUBNETS, TAU_EVALUATORS, tau_bands, tau_cell
+
     d = _load(root, "results/supernet_modes.json")
     if d is None:
         return []
-    bands = next((list(r["taus"]) for r in d["rows"].values() if "taus" in r), [])
-    rows = [[name, *(_pm(r[f"{s}_acc"], r[f"{s}_acc_std"]) if r[f"{s}_acc"] is not None else "-"
-                     for s in ("max", "min", "median")),
-             *(" / ".join(f"{r['taus'][b][ev]:+.2f}" for b in bands) if "taus" in r else "-" for ev in ("kl", "rdm")),
+    bands = tau_bands(d)
+    rows = [[name, *(_pm(r[f"{s}_acc"], r[f"{s}_acc_std"]) if r[f"{s}_acc"] is not None else "-" for s in SUBNETS),
+             *(tau_cell(r, bands, ev) for ev in TAU_EVALUATORS),
              len(r["seeds"]), "-" if r["seconds_per_epoch"] is None else f"{r['seconds_per_epoch']:.0f}"]
             for name, r in d["rows"].items()]
     return [f"One reduced schedule under every row, then the row's own overrides (`results/supernet_modes.md` states "
             f"both); {d['accuracy']}, mean +- s.d. "
             f"over seeds. tau: Kendall tau of the `kl` / `rdm` evaluators scored on the row's supernet against the 2k "
             f"ground truth, per budget band ({' / '.join(f'{float(b) * 100:g} %' for b in bands)}).", "",
-            *_table(["row", "max (%)", "min (%)", "median (%)", "tau kl", "tau rdm", "seeds", "s / epoch"], rows), "",
+            *_table(["row", "max (%)", "min (%)", "median (%)", *(f"tau {ev}" for ev in TAU_EVALUATORS), "seeds",
+                      "s / epoch"], rows), "",
             _source(d, "results/supernet_modes.json")]
 
 

@@ -70,6 +70,16 @@ def summarise(table: dict, table_path: str) -> dict[str, Any]:
             "rows": rows}
 
 
+def tau_bands(summary: dict[str, Any]) -> list[str]:
+    """The budget bands of the summary's taus (none when no row has taus)."""
+    return next((list(r["taus"]) for r in summary["rows"].values() if "taus" in r), [])
+
+
+def tau_cell(row: dict[str, Any], bands: list[str], evaluator: str) -> str:
+    """A row's taus of ``evaluator``, band by band (``-`` for a row without taus)."""
+    return " / ".join(f"{row['taus'][b][evaluator]:+.2f}" for b in bands) if "taus" in row else "-"
+
+
 def write_markdown(summary: dict[str, Any], path: Path, table_path: str) -> None:
     def pct(r, s):
         v, sd = r[f"{s}_acc"], r.get(f"{s}_acc_std")
@@ -78,7 +88,7 @@ def write_markdown(summary: dict[str, Any], path: Path, table_path: str) -> None
     def secs(v):
         return "-" if v is None else f"{v:.1f}"
 
-    bands = next((list(r["taus"]) for r in summary["rows"].values() if "taus" in r), [])
+    bands = tau_bands(summary)
     tau_cols = [f"tau {ev} ({' / '.join(f'{float(b) * 100:g} %' for b in bands)})" for ev in TAU_EVALUATORS] if bands else []
     lines = [f"# Supernet training ablation (regenerate: `nas-kd bench supernet-ablation --table {table_path}`)", "",
              f"Every row: `{summary['base']['recipe']}` with "
@@ -87,8 +97,7 @@ def write_markdown(summary: dict[str, Any], path: Path, table_path: str) -> None
              "| row | max | min | median-FLOPs | " + "".join(f"{c} | " for c in tau_cols) + "seeds | s / epoch | device |",
              "|---|---|---|---|" + "---|" * len(tau_cols) + "---|---|---|"]
     for name, r in summary["rows"].items():
-        taus = [" / ".join(f"{r['taus'][b][ev]:+.2f}" for b in bands) if "taus" in r else "-" for ev in TAU_EVALUATORS] \
-            if bands else []
+        taus = [tau_cell(r, bands, ev) for ev in TAU_EVALUATORS] if bands else []
         lines.append(f"| {name} | {pct(r, 'max')} | {pct(r, 'min')} | {pct(r, 'median')} | "
                      + "".join(f"{t} | " for t in taus)
                      + f"{len(r['seeds'])} | {secs(r['seconds_per_epoch'])} | {', '.join(r['devices'])} |")
