@@ -19,11 +19,11 @@ def main(teacher: nn.Module, stages: list[str], x: torch.Tensor, y: torch.Tensor
     """A student under ``budget_fraction`` of the teacher's FLOPs: supernet, search, export, distillation."""
     data = nas_kd.make_data((x, y), val_fraction=0.1)
     result = nas_kd.run(teacher, data, teacher_stages=stages, budget_fraction=budget_fraction, space="resnet",
-                        epochs=epochs, evaluator="kl", strategy="evolution", trials=trials,
+                        epochs=epochs, evaluator="kl", strategy={"name": "evolution", "population": min(15, trials)},
+                        trials=trials,
                         terms=[{"name": "kd", "weight": 0.7, "temperature": 4.0}], ce_weight=0.3,
                         finetune_epochs=finetune_epochs, out=out,
-                        batching={"batch_size": batch_size, "augment_pad": 0},
-                        search={"strategy_options": {"population": min(15, trials)}})
+                        batching={"batch_size": batch_size, "augment_pad": 0})
     m = result.metrics
     print(f"student: {m['student_mflops']:.2f} MFLOPs ({100 * m['student_flops_fraction_of_teacher']:.1f} % of the "
           f"teacher), test accuracy {100 * m['student_test_acc']:.2f} % (teacher {100 * m['teacher_test_acc']:.2f} %)")

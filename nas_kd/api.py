@@ -37,10 +37,10 @@ import torch.nn as nn
 
 from nas_kd.config import DataConfig, PipelineConfig, SearchConfig, SupernetConfig, TrainConfig
 from nas_kd.data import DataBundle, from_tensors
-from nas_kd.distill import parse_terms
 from nas_kd.errors import OptionError, UserError
 from nas_kd.evaluators.context import check_teacher_stages
 from nas_kd.job import Job, RunSpec, Teacher
+from nas_kd.plans import search_plan, supernet_plan, terms as parse_terms
 from nas_kd.supernet import Supernet
 from nas_kd.typecheck import build_dataclass
 
@@ -231,19 +231,19 @@ def train_supernet(teacher: nn.Module | Teacher | None, data: DataBundle, *, tea
                    batching: dict | None = None, resume: bool = False, show_progress: bool = True,
                    tensorboard: bool = False) -> SupernetResult:
     """Train a weight-sharing supernet of ``space`` for ``data`` by ``mode`` (:data:`nas_kd.train.SUPERNET_TRAINERS`:
-    sandwich, spos, progressive, cream, blockwise), taught by its own largest subnet and/or ``teacher``
-    (``supernet={"soft_labels": "teacher"}``; ``teacher`` may be None when nothing needs it).
+    sandwich, spos, progressive, cream, blockwise; a name or ``{"name": ..., **its options}``), taught by its own
+    largest subnet and/or ``teacher`` (``mode={"name": "sandwich", "soft_labels": "teacher"}``; ``teacher`` may be
+    None when nothing needs it).
 
     ``supernet``: the other keys of a recipe's ``supernet`` section; ``train``: the ``train`` section (lr,
     optimizer, device, ...); ``batching``: batch_size, eval_batch_size, augment_pad, flip.
     """
     from nas_kd.checkpoint import load_supernet
-    from nas_kd.train import check_supernet, supernet_trainer
 
     cfg = _section(SupernetConfig, supernet, "supernet", {"space": space, "mode": mode})
     train_cfg, batch_cfg = _train_batching(train, batching, epochs=epochs)
-    check_supernet(cfg, train_cfg.epochs)
-    trainer = supernet_trainer(cfg.mode)
+    plan = supernet_plan(cfg, train_cfg.epochs)
+    trainer = plan.trainer
     job = _job("train_supernet", data, _teachers(teacher, teacher_stages), seed=seed, out=out, train=train_cfg,
                batching=batch_cfg, tensorboard=tensorboard, supernet=cfg)
     final = trainer.train(job, cfg, resume=resume, show_progress=show_progress)
@@ -252,17 +252,13 @@ def train_supernet(teacher: nn.Module | Teacher | None, data: DataBundle, *, tea
     return SupernetResult(net, checkpoint, final, job.run.path)
 
 
-def _budget_mflops(budget_mflops: float | None, budget_fraction: float | None, teachers: tuple[Teacher, ...],
-                   data: DataBundle) -> float | None:
-    from nas_kd.flops import count_flops
-
+def _budget_fraction(budget_mflops: float | None, budget_fraction: float | None) -> float | None:
+    """The call's fraction of the teacher's FLOPs, checked as ``pipeline.budget_fraction_of_teacher`` is."""
     if budget_mflops is not None and budget_fraction is not None:
         raise UserError("budget_mflops and budget_fraction both set a FLOPs budget: give one")
-    if budget_fraction is None:
-        return budget_mflops
-    if not 0 < budget_fraction < 1:
-        raise UserError(f"budget_fraction: {budget_fraction} is not a fraction of the teacher in (0, 1)")
-    return budget_fraction * count_flops(teachers[0].module(), (1, *data.input_shape)) / 1e6
+    if budget_fraction is not None:
+        _section(PipelineConfig, {"budget_fraction_of_teacher": budget_fraction}, "budget_fraction", {})
+    return budget_fraction
 
 
 def _terms(terms: Sequence[dict | str]) -> list:
@@ -284,7 +280,7 @@ def _rows(path: Path) -> list[dict[str, Any]]:
 def search_supernet(supernet: SupernetResult | str | Path, teacher: nn.Module | Teacher, data: DataBundle, *,
            teacher_stages: Sequence[str] = (), budget_mflops: float | None = None,
            budget_fraction: float | None = None, budget_ms: float | None = None, latency_table: str | None = None,
-           evaluator: str | dict = "kl", strategy: str = "evolution", trials: int = 100, seed: int = 0,
+           evaluator: str | dict = "kl", strategy: str | dict = "evolution", trials: int = 100, seed: int = 0,
            out: str | Path | None = None, search: dict | None = None, train: dict | None = None,
            batching: dict | None = None, show_progress: bool = True, tensorboard: bool = False) -> SearchResult:
     """Score ``trials`` archs of the trained ``supernet`` (a :class:`SupernetResult` or a checkpoint) by
@@ -293,21 +289,25 @@ def search_supernet(supernet: SupernetResult | str | Path, teacher: nn.Module | 
     ``budget_fraction`` of the teacher's FLOPs (default: the largest arch), and optionally ``budget_ms`` predicted
     by ``latency_table`` (``nas-kd latency-table``; the pick is then timed here until one meets it).
 
-    ``teacher_stages``: the teacher's module names paired with the supernet's stages (at least as many).
-    ``search``: the other keys of a recipe's ``search`` section (probe_size, strategy_options, ...).
+    ``teacher_stages``: the teacher's module names paired with the stages the evaluator compares (stage-paired
+    evaluators only). ``strategy``: a name or ``{"name": ..., **its options}``. ``search``: the other keys of a
+    recipe's ``search`` section (probe_size, bn_batches, ...).
     """
-    from nas_kd.search.run import run_search, search_evaluators
+    from nas_kd.flops import teacher_fraction_mflops
+    from nas_kd.search.run import run_search
 
     teachers = _teachers(teacher, teacher_stages)
-    budget = _budget_mflops(budget_mflops, budget_fraction, teachers, data)
+    fraction = _budget_fraction(budget_mflops, budget_fraction)
+    budget = budget_mflops if fraction is None else \
+        teacher_fraction_mflops(teachers[0].module(), data.input_shape, fraction)
     cfg = _section(SearchConfig, search, "search", {
         "checkpoint": _checkpoint(supernet), "evaluator": evaluator, "strategy": strategy, "trials": trials,
         "budget_mflops": budget, "budget_ms": budget_ms, "latency_table": latency_table})
-    search_evaluators(cfg)  # an unknown evaluator or option fails here, before anything is written
+    plan = search_plan(cfg)  # an unknown evaluator or option fails here, before anything is written
     train_cfg, batch_cfg = _train_batching(train, batching)
     job = _job("search_supernet", data, teachers, seed=seed, out=out, train=train_cfg, batching=batch_cfg,
                tensorboard=tensorboard, search=cfg)
-    metrics = run_search(job, cfg, show_progress=show_progress)
+    metrics = run_search(job, plan, show_progress=show_progress)
     return SearchResult(metrics["best"]["arch"], _rows(job.run.path / "candidates.jsonl"), metrics, job.run.path)
 
 
@@ -363,7 +363,7 @@ def distill_student(student: nn.Module, teacher: nn.Module | Teacher | Sequence[
 def run(teacher: nn.Module | Teacher, data: DataBundle, *, teacher_stages: Sequence[str] = (),
         budget_mflops: float | None = None, budget_fraction: float | None = None, budget_ms: float | None = None,
         latency_table: str | None = None, space: str = "resnet", mode: str | dict = "sandwich", epochs: int = 20,
-        evaluator: str | dict = "kl", strategy: str = "evolution", trials: int = 100,
+        evaluator: str | dict = "kl", strategy: str | dict = "evolution", trials: int = 100,
         terms: Sequence[dict | str] = ({"name": "kd"},), ce_weight: float = 1.0, finetune_epochs: int = 1,
         supernet_checkpoint: str | Path | None = None, seed: int = 0, out: str | Path | None = None,
         supernet: dict | None = None, search: dict | None = None, pipeline: dict | None = None,
@@ -375,8 +375,6 @@ def run(teacher: nn.Module | Teacher, data: DataBundle, *, teacher_stages: Seque
     sections (e.g. ``pipeline={"finetune_lr": 0.05, "quantize": True}``)."""
     from nas_kd.export import load_subnet
     from nas_kd.pipeline import run_pipeline
-    from nas_kd.search.run import search_evaluators
-    from nas_kd.train import check_supernet
 
     teachers = _teachers(teacher, teacher_stages)
     if not teachers:
@@ -384,20 +382,19 @@ def run(teacher: nn.Module | Teacher, data: DataBundle, *, teacher_stages: Seque
     parsed = _terms(terms)
     supernet_cfg = _section(SupernetConfig, supernet, "supernet", {"space": space, "mode": mode})
     search_cfg = _section(SearchConfig, search, "search", {
-        "evaluator": evaluator, "strategy": strategy, "trials": trials,
-        "budget_mflops": _budget_mflops(budget_mflops, budget_fraction, teachers, data), "budget_ms": budget_ms,
-        "latency_table": latency_table})
-    search_evaluators(search_cfg)
-    pipeline_cfg = _section(PipelineConfig, pipeline, "pipeline", {"finetune_epochs": finetune_epochs},
-                            allowed=[f.name for f in dataclasses.fields(PipelineConfig)
-                                     if f.name != "supernet_checkpoint"])
+        "evaluator": evaluator, "strategy": strategy, "trials": trials, "budget_mflops": budget_mflops,
+        "budget_ms": budget_ms, "latency_table": latency_table})
+    fraction = _budget_fraction(budget_mflops, budget_fraction)
+    pipeline_cfg = _section(PipelineConfig, pipeline, "pipeline", {
+        "finetune_epochs": finetune_epochs, **({} if fraction is None else {"budget_fraction_of_teacher": fraction})},
+        allowed=[f.name for f in dataclasses.fields(PipelineConfig) if f.name != "supernet_checkpoint"])
     train_cfg, batch_cfg = _train_batching(train, batching, epochs=epochs)
-    check_supernet(supernet_cfg, train_cfg.epochs)
+    supernet_p, search_p = supernet_plan(supernet_cfg, train_cfg.epochs), search_plan(search_cfg)
     pre = _checkpoint(supernet_checkpoint) if supernet_checkpoint is not None else None
     job = _job("run", data, teachers, seed=seed, out=out, train=train_cfg, batching=batch_cfg,
                tensorboard=tensorboard, supernet=supernet_cfg, search=search_cfg, pipeline=pipeline_cfg,
                terms=[t.spec() for t in parsed], ce_weight=ce_weight)
-    metrics = run_pipeline(job, supernet=supernet_cfg, search=search_cfg, pipeline=pipeline_cfg, terms=parsed,
+    metrics = run_pipeline(job, supernet=supernet_p, search=search_p, pipeline=pipeline_cfg, terms=parsed,
                            ce_weight=ce_weight, supernet_checkpoint=pre)
     student = job.run.path / "student"
     return RunResult(load_subnet(student).eval(), json.loads((student / "arch.json").read_text())["arch"],

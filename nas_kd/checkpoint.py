@@ -3,6 +3,8 @@ checkpoints (weights plus what rebuilds the supernet: space, input shape, classe
 from __future__ import annotations
 
 import os
+import pickle
+import zipfile
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -52,7 +54,8 @@ def load_checkpoint(path: str | Path, *, require_format: bool = True) -> dict[st
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for truncated / foreign files
+    except (RuntimeError, pickle.UnpicklingError, EOFError, OSError, ValueError, zipfile.BadZipFile,
+            UnicodeDecodeError, AttributeError) as e:  # what torch raises for truncated / foreign files
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or foreign file?): {reason}") from None
     if not isinstance(state, dict):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import yaml
 
@@ -70,19 +70,14 @@ class TrainConfig:
 
 @dataclass
 class SupernetConfig:
-    """Sandwich-rule supernet training: which space, how many subnets per step, who teaches them."""
+    """Supernet training: which space, which method (``mode``, with its own options: what it distils, how it
+    samples), and what every method shares (BatchNorm recalibration, evaluation, checkpoints)."""
 
     space: str = "mbv2"
-    mode: str | dict = "sandwich"  # a name of nas_kd.train.SUPERNET_TRAINERS (sandwich, spos, progressive, cream, blockwise), or {name, ...its options}
+    mode: str | dict = "sandwich"  # a name of nas_kd.train.SUPERNET_TRAINERS (sandwich, spos, progressive, cream, blockwise), or {name, ...its options}, e.g. {name: sandwich, num_random: 2, soft_labels: teacher, distill: [{name: alpha_div}]}
     kernel_transform: bool = False
-    num_random: int = field(default=2, metadata=ge(0))  # random subnets per step, besides the max and the min
-    distill: list[dict] = field(default_factory=lambda: [{"name": "alpha_div"}])  # logit terms teaching non-max subnets
-    soft_labels: Literal["inplace", "teacher", "mix", "none"] = "inplace"  # inplace (max subnet) | teacher (fixed teacher) | mix | none (hard labels)
-    mix_weight: float = field(default=0.5, metadata=ge(0, 1))  # with soft_labels=mix: weight of the fixed teacher
-    max_teacher_weight: float = field(default=0.0, metadata=ge(0))  # weight of KD from the fixed teacher on the max subnet
     bn_batches: int = field(default=20, metadata=ge(1))  # batches for BatchNorm recalibration before each evaluation
     eval_random_archs: int = field(default=2, metadata=ge(0))  # fixed random archs evaluated each epoch besides max and min
-    sampler: str = "uniform"  # uniform | flops (random subnets stratified over the space's FLOPs range)
     keep_epoch_checkpoints: bool = False  # also save checkpoints/epochNNN.pt (supernet only) after each epoch
 
 
@@ -102,7 +97,7 @@ class SearchConfig:
     checkpoint: str = "runs/supernet_fmnist/checkpoints/last.pt"  # a trained supernet
     evaluator: str | dict = "kl"  # what is optimised: a name of nas_kd.evaluators, or {name, ...its options}
     extra_evaluators: list[str | dict] = field(default_factory=list)  # also computed for every candidate
-    strategy: str = "evolution"  # a name of nas_kd.search.STRATEGIES
+    strategy: str | dict = "evolution"  # a name of nas_kd.search.STRATEGIES, or {name, ...its options}, e.g. {name: evolution, population: 20}
     budget_mflops: float | None = field(default=None, metadata=gt(0))  # None: the max arch's FLOPs
     budget_ms: float | None = field(default=None, metadata=gt(0))  # latency budget (predicted from latency_table); None: none
     latency_table: str | None = None  # a table from nas-kd latency-table (this machine, batch size, threads)
@@ -111,7 +106,6 @@ class SearchConfig:
     trials: int = field(default=100, metadata=ge(1))  # distinct archs scored
     probe_size: int = field(default=500, metadata=ge(3))
     bn_batches: int = field(default=20, metadata=ge(1))
-    strategy_options: dict = field(default_factory=dict)  # the strategy's own options, e.g. {population: 20}
     storage: str | None = None  # Optuna RDB URL; default sqlite:///<run dir>/study.db
     dna_tables: str | None = None  # blockwise ranking for the dna evaluators and dna-exhaustive
     study_name: str | None = None  # default: <evaluator>-<strategy>-<budget>
@@ -202,6 +196,8 @@ def apply_override(data: dict, assignment: str) -> None:
     parts = key.strip().split(".")
     node = data
     for part in parts[:-1]:
+        if isinstance(node.get(part), str):  # a component given by name only: its options go beside the name
+            node[part] = {"name": node[part]}
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise RecipeError(f"--set {assignment!r}: {part!r} is not a section")
@@ -223,11 +219,13 @@ def derive(recipe: Any, changes: dict[str, Any]) -> Any:
     return build_dataclass(type(recipe), data, "", RecipeError)
 
 
-def load_recipe(path: str | Path | None, overrides: list[str] = (), cls: type = Recipe) -> Any:
+def load_recipe(path: str | Path | None, overrides: list[str] = (), cls: type = Recipe,
+                migrate: Callable[[dict, str], None] | None = None) -> Any:
     """Load and validate a recipe file (``None``: defaults only), then apply ``overrides``.
 
     Errors name the file and the key: unknown keys (with a close match), wrong types and
-    missing required keys all raise :class:`RecipeError`.
+    missing required keys all raise :class:`RecipeError`. ``migrate(data, where)`` rewrites older spellings of
+    the raw mapping in place before it is validated (the recipe layer's :func:`nas_kd.recipe_checks.migrate`).
     """
     data: dict = {}
     where = "recipe"
@@ -245,6 +243,8 @@ def load_recipe(path: str | Path | None, overrides: list[str] = (), cls: type = 
             raise RecipeError(f"{path}: a recipe must be a mapping of sections")
     for assignment in overrides:
         apply_override(data, assignment)
+    if migrate is not None:
+        migrate(data, where)
     try:
         return build_dataclass(cls, data, "", RecipeError)
     except RecipeError as e:

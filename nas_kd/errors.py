@@ -7,8 +7,11 @@ its traceback.
 from __future__ import annotations
 
 
-class UserError(ValueError):
-    """Bad input from the user; the message says what was wrong, where, and what is allowed."""
+class UserError(Exception):
+    """Bad input from the user; the message says what was wrong, where, and what is allowed.
+
+    Its own family (not a ``ValueError``): an ``except UserError`` never swallows a bug, and an ``except
+    ValueError`` around library code never turns this into something else."""
 
 
 class UnknownName(UserError, KeyError):

@@ -25,6 +25,13 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
         model.train(was_training)
 
 
+def teacher_fraction_mflops(teacher: nn.Module, input_shape: tuple[int, ...], fraction: float) -> float:
+    """The one rule for a budget given as a fraction of the teacher (``pipeline.budget_fraction_of_teacher``,
+    ``budget_fraction=`` of the API): ``fraction`` x the teacher's FLOPs (:func:`count_flops`, batch of one of
+    ``input_shape`` = (C, H, W)), in MFLOPs. ``fraction`` lies in (0, 1] (the range is the caller's to check)."""
+    return fraction * count_flops(teacher, (1, *input_shape)) / 1e6
+
+
 def count_params(model: nn.Module) -> int:
     """Number of parameters (BatchNorm affine included; running statistics are buffers, not counted)."""
     return sum(p.numel() for p in model.parameters())

@@ -21,44 +21,44 @@ from typing import Any
 import torch.nn as nn
 
 import search_spaces
-from nas_kd.config import PipelineConfig, SearchConfig, SupernetConfig, TeacherConfig
+from nas_kd.config import PipelineConfig, TeacherConfig
 from nas_kd.data import DataBundle
 from nas_kd.distill import Term
 from nas_kd.dna.ranking import rank_stages
 from nas_kd.errors import BudgetError, OptionError
 from nas_kd.evaluators import supernet_free
 from nas_kd.evaluators.context import check_teacher_stages
-from nas_kd.flops import count_flops
+from nas_kd.flops import teacher_fraction_mflops
 from nas_kd.job import Job
 from nas_kd.latency import build_table
 from nas_kd.provenance import Stopwatch, origin, write_result
-from nas_kd.search.run import run_search, search_evaluators
+from nas_kd.plans import SearchPlan, SupernetPlan
+from nas_kd.search.run import run_search
 from nas_kd.students import arch_student
 from nas_kd.summary import compare_models, print_summary
 from nas_kd.teacher import build_model, teacher_from
-from nas_kd.train import SupernetTrainer, mode_name, supernet_trainer
 from nas_kd.train.distill import train_students
 from nas_kd.train.standalone import export_student, resolve_arch, train_teacher
 from search_spaces import StagedSpace
 
 
-def _latency_table_here(job: Job, search: SearchConfig, space, path: Path) -> str:
+def _latency_table_here(job: Job, search: SearchPlan, space, path: Path) -> str:
     """A batch-1 latency table of the space timed on this machine (once; reused on a re-run)."""
     if not path.exists():
         started, watch = origin(), Stopwatch()
-        table = build_table(space, threads=job.train.threads, runtime=search.runtime)
+        table = build_table(space, threads=job.train.threads, runtime=search.cfg.runtime)
         write_result(path, table, watch.seconds(), started)
     return str(path)
 
 
-def _latency_budget(job: Job, search: SearchConfig, fraction: float, teacher: nn.Module, space,
-                    base: Path) -> SearchConfig:
+def _latency_budget(job: Job, search: SearchPlan, fraction: float, teacher: nn.Module, space,
+                    base: Path) -> SearchPlan:
     """``search`` with ``budget_ms`` = ``fraction`` (``pipeline.latency_fraction_of_teacher``) x the teacher's
     batch-1 latency measured here (as the space's latency table is timed: CPU, ``train.threads``) and that table; a
     budget below the space's fastest arch (predicted) is refused naming the key."""
     from nas_kd.latency import load_table, model_latency_ms, torch_threads
 
-    table_path = search.latency_table or _latency_table_here(job, search, space, base / "latency_table.json")
+    table_path = search.cfg.latency_table or _latency_table_here(job, search, space, base / "latency_table.json")
     table = load_table(table_path)
     with torch_threads(table["threads"]):
         teacher_ms = model_latency_ms(teacher.eval(), job.data.input_shape, batch_size=table["batch_size"],
@@ -69,7 +69,7 @@ def _latency_budget(job: Job, search: SearchConfig, fraction: float, teacher: nn
         raise BudgetError(f"pipeline.latency_fraction_of_teacher {fraction:g}: {budget_ms:.3f} ms ({fraction:g} x the "
                           f"teacher's {teacher_ms:.3f} ms here) is below the fastest {space.name} arch "
                           f"({fastest:.3f} ms predicted): raise the fraction")
-    return dataclasses.replace(search, budget_ms=budget_ms, latency_table=str(table_path))
+    return search.with_settings(budget_ms=budget_ms, latency_table=str(table_path))
 
 
 def _teacher_module(job: Job, train_teacher: TeacherConfig | None, data: DataBundle) -> nn.Module:
@@ -80,29 +80,29 @@ def _teacher_module(job: Job, train_teacher: TeacherConfig | None, data: DataBun
     return job.teacher.module()
 
 
-def plan_pipeline(job: Job, teacher: nn.Module, space: StagedSpace, trainer: SupernetTrainer, supernet: SupernetConfig,
-                  search: SearchConfig, pipeline: PipelineConfig) -> float | None:
+def plan_pipeline(job: Job, teacher: nn.Module, space: StagedSpace, supernet: SupernetPlan, search: SearchPlan,
+                  pipeline: PipelineConfig) -> float | None:
     """Every fact of ``nas-kd run`` knowable before any training, checked; returns the FLOPs budget (MFLOPs; None:
     the max arch's).
 
     The ``teacher`` has the stage modules the supernet pairs with; the budget lies between the space's smallest
     and largest arch for the data's shape; the search's evaluators fit the supernet the mode trains (a blockwise
-    supernet has no weights to share; ``trainer`` is the one ``supernet.mode`` names)."""
+    supernet has no weights to share)."""
     stages = job.teacher.stages
+    trainer = supernet.trainer
     check_teacher_stages(teacher, stages, len(space.stages) + (0 if trainer.weight_sharing else 1))
-    evaluators = search_evaluators(search)
     if not trainer.weight_sharing:
-        reading = [ev.name for ev in evaluators if ev.reads_supernet]
+        reading = [ev.name for ev in search.evaluators if ev.reads_supernet]
         if reading:
             raise OptionError(f"search.evaluator: {', '.join(reading)} score(s) subnets with a weight-sharing "
-                              f"supernet's weights, and supernet.mode {mode_name(supernet.mode)!r} trains none: pick "
+                              f"supernet's weights, and supernet.mode {supernet.mode!r} trains none: pick "
                               f"from {', '.join(supernet_free())} (e.g. search.evaluator=dna with "
                               "search.strategy=dna-exhaustive)")
-    if pipeline.latency_fraction_of_teacher is not None and search.budget_ms is not None:
+    if pipeline.latency_fraction_of_teacher is not None and search.cfg.budget_ms is not None:
         raise OptionError("pipeline.latency_fraction_of_teacher and search.budget_ms both set a latency budget: give one")
-    budget = search.budget_mflops
+    budget = search.cfg.budget_mflops
     if budget is None and pipeline.budget_fraction_of_teacher is not None:
-        budget = pipeline.budget_fraction_of_teacher * count_flops(teacher, (1, *job.data.input_shape)) / 1e6
+        budget = teacher_fraction_mflops(teacher, job.data.input_shape, pipeline.budget_fraction_of_teacher)
         where = f"pipeline.budget_fraction_of_teacher {pipeline.budget_fraction_of_teacher:g}: "
     else:
         where = "search.budget_mflops: "
@@ -115,13 +115,14 @@ def plan_pipeline(job: Job, teacher: nn.Module, space: StagedSpace, trainer: Sup
     return budget
 
 
-def run_pipeline(job: Job, *, supernet: SupernetConfig, search: SearchConfig, pipeline: PipelineConfig,
+def run_pipeline(job: Job, *, supernet: SupernetPlan, search: SearchPlan, pipeline: PipelineConfig,
                  terms: list[Term] = (), ce_weight: float = 1.0, train_teacher_cfg: TeacherConfig | None = None,
                  supernet_checkpoint: str | None = None) -> dict[str, Any]:
     """Run every stage not yet done in the job's run directory; returns ``pipeline.json`` (per-stage results, wall
     times, the summary).
 
-    ``supernet``, ``search`` and ``pipeline`` are the recipe's sections of those names; ``terms`` (with
+    ``supernet`` and ``search`` are plans (:mod:`nas_kd.plans`: the sections with their components built),
+    ``pipeline`` the recipe's section of that name; ``terms`` (with
     ``ce_weight`` x cross-entropy) distil the exported student. ``train_teacher_cfg``: train this teacher model
     from the labels first (else the job's teacher is the trained one). ``supernet_checkpoint``: a trained supernet
     to search instead of training one.
@@ -132,11 +133,11 @@ def run_pipeline(job: Job, *, supernet: SupernetConfig, search: SearchConfig, pi
     trains the student from its own initialisation for ``pipeline.finetune_epochs`` with the job's ``train``
     settings."""
     started, watch = origin(), Stopwatch()
-    trainer = supernet_trainer(supernet.mode)
+    trainer = supernet.trainer
     data = job.data
-    space = search_spaces.get(supernet.space, data.input_shape, data.num_classes)
+    space = search_spaces.get(supernet.cfg.space, data.input_shape, data.num_classes)
     teacher = _teacher_module(job, train_teacher_cfg, data)
-    budget = plan_pipeline(job, teacher, space, trainer, supernet, search, pipeline)
+    budget = plan_pipeline(job, teacher, space, supernet, search, pipeline)
     base = job.run.path
     base.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
@@ -160,21 +161,21 @@ def run_pipeline(job: Job, *, supernet: SupernetConfig, search: SearchConfig, pi
         supernet_final = json.loads(record.read_text()) if record.exists() else {}
     else:
         if not (base / "supernet" / "final.json").exists():
-            trainer.train(job.derive(job.run.child("supernet")), supernet)
+            trainer.train(job.derive(job.run.child("supernet")), supernet.cfg)
         supernet_final = json.loads((base / "supernet" / "final.json").read_text())
         checkpoint = str(base / "supernet" / "checkpoints" / "last.pt")
     seconds["supernet"] = t.seconds()
 
     t = Stopwatch()
     changes: dict[str, Any] = {"checkpoint": checkpoint, "budget_mflops": budget}
-    if search.budget_ms is not None and search.latency_table is None:
+    if search.cfg.budget_ms is not None and search.cfg.latency_table is None:
         changes["latency_table"] = _latency_table_here(job, search, space, base / "latency_table.json")
-    if not trainer.weight_sharing and search.dna_tables is None:
+    if not trainer.weight_sharing and search.cfg.dna_tables is None:
         tables = base / "dna_tables.json"
         if not tables.exists():
-            rank_stages(job, checkpoint, tables, bn_batches=supernet.bn_batches, probe_size=search.probe_size)
+            rank_stages(job, checkpoint, tables, bn_batches=supernet.cfg.bn_batches, probe_size=search.cfg.probe_size)
         changes["dna_tables"] = str(tables)
-    search = dataclasses.replace(search, **changes)
+    search = search.with_settings(**changes)
     searched = base / "search" / "search.json"
     result = json.loads(searched.read_text()) if searched.exists() else run_search(
         job.derive(job.run.child("search", {f"search.{k}": v for k, v in changes.items()})), search)
@@ -187,7 +188,7 @@ def run_pipeline(job: Job, *, supernet: SupernetConfig, search: SearchConfig, pi
         if trainer.weight_sharing:
             ft = job.derive(train={"lr": pipeline.finetune_lr, "warmup_epochs": 0.0})
             export_student(checkpoint, best, student, job=ft, terms=terms, ce_weight=ce_weight,
-                           recalibrate_batches=supernet.bn_batches, finetune_epochs=pipeline.finetune_epochs)
+                           recalibrate_batches=supernet.cfg.bn_batches, finetune_epochs=pipeline.finetune_epochs)
         else:
             _train_searched(job, space, best, student, pipeline.finetune_epochs, terms, ce_weight)
     seconds["export"] = t.seconds()

@@ -5,6 +5,7 @@ own recipe) go through here; nothing below this layer reads a whole recipe.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,8 +14,12 @@ import search_spaces
 from nas_kd.checkpoint import load_checkpoint
 from nas_kd.config import Recipe
 from nas_kd.data import DataBundle, load_data
-from nas_kd.distill import Term, parse_terms
+from nas_kd.distill import Term
+from nas_kd.evaluators import build_evaluators
 from nas_kd.job import Job, RunSpec
+from nas_kd.plans import SearchPlan, search_plan, supernet_plan, terms
+from nas_kd.registry import split_component
+from nas_kd.search.strategies import STRATEGIES
 from nas_kd.students import Student
 from nas_kd.subnet import shape_text
 from nas_kd.teacher import teacher_from
@@ -39,7 +44,7 @@ def job_of(recipe: Recipe, data: DataBundle | None = None) -> Job:
 
 def terms_of(recipe: Recipe) -> list[Term]:
     """The recipe's ``distill`` terms, parsed."""
-    return parse_terms(recipe.distill)
+    return terms(recipe.distill)
 
 
 def distill(recipe: Recipe, student: Student, **kwargs: Any) -> dict[str, Any]:
@@ -68,10 +73,10 @@ def train_arch(recipe: Recipe, arch: str | dict | None = None, **kwargs: Any) ->
 
 
 def train_supernet(recipe: Recipe, **kwargs: Any) -> dict[str, Any]:
-    """Train the recipe's supernet by its ``supernet.mode`` (:func:`nas_kd.train.train_supernet`)."""
-    from nas_kd.train import train_supernet as train
-
-    return train(job_of(recipe), recipe.supernet, **kwargs)
+    """Train the recipe's supernet by its ``supernet.mode`` (``kwargs``: ``resume``, ``on_step``,
+    ``show_progress``)."""
+    plan = supernet_plan(recipe.supernet, recipe.train.epochs)
+    return plan.trainer.train(job_of(recipe), plan.cfg, **kwargs)
 
 
 def search(recipe: Recipe, *, show_progress: bool = True, report_only: bool = False) -> dict[str, Any]:
@@ -79,9 +84,10 @@ def search(recipe: Recipe, *, show_progress: bool = True, report_only: bool = Fa
     outputs from its shared study (:func:`nas_kd.search.run.search_report`)."""
     from nas_kd.search.run import run_search, search_report
 
+    plan = search_plan(recipe.search)
     if report_only:
-        return search_report(recipe.search, run_spec(recipe))
-    return run_search(job_of(recipe), recipe.search, show_progress=show_progress)
+        return search_report(plan, run_spec(recipe))
+    return run_search(job_of(recipe), plan, show_progress=show_progress)
 
 
 def export(checkpoint: str | Path, arch: str | dict, out: str | Path, recipe: Recipe | None = None,
@@ -127,8 +133,21 @@ def study_of(recipe: Recipe) -> "Study":
     and ``student.ce_weight``, and its ``rankcorr`` section."""
     from nas_kd.rankcorr.ground_truth import Study
 
-    terms = tuple(terms_of(recipe))
-    return Study(job_of(recipe), recipe.student.space, terms, recipe.student.ce_weight, recipe.rankcorr)
+    return Study(job_of(recipe), recipe.student.space, tuple(terms_of(recipe)), recipe.student.ce_weight,
+                 recipe.rankcorr, tuple(build_evaluators(recipe.rankcorr.evaluators, "rankcorr.evaluators")))
+
+
+def acceptance_plans(recipe: Recipe, evaluator: str | dict, strategy: str | dict) -> tuple[SearchPlan, SearchPlan]:
+    """The two searches of ``nas-kd acceptance``: the searched student's (the recipe's ``search`` with ``evaluator``
+    and ``strategy``; the recipe's strategy options kept when it names the same strategy) and the FLOPs-maximising
+    one (``flops`` + ``evolution``)."""
+    base = recipe.search
+    same = split_component(base.strategy, "search.strategy", STRATEGIES)[0] == \
+        split_component(strategy, "--strategy", STRATEGIES)[0]
+    searched = dataclasses.replace(base, evaluator=evaluator, strategy=base.strategy if same else strategy,
+                                   extra_evaluators=[])
+    maxflops = dataclasses.replace(base, evaluator="flops", strategy="evolution", extra_evaluators=[])
+    return search_plan(searched, "acceptance"), search_plan(maxflops, "acceptance")
 
 
 TEACHER_KEYS = ("model", "kwargs", "checkpoint", "torchscript", "subnet")
@@ -159,12 +178,16 @@ def supernet_mismatches(recipe: Recipe, checkpoint: str | Path, num_classes: int
         if trained.get("teacher", {}).get(key) != getattr(recipe.teacher, key):
             found.append(f"teacher.{key}: trained with {trained.get('teacher', {}).get(key)!r}, "
                          f"the recipe has {getattr(recipe.teacher, key)!r}")
-    mode = trained.get("supernet", {}).get("mode", "sandwich")
-    if mode != recipe.supernet.mode:
-        found.append(f"supernet.mode: trained by {mode!r}, the recipe has {recipe.supernet.mode!r}")
+    mode = _mode_name(trained.get("supernet", {}).get("mode", "sandwich"))
+    if mode != _mode_name(recipe.supernet.mode):
+        found.append(f"supernet.mode: trained by {mode!r}, the recipe has {_mode_name(recipe.supernet.mode)!r}")
     if trained.get("data", {}).get("dataset") != recipe.data.dataset:
         found.append(f"data.dataset: trained on {trained.get('data', {}).get('dataset')!r}")
     return found
+
+
+def _mode_name(spec: str | dict) -> str:
+    return spec.get("name") if isinstance(spec, dict) else spec
 
 
 def pipeline(recipe: Recipe, *, train_supernet_anyway: bool = False) -> dict[str, Any]:
@@ -176,7 +199,7 @@ def pipeline(recipe: Recipe, *, train_supernet_anyway: bool = False) -> dict[str
 
     from nas_kd.pipeline import run_pipeline
 
-    terms = terms_of(recipe)
+    parsed = terms_of(recipe)
     job = job_of(recipe)
     cfg = recipe.teacher
     to_train = cfg if not cfg.subnet and not cfg.torchscript and \
@@ -190,5 +213,6 @@ def pipeline(recipe: Recipe, *, train_supernet_anyway: bool = False) -> dict[str
             reuse = pre
             print(f"nas-kd run: starting from the trained supernet {pre} (it matches the recipe; "
                   "--train-supernet trains one instead)", file=sys.stderr)
-    return run_pipeline(job, supernet=recipe.supernet, search=recipe.search, pipeline=recipe.pipeline, terms=terms,
+    return run_pipeline(job, supernet=supernet_plan(recipe.supernet, recipe.train.epochs),
+                        search=search_plan(recipe.search), pipeline=recipe.pipeline, terms=parsed,
                         ce_weight=recipe.student.ce_weight, train_teacher_cfg=to_train, supernet_checkpoint=reuse)

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import difflib
+import importlib
 import inspect
 import math
+import pkgutil
 import typing
 from typing import Any, Callable, Generic, TypeVar
 
@@ -28,17 +30,32 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._items: dict[str, Callable[..., T]] = {}
+        self._examples: dict[str, dict[str, Any]] = {}
 
-    def register(self, name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
-        """Decorator registering ``factory`` under ``name``; a duplicate name is an error."""
+    def register(self, name: str, *, example: dict[str, Any] | None = None
+                 ) -> Callable[[Callable[..., T]], Callable[..., T]]:
+        """Decorator registering ``factory`` under ``name``; a duplicate name is an error.
+
+        ``example``: small options the contract tests build it with (:meth:`example`), kept beside the component
+        (timm keeps a model's ``default_cfgs`` in its file), so adding a component edits no test."""
 
         def deco(factory: Callable[..., T]) -> Callable[..., T]:
             if name in self._items:
                 raise ValueError(f"{self.kind} {name!r} is already registered")
             self._items[name] = factory
+            self._examples[name] = dict(example or {})
             return factory
 
         return deco
+
+    def example(self, name: str) -> dict[str, Any]:
+        """The small options ``name`` declared for its contract tests (``{}``: its defaults are small enough)."""
+        self.get(name)
+        return dict(self._examples[name])
+
+    def factories(self) -> list[Callable[..., T]]:
+        """Every registered factory (class or function), in name order."""
+        return [self._items[n] for n in self.available()]
 
     def get(self, name: str) -> Callable[..., T]:
         """The factory registered as ``name``; an unknown name lists the valid ones."""
@@ -106,6 +123,13 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: object) -> bool:
         return name in self._items
+
+
+def import_modules(package: str, path: list[str]) -> None:
+    """Import every module of ``package`` (its ``__path__``), so a component registers by being a file in it: no
+    list of modules to keep. Call it from the package's ``__init__`` after what its modules import from it."""
+    for info in pkgutil.iter_modules(path):
+        importlib.import_module(f"{package}.{info.name}")
 
 
 def split_component(spec: Any, where: str, registry: Registry) -> tuple[str, dict[str, Any]]:

@@ -88,10 +88,7 @@ def resolve_student(spec: str, default_space: str) -> Student:
         space, arch = read_arch_file(path)
         return arch_student(space or default_space, arch)
     if ":" in spec:
-        try:
-            factory = resolve_factory(spec)
-        except ValueError as e:
-            raise UserError(f"--student {spec}: {e}") from None
+        factory = resolve_factory(spec, "--student")
 
         def make(input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
             return factory(num_classes=num_classes, in_channels=input_shape[0])

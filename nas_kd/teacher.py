@@ -17,18 +17,18 @@ from nas_kd.job import Teacher, freeze
 from nas_kd.models import MODELS
 
 
-def resolve_factory(spec: str) -> Callable[..., nn.Module]:
-    """A built-in model name, or ``package.module:function`` importable from ``sys.path``."""
+def resolve_factory(spec: str, where: str = "teacher.model") -> Callable[..., nn.Module]:
+    """A built-in model name, or ``package.module:function`` importable from ``sys.path``; an error names ``where``."""
     if ":" not in spec:
         return MODELS.get(spec)
     module_name, _, attr = spec.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
-        raise UserError(f"teacher.model {spec!r}: cannot import {module_name!r} ({e})") from None
+        raise UserError(f"{where} {spec!r}: cannot import {module_name!r} ({e})") from None
     factory = getattr(module, attr, None)
     if not callable(factory):
-        raise UserError(f"teacher.model {spec!r}: {module_name} has no callable {attr!r}")
+        raise UserError(f"{where} {spec!r}: {module_name} has no callable {attr!r}")
     return factory
 
 

@@ -38,8 +38,33 @@ class Range:
             raise error(f"{where}: must be {' and '.join(x for x in (low, high) if x)}, got {value!r}")
 
 
+@dataclass(frozen=True)
+class NonEmpty:
+    """``Annotated`` metadata: a list that must hold at least one item."""
+
+    def check(self, value: Any, where: str, error: type[UserError] = OptionError) -> None:
+        if isinstance(value, (list, tuple)) and not value:
+            raise error(f"{where}: must not be empty")
+
+
+@dataclass(frozen=True)
+class Check:
+    """``Annotated`` metadata: a rule on the whole value that no range says (``says``: what it must be)."""
+
+    test: Any
+    says: str
+
+    def check(self, value: Any, where: str, error: type[UserError] = OptionError) -> None:
+        if value is not None and not self.test(value):
+            raise error(f"{where}: must {self.says}, got {value!r}")
+
+
 AtLeast1 = typing.Annotated[int, Range(1)]  # a count
+AtLeast2 = typing.Annotated[int, Range(2)]
+Index = typing.Annotated[int, Range(0)]  # a position (teacher number, epoch)
 Probability = typing.Annotated[float, Range(0, 1)]
+Positive = typing.Annotated[float, Range(0, low_open=True)]  # a temperature, a learning rate
+NonNegative = typing.Annotated[float, Range(0)]  # a weight
 
 
 def ge(low: float, high: float | None = None) -> dict[str, Range]:
@@ -53,6 +78,19 @@ def gt(low: float, high: float | None = None) -> dict[str, Range]:
 
 
 def type_name(tp: Any) -> str:
+    """How an error names the annotation ``tp`` (``int or None``, ``one of 'a', 'b'``, ``list``)."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        return type_name(typing.get_args(tp)[0])
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(type_name(a) for a in typing.get_args(tp))
+    if origin is typing.Literal:
+        return "one of " + ", ".join(map(repr, typing.get_args(tp)))
+    if tp is type(None):
+        return "None"
+    if origin in (list, tuple):
+        args = typing.get_args(tp)
+        return f"a list of {type_name(args[0])}" if origin is list and args else "a list"
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
@@ -64,20 +102,19 @@ def coerce(value: Any, tp: Any, where: str, error: type[UserError] = OptionError
         base, *extras = typing.get_args(tp)
         value = coerce(value, base, where, error)
         for extra in extras:
-            if isinstance(extra, Range):
+            if isinstance(extra, (Range, NonEmpty, Check)):
                 extra.check(value, where, error)
         return value
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
-        for arg in args:
-            if arg is type(None):
-                continue
+        options = [a for a in args if a is not type(None)]
+        for arg in options:
             try:
                 return coerce(value, arg, where, error)
             except UserError as e:
-                if "must be" in str(e):  # the type fits but the value does not: say why
+                if len(options) == 1 or "must " in str(e):  # the type fits but the value does not: say why
                     raise
         raise error(f"{where}: expected {type_name(tp)}, got {value!r}")
     if origin is typing.Literal:

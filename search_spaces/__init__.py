@@ -2,17 +2,18 @@
 ``search_spaces.get("mbv2", input_shape=(3, 32, 32), num_classes=100)``.
 
 To add a space, drop a module here that subclasses :class:`search_spaces.base.StagedSpace`
-(or provides the same methods), registers it with ``SPACES.register("name")``, and import
-it below.
+(or provides the same methods), registers it with ``SPACES.register("name")``: every module here is imported automatically.
 """
 from __future__ import annotations
 
 from functools import lru_cache
 
-from search_spaces import mbv2, resnet  # noqa: F401  (register the built-in spaces)
+from nas_kd.registry import import_modules
 from search_spaces.base import DEFAULT_INPUT_SHAPE, DEFAULT_NUM_CLASSES, Arch, StageDef, StagedSpace, check_shape
 from search_spaces.registry import SPACES
 from search_spaces.sampling import SAMPLERS
+
+import_modules(__name__, __path__)  # every module registers its spaces and samplers
 
 __all__ = ["Arch", "StagedSpace", "StageDef", "SPACES", "SAMPLERS", "get", "from_meta", "available"]
 

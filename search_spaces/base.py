@@ -123,7 +123,7 @@ class StagedSpace:
         """Whether ``arch`` is a valid architecture of this space."""
         try:
             self.validate(arch)
-        except ValueError:
+        except UserError:
             return False
         return True
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 
-from nas_kd.errors import UserError
+from nas_kd.typecheck import AtLeast1
 from nas_kd.registry import Registry
 from search_spaces.base import Arch, StagedSpace
 
@@ -35,10 +35,8 @@ class FlopsStratifiedSampler:
     """``n`` draws spread over ``bins`` equal-width FLOPs bins between ``lo`` and ``hi`` (default: the
     space's min and max FLOPs)."""
 
-    def __init__(self, space: StagedSpace, bins: int = 4, tries: int = 300, lo: float | None = None,
+    def __init__(self, space: StagedSpace, bins: AtLeast1 = 4, tries: AtLeast1 = 300, lo: float | None = None,
                  hi: float | None = None) -> None:
-        if bins < 1:
-            raise UserError(f"bins must be >= 1, got {bins}")
         self.space, self.bins, self.tries = space, bins, tries
         self.lo = space.flops(space.min_arch()) if lo is None else lo
         self.hi = space.flops(space.max_arch()) if hi is None else hi

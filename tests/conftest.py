@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from nas_kd.data import DATA_ENV, FASHION_MNIST_DIR
+from nas_kd.data.formats import write_idx
+from nas_kd.search.strategies import SearchInputs, build_strategy
 
 torch.set_num_threads(2)
 
@@ -20,25 +22,6 @@ def fmnist_root() -> str:
         pytest.fail(f"Fashion-MNIST not found in {root}: run the README's test command (it installs the data) "
                     f"or set ${DATA_ENV}")
     return root
-
-
-def write_idx(root: Path, n_train: int = 512, n_test: int = 128, seed: int = 0) -> str:
-    """Tiny synthetic Fashion-MNIST-shaped IDX files (learnable: each class brightens its own band of rows)."""
-    import gzip
-
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    root.mkdir(parents=True, exist_ok=True)
-    for split, n in (("train", n_train), ("t10k", n_test)):
-        labels = rng.integers(0, 10, n).astype(np.uint8)
-        images = rng.integers(0, 100, (n, 28, 28)).astype(np.uint8)
-        for i, c in enumerate(labels):
-            images[i, 2 * c + 4 : 2 * c + 7] = 220
-        header = lambda magic, dims: magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in dims)  # noqa: E731
-        (root / f"{split}-images-idx3-ubyte.gz").write_bytes(gzip.compress(header(0x803, (n, 28, 28)) + images.tobytes()))
-        (root / f"{split}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(header(0x801, (n,)) + labels.tobytes()))
-    return str(root)
 
 
 @pytest.fixture(scope="session")
@@ -80,3 +63,8 @@ def teacher_ckpt(tmp_path_factory):
     save_checkpoint({"model": ResNetTeacher(**TEACHER_KW).state_dict()}, path)
     return str(path)
 
+
+
+def run_strategy(name: str, objective, trials: int, options: dict | None = None, **inputs):
+    """Strategy ``name`` built with ``options`` (checked, as ``search.strategy``), run on ``objective``."""
+    return build_strategy({"name": name, **(options or {})}).search(SearchInputs(objective, trials, **inputs))

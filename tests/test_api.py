@@ -133,7 +133,7 @@ def test_cli_and_api_give_the_same_pipeline_figures(tmp_path, synthetic_root, te
 
     sets = [f"data.root={synthetic_root}", "data.limit_train=128", "data.val_size=64", "data.limit_test=64",
             "data.batch_size=32", "train.epochs=1", "supernet.bn_batches=2", "search.trials=2", "search.probe_size=16",
-            "search.bn_batches=2", "search.strategy_options={population: 2}", "pipeline.finetune_epochs=1",
+            "search.bn_batches=2", "search.strategy={name: evolution, population: 2}", "pipeline.finetune_epochs=1",
             "pipeline.supernet_checkpoint=null", "pipeline.budget_fraction_of_teacher=null", "search.budget_mflops=3.0",
             f"teacher.checkpoint={teacher_ckpt}",
             f"teacher.kwargs={json.dumps(TEACHER_KW)}", "search.evaluator=kl", f"run.out_dir={tmp_path}", "run.name=cli"]

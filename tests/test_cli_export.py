@@ -39,7 +39,7 @@ def test_export_rejects_arch_outside_space(tmp_path, capsys):
 def test_search_then_export_with_finetune_on_real_slice(tmp_path, fmnist_root):
     common = [f"data.root={fmnist_root}", "data.limit_train=512", "data.val_size=128", "data.limit_test=200",
               f"run.out_dir={tmp_path}", "run.name=search", "search.probe_size=64", "search.bn_batches=2",
-              "search.strategy_options={population: 2}", "search.extra_evaluators=[cka, flops]"]
+              "search.strategy={name: evolution, population: 2}", "search.extra_evaluators=[cka, flops]"]
     args = ["search", "--recipe", "recipes/search_fmnist.yaml", "--trials", "3", "--strategy", "evolution",
             "--budget-mflops", "20"]
     for c in common:

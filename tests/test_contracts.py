@@ -1,8 +1,8 @@
 """Contracts every registered component passes, parametrised over each registry's ``available()``: a component is
 covered the moment it is registered (distillers: tests/test_distill.py; spaces: tests/test_spaces.py). Plus every
 committed recipe loads and checks."""
+import inspect
 import json
-import pickle
 import random
 import re
 from pathlib import Path
@@ -13,7 +13,6 @@ import torch
 import yaml
 
 import search_spaces
-from conftest import write_idx
 from nas_kd.bench.table import TABLE_KEYS, load_table, row_recipe
 from nas_kd.checkpoint import save_checkpoint
 from nas_kd.config import load_recipe
@@ -24,7 +23,7 @@ from nas_kd.models.resnet_teacher import ResNetTeacher
 from nas_kd.recipe_checks import load_checked
 from nas_kd.registry import Registry
 from nas_kd.search import STRATEGIES, Objective
-from nas_kd.search.strategies import run_strategy
+from nas_kd.search.strategies import SearchInputs, Strategy
 from nas_kd.supernet import Supernet
 from nas_kd.recipes import train_supernet
 from nas_kd.train import SUPERNET_TRAINERS
@@ -67,16 +66,13 @@ def scoring(synthetic_root, dna_tables):
     return (*contexts, context(space), [space.sample(random.Random(i)) for i in range(2)])
 
 
-EVALUATOR_OPTIONS = {"kd-proxy": {"steps": 3}, "p+tg": {"reference_archs": 3}}  # smaller work keeps the suite fast
-
-
 @pytest.mark.parametrize("name", EVALUATORS.available())
 def test_evaluator_contract(name, scoring):
     """Finite, deterministic, oriented by its direction; the teacher untouched; one that ignores the supernet's
     weights gives the same scores with other weights and with no supernet at all, one that reads them refuses
     to score without a supernet."""
     ctx, other, no_supernet, archs = scoring
-    (ev,) = build_evaluators([{"name": name, **EVALUATOR_OPTIONS.get(name, {})}], "e")
+    (ev,) = build_evaluators([{"name": name, **EVALUATORS.example(name)}], "e")
     name = ev.name  # its column (with its options)
     rows = score_archs(ctx, archs, [ev])
     assert [r[name] for r in score_archs(ctx, archs, [ev])] == [r[name] for r in rows]
@@ -125,22 +121,85 @@ def cream_checkpoint(tmp_path_factory):
     return str(path)
 
 
-STRATEGY_OPTIONS = {"slim": {"steps": 5}}  # a short gate training keeps the suite fast
+def run_strategy(name, obj, trials, tmp_path, tag, dna_tables, scoring, cream_checkpoint, seed=0):
+    """``name`` built with its own example options, run on ``obj`` with every input a search gives."""
+    strategy = STRATEGIES.build_checked(name, STRATEGIES.example(name), f"search.strategy ({name})")
+    return strategy.search(SearchInputs(obj, trials, seed=seed, storage=f"sqlite:///{tmp_path}/{tag}.db",
+                                        study_name="t", dna_tables=dna_tables, checkpoint=cream_checkpoint,
+                                        context=scoring[0], workdir=tmp_path))
+
+
+def keys(rows):
+    return [json.dumps(r["arch"], sort_keys=True) for r in rows]
 
 
 @pytest.mark.parametrize("name", STRATEGIES.available())
-def test_strategy_contract(name, tmp_path, dna_tables, scoring, cream_checkpoint):
-    """At most ``trials`` archs scored, none over the budget, rows best first, the same rows for the same seed."""
-    runs = []
-    for i in range(2):
+def test_strategy_contract_budget_trials_order(name, tmp_path, dna_tables, scoring, cream_checkpoint):
+    """At most ``trials`` archs scored, none over the budget (proposals over it are never scored), rows best first,
+    one row per arch, every row an arch the objective scored."""
+    for trials in (1, 8):
         obj, calls = toy_objective()
-        rows = run_strategy(name, obj, 8, STRATEGY_OPTIONS.get(name, {}), seed=0, storage=f"sqlite:///{tmp_path}/s{i}.db", study_name="t",
-                            dna_tables=dna_tables, checkpoint=cream_checkpoint, context=scoring[0], workdir=tmp_path)
-        assert rows and len(calls) <= 8
-        assert all(obj.space.flops(a) <= 20e6 for a in calls)  # over-budget archs are never scored
+        rows = run_strategy(name, obj, trials, tmp_path, f"t{trials}", dna_tables, scoring, cream_checkpoint)
+        assert rows and len(calls) <= trials
+        assert all(obj.space.flops(a) <= 20e6 for a in calls)
         assert [r["q"] for r in rows] == sorted((r["q"] for r in rows), reverse=True)
-        runs.append([json.dumps(r["arch"], sort_keys=True) for r in rows])
+        assert len(set(keys(rows))) == len(rows) and set(keys(rows)) <= {json.dumps(a, sort_keys=True) for a in calls}
+
+
+@pytest.mark.parametrize("name", STRATEGIES.available())
+def test_strategy_contract_deterministic_per_seed(name, tmp_path, dna_tables, scoring, cream_checkpoint):
+    runs = []
+    for tag in ("a", "b"):
+        obj, _ = toy_objective()
+        runs.append(keys(run_strategy(name, obj, 8, tmp_path, tag, dna_tables, scoring, cream_checkpoint)))
     assert runs[0] == runs[1]
+
+
+class Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("name", STRATEGIES.available())
+def test_strategy_contract_resumes_from_the_journal(name, tmp_path, dna_tables, scoring, cream_checkpoint):
+    """A search killed half-way through its scores and run again on the same journal (and study) scores nothing
+    twice and ends with the rows of an uninterrupted search."""
+    obj, straight_calls = toy_objective()
+    straight = keys(run_strategy(name, obj, 8, tmp_path, "straight", dna_tables, scoring, cream_checkpoint))
+    journal = tmp_path / "scored.jsonl"
+    space = search_spaces.get("resnet")
+    scored = []
+
+    def killing(arch):
+        if len(scored) == max(1, len(straight_calls) // 2):
+            raise Killed
+        scored.append(arch)
+        return toy_objective()[0].score_fn(arch)
+
+    if len(straight_calls) < 2:  # a strategy that scores one arch has no half-way point
+        return
+    with pytest.raises(Killed):
+        run_strategy(name, Objective(space, killing, "q", 20e6, journal=journal), 8, tmp_path, "killed", dna_tables,
+                     scoring, cream_checkpoint)
+    again, calls = toy_objective()
+    again.journal = journal
+    again.cache.update(Objective(space, killing, "q", 20e6, journal=journal).cache)
+    resumed = keys(run_strategy(name, again, 8, tmp_path, "killed", dna_tables, scoring, cream_checkpoint))
+    assert not {json.dumps(a, sort_keys=True) for a in calls} & {json.dumps(a, sort_keys=True) for a in scored}
+    if STRATEGIES.get(name).replays:
+        assert resumed == straight
+    else:  # goes on from the trials it has (the study), to as many archs
+        assert len(resumed) == len(straight) and set(keys(again.rows())) >= {json.dumps(a, sort_keys=True) for a in scored}
+
+
+@pytest.mark.parametrize("name", STRATEGIES.available())
+def test_strategy_options_are_typed_keyword_only_fields(name):
+    """Every option is a typed keyword-only field with a default; an unknown one is refused naming the strategy."""
+    cls = STRATEGIES.get(name)
+    assert cls.__doc__ and issubclass(cls, Strategy)
+    for p in inspect.signature(cls).parameters.values():
+        assert p.kind is p.KEYWORD_ONLY and p.default is not p.empty and p.annotation is not p.empty
+    with pytest.raises(OptionError, match=re.escape(f"s: strategy '{name}' has no option 'nope'")):
+        STRATEGIES.build_checked(name, {"nope": 1}, "s")
 
 
 # --- supernet trainers ----------------------------------------------------------------------------------------
@@ -158,11 +217,6 @@ def tiny_teacher(tmp_path_factory):
     return str(path)
 
 
-# what a mode needs to run on the contract's tiny recipe (progressive: an epoch per default phase of the resnet
-# space; cream: its own paths teach)
-MODE_SETTINGS = {"progressive": ["train.epochs=4"], "cream": ["supernet.soft_labels=inplace"]}
-
-
 @pytest.mark.parametrize("mode", SUPERNET_TRAINERS.available())
 def test_supernet_trainer_contract(mode, tmp_path, synthetic_root, tiny_teacher):
     """Each mode trains, writes final.json naming its checkpoint, and a run killed mid-epoch (in its last epoch)
@@ -172,8 +226,8 @@ def test_supernet_trainer_contract(mode, tmp_path, synthetic_root, tiny_teacher)
             f"data.root={synthetic_root}", f"run.out_dir={out}", "run.name=run", "data.limit_train=64",
             "data.val_size=32", "data.limit_test=32", "data.batch_size=32", "train.epochs=1",
             "train.checkpoint_every_steps=1", "supernet.bn_batches=1", "supernet.eval_random_archs=0",
-            "supernet.num_random=1", f"supernet.mode={mode}", f"teacher.checkpoint={tiny_teacher}",
-            'teacher.kwargs={"widths": [8, 8, 8, 8]}', *MODE_SETTINGS.get(mode, [])])
+            f"supernet.mode={json.dumps({'name': mode, **SUPERNET_TRAINERS.example(mode)})}",
+            f"teacher.checkpoint={tiny_teacher}", 'teacher.kwargs={"widths": [8, 8, 8, 8]}'])
 
     r = recipe(tmp_path / "a")
     straight = train_supernet(r, show_progress=False)
@@ -196,56 +250,13 @@ def test_supernet_trainer_contract(mode, tmp_path, synthetic_root, tiny_teacher)
 # --- datasets -------------------------------------------------------------------------------------------------
 
 
-def _idx(root: Path) -> None:
-    write_idx(root, n_train=40, n_test=12)
-
-
-def _cifar(root: Path, names: list[str], label_key: bytes, classes: int, n: int = 8) -> None:
-    rng = np.random.default_rng(0)
-    for name in names:
-        batch = {b"data": rng.integers(0, 256, (n, 3072)).astype(np.uint8),
-                 label_key: [int(v) for v in rng.integers(0, classes, n)]}
-        (root / name).write_bytes(pickle.dumps(batch))
-
-
-def _npz(root: Path) -> None:
-    rng = np.random.default_rng(0)
-    np.savez(root / "data.npz", x_train=rng.integers(0, 256, (40, 3, 8, 8), dtype=np.uint8),
-             y_train=rng.integers(0, 4, 40), x_test=rng.integers(0, 256, (12, 3, 8, 8), dtype=np.uint8),
-             y_test=rng.integers(0, 4, 12))
-
-
-def _imagefolder(root: Path) -> None:
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 10), ("test", 3)):
-        for c in ("cat", "dog"):
-            (root / split / c).mkdir(parents=True)
-            for i in range(n):
-                Image.fromarray(rng.integers(0, 256, (9, 7, 3), dtype=np.uint8)).save(root / split / c / f"{i}.png")
-
-
-WRITERS = {  # each registered dataset, and how to write a tiny copy in its format
-    "fashion-mnist": _idx, "mnist": _idx, "idx": _idx,
-    "cifar10": lambda r: _cifar(r, [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"], b"labels", 10),
-    "cifar100": lambda r: _cifar(r, ["train", "test"], b"fine_labels", 100, n=10),
-    "npz": _npz, "imagefolder": _imagefolder,
-}
-
-
-def test_every_dataset_has_a_contract_writer():
-    assert set(WRITERS) == set(DATASETS.available())
-
-
 @pytest.mark.parametrize("name", DATASETS.available())
 def test_dataset_contract(name, tmp_path):
     """Loads into float images and integer labels of the declared classes, split as asked and seeded; a missing
     root is one DatasetError naming it."""
     root = tmp_path / "data"
     root.mkdir()
-    WRITERS[name](root)
-    where = str(root / "data.npz") if name == "npz" else str(root)
+    where = DATASETS.get(name).tiny(root)  # each dataset writes its own tiny copy
     d = load_dataset(name, where, val_size=4, split_seed=1)
     again = load_dataset(name, where, val_size=4, split_seed=1)
     assert len(d.val) == 4 and d.train.x.ndim == 4 and d.train.x.dtype == torch.float32

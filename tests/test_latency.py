@@ -10,7 +10,7 @@ from nas_kd.cli import main
 from nas_kd.errors import BudgetError, UserError
 from nas_kd.latency import block_key, block_variants, build_table, load_table, predict_ms, require_match
 from nas_kd.search import Objective
-from nas_kd.search.strategies import run_strategy
+from conftest import run_strategy
 
 SHAPE = (1, 8, 8)  # tiny inputs: the table is timed in a second or two
 

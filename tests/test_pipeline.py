@@ -11,7 +11,7 @@ from nas_kd.supernet import Supernet
 
 TINY = ["data.limit_train=256", "data.val_size=64", "data.limit_test=128", "data.batch_size=64", "train.epochs=1",
         "supernet.bn_batches=2", "search.trials=2", "search.probe_size=16", "search.bn_batches=2",
-        "search.strategy_options={population: 2}", "pipeline.finetune_epochs=1"]
+        "search.strategy={name: evolution, population: 2}", "pipeline.finetune_epochs=1"]
 
 
 def run_args(tmp_path, root, *extra):
@@ -71,20 +71,21 @@ def test_a_mismatched_supernet_is_never_reused(tmp_path, synthetic_root, capsys,
 TYPOS = {  # key -> (override, what the one line must say after the file name)
     "distill": ("distill=[{name: kd, weight: 0.7, temprature: 4}]",
                 "distill[0] (kd): distiller 'kd' has no option 'temprature' (did you mean 'temperature'?)"),
-    "supernet.distill": ("supernet.distill=[{name: alpha_dv}]",
-                         "supernet.distill[0] (alpha_dv): unknown distiller 'alpha_dv'. Did you mean 'alpha_div'?"),
+    "supernet.mode.distill": ("supernet.mode.distill=[{name: alpha_dv}]",
+                              "supernet.mode (sandwich): distill[0] (alpha_dv): unknown distiller 'alpha_dv'. Did you "
+                              "mean 'alpha_div'?"),
     "search.evaluator": ("search.evaluator={name: rdm, proj_dm: 64}",
                          "search.evaluator: evaluator 'rdm' has no option 'proj_dm' (did you mean 'proj_dim'?)"),
-    "search.strategy_options": ("search.strategy_options={populaton: 4}",
-                                "search.strategy_options: strategy 'evolution' has no option 'populaton' "
-                                "(did you mean 'population'?)"),
+    "search.strategy": ("search.strategy={name: evolution, populaton: 4}",
+                        "search.strategy (evolution): strategy 'evolution' has no option 'populaton' "
+                        "(did you mean 'population'?)"),
     "train.optimizer": ("train.optimizer=adamx", "train.optimizer: unknown train.optimizer 'adamx'. Did you mean 'adamw'?"),
     "data.dataset": ("data.dataset=fashion_mnist", "data.dataset: unknown dataset 'fashion_mnist'. Did you mean "
                                                    "'fashion-mnist'?"),
     "supernet.mode": ("supernet.mode=blockwize", "supernet.mode: unknown supernet.mode 'blockwize'. Did you mean "
                                                  "'blockwise'?"),
-    "supernet.soft_labels": ("supernet.soft_labels=inplase", "supernet.soft_labels: 'inplase' is not one of inplace, "
-                                                             "teacher, mix, none (did you mean 'inplace'?)"),
+    "supernet.mode.soft_labels": ("supernet.mode.soft_labels=inplase", "supernet.mode (sandwich).soft_labels: 'inplase' "
+                                  "is not one of inplace, teacher, mix, none (did you mean 'inplace'?)"),
 }
 
 
@@ -112,8 +113,8 @@ def test_facts_known_before_training_stop_nas_kd_run_before_it_trains(override, 
     assert not (tmp_path / "quickstart").exists()
 
 
-BLOCKWISE = ["supernet.mode=blockwise", "supernet.num_random=0", "pipeline.supernet_checkpoint=null",
-             "search.evaluator=dna", "search.strategy=dna-exhaustive", "search.strategy_options={}",
+BLOCKWISE = ["supernet.mode={name: blockwise, num_random: 0}", "pipeline.supernet_checkpoint=null",
+             "search.evaluator=dna", "search.strategy=dna-exhaustive",
              "rankcorr.probe_size=16"]
 
 

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = ["data.limit_train=256", "data.val_size=64", "data.limit_test=128", "data.batch_size=64", "train.epochs=1",
             "train.checkpoint_every_steps=1", "teacher.checkpoint=null", 'teacher.kwargs={"widths": [8, 8, 8, 8]}',
             "pipeline.supernet_checkpoint=null", "supernet.bn_batches=2", "search.trials=3", "search.probe_size=16",
-            "search.bn_batches=2", "search.budget_mflops=20", "search.strategy_options={population: 2}",
+            "search.bn_batches=2", "search.budget_mflops=20", "search.strategy={name: evolution, population: 2}",
             "pipeline.finetune_epochs=1"]
 FIGURES = ("student_test_acc", "student_mflops", "student_params", "teacher_test_acc", "teacher_mflops",
            "teacher_params", "accuracy_gap_points", "student_distill")

@@ -7,7 +7,7 @@ import pytest
 import search_spaces
 from nas_kd.errors import BudgetError
 from nas_kd.search import STRATEGIES, Objective
-from nas_kd.search.strategies import run_strategy
+from conftest import run_strategy
 
 
 def cheap_score(space):
@@ -40,7 +40,7 @@ def test_evolution_beats_random_on_a_simple_objective():
         wins = []
         for seed in range(3):
             obj, _ = objective(30.0)
-            wins.append(STRATEGIES.get(name)(obj, 60, seed=seed)[0]["q"])
+            wins.append(run_strategy(name, obj, 60, seed=seed)[0]["q"])
         best[name] = sum(wins) / 3
     assert best["evolution"] > best["random"]
 
@@ -48,9 +48,9 @@ def test_evolution_beats_random_on_a_simple_objective():
 def test_optuna_study_resumes_without_rescoring(tmp_path):
     storage = f"sqlite:///{tmp_path}/s.db"
     obj, calls = objective(30.0)
-    first = STRATEGIES.get("optuna-tpe")(obj, 6, seed=0, storage=storage, study_name="r")
+    first = run_strategy("optuna-tpe", obj, 6, seed=0, storage=storage, study_name="r")
     obj2, calls2 = objective(30.0)
-    second = STRATEGIES.get("optuna-tpe")(obj2, 9, seed=0, storage=storage, study_name="r")
+    second = run_strategy("optuna-tpe", obj2, 9, seed=0, storage=storage, study_name="r")
     assert len(calls2) <= 3  # only the 3 new trials can be scored
     known = {json.dumps(r["arch"], sort_keys=True) for r in first}
     assert known <= {json.dumps(r["arch"], sort_keys=True) for r in second}
@@ -58,7 +58,7 @@ def test_optuna_study_resumes_without_rescoring(tmp_path):
 
 def _worker(storage, out=None):
     obj, _ = objective(30.0)
-    rows = STRATEGIES.get("optuna-tpe")(obj, 12, seed=random.randrange(1000), storage=storage, study_name="shared")
+    rows = run_strategy("optuna-tpe", obj, 12, seed=random.randrange(1000), storage=storage, study_name="shared")
     if out:
         with open(out, "w") as f:
             json.dump(rows, f)
@@ -94,9 +94,9 @@ def test_strategy_and_evaluator_options_are_checked():
         run_strategy("evolution", obj, 5, {"populaton": 4})
     with pytest.raises(OptionError, match="strategy 'random' has no option 'population'"):
         run_strategy("random", obj, 5, {"population": 4})
-    with pytest.raises(OptionError, match="search.strategy_options.population: expected int, got 'many'"):
+    with pytest.raises(OptionError, match=r"search.strategy \(evolution\).population: expected int, got 'many'"):
         run_strategy("evolution", obj, 5, {"population": "many"})
-    with pytest.raises(OptionError, match=r"search.strategy_options.mutation_prob: must be >= 0 and <= 1, got 1.5"):
+    with pytest.raises(OptionError, match=r"search.strategy \(evolution\).mutation_prob: must be >= 0 and <= 1, got 1.5"):
         run_strategy("evolution", obj, 5, {"mutation_prob": 1.5})
     assert len(run_strategy("evolution", obj, 6, {"population": 3, "sample_size": 2}, seed=0)) >= 1
     with pytest.raises(OptionError, match="e: evaluator 'rdm' has no option 'paring' \\(did you mean 'pairing'"):
@@ -114,7 +114,7 @@ def test_a_journal_cut_mid_line_by_a_kill_keeps_its_whole_rows(tmp_path):
     journal = tmp_path / "scored.jsonl"
     obj, calls = objective(30.0)
     obj.journal = journal
-    STRATEGIES.get("evolution")(obj, 6, seed=0)
+    run_strategy("evolution", obj, 6, seed=0)
     rows = journal.read_text().splitlines()
     assert len(rows) == 6
     journal.write_text("\n".join(rows[:3]) + "\n" + rows[3][:20])  # killed while writing the fourth row
@@ -122,6 +122,6 @@ def test_a_journal_cut_mid_line_by_a_kill_keeps_its_whole_rows(tmp_path):
     again, calls = cheap_score(space)
     resumed = Objective(space, again, "q", 30e6, journal=journal)
     assert len(resumed.cache) == 3 and journal.read_text().endswith("\n")
-    STRATEGIES.get("evolution")(resumed, 6, seed=0)
+    run_strategy("evolution", resumed, 6, seed=0)
     assert len(calls) == 3  # only the three lost rows are scored again
     assert journal.read_text().splitlines() == rows  # the same rows, in the same order

@@ -12,8 +12,8 @@ from nas_kd.errors import UserError
 from nas_kd.evaluators import EvalContext
 from nas_kd.models.resnet_teacher import ResNetTeacher
 from nas_kd.search import Objective
-from nas_kd.search.reinforce import CategoricalPolicy, reinforce
-from nas_kd.search.strategies import run_strategy
+from nas_kd.search.reinforce import CategoricalPolicy
+from conftest import run_strategy
 from nas_kd.supernet import Supernet
 
 SPACE = search_spaces.get("resnet")
@@ -99,8 +99,8 @@ def test_cream_board_scores_only_the_board_paths_that_fit(tmp_path):
 
 def test_reinforce_is_seeded():
     a, b = objective(), objective()
-    reinforce(a, 20, seed=3)
-    reinforce(b, 20, seed=3)
+    run_strategy("reinforce", a, 20, seed=3)
+    run_strategy("reinforce", b, 20, seed=3)
     assert list(a.cache) == list(b.cache)
 
 

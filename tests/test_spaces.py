@@ -3,6 +3,8 @@ import random
 
 import pytest
 
+from nas_kd.errors import UserError
+
 import search_spaces
 from nas_kd.supernet import Supernet
 from search_spaces.base import StagedSpace
@@ -50,14 +52,14 @@ def test_validation_errors_name_label_and_values(name):
     space = search_spaces.get(name)
     arch = space.max_arch()
     bad = dict(arch, **{"stage2.width": 7})
-    with pytest.raises(ValueError, match=r"stage2\.width=7 is not allowed; allowed values: \["):
+    with pytest.raises(UserError, match=r"stage2\.width=7 is not allowed; allowed values: \["):
         space.validate(bad)
     missing = {k: v for k, v in arch.items() if k != "stage3.depth"}
-    with pytest.raises(ValueError, match=r"missing label 'stage3\.depth'"):
+    with pytest.raises(UserError, match=r"missing label 'stage3\.depth'"):
         space.validate(missing)
-    with pytest.raises(ValueError, match=r"unknown label 'stage2\.widht' \(did you mean 'stage2\.width'"):
+    with pytest.raises(UserError, match=r"unknown label 'stage2\.widht' \(did you mean 'stage2\.width'"):
         space.validate(dict(arch, **{"stage2.widht": 24}))
-    with pytest.raises(ValueError, match="is a dict"):
+    with pytest.raises(UserError, match="is a dict"):
         space.validate([1, 2])
     assert not space.contains(bad) and space.contains(arch)
 

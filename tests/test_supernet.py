@@ -53,7 +53,7 @@ def test_invalid_arch_leaves_active_arch(name):
     net = Supernet(space)
     arch = space.min_arch()
     net.set_arch(arch)
-    with pytest.raises(ValueError, match="stage1.depth=99"):
+    with pytest.raises(UserError, match="stage1.depth=99"):
         net.set_arch(dict(arch, **{"stage1.depth": 99}))
     assert net.arch == arch
 

@@ -26,8 +26,8 @@ def kit(space_name="resnet", *overrides, epoch=0):
     net = space.build_supernet()
     loop = SimpleNamespace(state=LoopState(epoch=epoch), optimizer=torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9))
     job = SimpleNamespace(seed=recipe.seed, train=recipe.train)  # what a step reads of its job
-    return Kit(job, recipe.supernet, space, net, SAMPLERS.build("uniform", space=space), None, [], [],
-               torch.device("cpu"), loop)
+    return Kit(job, supernet_trainer(recipe.supernet.mode), space, net, SAMPLERS.build("uniform", space=space), None,
+               [], torch.device("cpu"), loop)
 
 
 def randomise_bn(net):
@@ -114,12 +114,13 @@ def test_channel_sorting_keeps_the_largest_net_and_sorts_by_importance(space):
 
 
 def test_spos_trains_one_path_per_step():
-    k = kit("resnet", "supernet.soft_labels=none")
+    k = kit("resnet")
     calls = []
     forward = k.forward
     k.forward = lambda arch, x: calls.append((arch, torch.is_grad_enabled())) or forward(arch, x)
     x, y = torch.randn(8, 1, 12, 12), torch.randint(0, 10, (8,))
-    SinglePath().step(k, x, y)
+    k.mode = SinglePath(soft_labels="none")
+    k.mode.step(k, x, y)
     assert len(calls) == 1 and calls[0][1]
     arch = calls[0][0]
     for i, name in enumerate(k.net.stage_names, start=1):  # blocks past the path's depth get no gradient
@@ -127,10 +128,10 @@ def test_spos_trains_one_path_per_step():
             grads = [p.grad for p in block.parameters()]
             assert all(g is None for g in grads) == (j >= arch[f"stage{i}.depth"])
     calls.clear()
-    k.cfg.soft_labels = "inplace"
-    k.distillers, k.terms = [], []
+    k.mode = SinglePath(soft_labels="inplace")
+    k.distillers = []
     k.distill = lambda out, y, soft: torch.nn.functional.mse_loss(out, soft)
-    SinglePath().step(k, x, y)
+    k.mode.step(k, x, y)
     assert [g for _, g in calls] == [False, True] and calls[0][0] == k.space.max_arch()  # the max only teaches
 
 
@@ -149,4 +150,6 @@ def test_cream_board_keeps_its_k_best_paths():
     c.offer(archs[0], 40, 1)  # worse than the worst: out
     assert len(c.board) == 3 and all(e["arch"] != archs[0] for e in c.board)
     with pytest.raises(UserError, match="soft_labels must be 'inplace'"):
-        c.check(load_recipe("recipes/supernet_fmnist.yaml", ["supernet.mode=cream"]).supernet, 1)
+        Cream(soft_labels="teacher")
+    with pytest.raises(OptionError, match=r"supernet.mode \(cream\): .*soft_labels must be 'inplace'"):
+        check_recipe(load_recipe("recipes/supernet_fmnist.yaml", ["supernet.mode={name: cream, soft_labels: teacher}"]))

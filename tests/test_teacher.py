@@ -69,7 +69,7 @@ def test_resume_mid_epoch_reproduces_uninterrupted_run(tmp_path, fmnist_root):
 @pytest.mark.parametrize("resume", [False, True])
 def test_a_failed_start_never_blocks_a_rerun(tmp_path, synthetic_root, resume):
     recipe = tiny_recipe(tmp_path, synthetic_root, "train.epochs=1", "data.val_size=64", "teacher.model=no.such:model")
-    with pytest.raises(ValueError, match="cannot import"):
+    with pytest.raises(UserError, match="cannot import"):
         train_teacher(recipe, show_progress=False)
     assert not (tmp_path / "run").exists()  # the bad teacher was found before the run directory was made
     (tmp_path / "run").mkdir()
@@ -104,7 +104,7 @@ def test_user_factory_and_torchscript_teachers(tmp_path, monkeypatch):
     assert torch.allclose(t(x), model(x))
     with pytest.raises(CheckpointError, match="do not fit"):
         load_teacher(TeacherConfig(model="my_models:tiny", kwargs={"hidden": 5}, checkpoint=str(tmp_path / "w.pt")))
-    with pytest.raises(ValueError, match="has no callable 'nope'"):
+    with pytest.raises(UserError, match="has no callable 'nope'"):
         load_teacher(TeacherConfig(model="my_models:nope", checkpoint=str(tmp_path / "w.pt")))
     # a call that does not fit the factory's signature is the user's error: one line
     with pytest.raises(UserError, match=r"teacher.model 'my_models:tiny' cannot be built with \['hiden', "):

@@ -17,7 +17,7 @@ def recipe(tmp_path, fmnist_root, *extra):
 
 
 def test_sandwich_run_learns_on_real_slice(tmp_path, fmnist_root):
-    final = train_supernet(recipe(tmp_path, fmnist_root, "train.epochs=3", "supernet.soft_labels=mix"), show_progress=False)
+    final = train_supernet(recipe(tmp_path, fmnist_root, "train.epochs=3", "supernet.mode.soft_labels=mix"), show_progress=False)
     records = [json.loads(x) for x in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
     assert records[-1]["train_loss_max"] < records[0]["train_loss_max"]
     assert records[-1]["train_loss_distill"] < records[0]["train_loss_distill"]
@@ -27,10 +27,11 @@ def test_sandwich_run_learns_on_real_slice(tmp_path, fmnist_root):
 
 
 def test_bad_supernet_options(tmp_path, fmnist_root):
-    with pytest.raises(ValueError, match="supernet.soft_labels: 'both' is not one of inplace, teacher, mix, none"):
-        recipe(tmp_path, fmnist_root, "supernet.soft_labels=both")
-    with pytest.raises(OptionError, match=r"supernet.distill\[0\] \(alpha\).*Did you mean 'alpha_div'"):
-        train_supernet(recipe(tmp_path, fmnist_root, "supernet.distill=[{name: alpha}]"))
+    with pytest.raises(OptionError, match=r"supernet.mode \(sandwich\).soft_labels: 'both' is not one of inplace, "
+                                          "teacher, mix, none"):
+        train_supernet(recipe(tmp_path, fmnist_root, "supernet.mode.soft_labels=both"))
+    with pytest.raises(OptionError, match=r"supernet.mode \(sandwich\): distill\[0\] \(alpha\).*Did you mean 'alpha_div'"):
+        train_supernet(recipe(tmp_path, fmnist_root, "supernet.mode.distill=[{name: alpha}]"))
     with pytest.raises(OptionError, match="only logit methods work: alpha_div, kd, multi_teacher"):
-        train_supernet(recipe(tmp_path, fmnist_root, "supernet.distill=[{name: hint}]"))
+        train_supernet(recipe(tmp_path, fmnist_root, "supernet.mode.distill=[{name: hint}]"))
     assert not (tmp_path / "run").exists()

@@ -16,7 +16,7 @@ from typing import Any
 from nas_kd.dna.exact import exact_search
 from nas_kd.dna.score import DnaScorer, load_tables
 from nas_kd.search.objective import Objective
-from nas_kd.search.strategies import run_strategy
+from nas_kd.search.strategies import SearchInputs, build_strategy
 from search_spaces import from_meta
 
 CHECKPOINTS = (10, 20, 50, 100, 200)
@@ -47,6 +47,7 @@ def bench_strategies(tables_path: str, strategies: list[str], fractions: list[fl
         optimum = next(iter(exact["by_budget"].values()))[0]["score"]
         per_strategy = {}
         for name in strategies:
+            strategy = build_strategy(name, "--strategies")
             curves = []
             for seed in range(seeds):
                 def score(arch: dict) -> dict:
@@ -54,7 +55,7 @@ def bench_strategies(tables_path: str, strategies: list[str], fractions: list[fl
                             "dna": -scorer.score(arch)}
 
                 obj = Objective(space, score, "dna", budget)
-                run_strategy(name, obj, trials, {}, seed=seed, storage=None, study_name=f"{name}-{f}-{seed}")
+                strategy.search(SearchInputs(obj, trials, seed=seed, study_name=f"{name}-{f}-{seed}"))
                 curves.append([b - optimum for b in best_curve([-r["dna"] for r in obj.cache.values()], trials)])
             per_strategy[name] = {
                 "regret_mean": {str(c): statistics.mean(cv[c - 1] for cv in curves) for c in checkpoints},

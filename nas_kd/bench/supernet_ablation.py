@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from nas_kd.bench.table import finished, run_table
+from nas_kd.evaluators import build_evaluators
 
 SUBNETS = ("max", "min", "median")
 TAU_EVALUATORS = ["kl", "rdm"]
@@ -36,7 +37,7 @@ def keeper(taus_study: str | None):
         if study is not None and "max_acc" in final:
             from nas_kd.rankcorr.study import checkpoint_taus
 
-            out["taus"] = checkpoint_taus(study, final["checkpoint"], TAU_EVALUATORS)
+            out["taus"] = checkpoint_taus(study, final["checkpoint"], build_evaluators(TAU_EVALUATORS, "taus"))
             out["taus_study"] = taus_study
         return out
 

@@ -34,12 +34,13 @@ def _cmd_ground_truth(args: argparse.Namespace) -> None:
 
 def _cmd_acceptance(args: argparse.Namespace) -> None:
     from nas_kd.rankcorr.acceptance import run_acceptance
-    from nas_kd.recipes import study_of
+    from nas_kd.recipes import acceptance_plans, study_of
 
     recipe = load_checked(args.recipe, args.overrides)
     seeds = recipe.acceptance.seeds if args.seeds is None else args.seeds
     repeats = recipe.acceptance.search_repeats if args.search_repeats is None else args.search_repeats
-    print(json.dumps(run_acceptance(study_of(recipe), recipe.search, recipe.acceptance, band=args.band, evaluator=args.evaluator, strategy=args.strategy,
+    searched, maxflops = acceptance_plans(recipe, args.evaluator, args.strategy)
+    print(json.dumps(run_acceptance(study_of(recipe), searched, maxflops, recipe.acceptance, band=args.band,
                                     trials=args.trials, result=args.out, seeds=seeds, search_repeats=repeats,
                                     queue=args.queue, commit=args.commit), indent=2))
 

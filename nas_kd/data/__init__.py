@@ -20,6 +20,9 @@ from nas_kd.data.formats import (
 )
 from nas_kd.data.registry import DATASETS, DatasetKind
 from nas_kd.data.splits import DataBundle, Split, from_tensors, load_data, load_dataset
+from nas_kd.registry import import_modules
+
+import_modules(__name__, __path__)  # a module that registers a dataset is picked up by being here
 
 __all__ = ["BatchIterator", "DATA_ENV", "DATASETS", "DataBundle", "DatasetError", "DatasetKind", "FASHION_MNIST_DIR",
            "LazyImages", "Split", "augment", "calibration_batches", "from_tensors", "load_cifar10", "load_cifar100", "load_data",

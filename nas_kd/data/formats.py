@@ -115,6 +115,23 @@ class _SafeUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
 
 
+def write_idx(root: str | Path, n_train: int = 512, n_test: int = 128, seed: int = 0) -> str:
+    """Write tiny synthetic Fashion-MNIST-shaped IDX files under ``root`` (learnable: each class brightens its own
+    band of rows); returns ``root``. What the tests and the IDX datasets' contract use."""
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        images = rng.integers(0, 100, (n, 28, 28)).astype(np.uint8)
+        for i, c in enumerate(labels):
+            images[i, 2 * c + 4 : 2 * c + 7] = 220
+        for kind, magic, dims, body in (("images-idx3", 0x803, (n, 28, 28), images), ("labels-idx1", 0x801, (n,), labels)):
+            header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in dims)
+            (root / f"{split}-{kind}-ubyte.gz").write_bytes(gzip.compress(header + body.tobytes()))
+    return str(root)
+
+
 def _cifar_batch(path: Path, label_key: bytes = b"labels", kind: str = "CIFAR-10") -> tuple[np.ndarray, np.ndarray]:
     try:
         d = _SafeUnpickler(io.BytesIO(path.read_bytes()), encoding="bytes").load()

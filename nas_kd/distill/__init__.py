@@ -5,20 +5,6 @@ Methods: ``kd``, ``alpha_div``, ``multi_teacher`` (:mod:`.response`); ``hint``, 
 ``dfa``, ``vid``, ``fsp``, ``irg``, ``adversarial``, ``kdcl``, ``frskd`` and ``sla``.
 The trainer is :mod:`nas_kd.train.distill`.
 """
-from nas_kd.distill import (  # noqa: F401  (register the methods)
-    adversarial,
-    dfa,
-    feature,
-    frskd,
-    fsp,
-    irg,
-    kdcl,
-    online,
-    response,
-    self_distill,
-    sla,
-    vid,
-)
 from nas_kd.distill.base import (
     DISTILLERS,
     Distiller,
@@ -28,5 +14,8 @@ from nas_kd.distill.base import (
     build_distiller,
     parse_terms,
 )
+from nas_kd.registry import import_modules
+
+import_modules(__name__, __path__)  # every module registers its methods: a new method is one new file
 
 __all__ = ["DISTILLERS", "Distiller", "Probe", "Term", "View", "build_distiller", "parse_terms"]

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from nas_kd.distill.base import DISTILLERS, Distiller, Probe, View
-from nas_kd.errors import OptionError
+from nas_kd.typecheck import AtLeast1, Index, Positive
 
 
 @DISTILLERS.register("adversarial")
@@ -25,10 +25,8 @@ class Adversarial(Distiller):
     Example: ``{name: adversarial, weight: 0.1, temperature: 1.0}``.
     """
 
-    def __init__(self, hidden: int = 64, temperature: float = 1.0, teacher: int = 0) -> None:
+    def __init__(self, *, hidden: AtLeast1 = 64, temperature: Positive = 1.0, teacher: Index = 0) -> None:
         super().__init__()
-        if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1 or not temperature > 0:
-            raise OptionError(f"need an integer hidden >= 1 and temperature > 0; got {hidden!r}, {temperature}")
         self.hidden, self.temperature, self.teacher = hidden, float(temperature), teacher
 
     def bind(self, probe: Probe) -> None:

@@ -15,7 +15,7 @@ its submodules: the trainer optimises them with the student's, and they never re
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import torch
 import torch.nn as nn
@@ -71,6 +71,9 @@ class Distiller(nn.Module):
 
     needs_teacher: ClassVar[bool] = True
     logits_only: ClassVar[bool] = False  # reads nothing but logits (usable inside supernet training)
+    # the pure loss (student, teacher) -> scalar the method applies per pair, when it is one function of the two
+    # (the loss contract of tests/test_losses.py runs every method that declares it)
+    pure_loss: ClassVar[Callable[..., torch.Tensor] | None] = None
     num_students: int = 1  # students trained together (deep mutual learning trains several)
     where: str = "distill"
 

@@ -7,9 +7,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from nas_kd.distill.base import DISTILLERS, Probe, View
-from nas_kd.distill.feature import FeaturePairs
-from nas_kd.errors import OptionError
+from nas_kd.distill.feature import FeaturePairs, Pairs, Which
 from nas_kd.losses import functional as LF
+from nas_kd.typecheck import Index, Positive
 
 
 @DISTILLERS.register("dfa")
@@ -29,11 +29,9 @@ class DFA(FeaturePairs):
     key = "dfa"
     uses_validation_batches = True
 
-    def __init__(self, alpha_lr: float = 0.1, pairs: list[list[str]] | None = None, which: str | None = None,
-                 teacher: int = 0) -> None:
-        super().__init__(pairs, which, teacher)
-        if not alpha_lr > 0:
-            raise OptionError(f"alpha_lr must be > 0, got {alpha_lr}")
+    def __init__(self, *, alpha_lr: Positive = 0.1, pairs: Pairs | None = None, which: Which | None = None,
+                 teacher: Index = 0) -> None:
+        super().__init__(pairs=pairs, which=which, teacher=teacher)
         self.alpha_lr = float(alpha_lr)
         self.candidates: dict[str, list[str]] = {}
 

@@ -7,6 +7,8 @@ Spatial sizes are matched by average-pooling the larger map when one size divide
 """
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 import torch
 import torch.nn as nn
 
@@ -19,8 +21,10 @@ from nas_kd.distill.base import (
 )
 from nas_kd.errors import OptionError
 from nas_kd.losses import functional as LF
+from nas_kd.typecheck import Index, NonEmpty, NonNegative, Positive
 
-WHICH = ("all", "last", "middle")
+Which = Literal["all", "last", "middle"]
+Pairs = Annotated[list[tuple[str, str]], NonEmpty()]  # [[student_module, teacher_module], ...]
 
 
 class FeaturePairs(Distiller):
@@ -30,14 +34,9 @@ class FeaturePairs(Distiller):
     needs_maps = True  # pairs must be 4-d feature maps
     key = "feature"
 
-    def __init__(self, pairs: list[list[str]] | None = None, which: str | None = None, teacher: int = 0) -> None:
+    def __init__(self, *, pairs: Pairs | None = None, which: Which | None = None, teacher: Index = 0) -> None:
         super().__init__()
-        if pairs is not None and (not isinstance(pairs, list) or not pairs or any(
-                not isinstance(p, (list, tuple)) or len(p) != 2 or not all(isinstance(n, str) for n in p) for p in pairs)):
-            raise OptionError(f"pairs must be a non-empty list of [student_module, teacher_module], got {pairs!r}")
         which = which or self.default_which
-        if which not in WHICH:
-            raise OptionError(f"which must be one of {', '.join(WHICH)}, got {which!r}")
         if pairs is not None and which != self.default_which:
             raise OptionError("give either pairs or which, not both")
         self.pairs = [tuple(p) for p in pairs] if pairs else None
@@ -87,6 +86,8 @@ class Hint(FeaturePairs):
     Default: the middle stage pair. Example: ``{name: hint, weight: 1.0, pairs: [[stage3, stage3]]}``.
     """
 
+    pure_loss = staticmethod(LF.hint_loss)
+
     default_which, key = "middle", "hint"
 
     def build(self, shapes) -> None:
@@ -105,13 +106,13 @@ class AT(FeaturePairs):
     Example: ``{name: at, weight: 1000, p: 2}`` (the paper's beta is 1000 for this mean form).
     """
 
+    pure_loss = staticmethod(LF.attention_transfer)
+
     key = "at"
 
-    def __init__(self, p: float = 2.0, pairs: list[list[str]] | None = None, which: str | None = None,
-                 teacher: int = 0) -> None:
-        super().__init__(pairs, which, teacher)
-        if not p > 0:
-            raise OptionError(f"p must be > 0, got {p}")
+    def __init__(self, *, p: Positive = 2.0, pairs: Pairs | None = None, which: Which | None = None,
+                 teacher: Index = 0) -> None:
+        super().__init__(pairs=pairs, which=which, teacher=teacher)
         self.p = float(p)
 
     def pair_loss(self, i: int, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -125,6 +126,8 @@ class SP(FeaturePairs):
 
     Example: ``{name: sp, weight: 3000}`` (the paper's gamma).
     """
+
+    pure_loss = staticmethod(LF.similarity_preserving)
 
     default_which, needs_maps, key = "last", False, "sp"
 
@@ -140,13 +143,13 @@ class RKD(FeaturePairs):
     Example: ``{name: rkd, weight: 1.0, distance_weight: 25, angle_weight: 50}`` (the paper's weights).
     """
 
+    pure_loss = staticmethod(LF.rkd_loss)
+
     default_which, needs_maps, key = "last", False, "rkd"
 
-    def __init__(self, distance_weight: float = 25.0, angle_weight: float = 50.0, pairs: list[list[str]] | None = None,
-                 which: str | None = None, teacher: int = 0) -> None:
-        super().__init__(pairs, which, teacher)
-        if distance_weight < 0 or angle_weight < 0:
-            raise OptionError("distance_weight and angle_weight must be >= 0")
+    def __init__(self, *, distance_weight: NonNegative = 25.0, angle_weight: NonNegative = 50.0,
+                 pairs: Pairs | None = None, which: Which | None = None, teacher: Index = 0) -> None:
+        super().__init__(pairs=pairs, which=which, teacher=teacher)
         self.distance_weight, self.angle_weight = float(distance_weight), float(angle_weight)
 
     def pair_loss(self, i: int, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

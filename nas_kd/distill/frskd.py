@@ -8,8 +8,8 @@ import torch.nn.functional as F
 
 from nas_kd.distill.base import DISTILLERS, Probe, View
 from nas_kd.distill.self_distill import _OwnStages
-from nas_kd.errors import OptionError
 from nas_kd.losses import functional as LF
+from nas_kd.typecheck import AtLeast1, NonNegative, Positive
 
 
 def _conv(c: int) -> nn.Module:
@@ -31,13 +31,9 @@ class FRSKD(_OwnStages):
     Example: ``{name: frskd, weight: 1.0, alpha: 1.0, beta: 100, temperature: 4}``.
     """
 
-    def __init__(self, alpha: float = 1.0, beta: float = 100.0, temperature: float = 4.0, width: int = 32,
-                 stages: list[str] | None = None) -> None:
+    def __init__(self, *, alpha: NonNegative = 1.0, beta: NonNegative = 100.0, temperature: Positive = 4.0,
+                 width: AtLeast1 = 32, stages: list[str] | None = None) -> None:
         super().__init__()
-        if alpha < 0 or beta < 0 or not temperature > 0 or isinstance(width, bool) or not isinstance(width, int) \
-                or width < 1:
-            raise OptionError(f"need alpha, beta >= 0, temperature > 0, an integer width >= 1; got {alpha}, {beta}, "
-                              f"{temperature}, {width!r}")
         self.alpha, self.beta, self.temperature, self.width, self.stages = alpha, beta, temperature, width, stages
 
     def bind(self, probe: Probe) -> None:

@@ -6,6 +6,7 @@ import torch.nn as nn
 
 from nas_kd.distill.base import DISTILLERS, Distiller, Probe, View
 from nas_kd.losses import functional as LF
+from nas_kd.typecheck import Index
 
 
 def fsp_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -26,7 +27,7 @@ class FSP(Distiller):
     Example: ``{name: fsp, weight: 1.0}``.
     """
 
-    def __init__(self, teacher: int = 0) -> None:
+    def __init__(self, *, teacher: Index = 0) -> None:
         super().__init__()
         self.teacher = teacher
 

@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from nas_kd.distill.base import DISTILLERS, View
-from nas_kd.distill.feature import FeaturePairs
-from nas_kd.errors import OptionError
+from nas_kd.distill.feature import FeaturePairs, Pairs, Which
+from nas_kd.typecheck import Index, NonNegative
 
 
 def edges(f: torch.Tensor) -> torch.Tensor:
@@ -34,11 +34,10 @@ class IRG(FeaturePairs):
     key = "irg"
     needs_maps = False
 
-    def __init__(self, vertex_weight: float = 0.1, edge_weight: float = 1.0, transform_weight: float = 1.0,
-                 pairs: list[list[str]] | None = None, which: str | None = None, teacher: int = 0) -> None:
-        super().__init__(pairs, which, teacher)
-        if min(vertex_weight, edge_weight, transform_weight) < 0:
-            raise OptionError("vertex_weight, edge_weight and transform_weight must be >= 0")
+    def __init__(self, *, vertex_weight: NonNegative = 0.1, edge_weight: NonNegative = 1.0,
+                 transform_weight: NonNegative = 1.0, pairs: Pairs | None = None, which: Which | None = None,
+                 teacher: Index = 0) -> None:
+        super().__init__(pairs=pairs, which=which, teacher=teacher)
         self.vertex_weight, self.edge_weight, self.transform_weight = vertex_weight, edge_weight, transform_weight
 
     def forward(self, view: View) -> dict[str, torch.Tensor]:

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from nas_kd.distill.base import DISTILLERS, Distiller, View
-from nas_kd.errors import OptionError
 from nas_kd.losses import functional as LF
+from nas_kd.typecheck import AtLeast2, Positive
 
 
 def ensemble_logits(logits: torch.Tensor, y: torch.Tensor, how: str) -> torch.Tensor:
@@ -37,11 +37,9 @@ class KDCL(Distiller):
 
     needs_teacher = False
 
-    def __init__(self, students: int = 2, temperature: float = 2.0,
+    def __init__(self, *, students: AtLeast2 = 2, temperature: Positive = 2.0,
                  ensemble: Literal["min-logit", "best", "mean"] = "min-logit") -> None:
         super().__init__()
-        if isinstance(students, bool) or not isinstance(students, int) or students < 2 or not temperature > 0:
-            raise OptionError(f"need an integer students >= 2 and temperature > 0; got {students!r}, {temperature}")
         self.num_students, self.temperature, self.ensemble = students, float(temperature), ensemble
 
     def forward(self, view: View) -> dict[str, torch.Tensor]:

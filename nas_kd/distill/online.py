@@ -4,8 +4,8 @@ from __future__ import annotations
 import torch
 
 from nas_kd.distill.base import DISTILLERS, Distiller, View
-from nas_kd.errors import OptionError
 from nas_kd.losses import functional as LF
+from nas_kd.typecheck import AtLeast2, Positive
 
 
 @DISTILLERS.register("dml")
@@ -20,12 +20,8 @@ class DML(Distiller):
 
     needs_teacher = False
 
-    def __init__(self, students: int = 2, temperature: float = 1.0) -> None:
+    def __init__(self, *, students: AtLeast2 = 2, temperature: Positive = 1.0) -> None:
         super().__init__()
-        if isinstance(students, bool) or not isinstance(students, int) or students < 2:
-            raise OptionError(f"students must be an integer >= 2, got {students!r}")
-        if not temperature > 0:
-            raise OptionError(f"temperature must be > 0, got {temperature}")
         self.num_students, self.temperature = students, float(temperature)
 
     def forward(self, view: View) -> dict[str, torch.Tensor]:

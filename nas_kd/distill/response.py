@@ -4,9 +4,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from typing import Annotated, Literal
+
 from nas_kd.distill.base import DISTILLERS, Distiller, View
 from nas_kd.errors import OptionError
 from nas_kd.losses import functional as LF
+from nas_kd.typecheck import AtLeast1, Check, Index, NonEmpty, NonNegative, Positive
 
 
 class _OneTeacher(Distiller):
@@ -14,10 +17,8 @@ class _OneTeacher(Distiller):
 
     logits_only = True
 
-    def __init__(self, teacher: int = 0) -> None:
+    def __init__(self, *, teacher: Index = 0) -> None:
         super().__init__()
-        if isinstance(teacher, bool) or not isinstance(teacher, int) or teacher < 0:
-            raise OptionError(f"teacher must be an index >= 0, got {teacher!r}")
         self.teacher = teacher
 
     def resolve(self, student_stages, teacher_stages, num_teachers: int) -> None:
@@ -33,10 +34,10 @@ class KD(_OneTeacher):
     Example: ``{name: kd, weight: 0.9, temperature: 4}``.
     """
 
-    def __init__(self, temperature: float = 4.0, teacher: int = 0) -> None:
-        super().__init__(teacher)
-        if not temperature > 0:
-            raise OptionError(f"temperature must be > 0, got {temperature}")
+    pure_loss = staticmethod(LF.kd_loss)
+
+    def __init__(self, *, temperature: Positive = 4.0, teacher: Index = 0) -> None:
+        super().__init__(teacher=teacher)
         self.temperature = float(temperature)
 
     def forward(self, view: View) -> dict[str, torch.Tensor]:
@@ -60,10 +61,13 @@ class AlphaDiv(_OneTeacher):
     Example: ``{name: alpha_div, alpha_min: -1, alpha_max: 1, iw_clip: 5}``.
     """
 
-    def __init__(self, alpha_min: float = -1.0, alpha_max: float = 1.0, iw_clip: float = 5.0, teacher: int = 0) -> None:
-        super().__init__(teacher)
-        if alpha_min > alpha_max or not iw_clip > 0:
-            raise OptionError(f"need alpha_min <= alpha_max and iw_clip > 0, got {alpha_min}, {alpha_max}, {iw_clip}")
+    pure_loss = staticmethod(LF.alpha_divergence)
+
+    def __init__(self, *, alpha_min: float = -1.0, alpha_max: float = 1.0, iw_clip: Positive = 5.0,
+                 teacher: Index = 0) -> None:
+        super().__init__(teacher=teacher)
+        if alpha_min > alpha_max:
+            raise OptionError(f"need alpha_min <= alpha_max, got {alpha_min} > {alpha_max}")
         self.alpha_min, self.alpha_max, self.iw_clip = float(alpha_min), float(alpha_max), float(iw_clip)
 
     def forward(self, view: View) -> dict[str, torch.Tensor]:
@@ -71,7 +75,7 @@ class AlphaDiv(_OneTeacher):
         return {"alpha_div": LF.alpha_divergence(view.logits, t, self.alpha_min, self.alpha_max, self.iw_clip)}
 
 
-@DISTILLERS.register("multi_teacher")
+@DISTILLERS.register("multi_teacher", example={"confidence": True})
 class MultiTeacher(Distiller):
     r"""KD from the weighted mean of several teachers' soft labels (You et al., KDD 2017; confidence
     weights as in CA-MKD, Zhang et al., ICASSP 2022).
@@ -88,18 +92,11 @@ class MultiTeacher(Distiller):
 
     logits_only = True
 
-    def __init__(self, temperature: float = 4.0, weights: list[float] | str | None = None, confidence: bool = False,
-                 fit_steps: int = 200) -> None:
+    def __init__(self, *, temperature: Positive = 4.0,
+                 weights: Annotated[list[NonNegative], NonEmpty(), Check(lambda w: sum(w) > 0, "have a positive sum")]
+                 | Literal["learned"] | None = None,
+                 confidence: bool = False, fit_steps: AtLeast1 = 200) -> None:
         super().__init__()
-        if not temperature > 0:
-            raise OptionError(f"temperature must be > 0, got {temperature}")
-        if isinstance(weights, str) and weights != "learned":
-            raise OptionError(f"weights is a list of numbers or 'learned', got {weights!r}")
-        if isinstance(weights, list) and (not weights or any(not isinstance(w, (int, float)) or w < 0 for w in weights)
-                                          or sum(weights) <= 0):
-            raise OptionError(f"weights must be a list of numbers >= 0 with a positive sum, got {weights!r}")
-        if isinstance(fit_steps, bool) or not isinstance(fit_steps, int) or fit_steps < 1:
-            raise OptionError(f"fit_steps must be an integer >= 1, got {fit_steps!r}")
         self.uses_validation, self.fit_steps = weights == "learned", fit_steps
         if weights is not None and confidence:
             raise OptionError("give either weights or confidence: true, not both")

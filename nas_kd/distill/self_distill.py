@@ -6,8 +6,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from nas_kd.distill.base import DISTILLERS, Distiller, Probe, View
-from nas_kd.errors import OptionError
 from nas_kd.losses import functional as LF
+from nas_kd.typecheck import AtLeast2, Index, NonNegative, Positive, Probability
 
 
 def _student_stages(d: Distiller, stages: list[str] | None, student_stages: list[str] | None, least: int) -> list[str]:
@@ -48,11 +48,9 @@ class BYOT(_OwnStages):
     Example: ``{name: byot, weight: 1.0, alpha: 0.3, lam: 0.03, temperature: 3}``.
     """
 
-    def __init__(self, alpha: float = 0.3, lam: float = 0.03, temperature: float = 3.0,
+    def __init__(self, *, alpha: Probability = 0.3, lam: NonNegative = 0.03, temperature: Positive = 3.0,
                  stages: list[str] | None = None) -> None:
         super().__init__()
-        if not 0 <= alpha <= 1 or lam < 0 or not temperature > 0:
-            raise OptionError(f"need 0 <= alpha <= 1, lam >= 0, temperature > 0; got {alpha}, {lam}, {temperature}")
         self.alpha, self.lam, self.temperature, self.stages = float(alpha), float(lam), float(temperature), stages
 
     def bind(self, probe: Probe) -> None:
@@ -89,12 +87,9 @@ class SAD(_OwnStages):
     Example: ``{name: sad, weight: 100, start_epoch: 1}``.
     """
 
-    def __init__(self, start_epoch: int = 0, p: float = 2.0, deepest: int = 3, stages: list[str] | None = None) -> None:
+    def __init__(self, *, start_epoch: Index = 0, p: Positive = 2.0, deepest: AtLeast2 = 3,
+                 stages: list[str] | None = None) -> None:
         super().__init__()
-        if isinstance(start_epoch, bool) or not isinstance(start_epoch, int) or start_epoch < 0 or not p > 0:
-            raise OptionError(f"need an integer start_epoch >= 0 and p > 0; got {start_epoch!r}, {p}")
-        if isinstance(deepest, bool) or not isinstance(deepest, int) or deepest < 2:
-            raise OptionError(f"deepest must be an integer >= 2 (a pair of stages), got {deepest!r}")
         self.start_epoch, self.p, self.deepest, self.stages = start_epoch, float(p), deepest, stages
 
     def resolve(self, student_stages, teacher_stages, num_teachers: int) -> None:

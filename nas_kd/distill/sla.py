@@ -7,9 +7,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from nas_kd.distill.base import DISTILLERS, Distiller, Probe, View
-from nas_kd.errors import OptionError
 from nas_kd.features import capture
 from nas_kd.losses import functional as LF
+from nas_kd.typecheck import NonNegative, Positive
 
 ROTATIONS = 4  # 0, 90, 180, 270 degrees
 
@@ -28,10 +28,8 @@ class SLA(Distiller):
 
     needs_teacher = False
 
-    def __init__(self, alpha: float = 1.0, temperature: float = 1.0, stage: str | None = None) -> None:
+    def __init__(self, *, alpha: NonNegative = 1.0, temperature: Positive = 1.0, stage: str | None = None) -> None:
         super().__init__()
-        if alpha < 0 or not temperature > 0:
-            raise OptionError(f"need alpha >= 0 and temperature > 0; got {alpha}, {temperature}")
         self.alpha, self.temperature, self.stage = float(alpha), float(temperature), stage
 
     def resolve(self, student_stages, teacher_stages, num_teachers: int) -> None:

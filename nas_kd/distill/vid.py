@@ -8,9 +8,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from nas_kd.distill.base import DISTILLERS
-from nas_kd.distill.feature import FeaturePairs
+from nas_kd.distill.feature import FeaturePairs, Pairs, Which
 from nas_kd.errors import OptionError
 from nas_kd.losses import functional as LF
+from nas_kd.typecheck import Index, Positive
 
 
 @DISTILLERS.register("vid")
@@ -29,11 +30,11 @@ class VID(FeaturePairs):
 
     key = "vid"
 
-    def __init__(self, init_var: float = 5.0, eps: float = 1e-5, pairs: list[list[str]] | None = None,
-                 which: str | None = None, teacher: int = 0) -> None:
-        super().__init__(pairs, which, teacher)
-        if not init_var > eps > 0:
-            raise OptionError(f"need init_var > eps > 0, got init_var={init_var}, eps={eps}")
+    def __init__(self, *, init_var: Positive = 5.0, eps: Positive = 1e-5, pairs: Pairs | None = None,
+                 which: Which | None = None, teacher: Index = 0) -> None:
+        super().__init__(pairs=pairs, which=which, teacher=teacher)
+        if not init_var > eps:
+            raise OptionError(f"need init_var > eps, got init_var={init_var}, eps={eps}")
         self.init_var, self.eps = float(init_var), float(eps)
 
     def build(self, shapes) -> None:

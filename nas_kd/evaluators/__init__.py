@@ -6,9 +6,11 @@ sharing the BN recalibration and the subnet's forward pass, and orients every sc
 better. One file per family: :mod:`.subnet_evaluators` (accuracy, kl, rdm, cka), :mod:`.tgsa` (p+tg),
 :mod:`.kd_proxy` (kd-proxy), :mod:`.training_free` (diswot, naswot, synflow), :mod:`.dna`, :mod:`.cost` (flops, params).
 """
-from nas_kd.evaluators import cost, dna, kd_proxy, subnet_evaluators, tgsa, training_free  # noqa: F401  (register them)
 from nas_kd.evaluators.base import EVALUATORS, Evaluator, SubnetView, build_evaluators, supernet_free
 from nas_kd.evaluators.context import EvalContext
 from nas_kd.evaluators.scoring import score_archs
+from nas_kd.registry import import_modules
+
+import_modules(__name__, __path__)  # every module registers its evaluators: a new one is one new file
 
 __all__ = ["EVALUATORS", "Evaluator", "EvalContext", "SubnetView", "build_evaluators", "score_archs", "supernet_free"]

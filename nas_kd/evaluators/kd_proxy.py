@@ -22,7 +22,7 @@ from nas_kd.losses.functional import kd_loss
 from nas_kd.typecheck import AtLeast1, Range
 
 
-@EVALUATORS.register("kd-proxy")
+@EVALUATORS.register("kd-proxy", example={"steps": 3})
 class KDProxy(Evaluator):
     """Validation accuracy after ``steps`` KD steps from the inherited weights (AKD's reward)."""
 

@@ -20,7 +20,7 @@ from nas_kd.evaluators.subnet_evaluators import RDM
 from nas_kd.typecheck import Range
 
 
-@EVALUATORS.register("p+tg")
+@EVALUATORS.register("p+tg", example={"reference_archs": 3})
 class PerformanceTeacherGuidance(Evaluator):
     """z-scored validation accuracy plus z-scored RDM similarity (TGSA's P+TG)."""
 

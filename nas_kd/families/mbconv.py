@@ -71,4 +71,5 @@ def cost(b: Block, size: Size) -> tuple[int, int, Size]:
     return sum(p[0] for p in parts), sum(p[1] for p in parts), parts[1][2]
 
 
-FAMILIES.register("mbconv")(BlockFamily(MBConv, DynamicMBConv, cost))
+FAMILIES.register("mbconv", example={"in": 8, "out": 8, "stride": 1, "kernel": 5, "mid": 24,
+                                     "shortcut": "identity"})(BlockFamily(MBConv, DynamicMBConv, cost))

@@ -68,4 +68,5 @@ def cost(b: Block, size: Size) -> tuple[int, int, Size]:
     return sum(p[0] for p in parts), sum(p[1] for p in parts), parts[1][2]
 
 
-FAMILIES.register("resnet")(BlockFamily(ResBlock, DynamicResBlock, cost))
+FAMILIES.register("resnet", example={"in": 8, "out": 16, "stride": 2, "kernel": 3, "mid": 12,
+                                     "shortcut": "projection"})(BlockFamily(ResBlock, DynamicResBlock, cost))

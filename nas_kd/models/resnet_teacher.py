@@ -64,7 +64,7 @@ class ResNetTeacher(nn.Module):
         return self.head(x)
 
 
-@MODELS.register("resnet_fmnist")
+@MODELS.register("resnet_fmnist", example={"widths": [8, 8, 8, 8]})
 def resnet_fmnist(num_classes: int = 10, in_channels: int = 1, **kwargs) -> ResNetTeacher:
     """The reference Fashion-MNIST teacher (about 1.2 M parameters, 52 MFLOPs at 1x28x28)."""
     return ResNetTeacher(num_classes=num_classes, in_channels=in_channels, **kwargs)

@@ -17,7 +17,8 @@ def collapse(probs: torch.Tensor, classes: list[int]) -> torch.Tensor:
     return torch.cat([inside, (1 - inside.sum(1, keepdim=True)).clamp_min(0)], dim=1)
 
 
-@MODELS.register("specialist_ensemble")
+@MODELS.register("specialist_ensemble", example={"generalist": {"model": "resnet_fmnist", "kwargs": {"widths": [8, 8, 8, 8]}},
+                                                "clusters": [[0, 1]], "steps": 2})
 class SpecialistEnsemble(nn.Module):
     """The generalist (``generalist``: ``{model, kwargs}``, a registered model) and one specialist per cluster of classes
     (the generalist's architecture with a head over the cluster plus a dustbin). Per input, the full distribution

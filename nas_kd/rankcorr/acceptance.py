@@ -30,12 +30,15 @@ import dataclasses
 import json
 import statistics
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import search_spaces
-from nas_kd.config import AcceptanceConfig, SearchConfig
+from nas_kd.config import AcceptanceConfig
 from nas_kd.errors import UserError
 from nas_kd.provenance import Stopwatch, origin, write_result
+
+if TYPE_CHECKING:
+    from nas_kd.plans import SearchPlan
 from nas_kd.rankcorr.quality import (
     difference_to_population,
     holm,
@@ -76,19 +79,18 @@ def handcrafted_arch(space, budget: float, steps: int = 20) -> dict[str, Any]:
     return best
 
 
-def _search(study: Study, search: SearchConfig, out: Path, evaluator: str, strategy: str, trials: int, budget: float,
-            name: str, seed: int) -> dict:
-    """The best arch of a search (the ``search`` section with the study's supernet, ``evaluator``, ``strategy``,
-    ``trials`` and ``budget``) with search seed ``seed`` (reused when its ``search.json`` exists)."""
+def _search(study: Study, search: SearchPlan, out: Path, trials: int, budget: float, name: str, seed: int) -> dict:
+    """The best arch of a search (the plan, its evaluator optimised alone, with the study's supernet, ``trials`` and
+    ``budget``) with search seed ``seed`` (reused when its ``search.json`` exists)."""
     from nas_kd.search.run import run_search
 
     run = out / name
     if not (run / "search.json").exists():
-        changes = {"checkpoint": study.cfg.supernet_run, "evaluator": evaluator, "strategy": strategy,
-                   "trials": trials, "budget_mflops": budget / 1e6, "extra_evaluators": []}
+        changes = {"checkpoint": study.cfg.supernet_run, "trials": trials, "budget_mflops": budget / 1e6}
+        recorded = {**changes, "evaluator": search.names[0], "strategy": search.strategy_name, "extra_evaluators": []}
         job = study.job.derive(study.job.run.at(run), seed=seed,
-                               config={f"search.{k}": v for k, v in changes.items()})
-        run_search(job, dataclasses.replace(search, **changes))
+                               config={f"search.{k}": v for k, v in recorded.items()})
+        run_search(job, dataclasses.replace(search.with_settings(**changes), evaluators=search.evaluators[:1]))
     return json.loads((run / "search.json").read_text())["best"]["arch"]
 
 
@@ -104,8 +106,8 @@ def pick_seeds(name: str, seeds: int) -> list[int]:
     return list(range(seeds))
 
 
-def picks(study: Study, search: SearchConfig, acceptance: AcceptanceConfig, band: str, out: Path, evaluator: str,
-          strategy: str, trials: int, repeats: int = 1) -> dict[str, dict]:
+def picks(study: Study, search: SearchPlan, maxflops: SearchPlan, acceptance: AcceptanceConfig, band: str, out: Path,
+          trials: int, repeats: int = 1) -> dict[str, dict]:
     """The students' archs (``random_best`` only once the band's first ``acceptance.random_pool`` archs have a kd
     ground truth at the selection seed); the search's repeats after the first are ``searched_r1`` ..."""
     pool = acceptance.random_pool
@@ -120,27 +122,26 @@ def picks(study: Study, search: SearchConfig, acceptance: AcceptanceConfig, band
         path = study.record_path(job_key(space.name, band, arch, "kd", SELECTION_SEED))
         if path.exists():
             candidates.append((json.loads(path.read_text())["val_acc"], arch))
-    searched = searched_run(band, evaluator, strategy)
+    searched = searched_run(band, search.names[0], search.strategy_name)
     chosen = {
-        "searched": _search(study, search, out, evaluator, strategy, trials, budget, searched, seed),
-        "maxflops": _search(study, search, out, "flops", "evolution", acceptance.maxflops_trials, budget,
-                            f"search-b{band}-maxflops", seed),
+        "searched": _search(study, search, out, trials, budget, searched, seed),
+        "maxflops": _search(study, maxflops, out, acceptance.maxflops_trials, budget, f"search-b{band}-maxflops", seed),
         "handcrafted": handcrafted_arch(space, budget),
         "band_max": bands[band][-1],  # the band's archs are sorted by FLOPs
     }
     for r in range(1, repeats):
-        chosen[f"searched_r{r}"] = _search(study, search, out, evaluator, strategy, trials, budget,
-                                           f"{searched}-r{r}", seed + r)
+        chosen[f"searched_r{r}"] = _search(study, search, out, trials, budget, f"{searched}-r{r}", seed + r)
     if len(candidates) == pool:  # else picked by a later run, once the ground truth has them
         chosen["random_best"] = max(candidates, key=lambda c: c[0])[1]
     return chosen
 
 
-def run_acceptance(study: Study, search: SearchConfig, acceptance: AcceptanceConfig, *, band: str, evaluator: str,
-                   strategy: str, trials: int, result: str, seeds: int, search_repeats: int = 1,
+def run_acceptance(study: Study, search: SearchPlan, maxflops: SearchPlan, acceptance: AcceptanceConfig, *, band: str,
+                   trials: int, result: str, seeds: int, search_repeats: int = 1,
                    queue: str | None = None, commit: bool = False, show_progress: bool = True) -> dict[str, Any]:
     """Train what is missing (through the job queue; searches and runs under the study job's run directory), then
-    write ``result`` (.json and .md). ``search`` and ``acceptance`` are the recipe's sections of those names."""
+    write ``result`` (.json and .md). ``search``: the searched student's search (its evaluator and strategy built);
+    ``maxflops``: the FLOPs-maximising search; ``acceptance``: the recipe's section of that name."""
     from scipy.stats import ttest_ind
 
     if seeds < 2:  # before the searches that picking the students may run
@@ -150,7 +151,8 @@ def run_acceptance(study: Study, search: SearchConfig, acceptance: AcceptanceCon
     started, watch = origin(), Stopwatch()
     out = study.job.run.path / "acceptance"
     records = Path(study.cfg.records).parent / "acceptance"
-    chosen = picks(study, search, acceptance, band, out, evaluator, strategy, trials, search_repeats)
+    evaluator, strategy = search.names[0], search.strategy_name
+    chosen = picks(study, search, maxflops, acceptance, band, out, trials, search_repeats)
     space = study.space
     jobs, where = {}, {}
     for name, arch in chosen.items():

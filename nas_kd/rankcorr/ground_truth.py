@@ -27,6 +27,7 @@ import search_spaces
 from nas_kd.config import RankCorrConfig
 from nas_kd.distill import Term
 from nas_kd.errors import UserError
+from nas_kd.evaluators import Evaluator
 from nas_kd.job import Job
 from nas_kd.provenance import Stopwatch, commit_record, machine, origin, write_result
 from search_spaces import SAMPLERS
@@ -38,13 +39,14 @@ COLUMNS = ("kd", "scratch")
 class Study:
     """What the search-quality study trains and scores with: the job (data, teachers, schedule, seed and the run
     directory its jobs go under), the student space's name, the ``kd`` column's distillation ``terms`` and
-    cross-entropy weight, and the ``rankcorr`` section."""
+    cross-entropy weight, the ``rankcorr`` section, and its evaluators (``rankcorr.evaluators``, built)."""
 
     job: Job
     space: str
     terms: tuple[Term, ...]
     ce_weight: float
     cfg: RankCorrConfig
+    evaluators: tuple[Evaluator, ...] = ()
 
     def record_path(self, key: str, records: str | Path | None = None) -> Path:
         """Where the job ``key``'s record is committed (``records``, default ``rankcorr.records``)."""

@@ -24,7 +24,7 @@ import numpy as np
 
 import search_spaces
 from nas_kd.errors import UserError
-from nas_kd.evaluators import EvalContext, Evaluator, build_evaluators, score_archs
+from nas_kd.evaluators import EvalContext, Evaluator, score_archs
 from nas_kd.provenance import Stopwatch, origin, write_result
 from nas_kd.rankcorr.acceptance import acceptance_statistics
 from nas_kd.rankcorr.fitted import FOLDS, cross_validated, k_fold
@@ -78,7 +78,7 @@ def _context(study: Study, net: Any, device: Any) -> EvalContext:
                              seed=job.seed, channels_last=job.train.channels_last, dna_tables=cfg.dna_tables)
 
 
-def checkpoint_taus(study: Study, checkpoint: str | Path, evaluator_names: list[str],
+def checkpoint_taus(study: Study, checkpoint: str | Path, evaluators: list[Evaluator],
                     column: str = "kd") -> dict[str, dict[str, float]]:
     """``{band: {evaluator: Kendall tau}}``: the evaluators scored on the supernet ``checkpoint`` against the study's
     ground truth (``column``, the archs with every seed of ``rankcorr.seeds``), for comparing supernets."""
@@ -90,7 +90,6 @@ def checkpoint_taus(study: Study, checkpoint: str | Path, evaluator_names: list[
     seeds = [str(s) for s in study.cfg.seeds]
     device = resolve_device(study.job.train.device)
     ctx = _context(study, load_supernet(checkpoint).to(device), device)
-    evaluators = build_evaluators(list(evaluator_names), "evaluators")
     out = {}
     for band, archs in study_bands(study).items():
         cells = gt.get(band, {})
@@ -229,7 +228,7 @@ def run_rank_corr(study: Study, show_progress: bool = True) -> dict[str, Any]:
     data_path = out / "rankcorr.json"
     saved = json.loads(data_path.read_text()) if data_path.exists() else {}
     cache = {k: saved[k] for k in ("scores", "checkpoints") if k in saved}
-    evaluators = build_evaluators(cfg.evaluators, "rankcorr.evaluators")
+    evaluators = list(study.evaluators)
     names = [ev.name for ev in evaluators]
     scores = _score(study, evaluators, bands, cache, lambda: data_path.write_text(json.dumps(cache) + "\n"),
                     show_progress)

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import json
 import warnings
-from typing import Annotated, Any
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar
 
-from nas_kd.search.objective import Objective, arch_key
-from nas_kd.search.strategies import STRATEGIES
+from nas_kd.search.objective import Row, arch_key
+from nas_kd.search.strategies import STRATEGIES, SearchInputs, Strategy
 from nas_kd.studies import open_storage
 from nas_kd.typecheck import AtLeast1, Range
 
@@ -52,11 +53,11 @@ def study_rows(study) -> dict[str, dict]:
     return rows
 
 
-def _run(objective: Objective, trials: int, storage: str | None, study_name: str, multi: bool,
-         sampler_options: dict[str, Any], proposals_per_trial: int) -> list[dict]:
+def _run(run: SearchInputs, multi: bool, sampler_options: dict[str, Any], proposals_per_trial: int) -> list[Row]:
     """Run trials until the study (all its workers together) has scored ``trials`` distinct archs; returns the
     rows of every arch the study scored, so each worker reports the study's result, not its own share."""
-    study = _study(storage, study_name, sampler_options, multi)
+    objective, trials, study_name = run.objective, run.trials, run.study_name
+    study = _study(run.storage, study_name, sampler_options, multi)
     space = objective.space
     budget_m = objective.budget / 1e6
 
@@ -93,21 +94,30 @@ def _run(objective: Objective, trials: int, storage: str | None, study_name: str
 
 
 @STRATEGIES.register("optuna-tpe")
-def optuna_tpe(objective: Objective, trials: int, *, seed: int = 0, storage: str | None = None,
-               study_name: str = "nas-kd", n_startup_trials: Annotated[int, Range(0)] = 10,
-               proposals_per_trial: AtLeast1 = 20) -> list[dict]:
+@dataclass(kw_only=True)
+class OptunaTPE(Strategy):
     """TPE (multivariate; Bergstra et al. 2011, Optuna's sampler) on the evaluator score; the FLOPs budget is an
     Optuna constraint. ``n_startup_trials``: random trials before TPE models the scores (Optuna's default);
     ``proposals_per_trial``: the search stops short after this many proposals per trial (known or over-budget)."""
-    return _run(objective, trials, storage, study_name, False, {"seed": seed, "n_startup_trials": n_startup_trials},
-                proposals_per_trial)
+
+    replays: ClassVar[bool] = False  # the sampler's state is not saved: a resumed study goes on from its trials
+    n_startup_trials: Annotated[int, Range(0)] = 10
+    proposals_per_trial: AtLeast1 = 20
+
+    def search(self, run: SearchInputs) -> list[Row]:
+        return _run(run, False, {"seed": run.seed, "n_startup_trials": self.n_startup_trials},
+                    self.proposals_per_trial)
 
 
 @STRATEGIES.register("optuna-nsga2")
-def optuna_nsga2(objective: Objective, trials: int, *, seed: int = 0, storage: str | None = None,
-                 study_name: str = "nas-kd", population: Annotated[int, Range(2)] = 20,
-                 proposals_per_trial: AtLeast1 = 20) -> list[dict]:
+@dataclass(kw_only=True)
+class OptunaNSGA2(Strategy):
     """NSGA-II (Deb et al. 2002) on (score up, FLOPs down) under the budget constraint; see :func:`pareto_front`
     for the front. ``proposals_per_trial`` as for ``optuna-tpe``."""
-    return _run(objective, trials, storage, study_name, True, {"seed": seed, "population_size": population},
-                proposals_per_trial)
+
+    replays: ClassVar[bool] = False
+    population: Annotated[int, Range(2)] = 20
+    proposals_per_trial: AtLeast1 = 20
+
+    def search(self, run: SearchInputs) -> list[Row]:
+        return _run(run, True, {"seed": run.seed, "population_size": self.population}, self.proposals_per_trial)

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import numpy as np
 
-from nas_kd.search.objective import Objective, arch_key
-from nas_kd.search.strategies import STRATEGIES
+from nas_kd.search.objective import Row, arch_key
+from nas_kd.search.strategies import STRATEGIES, SearchInputs, Strategy
 from nas_kd.typecheck import AtLeast1, Probability, Range
 
 
@@ -73,28 +74,37 @@ class CategoricalPolicy:
 
 
 @STRATEGIES.register("reinforce")
-def reinforce(objective: Objective, trials: int, *, seed: int = 0, lr: Annotated[float, Range(0, low_open=True)] = 0.2,
-              baseline_decay: Probability = 0.9, entropy_weight: Annotated[float, Range(0)] = 0.01,
-              proposals_per_trial: AtLeast1 = 50, stall_per_trial: AtLeast1 = 50) -> list[dict]:
+@dataclass(kw_only=True)
+class Reinforce(Strategy):
     """REINFORCE over one categorical distribution per choice, reward = the evaluator's score."""
-    space, rng = objective.space, random.Random(seed)
-    policy = CategoricalPolicy(space.choices)
-    mean, var, seen, stall = 0.0, 0.0, 0, 0
-    while len(objective.cache) < trials and stall < stall_per_trial * trials:
-        for _ in range(proposals_per_trial):
-            arch = space.canonical(policy.sample(rng))
-            if objective.feasible(arch):
-                break
-        else:
-            arch = objective.sample_feasible(rng)
-        known = arch_key(arch) in objective.cache
-        reward = objective.score(arch)
-        stall = stall + 1 if known else 0
-        if seen:
-            advantage = (reward - mean) / (math.sqrt(var) if var > 0 else 1.0)
-            policy.update(arch, advantage, lr, entropy_weight)
-        seen += 1
-        delta = reward - mean
-        mean += (1 - baseline_decay) * delta if seen > 1 else delta
-        var = baseline_decay * (var + (1 - baseline_decay) * delta * delta) if seen > 1 else 0.0
-    return objective.rows()
+
+    lr: Annotated[float, Range(0, low_open=True)] = 0.2
+    baseline_decay: Probability = 0.9
+    entropy_weight: Annotated[float, Range(0)] = 0.01
+    proposals_per_trial: AtLeast1 = 50
+    stall_per_trial: AtLeast1 = 50
+
+    def search(self, run: SearchInputs) -> list[Row]:
+        objective, trials = run.objective, run.trials
+        space, rng = objective.space, random.Random(run.seed)
+        policy = CategoricalPolicy(space.choices)
+        mean, var, seen, stall = 0.0, 0.0, 0, 0
+        decay = self.baseline_decay
+        while len(objective.cache) < trials and stall < self.stall_per_trial * trials:
+            for _ in range(self.proposals_per_trial):
+                arch = space.canonical(policy.sample(rng))
+                if objective.feasible(arch):
+                    break
+            else:
+                arch = objective.sample_feasible(rng)
+            known = arch_key(arch) in objective.cache
+            reward = objective.score(arch)
+            stall = stall + 1 if known else 0
+            if seen:
+                advantage = (reward - mean) / (math.sqrt(var) if var > 0 else 1.0)
+                policy.update(arch, advantage, self.lr, self.entropy_weight)
+            seen += 1
+            delta = reward - mean
+            mean += (1 - decay) * delta if seen > 1 else delta
+            var = decay * (var + (1 - decay) * delta * delta) if seen > 1 else 0.0
+        return objective.rows()

@@ -19,30 +19,34 @@ from typing import Any
 
 from tqdm import tqdm
 
+from typing import TYPE_CHECKING
+
 from nas_kd.config import SearchConfig
 from nas_kd.device import resolve_device
 from nas_kd.errors import BudgetError, UserError
-from nas_kd.evaluators import EvalContext, Evaluator, build_evaluators, score_archs
+from nas_kd.evaluators import EvalContext, score_archs
 from nas_kd.latency import load_table, measured_ms, require_match
 from nas_kd.plots import pareto_front, pareto_plot
 from nas_kd.provenance import Stopwatch, origin, write_result
 from nas_kd.job import Job, RunSpec
 from nas_kd.runs import ScalarWriter, write_config
 from nas_kd.search.objective import Objective
-from nas_kd.search.strategies import RUN_INPUTS, STRATEGIES, run_strategy
+from nas_kd.search.strategies import SearchInputs
 from nas_kd.checkpoint import load_checkpoint, load_supernet
 from nas_kd.supernet import Supernet
 from search_spaces import StagedSpace, from_meta
+
+if TYPE_CHECKING:
+    from nas_kd.plans import SearchPlan
 
 
 class _Setting:
     """What a search and its report share: the evaluators' names, the searchable supernet (or space), the budget,
     the latency table, the output directory, the study's name and storage."""
 
-    def __init__(self, cfg: SearchConfig, run: RunSpec) -> None:
-        evaluators = search_evaluators(cfg)
-        self.evaluators, self.names = evaluators, [ev.name for ev in evaluators]
-        STRATEGIES.check_options(cfg.strategy, cfg.strategy_options, "search.strategy_options", given=RUN_INPUTS)
+    def __init__(self, plan: SearchPlan, run: RunSpec) -> None:
+        cfg = plan.cfg
+        self.evaluators, self.names, self.strategy = list(plan.evaluators), plan.names, plan.strategy_name
         self.net = load_searchable(cfg.checkpoint)
         self.space = space = self.net.space if isinstance(self.net, Supernet) else self.net
         self.budget = (cfg.budget_mflops * 1e6) if cfg.budget_mflops is not None else space.flops(space.max_arch())
@@ -58,25 +62,26 @@ class _Setting:
         self.out = out = run.path
         out.mkdir(parents=True, exist_ok=True)
         write_config(run.config, out / "config.yaml")
-        self.study_name = cfg.study_name or f"{self.names[0]}-{cfg.strategy}-{self.budget / 1e6:.3f}" + \
+        self.study_name = cfg.study_name or f"{self.names[0]}-{self.strategy}-{self.budget / 1e6:.3f}" + \
             (f"-{cfg.budget_ms:g}ms" if cfg.budget_ms is not None else "")
         self.storage = cfg.storage or f"sqlite:///{(out / 'study.db').resolve()}"
 
 
-def search_report(cfg: SearchConfig, run: RunSpec) -> dict[str, Any]:
-    """Score nothing: rewrite the outputs of the search ``cfg`` in ``run`` from the rows of its shared Optuna study
+def search_report(plan: SearchPlan, run: RunSpec) -> dict[str, Any]:
+    """Score nothing: rewrite the outputs of the search ``plan`` in ``run`` from the rows of its shared Optuna study
     (``search.storage`` and the study name), e.g. after several workers finished; returns ``search.json``."""
     started, watch = origin(), Stopwatch()
-    s = _Setting(cfg, run)
-    rows = _study_report(cfg.strategy, s.storage, s.study_name, s.names[0], s.budget, cfg.budget_ms)
-    return _write_outputs(cfg, rows, s, started, watch)
+    s = _Setting(plan, run)
+    rows = _study_report(s.strategy, s.storage, s.study_name, s.names[0], s.budget, plan.cfg.budget_ms)
+    return _write_outputs(plan.cfg, rows, s, started, watch)
 
 
-def run_search(job: Job, cfg: SearchConfig, *, show_progress: bool = True) -> dict[str, Any]:
-    """Run the search ``cfg`` (a ``search`` section) with the job's data and teacher, and write its outputs to the
-    job's run directory; returns ``search.json``."""
+def run_search(job: Job, plan: SearchPlan, *, show_progress: bool = True) -> dict[str, Any]:
+    """Run the search ``plan`` (a ``search`` section with its evaluators and strategy built) with the job's data and
+    teacher, and write its outputs to the job's run directory; returns ``search.json``."""
     started, watch = origin(), Stopwatch()
-    s = _Setting(cfg, job.run)
+    cfg = plan.cfg
+    s = _Setting(plan, job.run)
     evaluators, names, net, space, budget, out = s.evaluators, s.names, s.net, s.space, s.budget, s.out
     primary = names[0]
     data = job.data
@@ -86,16 +91,16 @@ def run_search(job: Job, cfg: SearchConfig, *, show_progress: bool = True) -> di
                             teacher_stages=job.teacher.stages, probe_size=cfg.probe_size, bn_batches=cfg.bn_batches,
                             batch_size=job.batching.batch_size, seed=job.seed,
                             channels_last=job.train.channels_last, dna_tables=cfg.dna_tables)
-    bar = tqdm(total=cfg.trials, desc=f"search {cfg.strategy}", disable=None if show_progress else True, dynamic_ncols=True)
+    bar = tqdm(total=cfg.trials, desc=f"search {s.strategy}", disable=None if show_progress else True, dynamic_ncols=True)
     objective = Objective(space, lambda arch: score_archs(ctx, [arch], evaluators)[0], primary, budget, progress=bar,
                           budget_ms=cfg.budget_ms, latency_table=s.table, journal=out / _journal_name(job, cfg, names),
                           runtime=cfg.runtime)
     if job.run.tensorboard:  # every score as it lands, and the best so far, against the trial number
         bar = _ScoresToTensorBoard(bar, objective, out / "tensorboard", primary)
         objective.progress = bar
-    rows = run_strategy(cfg.strategy, objective, cfg.trials, cfg.strategy_options, seed=job.seed, storage=s.storage,
-                        study_name=s.study_name, dna_tables=cfg.dna_tables, checkpoint=cfg.checkpoint, context=ctx,
-                        workdir=out)
+    rows = plan.strategy.search(SearchInputs(objective, cfg.trials, seed=job.seed, storage=s.storage,
+                                             study_name=s.study_name, dna_tables=cfg.dna_tables,
+                                             checkpoint=cfg.checkpoint, context=ctx, workdir=out))
     bar.close()
     return _write_outputs(cfg, rows, s, started, watch)
 
@@ -155,16 +160,6 @@ def _journal_name(job: Job, cfg: SearchConfig, names: list[str]) -> str:
     return f"scored-{hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]}.jsonl"
 
 
-def search_evaluators(cfg: SearchConfig) -> list[Evaluator]:
-    """The search's evaluators: ``search.evaluator`` (the one optimised) first, then ``search.extra_evaluators``
-    (one already given is not scored twice)."""
-    build_evaluators([cfg.evaluator], "search.evaluator")  # a mistake is named by the key that holds it
-    build_evaluators(list(cfg.extra_evaluators), "search.extra_evaluators")
-    specs = [cfg.evaluator, *cfg.extra_evaluators]
-    unique = [s for i, s in enumerate(specs) if s not in specs[:i]]
-    return build_evaluators(unique, "search.evaluator" if len(unique) == 1 else "search.evaluator(s)")
-
-
 def load_searchable(path: str | Path) -> Supernet | StagedSpace:
     """The weight-sharing supernet in ``path``, or for a blockwise (DNA) supernet just its space: a search on
     it scores with evaluators that ignore supernet weights (the dna tables, costs, training-free)."""
@@ -187,15 +182,15 @@ def _write_outputs(cfg: SearchConfig, rows, s: _Setting, started, watch) -> dict
     pareto_plot(rows, primary, budget / 1e6, out / "pareto.png", picked=best)
     payload = {
         "space": space.name, "checkpoint": cfg.checkpoint, "evaluator": primary, "evaluators": names,
-        "strategy": cfg.strategy, "budget_mflops": budget / 1e6, "trials": cfg.trials, "scored": len(rows),
+        "strategy": s.strategy, "budget_mflops": budget / 1e6, "trials": cfg.trials, "scored": len(rows),
         "best": best, "pareto_front": pareto_front(rows, primary),
         "budget_ms": cfg.budget_ms, "latency_table": cfg.latency_table,
         **(_measured_latency(space, best, cfg.latency_table) if measured is None else
            {"best_predicted_latency_ms": best["latency_ms"],
             "best_measured_latency_ms": measured["checks"][measured["rank"] - 1]["measured_ms"],
             "measured_checks": measured["checks"], "best_rank_by_score": measured["rank"]}),
-        "storage": storage if cfg.strategy.startswith("optuna") else None,
-        "study": study_name if cfg.strategy.startswith("optuna") else None,  # rows are the whole study's
+        "storage": storage if s.strategy.startswith("optuna") else None,
+        "study": study_name if s.strategy.startswith("optuna") else None,  # rows are the whole study's
     }
     return write_result(out / "search.json", payload, watch.seconds(), started)
 

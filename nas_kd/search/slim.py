@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,7 +32,7 @@ import torch
 from nas_kd.errors import UserError
 from nas_kd.losses.functional import kd_loss
 from nas_kd.search.objective import Objective
-from nas_kd.search.strategies import STRATEGIES
+from nas_kd.search.strategies import STRATEGIES, SearchInputs, Strategy
 from nas_kd.typecheck import AtLeast1, Range
 
 
@@ -75,52 +76,59 @@ def arch_at(space, outer: list[torch.Tensor], inner: list[list[torch.Tensor]], t
     return space.canonical(arch)
 
 
-@STRATEGIES.register("slim")
-def slim(objective: Objective, trials: int, *, context: Any = None, workdir: str | Path | None = None,
-         steps: AtLeast1 = 200, lr: Annotated[float, Range(0, low_open=True)] = 0.01,
-         l1: Annotated[float, Range(0)] = 1e-4, temperature: Annotated[float, Range(0, low_open=True)] = 1.0,
-         bisections: AtLeast1 = 40) -> list[dict]:
+@STRATEGIES.register("slim", example={"steps": 5})
+@dataclass(kw_only=True)
+class Slim(Strategy):
     """L1-gated largest subnet trained against the teacher, the student read off its gates under the budget."""
-    if context is None or context.supernet is None:
-        raise UserError("strategy slim trains gates on a weight-sharing supernet's largest subnet: give "
-                        "search.checkpoint a sandwich / spos / progressive / cream supernet")
-    ctx, space = context, objective.space
-    net = copy.deepcopy(ctx.supernet).train()
-    net.set_arch(space.max_arch())
-    gate_params = [w.bn.weight for name in net.stage_names for b in getattr(net, name).blocks
-                   for w in {id(m): m for m in (*b.outer_channels()[0], *b.inner_channels()[0])}.values()]
-    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9)
-    batches = [x.to(ctx.device) for x in ctx.calibration]
-    with torch.no_grad():
-        targets = [ctx.teacher(x).float() for x in batches]
-    losses = []
-    for step in range(steps):
-        x, t = batches[step % len(batches)], targets[step % len(batches)]
-        opt.zero_grad(set_to_none=True)
-        match = kd_loss(net(x).float(), t, temperature)
-        (match + l1 * sum(g.abs().sum() for g in gate_params)).backward()
-        opt.step()
-        losses.append(match.item())
-    outer, inner = gates(net)
-    lo, hi = 0.0, float(max(g.max() for g in outer + [g for s in inner for g in s]))
-    if objective.feasible(arch_at(space, outer, inner, lo)):
-        hi = lo
-    else:
-        for _ in range(bisections):
-            mid = (lo + hi) / 2
-            if objective.feasible(arch_at(space, outer, inner, mid)):
-                hi = mid
-            else:
-                lo = mid
-    final = arch_at(space, outer, inner, hi)
-    if not objective.feasible(final):
-        raise UserError(f"strategy slim: even the gates' smallest arch ({space.flops(final) / 1e6:.2f} MFLOPs) is over "
-                        f"the budget {objective.budget / 1e6:.2f} MFLOPs")
-    objective(final)
-    if workdir is not None:
-        record = {"steps": steps, "lr": lr, "l1": l1, "temperature": temperature, "kd_loss_first": losses[0],
-                  "kd_loss_last": losses[-1], "threshold": hi, "arch": final,
-                  "kept_width": [int((g > hi).sum()) for g in outer],
-                  "kept_inner": [[int((g > hi).sum()) for g in s] for s in inner]}
-        Path(workdir, "slim.json").write_text(json.dumps(record, indent=2) + "\n")
-    return objective.rows()
+
+    steps: AtLeast1 = 200
+    lr: Annotated[float, Range(0, low_open=True)] = 0.01
+    l1: Annotated[float, Range(0)] = 1e-4
+    temperature: Annotated[float, Range(0, low_open=True)] = 1.0
+    bisections: AtLeast1 = 40
+
+    def search(self, run: SearchInputs) -> list[Row]:
+        objective, ctx = run.objective, run.context
+        if ctx is None or ctx.supernet is None:
+            raise UserError("strategy slim trains gates on a weight-sharing supernet's largest subnet: give "
+                            "search.checkpoint a sandwich / spos / progressive / cream supernet")
+        space = objective.space
+        net = copy.deepcopy(ctx.supernet).train()
+        net.set_arch(space.max_arch())
+        gate_params = [w.bn.weight for name in net.stage_names for b in getattr(net, name).blocks
+                       for w in {id(m): m for m in (*b.outer_channels()[0], *b.inner_channels()[0])}.values()]
+        opt = torch.optim.SGD(net.parameters(), lr=self.lr, momentum=0.9)
+        batches = [x.to(ctx.device) for x in ctx.calibration]
+        with torch.no_grad():
+            targets = [ctx.teacher(x).float() for x in batches]
+        losses = []
+        for step in range(self.steps):
+            x, t = batches[step % len(batches)], targets[step % len(batches)]
+            opt.zero_grad(set_to_none=True)
+            match = kd_loss(net(x).float(), t, self.temperature)
+            (match + self.l1 * sum(g.abs().sum() for g in gate_params)).backward()
+            opt.step()
+            losses.append(match.item())
+        outer, inner = gates(net)
+        lo, hi = 0.0, float(max(g.max() for g in outer + [g for s in inner for g in s]))
+        if objective.feasible(arch_at(space, outer, inner, lo)):
+            hi = lo
+        else:
+            for _ in range(self.bisections):
+                mid = (lo + hi) / 2
+                if objective.feasible(arch_at(space, outer, inner, mid)):
+                    hi = mid
+                else:
+                    lo = mid
+        final = arch_at(space, outer, inner, hi)
+        if not objective.feasible(final):
+            raise UserError(f"strategy slim: even the gates' smallest arch ({space.flops(final) / 1e6:.2f} MFLOPs) is "
+                            f"over the budget {objective.budget / 1e6:.2f} MFLOPs")
+        objective(final)
+        if run.workdir is not None:
+            record = {"steps": self.steps, "lr": self.lr, "l1": self.l1, "temperature": self.temperature,
+                      "kd_loss_first": losses[0], "kd_loss_last": losses[-1], "threshold": hi, "arch": final,
+                      "kept_width": [int((g > hi).sum()) for g in outer],
+                      "kept_inner": [[int((g > hi).sum()) for g in s] for s in inner]}
+            Path(run.workdir, "slim.json").write_text(json.dumps(record, indent=2) + "\n")
+        return objective.rows()

@@ -5,6 +5,7 @@ from the blockwise ranking tables (``nas-kd dna-rank``), and the searched studen
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
@@ -19,11 +20,13 @@ from nas_kd.job import Job
 from nas_kd.train.loop import TrainLoop
 from nas_kd.train.registry import SUPERNET_TRAINERS, SupernetTrainer
 from nas_kd.train.setup import build_loop, start_run
+from nas_kd.typecheck import Index
 
 
-def train_blockwise(job: Job, cfg: SupernetConfig, *, resume: bool = False,
+def train_blockwise(job: Job, cfg: SupernetConfig, num_random: int, *, resume: bool = False,
                     on_step: Callable[[TrainLoop], None] | None = None, show_progress: bool = True) -> dict[str, Any]:
-    """Blockwise-train every stage of ``cfg.space`` against the job's teacher; returns the final metrics."""
+    """Blockwise-train every stage of ``cfg.space`` against the job's teacher (each step: the max, the min and
+    ``num_random`` random candidates of every stage); returns the final metrics."""
     started, run, device = start_run(job, resume)
     data = job.data
     space = search_spaces.get(cfg.space, data.input_shape, data.num_classes)
@@ -43,13 +46,13 @@ def train_blockwise(job: Job, cfg: SupernetConfig, *, resume: bool = False,
         stats: dict[str, float] = {"count": len(y)}
         for i, (inp, target) in enumerate(pairs, start=1):
             total = 0.0
-            for cand in stage_sandwich(space, i, rng, cfg.num_random):
+            for cand in stage_sandwich(space, i, rng, num_random):
                 with autocast(device, amp):
                     out = model.stage_forward(i, cand, inp).float()
                 loss = F.mse_loss(out, target)
                 loss.backward()
                 total += loss.item()
-            stats[f"mse_stage{i}"] = total / (2 + cfg.num_random) * len(y)
+            stats[f"mse_stage{i}"] = total / (2 + num_random) * len(y)
         return stats
 
     metrics = loop.fit(step, lambda epoch: {})
@@ -62,10 +65,13 @@ def train_blockwise(job: Job, cfg: SupernetConfig, *, resume: bool = False,
 
 
 @SUPERNET_TRAINERS.register("blockwise")
+@dataclass(kw_only=True)
 class Blockwise(SupernetTrainer):
-    """DNA's blockwise supervision (:func:`train_blockwise`); no weights shared end to end."""
+    """DNA's blockwise supervision (:func:`train_blockwise`); no weights shared end to end. ``num_random``: random
+    candidates per stage and step, besides the max and the min."""
 
     weight_sharing = False
+    num_random: Index = 2
 
     def train(self, job: Job, cfg: SupernetConfig, **kwargs: Any) -> dict[str, Any]:
-        return train_blockwise(job, cfg, **kwargs)
+        return train_blockwise(job, cfg, self.num_random, **kwargs)

@@ -1,12 +1,12 @@
 """``cream``: Cream of the Crop (Peng et al., "Distilling Prioritized Paths for One-Shot Neural Architecture
 Search", NeurIPS 2020).
 
-One path per step (``supernet.sampler``, as in SPOS), taught by the best paths seen so far. A *board* keeps the
+One path per step (``sampler``, as in SPOS), taught by the best paths seen so far. A *board* keeps the
 ``board_size`` prioritized paths: after each step the sampled path enters it when the board is not full, when
 its accuracy on the batch beats the board's worst by more than ``margin`` points, or when it beats the worst at
 fewer FLOPs; the board is kept sorted (accuracy, then lower FLOPs) and cut to ``board_size``. Once the board holds
 a path (and after ``warmup_epochs``), the sampled path learns from
-``((2 - m) * CE + m * D) / 2`` where D is the ``supernet.distill`` terms with the teaching path's logits as soft
+``((2 - m) * CE + m * D) / 2`` where D is the ``distill`` terms with the teaching path's logits as soft
 labels (the paper: soft cross-entropy, i.e. ``kd`` at temperature 1), and ``m`` the matching weight.
 
 **Simplification (named, as the issue allows):** the paper picks, for each sampled path, the board path that a
@@ -16,17 +16,17 @@ every sampled path with ``m = 0.5``: the ``top1`` pick method of the authors' im
 network, no meta-gradient.
 
 The board is part of every checkpoint (a resumed run is exact) and of ``final.json``; the ``cream-board``
-search strategy scores its paths. The teachers are the supernet's own paths: ``supernet.soft_labels`` must be
+search strategy scores its paths. The teachers are the supernet's own paths: ``soft_labels`` must be
 ``inplace`` (or ``none``: no distillation, the board is still kept).
 """
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import torch
 
-from nas_kd.config import SupernetConfig
 from nas_kd.errors import UserError
 from nas_kd.train import distributed as dist
 from nas_kd.train.registry import SUPERNET_TRAINERS
@@ -35,18 +35,21 @@ from nas_kd.typecheck import AtLeast1, Range
 
 
 @SUPERNET_TRAINERS.register("cream")
+@dataclass(kw_only=True)
 class Cream(WeightSharing):
     """One path per step, distilled from the best path of a board of prioritized paths."""
 
-    def __init__(self, *, board_size: AtLeast1 = 10, margin: Annotated[float, Range(0)] = 5.0,
-                 match_weight: Annotated[float, Range(0, 2)] = 0.5, warmup_epochs: Annotated[int, Range(0)] = 0) -> None:
-        self.board_size, self.margin, self.match_weight, self.warmup_epochs = board_size, margin, match_weight, warmup_epochs
-        self.board: list[dict[str, Any]] = []
+    board_size: AtLeast1 = 10
+    margin: Annotated[float, Range(0)] = 5.0
+    match_weight: Annotated[float, Range(0, 2)] = 0.5
+    warmup_epochs: Annotated[int, Range(0)] = 0
+    board: list[dict[str, Any]] = field(init=False, default_factory=list)
 
-    def check(self, cfg: SupernetConfig, epochs: int) -> None:
-        if cfg.soft_labels not in ("inplace", "none"):
-            raise UserError(f"supernet.mode (cream): its teachers are its own board's paths, so supernet.soft_labels "
-                            f"must be 'inplace' (or 'none'), not {cfg.soft_labels!r}")
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.soft_labels not in ("inplace", "none"):
+            raise UserError(f"its teachers are its own board's paths, so soft_labels must be 'inplace' (or 'none'), "
+                            f"not {self.soft_labels!r}")
 
     def begin(self, kit: Kit) -> None:
         self.board = []
@@ -72,7 +75,7 @@ class Cream(WeightSharing):
         arch = kit.sampler.sample(kit.rng(), 1)[0]
         logits = kit.forward(arch, x)
         loss = kit.hard_loss(logits, y)
-        teaching = bool(self.board) and kit.cfg.soft_labels != "none" and kit.loop.state.epoch >= self.warmup_epochs
+        teaching = bool(self.board) and self.soft_labels != "none" and kit.loop.state.epoch >= self.warmup_epochs
         if teaching:
             with torch.no_grad():
                 soft = kit.forward(self.board[0]["arch"], x)

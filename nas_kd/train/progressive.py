@@ -1,11 +1,11 @@
 """``progressive``: OFA's progressive shrinking (Cai et al., "Once-for-All", ICLR 2020).
 
 Training runs in phases, each starting from the weights the previous one left: ``full`` trains the largest
-subnet alone (hard labels, plus ``supernet.max_teacher_weight`` x KD from the fixed teacher), then each phase
+subnet alone (hard labels, plus ``max_teacher_weight`` x KD from the fixed teacher), then each phase
 opens one more elastic dimension (OFA's order: ``kernel``, ``depth``, ``expand``; this toolkit's spaces also
 have an elastic stage ``width``). Within a phase every step is the sandwich rule of :mod:`nas_kd.train.supernet`
 over the dimensions opened so far (the others stay at their largest value): the max subnet on the hard
-labels, the restricted min subnet and ``supernet.num_random`` restricted samples on ``supernet.soft_labels``
+labels, the restricted min subnet and ``num_random`` restricted samples on ``soft_labels``
 (``inplace``, OFA's in-place distillation from the largest net, or the fixed teacher).
 
 Channel sorting (OFA section 3.2): before the phase that opens ``expand``, every block's inner channels are
@@ -22,6 +22,7 @@ phases follows the epoch, and the sorting done is part of every checkpoint, so a
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -99,12 +100,20 @@ def sort_stage_widths(net: Supernet, optimizer: torch.optim.Optimizer) -> None:
         permute_channels(writers, readers, optimizer, importance(readers).argsort(descending=True, stable=True))
 
 
-@SUPERNET_TRAINERS.register("progressive")
+@SUPERNET_TRAINERS.register("progressive", example={"phases": {"width": 1}})  # one short phase, sorting included
+@dataclass(kw_only=True)
 class Progressive(Sandwich):
     """OFA progressive shrinking: phases that open the elastic dimensions one at a time, channels sorted by
     importance before the ``expand`` and ``width`` phases."""
 
-    def __init__(self, *, phases: dict[str, int] | None = None, sort_channels: bool = True) -> None:
+    phases: dict[str, int] | None = None
+    sort_channels: bool = True
+    sorted: list[str] = field(init=False, default_factory=list)
+    present: set[str] = field(init=False, default_factory=lambda: set(DIMENSIONS))  # the space's (set by check)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        phases = self.phases
         if phases is not None:
             unknown = [p for p in phases if p not in ORDER]
             if unknown:
@@ -114,9 +123,6 @@ class Progressive(Sandwich):
             bad = {p: e for p, e in phases.items() if not isinstance(e, int) or isinstance(e, bool) or e < 1}
             if bad:
                 raise UserError(f"phases: epochs must be whole numbers >= 1, got {bad}")
-        self.phases, self.sort_channels = phases, sort_channels
-        self.sorted: list[str] = []
-        self.present: set[str] = set(DIMENSIONS)  # the space's elastic dimensions (set by check)
 
     def schedule(self, epochs: int) -> list[tuple[str, int]]:
         """(phase, epochs) in order: the given phases, or the default order (the space's dimensions only) sharing

@@ -12,8 +12,8 @@ or a weighted mix of both (``mix``), through the recipe's ``supernet.distill`` t
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal
 
 import torch
 import torch.nn as nn
@@ -24,7 +24,7 @@ from nas_kd.bn import recalibrate_bn
 from nas_kd.config import SupernetConfig
 from nas_kd.data import calibration_batches, step_seed
 from nas_kd.device import autocast
-from nas_kd.distill import View, build_distiller, parse_terms
+from nas_kd.distill import Term, View, build_distiller, parse_terms
 from nas_kd.errors import UserError
 from nas_kd.evaluation import evaluate
 from nas_kd.losses.functional import kd_loss
@@ -34,6 +34,7 @@ from nas_kd.train import distributed as dist
 from nas_kd.train.loop import TrainLoop
 from nas_kd.train.registry import SUPERNET_TRAINERS, SupernetTrainer, mode_name
 from nas_kd.train.setup import build_loop, start_run
+from nas_kd.typecheck import Index, NonNegative, Probability
 from search_spaces import SAMPLERS, StagedSpace
 
 
@@ -61,17 +62,16 @@ def subnet_accuracy(net: Supernet, arch: dict, job: Job, split: str, bn_batches:
 
 @dataclass
 class Kit:
-    """What a weight-sharing method's step works with: the job, the ``supernet`` section, the supernet and its space,
-    the sampler, the fixed teacher (None when no soft label needs it), the ``supernet.distill`` terms, and the loop
+    """What a weight-sharing method's step works with: the job, the method itself (its options), the supernet and its
+    space, the sampler, the fixed teacher (None when no soft label needs it), the method's distillers, and the loop
     (its position seeds the step)."""
 
     job: Job
-    cfg: SupernetConfig
+    mode: "WeightSharing"
     space: StagedSpace
     net: Supernet
     sampler: Any
     teacher: nn.Module | None
-    terms: list
     distillers: list
     device: torch.device
     loop: TrainLoop | None = None
@@ -95,38 +95,52 @@ class Kit:
     def hard_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, y, label_smoothing=self.job.train.label_smoothing)
 
-    def max_loss(self, logits: torch.Tensor, y: torch.Tensor, t_logits: torch.Tensor | None) -> torch.Tensor:
-        """The largest subnet's loss: hard labels, plus ``max_teacher_weight`` x KD from the fixed teacher."""
-        loss = self.hard_loss(logits, y)
-        if self.cfg.max_teacher_weight > 0:
-            loss = loss + self.cfg.max_teacher_weight * kd_loss(logits, t_logits, 1.0)
-        return loss
-
     def distill(self, out: torch.Tensor, y: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
-        """The ``supernet.distill`` terms with ``soft`` as the teacher's logits."""
+        """The method's ``distill`` terms with ``soft`` as the teacher's logits."""
         view = View(y, out, {}, [soft])
-        return sum(t.weight * v for t, d in zip(self.terms, self.distillers) for v in d(view).values())
+        return sum(t.weight * v for t, d in zip(self.mode.terms, self.distillers) for v in d(view).values())
 
     def soft_loss(self, out: torch.Tensor, y: torch.Tensor, t_logits: torch.Tensor | None,
                   inplace: torch.Tensor | None) -> torch.Tensor:
-        """A non-max subnet's loss by ``supernet.soft_labels``: from ``inplace`` (the max subnet's detached logits),
-        the fixed teacher's ``t_logits``, a mix of both, or (``none``) the hard labels."""
-        mode = self.cfg.soft_labels
+        """A non-max subnet's loss by the method's ``soft_labels``: from ``inplace`` (the max subnet's detached
+        logits), the fixed teacher's ``t_logits``, a mix of both, or (``none``) the hard labels."""
+        mode, mix = self.mode.soft_labels, self.mode.mix_weight
         if mode == "none":
             return self.hard_loss(out, y)
         if mode == "inplace":
             return self.distill(out, y, inplace)
         if mode == "teacher":
             return self.distill(out, y, t_logits)
-        return self.cfg.mix_weight * self.distill(out, y, t_logits) + (1 - self.cfg.mix_weight) * self.distill(out, y, inplace)
+        return mix * self.distill(out, y, t_logits) + (1 - mix) * self.distill(out, y, inplace)
 
 
+@dataclass(kw_only=True)
 class WeightSharing(SupernetTrainer):
     """A weight-sharing supernet method: the setup, validation and final report every such method shares. A
     subclass defines :meth:`step` (it calls ``backward``) and, when it keeps state across steps, :meth:`begin`,
-    :meth:`state_dict` and :meth:`load_state_dict` (saved in every checkpoint, so a resume is exact)."""
+    :meth:`state_dict` and :meth:`load_state_dict` (saved in every checkpoint, so a resume is exact).
+
+    Options every such method has: ``distill``, the logit terms that teach a subnet (methods of
+    :mod:`nas_kd.distill`, e.g. ``[{name: alpha_div}]``); ``soft_labels``, whose logits they read (``inplace``: the
+    max subnet's, ``teacher``: the fixed teacher's, ``mix``: both, weighted ``mix_weight`` for the teacher, ``none``:
+    hard labels only); ``sampler``, how random subnets are drawn (``uniform`` or ``flops``)."""
 
     weight_sharing = True
+    distill: list[dict] = field(default_factory=lambda: [{"name": "alpha_div"}])
+    soft_labels: Literal["inplace", "teacher", "mix", "none"] = "inplace"
+    mix_weight: Probability = 0.5
+    sampler: str = "uniform"
+
+    def __post_init__(self) -> None:
+        self.terms: list[Term] = parse_terms(self.distill, "distill", logits_only=True)
+        if not self.terms and self.soft_labels != "none":
+            raise UserError(f"distill is empty but soft_labels is {self.soft_labels!r}: give a term "
+                            "(e.g. [{name: alpha_div}]) or set soft_labels: none")
+        SAMPLERS.check_options(self.sampler, {}, "sampler", given=("space",))
+
+    def needs_teacher(self) -> bool:
+        """Whether a step reads the fixed teacher's logits."""
+        return self.soft_labels in ("teacher", "mix")
 
     def begin(self, kit: Kit) -> None:
         """Fresh per-run state, before a checkpoint may restore it. Default: none."""
@@ -148,24 +162,16 @@ class WeightSharing(SupernetTrainer):
               on_step: Callable[[TrainLoop], None] | None = None, show_progress: bool = True) -> dict[str, Any]:
         """Train the supernet of ``cfg.space`` on the job; returns the final metrics (test accuracy of the max,
         min and median-FLOPs subnets after BN recalibration)."""
-        terms = parse_terms(cfg.distill, "supernet.distill", logits_only=True)
-        if not terms and cfg.soft_labels != "none":
-            raise UserError(f"supernet.distill is empty but soft_labels is {cfg.soft_labels!r}: give a term "
-                            "(e.g. [{name: alpha_div}]) or set soft_labels: none")
-        distillers = [build_distiller(t) for t in terms]
+        distillers = [build_distiller(t) for t in self.terms]
         for d in distillers:
             d.resolve(None, [[]], 1)  # one soft-label source plays the teacher
-        SAMPLERS.check_options(cfg.sampler, {}, "supernet.sampler", given=("space",))
-        search_spaces.get(cfg.space)  # an unknown name fails before the run directory exists
-        self.check(cfg, job.train.epochs)
         started, run, device = start_run(job, resume)
         data = job.data
-        needs_teacher = cfg.soft_labels in ("teacher", "mix") or cfg.max_teacher_weight > 0
-        teacher = job.teacher.module() if needs_teacher else None
+        teacher = job.teacher.module() if self.needs_teacher() else None
         space = search_spaces.get(cfg.space, data.input_shape, data.num_classes)
         net = space.build_supernet(kernel_transform=cfg.kernel_transform)
-        kit = Kit(job, cfg, space, net, SAMPLERS.build(cfg.sampler, space=space),
-                  teacher.to(device) if teacher is not None else None, terms, distillers, device)
+        kit = Kit(job, self, space, net, SAMPLERS.build(self.sampler, space=space),
+                  teacher.to(device) if teacher is not None else None, distillers, device)
         self.begin(kit)
         kit.loop = build_loop(job, run, net, device, on_step=on_step, show_progress=show_progress,
                               meta={"supernet": net.meta()}, keep_epoch_checkpoints=cfg.keep_epoch_checkpoints,
@@ -183,7 +189,7 @@ class WeightSharing(SupernetTrainer):
         kit.loop.fit(lambda x, y: self.step(kit, x, y), validate)
         median = median_flops_arch(space, job.seed)
         final = {
-            "mode": mode_name(cfg.mode), "space": cfg.space, "dataset": data.name,
+            "mode": mode_name(self), "space": cfg.space, "dataset": data.name,
             "epochs": job.train.epochs, "seed": job.seed,
             "recipe": job.run.config, "accuracy_kind": "last epoch, after BN recalibration",
             "device": str(device), "world_size": dist.world_size(),
@@ -197,20 +203,34 @@ class WeightSharing(SupernetTrainer):
 
 
 @SUPERNET_TRAINERS.register("sandwich")
+@dataclass(kw_only=True)
 class Sandwich(WeightSharing):
     """The sandwich rule (Yu et al., BigNAS, ECCV 2020; AlphaNet's alpha-divergence, Wang et al., ICML 2021, as a
-    ``supernet.distill`` term): per step the max subnet on the hard labels, then the min subnet and
-    ``supernet.num_random`` sampled subnets on soft labels (``supernet.soft_labels``)."""
+    ``distill`` term): per step the max subnet on the hard labels (plus ``max_teacher_weight`` x KD from the fixed
+    teacher), then the min subnet and ``num_random`` sampled subnets on soft labels (``soft_labels``)."""
+
+    num_random: Index = 2
+    max_teacher_weight: NonNegative = 0.0
+
+    def needs_teacher(self) -> bool:
+        return super().needs_teacher() or self.max_teacher_weight > 0
+
+    def max_loss(self, kit: Kit, logits: torch.Tensor, y: torch.Tensor, t_logits: torch.Tensor | None) -> torch.Tensor:
+        """The largest subnet's loss: hard labels, plus ``max_teacher_weight`` x KD from the fixed teacher."""
+        loss = kit.hard_loss(logits, y)
+        if self.max_teacher_weight > 0:
+            loss = loss + self.max_teacher_weight * kd_loss(logits, t_logits, 1.0)
+        return loss
 
     def others(self, kit: Kit, rng: random.Random) -> list[dict]:
         """The subnets trained on soft labels this step."""
-        return [kit.space.min_arch()] + kit.sampler.sample(rng, kit.cfg.num_random)
+        return [kit.space.min_arch()] + kit.sampler.sample(rng, self.num_random)
 
     def step(self, kit: Kit, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         rng = kit.rng()
         t_logits = kit.teacher_logits(x)
         logits = kit.forward(kit.space.max_arch(), x)
-        loss = kit.max_loss(logits, y, t_logits)
+        loss = self.max_loss(kit, logits, y, t_logits)
         loss.backward()
         soft = logits.detach()
         stats = {"loss_max": loss.item() * len(y), "acc": (logits.argmax(1) == y).sum().item(), "count": len(y)}
