@@ -181,9 +181,13 @@ def _describe_data(data: DataBundle) -> dict[str, Any]:
             "sizes": [len(data.train), len(data.val), len(data.test)], "fingerprint": _digest([*sample, data.train.y])}
 
 
-def _teachers(teacher: Any, stages: Sequence[str] | None) -> tuple[Teacher, ...]:
-    """The call's teachers: a module (with ``teacher_stages``), a :class:`~nas_kd.job.Teacher`, or a list of them;
-    stage names that are not modules of their teacher are refused."""
+def _teachers(teacher: Any, stages: Sequence[str] | None, data: DataBundle) -> tuple[Teacher, ...]:
+    """The call's teachers: a module (with ``teacher_stages``), a :class:`~nas_kd.job.Teacher`, or a list of them,
+    each fed from ``data`` (its ``preprocess`` undoes the data's normalisation); stage names that are not modules
+    of their teacher are refused."""
+    if not isinstance(data, DataBundle):
+        raise UserError(f"data: expected a DataBundle (nas_kd.make_data or nas_kd.data.load_dataset), got "
+                        f"{type(data).__name__}")
     if teacher is None:
         return ()
     items = list(teacher) if isinstance(teacher, (list, tuple)) else [teacher]
@@ -191,8 +195,8 @@ def _teachers(teacher: Any, stages: Sequence[str] | None) -> tuple[Teacher, ...]
         raise UserError("teacher_stages: with several teachers give each as nas_kd.Teacher.of(module, stages)")
     out = []
     for item in items:
-        t = item if isinstance(item, Teacher) else Teacher.of(item, list(stages or []))
-        check_teacher_stages(t.module(), t.stages, 0)
+        t = (item if isinstance(item, Teacher) else Teacher.of(item, list(stages or []))).for_data(data)
+        check_teacher_stages(t.module(), t.stages)
         out.append(t)
     return tuple(out)
 
@@ -201,6 +205,7 @@ def _describe_teacher(t: Teacher) -> dict[str, Any]:
     m = t.module()
     state = list(m.state_dict().values()) if not isinstance(m, torch.jit.ScriptModule) else []
     return {"class": f"{type(m).__module__}.{type(m).__qualname__}", "stages": list(t.stages), "source": t.source,
+            "preprocess": t.preprocess,
             "fingerprint": _digest([s for s in state if isinstance(s, torch.Tensor)])}
 
 
@@ -244,7 +249,7 @@ def train_supernet(teacher: nn.Module | Teacher | None, data: DataBundle, *, tea
     train_cfg, batch_cfg = _train_batching(train, batching, epochs=epochs)
     plan = supernet_plan(cfg, train_cfg.epochs)
     trainer = plan.trainer
-    job = _job("train_supernet", data, _teachers(teacher, teacher_stages), seed=seed, out=out, train=train_cfg,
+    job = _job("train_supernet", data, _teachers(teacher, teacher_stages, data), seed=seed, out=out, train=train_cfg,
                batching=batch_cfg, tensorboard=tensorboard, supernet=cfg)
     final = trainer.train(job, cfg, resume=resume, show_progress=show_progress)
     checkpoint = Path(final["checkpoint"])
@@ -296,7 +301,7 @@ def search_supernet(supernet: SupernetResult | str | Path, teacher: nn.Module | 
     from nas_kd.flops import teacher_fraction_mflops
     from nas_kd.search.run import run_search
 
-    teachers = _teachers(teacher, teacher_stages)
+    teachers = _teachers(teacher, teacher_stages, data)
     fraction = _budget_fraction(budget_mflops, budget_fraction)
     budget = budget_mflops if fraction is None else \
         teacher_fraction_mflops(teachers[0].module(), data.input_shape, fraction)
@@ -352,7 +357,7 @@ def distill_student(student: nn.Module, teacher: nn.Module | Teacher | Sequence[
         raise UserError(f"student: expected a torch.nn.Module, got {type(student).__name__}")
     parsed = _terms(terms)
     train_cfg, batch_cfg = _train_batching(train, batching, epochs=epochs)
-    job = _job("distill_student", data, _teachers(teacher, teacher_stages), seed=seed, out=out, train=train_cfg,
+    job = _job("distill_student", data, _teachers(teacher, teacher_stages, data), seed=seed, out=out, train=train_cfg,
                batching=batch_cfg, tensorboard=tensorboard, terms=[t.spec() for t in parsed], ce_weight=ce_weight)
     describe = {"model": f"{type(student).__module__}.{type(student).__qualname__}"}
     final = train_students(job, model_student(student, describe), terms=parsed, ce_weight=ce_weight,
@@ -376,7 +381,7 @@ def run(teacher: nn.Module | Teacher, data: DataBundle, *, teacher_stages: Seque
     from nas_kd.export import load_subnet
     from nas_kd.pipeline import run_pipeline
 
-    teachers = _teachers(teacher, teacher_stages)
+    teachers = _teachers(teacher, teacher_stages, data)
     if not teachers:
         raise UserError("teacher: run needs a trained teacher module")
     parsed = _terms(terms)

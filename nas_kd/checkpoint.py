@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import struct
 import zipfile
 import tempfile
 from pathlib import Path
@@ -54,8 +55,8 @@ def load_checkpoint(path: str | Path, *, require_format: bool = True) -> dict[st
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, OSError, ValueError, zipfile.BadZipFile,
-            UnicodeDecodeError, AttributeError) as e:  # what torch raises for truncated / foreign files
+    except (RuntimeError, pickle.UnpicklingError, EOFError, OSError, ValueError, zipfile.BadZipFile, AttributeError,
+            LookupError, struct.error) as e:  # what decoding a truncated / foreign file raises (not MemoryError)
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or foreign file?): {reason}") from None
     if not isinstance(state, dict):

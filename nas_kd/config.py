@@ -45,7 +45,8 @@ class TeacherConfig:
     checkpoint: str | None = None  # state dict (or nas-kd checkpoint) to load
     torchscript: str | None = None  # a TorchScript file; replaces model/kwargs/checkpoint (logit methods only)
     subnet: str | None = None  # an exported subnet directory (arch.json + weights.pt); replaces model/checkpoint
-    stages: list[str] = field(default_factory=lambda: ["stem", "stage1", "stage2", "stage3", "stage4"])
+    stages: list[str] = field(default_factory=lambda: ["stem", "stage1", "stage2", "stage3", "stage4"])  # its modules that stage-paired methods compare (only they need any)
+    preprocess: str | dict = "data"  # what its inputs must be: data (the data's normalisation, as the students see them), none (images in [0, 1]) or {mean: [...], std: [...]} (its own)
 
 
 @dataclass
@@ -151,6 +152,9 @@ class PipelineConfig:
     latency_fraction_of_teacher: float | None = field(default=None, metadata=gt(0, 1))  # search.budget_ms = this x the teacher's batch-1 latency measured here
     finetune_epochs: int = field(default=1, metadata=ge(0))  # distillation of the exported student with the recipe's distill terms (0: none)
     finetune_lr: float = field(default=0.01, metadata=gt(0))
+    teacher_check: bool = True  # measure the teacher on the validation split before training; stop when it is near chance or far below teacher_accuracy
+    teacher_accuracy: float | None = field(default=None, metadata=gt(0, 1))  # what you expect the teacher to score on this data (fraction): nas-kd run stops before training when it measures far below (teacher_accuracy_margin)
+    teacher_accuracy_margin: float = field(default=0.05, metadata=ge(0, 1))  # how far below teacher_accuracy the measured validation accuracy may be
     quantize: bool = False  # also make the int8 student (nas-kd quantize: post-training and QAT+KD, one seed)
     quantize_epochs: int = field(default=1, metadata=ge(1))  # its quantisation-aware distillation epochs
     quantize_lr: float = field(default=5e-4, metadata=gt(0))  # their learning rate (BatchNorm folded: far below finetune_lr)

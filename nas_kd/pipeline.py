@@ -25,14 +25,16 @@ from nas_kd.config import PipelineConfig, TeacherConfig
 from nas_kd.data import DataBundle
 from nas_kd.distill import Term
 from nas_kd.dna.ranking import rank_stages
-from nas_kd.errors import BudgetError, OptionError
+from nas_kd.errors import BudgetError, OptionError, UserError
+from nas_kd.evaluation import evaluate
 from nas_kd.evaluators import supernet_free
-from nas_kd.evaluators.context import check_teacher_stages
+from nas_kd.evaluators.context import check_teacher_stages, require_stages
 from nas_kd.flops import teacher_fraction_mflops
 from nas_kd.job import Job
 from nas_kd.latency import build_table
 from nas_kd.provenance import Stopwatch, origin, write_result
-from nas_kd.plans import SearchPlan, SupernetPlan
+from nas_kd.plans import SupernetPlan
+from nas_kd.search.plan import SearchPlan
 from nas_kd.search.run import run_search
 from nas_kd.students import arch_student
 from nas_kd.summary import compare_models, print_summary
@@ -90,7 +92,11 @@ def plan_pipeline(job: Job, teacher: nn.Module, space: StagedSpace, supernet: Su
     supernet has no weights to share)."""
     stages = job.teacher.stages
     trainer = supernet.trainer
-    check_teacher_stages(teacher, stages, len(space.stages) + (0 if trainer.weight_sharing else 1))
+    check_teacher_stages(teacher, stages)
+    n = len(space.stages)
+    require_stages(stages, trainer.stages_needed(n), f"supernet.mode {supernet.mode!r}", False)
+    for ev in search.evaluators:  # one needing more than the last stage pairs stage by stage
+        require_stages(stages, ev.stages_needed(n), f"evaluator {ev.name}", ev.stages_needed(n) > 1)
     if not trainer.weight_sharing:
         reading = [ev.name for ev in search.evaluators if ev.reads_supernet]
         if reading:
@@ -113,6 +119,32 @@ def plan_pipeline(job: Job, teacher: nn.Module, space: StagedSpace, supernet: Su
     except BudgetError as e:
         raise BudgetError(f"{where}{e}") from None
     return budget
+
+
+NEAR_CHANCE = 0.15  # a teacher within this share of the way from chance to 100 % is "near chance"
+
+
+def check_teacher_accuracy(job: Job, teacher: nn.Module, pipeline: PipelineConfig) -> float | None:
+    """The teacher's accuracy on the validation split, measured before any training; a teacher near chance, or
+    more than ``pipeline.teacher_accuracy_margin`` below ``pipeline.teacher_accuracy``, is refused in one line
+    naming the likely cause (inputs it was not trained on) and the option to set. ``None``: no validation split."""
+    data = job.data
+    if len(data.val) == 0:
+        return None
+    acc = evaluate(teacher, data.val, job.batching.eval_batch_size, job.train.channels_last)["acc"]
+    chance = 1 / data.num_classes
+    expected = pipeline.teacher_accuracy
+    near = acc < chance + NEAR_CHANCE * (1 - chance)
+    if near or (expected is not None and acc < expected - pipeline.teacher_accuracy_margin):
+        said = f"near chance ({chance:.1%})" if near else f"far below the {expected:.1%} of pipeline.teacher_accuracy"
+        norm = "" if data.mean is None else \
+            f" (mean {[round(v, 3) for v in data.mean.tolist()]}, std {[round(v, 3) for v in data.std.tolist()]})"
+        raise UserError(f"teacher: it scores {acc:.1%} on the validation split, {said}; it is fed "
+                        f"{job.teacher.describe_inputs()}{norm if job.teacher.preprocess == 'data' else ''}: if it "
+                        "was trained on other inputs, say which with teacher.preprocess (e.g. --set "
+                        "teacher.preprocess=none for images in [0, 1], or {mean: [...], std: [...]}; from Python "
+                        "nas_kd.Teacher.of(module, stages, preprocess=...)), else check teacher.checkpoint")
+    return acc
 
 
 def run_pipeline(job: Job, *, supernet: SupernetPlan, search: SearchPlan, pipeline: PipelineConfig,
@@ -138,6 +170,8 @@ def run_pipeline(job: Job, *, supernet: SupernetPlan, search: SearchPlan, pipeli
     space = search_spaces.get(supernet.cfg.space, data.input_shape, data.num_classes)
     teacher = _teacher_module(job, train_teacher_cfg, data)
     budget = plan_pipeline(job, teacher, space, supernet, search, pipeline)
+    check = pipeline.teacher_check and train_teacher_cfg is None
+    teacher_val = check_teacher_accuracy(job, teacher, pipeline) if check else None
     base = job.run.path
     base.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
@@ -208,7 +242,7 @@ def run_pipeline(job: Job, *, supernet: SupernetPlan, search: SearchPlan, pipeli
         quantized = json.loads((qdir / "quantize.json").read_text())["rows"]
         seconds["quantize"] = t.seconds()
     payload = {
-        "teacher_checkpoint": job.teacher.source,
+        "teacher_checkpoint": job.teacher.source, "teacher_val_acc": teacher_val,
         "supernet": {"checkpoint": checkpoint, "reused": checkpoint == supernet_checkpoint,
                      **{k: supernet_final.get(k) for k in ("max_acc", "min_acc", "median_acc", "wall_seconds")}},
         "search": {k: result.get(k) for k in ("evaluator", "strategy", "budget_mflops", "budget_ms", "scored",

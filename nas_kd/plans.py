@@ -8,19 +8,16 @@ component: that is a new plan).
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 from nas_kd.config import SearchConfig, SupernetConfig
 from nas_kd.distill import Term, parse_terms
-from nas_kd.evaluators import Evaluator, build_evaluators
-from nas_kd.search.strategies import Strategy, build_strategy, strategy_name
+from nas_kd.evaluators import build_evaluators
+from nas_kd.search.plan import SearchPlan
+from nas_kd.search.strategies import build_strategy
 from nas_kd.train import SupernetTrainer, mode_name, supernet_trainer
 from search_spaces import SPACES
-
-COMPONENT_KEYS = {"search": ("evaluator", "extra_evaluators", "strategy"), "supernet": ("mode",)}
-
 
 @dataclass(frozen=True)
 class SupernetPlan:
@@ -32,32 +29,6 @@ class SupernetPlan:
     @property
     def mode(self) -> str:
         return mode_name(self.trainer)
-
-
-@dataclass(frozen=True)
-class SearchPlan:
-    """A ``search`` section with its components built: ``evaluators`` (``search.evaluator`` first, then the extra
-    ones) and ``strategy``."""
-
-    cfg: SearchConfig
-    evaluators: tuple[Evaluator, ...]
-    strategy: Strategy
-
-    @property
-    def names(self) -> list[str]:
-        """The evaluators' column names, the optimised one first."""
-        return [ev.name for ev in self.evaluators]
-
-    @property
-    def strategy_name(self) -> str:
-        return strategy_name(self.strategy)
-
-    def with_settings(self, **changes: Any) -> "SearchPlan":
-        """This plan with plain settings of its section changed (a budget, the checkpoint, trials)."""
-        built = [k for k in changes if k in COMPONENT_KEYS["search"]]
-        if built:
-            raise ValueError(f"with_settings changes settings, not components ({built}): build a new plan")
-        return dataclasses.replace(self, cfg=dataclasses.replace(self.cfg, **changes))
 
 
 def terms(spec: Any, where: str = "distill", *, logits_only: bool = False) -> list[Term]:

@@ -18,6 +18,7 @@ from nas_kd.config import Recipe, RecipeError, load_recipe
 from nas_kd.data import DATASETS
 from nas_kd.errors import UserError
 from nas_kd.evaluators import build_evaluators
+from nas_kd.job import check_preprocess
 from nas_kd.models import MODELS
 from nas_kd.plans import search_plan, supernet_plan, terms
 from nas_kd.train import SUPERNET_TRAINERS
@@ -68,6 +69,7 @@ def check_recipe(recipe: Recipe) -> None:
                          *((f"extra_teachers[{i}]", t) for i, t in enumerate(recipe.extra_teachers))]:
         if not (teacher.torchscript or teacher.subnet or ":" in teacher.model):
             MODELS.get_for(teacher.model, f"{key}.model")
+        check_preprocess(teacher.preprocess, f"{key}.preprocess")
     terms(recipe.distill, "distill")
     supernet_plan(recipe.supernet, recipe.train.epochs)
     SPACES.get_for(recipe.student.space, "student.space")

@@ -17,7 +17,8 @@ from nas_kd.data import DataBundle, load_data
 from nas_kd.distill import Term
 from nas_kd.evaluators import build_evaluators
 from nas_kd.job import Job, RunSpec
-from nas_kd.plans import SearchPlan, search_plan, supernet_plan, terms
+from nas_kd.plans import search_plan, supernet_plan, terms
+from nas_kd.search.plan import SearchPlan
 from nas_kd.registry import split_component
 from nas_kd.search.strategies import STRATEGIES
 from nas_kd.students import Student

@@ -13,7 +13,7 @@ from nas_kd.checkpoint import CheckpointError, load_checkpoint, model_state
 from nas_kd.config import TeacherConfig
 from nas_kd.data import DataBundle
 from nas_kd.errors import UserError
-from nas_kd.job import Teacher, freeze
+from nas_kd.job import check_preprocess, freeze, Teacher
 from nas_kd.models import MODELS
 
 
@@ -85,4 +85,5 @@ def load_teacher(cfg: TeacherConfig, num_classes: int = 10, in_channels: int = 1
 def teacher_from(cfg: TeacherConfig, data: DataBundle) -> Teacher:
     """The :class:`~nas_kd.job.Teacher` a ``teacher`` section describes for ``data`` (loaded on first use)."""
     return Teacher(lambda: load_teacher(cfg, data.num_classes, data.in_channels), list(cfg.stages),
-                   cfg.subnet or cfg.torchscript or cfg.checkpoint)
+                   cfg.subnet or cfg.torchscript or cfg.checkpoint,
+                   check_preprocess(cfg.preprocess)).for_data(data)

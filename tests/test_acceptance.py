@@ -8,7 +8,7 @@ from nas_kd.config import load_recipe
 from nas_kd.errors import UserError
 from nas_kd.rankcorr import acceptance
 from nas_kd.rankcorr import ground_truth as gt
-from nas_kd.recipes import study_of
+from nas_kd.recipes import acceptance_plans, study_of
 
 
 @pytest.mark.parametrize("space", ["resnet", "mbv2"])
@@ -39,7 +39,7 @@ def test_acceptance_trains_missing_seeds_and_writes_the_table(tmp_path, monkeypa
     band = "0.12"
     monkeypatch.setattr(acceptance, "_search", searching(
         lambda a: space.max_arch() if a[-2].endswith("maxflops") else space.min_arch()))
-    assert "random_best" not in acceptance.picks(study, r.search, r.acceptance, band, tmp_path, "kl", "evolution", 5)  # no ground truth yet
+    assert "random_best" not in acceptance.picks(study, *acceptance_plans(r, "kl", "evolution"), r.acceptance, band, tmp_path, 5)  # no ground truth yet
     (tmp_path / "gt/records").mkdir(parents=True)
     archs = gt.study_bands(study)[band]
     for i, arch in enumerate(archs[:10]):
@@ -60,7 +60,7 @@ def test_acceptance_trains_missing_seeds_and_writes_the_table(tmp_path, monkeypa
         path.write_text(json.dumps({"heldout_acc": acc + 0.001 * job["seed"]}))
 
     monkeypatch.setattr(gt, "train_job", fake)
-    result = acceptance.run_acceptance(study, r.search, r.acceptance, band=band, evaluator="kl", strategy="evolution", trials=5, seeds=3,
+    result = acceptance.run_acceptance(study, *acceptance_plans(r, "kl", "evolution"), r.acceptance, band=band, trials=5, seeds=3,
                                        result=str(tmp_path / "search_b0.12"), show_progress=False)
     # three picks x 3 seeds, plus seeds 2 and 3 of the best random arch (seed 0 chose it: held out)
     assert len(trained) == 3 * 3 + 2
@@ -82,14 +82,14 @@ def test_acceptance_trains_missing_seeds_and_writes_the_table(tmp_path, monkeypa
     assert len(rows) == 1 and "| kl | 3 | 95.10 +- 0.10 | 91.10 +- 0.10 (" in rows[0]
 
     trained.clear()  # more seeds later: only the new ones train, for every pick
-    more = acceptance.run_acceptance(study, r.search, r.acceptance, band=band, evaluator="kl", strategy="evolution", trials=5, seeds=4,
+    more = acceptance.run_acceptance(study, *acceptance_plans(r, "kl", "evolution"), r.acceptance, band=band, trials=5, seeds=4,
                                      result=str(tmp_path / "search_b0.12_4seeds"), show_progress=False)
     assert sorted(k.split("-resnet")[0] for k in trained) == ["acc-band_max", "acc-handcrafted", "acc-maxflops",
                                                               "acc-random_best", "acc-searched"]
     assert sorted(k[-2:] for k in trained) == ["s3", "s3", "s3", "s3", "s4"] and more["seeds"] == [0, 1, 2, 3]
     assert more["student_acc"] == pytest.approx(0.9515)
     with pytest.raises(UserError, match="at least 2 seeds"):
-        acceptance.run_acceptance(study, r.search, r.acceptance, band=band, evaluator="kl", strategy="evolution", trials=5, seeds=1,
+        acceptance.run_acceptance(study, *acceptance_plans(r, "kl", "evolution"), r.acceptance, band=band, trials=5, seeds=1,
                                   result=str(tmp_path / "x"), show_progress=False)
 
     # the search repeated: every repeat's pick is trained (an arch found twice once), and its spread reported
@@ -97,7 +97,7 @@ def test_acceptance_trains_missing_seeds_and_writes_the_table(tmp_path, monkeypa
     monkeypatch.setattr(acceptance, "_search", searching(
         lambda a: space.max_arch() if a[-2].endswith("maxflops") else found[a[-1]]))
     trained.clear()
-    rep = acceptance.run_acceptance(study, r.search, r.acceptance, band=band, evaluator="kl", strategy="evolution", trials=5, seeds=3,
+    rep = acceptance.run_acceptance(study, *acceptance_plans(r, "kl", "evolution"), r.acceptance, band=band, trials=5, seeds=3,
                                     search_repeats=3, result=str(tmp_path / "rep"), show_progress=False)
     # repeat 1 found repeat 0's arch: its records are shared; repeat 2's arch trains as a searched student
     assert sorted(trained) == [gt.job_key("acc-searched-resnet", band, space.max_arch(), "kd", s) for s in range(3)]
@@ -113,5 +113,5 @@ def test_each_band_searches_in_its_own_run(tmp_path, monkeypatch, synthetic_root
     names = []
     monkeypatch.setattr(acceptance, "_search", lambda *a: names.append(a[-2]) or search_spaces.get("resnet").min_arch())
     for band in ("0.06", "0.12"):
-        acceptance.picks(study, r.search, r.acceptance, band, tmp_path, "kl", "evolution", 5)
+        acceptance.picks(study, *acceptance_plans(r, "kl", "evolution"), r.acceptance, band, tmp_path, 5)
     assert len(names) == len(set(names)) == 4

@@ -49,10 +49,85 @@ def example(name):
     return module
 
 
+def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int = 80) -> nn.Module:
+    """``model`` trained on (x, y) with Adam (full batch), returned in eval mode."""
+    opt = torch.optim.Adam(model.parameters(), lr=0.02)
+    model.train()
+    for _ in range(steps):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    return model.eval()
+
+
 @pytest.fixture(scope="module")
 def teacher():
+    """A trained TinyTeacher, on the inputs nas_kd.make_data gives (the data's normalisation)."""
     torch.manual_seed(0)
-    return TinyTeacher().eval()
+    data = nas_kd.make_data(tensors(), val_fraction=0.1)
+    return fit(TinyTeacher(), data.train.x, data.train.y)
+
+
+class ThreeBlocks(nn.Module):
+    """A user's teacher with three blocks under ``features``: fewer stages than the space has."""
+
+    def __init__(self, width: int = 16) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Sequential(nn.Conv2d(1, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU()),
+            nn.Sequential(nn.Conv2d(width, width, 3, stride=2, padding=1), nn.BatchNorm2d(width), nn.ReLU()),
+            nn.Sequential(nn.Conv2d(width, width, 3, stride=2, padding=1), nn.BatchNorm2d(width), nn.ReLU()))
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, 3))
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+TINY_RUN = dict(epochs=1, trials=2, finetune_epochs=1, budget_mflops=1.0, space="resnet",
+                strategy={"name": "evolution", "population": 2}, batching={"batch_size": 32},
+                supernet={"bn_batches": 1, "eval_random_archs": 0}, search={"probe_size": 8, "bn_batches": 1})
+
+
+def test_a_three_block_teacher_runs_end_to_end_with_kl(tmp_path):
+    """Nothing pairs stages when the search scores by kl and the student learns by kd: a teacher with fewer
+    stages than the space (or none named) is enough."""
+    torch.manual_seed(0)
+    data = nas_kd.make_data(tensors(), val_fraction=0.2)
+    module = fit(ThreeBlocks(), data.train.x, data.train.y)
+    stages = ["features.0", "features.1", "features.2"]
+    result = nas_kd.run(module, data, teacher_stages=stages, evaluator="kl", terms=["kd"], out=tmp_path / "r",
+                        **TINY_RUN)
+    assert 0 <= result.metrics["student_test_acc"] <= 1 and result.metrics["teacher_val_acc"] > 0.5
+    assert (tmp_path / "r" / "student" / "weights.pt").exists()
+    with pytest.raises(nas_kd.UserError, match=r"evaluator rdm compares 4 teacher stage\(s\).*names 3 .*pairing: best"):
+        nas_kd.run(module, data, teacher_stages=stages, evaluator="rdm", out=tmp_path / "never", **TINY_RUN)
+    assert not (tmp_path / "never").exists()
+
+
+def test_a_teacher_of_unnormalised_images_keeps_its_accuracy_given_its_preprocessing(tmp_path):
+    """A teacher trained on [0, 1] images: said so (preprocess none), it sees its own inputs inside nas_kd.run
+    and scores there what it scores on its own; not said, the run stops before any training, in one line that
+    names the cause and the option."""
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 10, (300,), generator=g)  # the class is the brightness: what a normalisation moves
+    x = ((0.6 + 0.02 * y.float()).view(-1, 1, 1, 1) + 0.003 * torch.randn(300, 1, 12, 12, generator=g)).clamp(0, 1)
+    data = nas_kd.make_data((x[:240], y[:240]), (x[240:], y[240:]), val_fraction=0.2)
+    torch.manual_seed(0)
+    module = fit(nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                               nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 10)), x[:240], y[:240], steps=300)
+    with torch.no_grad():  # trained on the raw [0, 1] images, as its user did
+        own = (module(x[240:]).argmax(1) == y[240:]).float().mean().item()
+    assert own > 0.9
+    given = nas_kd.Teacher.of(module, preprocess="none")
+    result = nas_kd.run(given, data, evaluator="kl", out=tmp_path / "r", **TINY_RUN)
+    assert result.metrics["teacher_test_acc"] == pytest.approx(own)
+    with torch.no_grad():  # the user's module itself is left as it was
+        assert (module(x[200:]).argmax(1) == y[200:]).float().mean().item() == own
+    with pytest.raises(nas_kd.UserError) as err:
+        nas_kd.run(module, data, evaluator="kl", out=tmp_path / "never", **TINY_RUN)
+    said = str(err.value)
+    assert "\n" not in said and "near chance" in said and "teacher.preprocess" in said and "preprocess=" in said
+    assert not (tmp_path / "never" / "supernet").exists()
 
 
 def test_search_example_finds_a_student_under_the_budget(teacher, tmp_path):
@@ -136,7 +211,8 @@ def test_cli_and_api_give_the_same_pipeline_figures(tmp_path, synthetic_root, te
             "search.bn_batches=2", "search.strategy={name: evolution, population: 2}", "pipeline.finetune_epochs=1",
             "pipeline.supernet_checkpoint=null", "pipeline.budget_fraction_of_teacher=null", "search.budget_mflops=3.0",
             f"teacher.checkpoint={teacher_ckpt}",
-            f"teacher.kwargs={json.dumps(TEACHER_KW)}", "search.evaluator=kl", f"run.out_dir={tmp_path}", "run.name=cli"]
+            f"teacher.kwargs={json.dumps(TEACHER_KW)}", "search.evaluator=kl", f"run.out_dir={tmp_path}", "run.name=cli",
+            "pipeline.teacher_check=false"]  # a random teacher: the same figures are the point
     assert main(["run", "--recipe", "recipes/quickstart.yaml", *sum([["--set", s] for s in sets], [])]) == 0
     cli = json.loads((tmp_path / "cli" / "pipeline.json").read_text())
 

@@ -97,3 +97,36 @@ def test_derive_makes_a_checked_copy():
         derive(base, {"train.epoch": 3})
     with pytest.raises(RecipeError, match="train.epochs: must be >= 0"):
         derive(base, {"train.epochs": -1})
+
+
+OLD = """supernet:
+  space: resnet
+  num_random: 3
+  distill: [{name: kd}]
+  soft_labels: teacher
+  max_teacher_weight: 0.5
+search:
+  strategy: evolution
+  strategy_options: {population: 7}
+"""
+
+
+def test_the_older_spelling_loads_with_one_line_saying_how_to_write_it(tmp_path, capsys):
+    """Sandwich options at the top of ``supernet:`` and ``search.strategy_options`` still load, moved into the
+    components they belong to, with one line on stderr; an override of an old key wins over the file."""
+    from nas_kd.recipe_checks import load_checked
+
+    r = load_checked(write(tmp_path, OLD), ["supernet.soft_labels=mix"])
+    assert r.supernet.mode == {"name": "sandwich", "num_random": 3, "distill": [{"name": "kd"}], "soft_labels": "mix",
+                               "max_teacher_weight": 0.5}
+    assert r.search.strategy == {"name": "evolution", "population": 7}
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "deprecated spelling" in err and "write supernet.mode: {" in err
+    spos = load_checked(write(tmp_path, OLD.replace("  space: resnet", "  space: resnet\n  mode: spos")))
+    assert spos.supernet.mode["name"] == "spos" and "num_random" not in spos.supernet.mode  # spos never took it
+    assert "dropped" in capsys.readouterr().err
+
+
+def test_a_components_options_can_be_set_beside_its_bare_name(tmp_path):
+    r = load_recipe(write(tmp_path, "search:\n  strategy: random\n"), ["search.strategy.proposals_per_trial=3"])
+    assert r.search.strategy == {"name": "random", "proposals_per_trial": 3}

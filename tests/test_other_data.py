@@ -81,7 +81,7 @@ def test_blockwise_step_on_3x32x32_data_with_a_torchvision_style_teacher(tvlike,
         f"teacher.model={tvlike}", f"teacher.checkpoint={weights}", "teacher.torchscript=null",
         "teacher.stages=[maxpool, layer1, layer2, layer3, layer4]", "train.epochs=1", "train.device=cpu",
         "train.checkpoint_every_steps=0", "supernet.bn_batches=1", f"run.out_dir={tmp_path}", "run.name=dna"])
-    final = train_blockwise(job_of(recipe), recipe.supernet, show_progress=False)
+    final = train_blockwise(job_of(recipe), recipe.supernet, 2, show_progress=False)
     assert final["teacher_widths"] == [8, 8, 16, 16, 32]
     model = load_blockwise(tmp_path / "dna/checkpoints/last.pt")
     assert model.space.input_shape == (3, 32, 32) and model.space.num_classes == 4

@@ -1,4 +1,5 @@
 """The banded search-quality study end to end on tiny synthetic data (fake ground-truth records)."""
+import dataclasses
 import json
 import random
 
@@ -8,6 +9,7 @@ import search_spaces
 from nas_kd.cli import main
 from nas_kd.config import load_recipe
 from nas_kd.errors import UserError
+from nas_kd.evaluators import build_evaluators
 from nas_kd.rankcorr import ground_truth as gt
 from nas_kd.rankcorr.study import run_rank_corr
 from nas_kd.recipes import study_of
@@ -116,7 +118,8 @@ def test_scores_of_finished_epochs_survive_a_failure(study, tmp_path, monkeypatc
     (run / "checkpoints").mkdir(parents=True)
     for epoch in (1, 2):
         save_supernet(Supernet(search_spaces.get("resnet")), run / "checkpoints" / f"epoch{epoch:03d}.pt", epoch=epoch)
-    r.cfg.supernet_run, r.cfg.evaluators = str(run), ["kl", "flops"]
+    r.cfg.supernet_run = str(run)
+    r = dataclasses.replace(r, evaluators=tuple(build_evaluators(["kl", "flops"], "rankcorr.evaluators")))
     real, calls = ev.score_archs, []
 
     def flaky(*a, **k):
@@ -142,7 +145,7 @@ def test_checkpoint_taus_rank_the_band_archs_against_the_ground_truth(study, tmp
 
     recipe, _ = study
     space = search_spaces.get(recipe.space)
-    taus = checkpoint_taus(recipe, recipe.cfg.supernet_run, ["flops", "kl"])
+    taus = checkpoint_taus(recipe, recipe.cfg.supernet_run, build_evaluators(["flops", "kl"], "rankcorr.evaluators"))
     for band, archs in gt.study_bands(recipe).items():
         truth = [sum(json.loads(recipe.record_path(gt.job_key(space.name, band, a, "kd", s)).read_text())["heldout_acc"]
                      for s in recipe.cfg.seeds) for a in archs]

@@ -45,6 +45,11 @@ class Evaluator:
     higher_is_better: ClassVar[bool] = True
     reads_supernet: ClassVar[bool] = True
 
+    def stages_needed(self, n_stages: int) -> int:
+        """How many teacher stages (``teacher.stages``) it pairs with a supernet of ``n_stages`` stages. Default: 0
+        (it reads logits only)."""
+        return 0
+
     def prepare(self, ctx: EvalContext) -> None:
         """Teacher-side work before ``ctx``'s archs are scored (called before every scoring call: memoise it
         with ``ctx.memo``). Default: nothing."""

@@ -58,14 +58,17 @@ class EvalContext:
             if len(calib) == bn_batches:
                 break
             calib.append(x)
-        n_stages = len(space.stages)
-        check_teacher_stages(teacher, teacher_stages, n_stages)
+        check_teacher_stages(teacher, teacher_stages)
         return cls(space, supernet, teacher.eval(), data.val.x[:probe_size], data.val, calib,
-                   list(teacher_stages[-n_stages:]), channels_last=channels_last, dna_tables=dna_tables)
+                   list(teacher_stages[-len(space.stages):]), channels_last=channels_last, dna_tables=dna_tables)
 
     @property
     def device(self) -> torch.device:
         return model_device(self.supernet if self.supernet is not None else self.teacher)
+
+    def require_stages(self, n: int, who: str, paired: bool) -> None:
+        """Refuse, naming ``who``, a teacher with fewer than ``n`` stages (``paired``: one per supernet stage)."""
+        require_stages(self.teacher_stages, n, who, paired)
 
     def memo(self, key: Hashable, compute: Callable[[], Any]) -> Any:
         """``compute()``, once per context and ``key`` (teacher-side work evaluators share)."""
@@ -142,15 +145,22 @@ class SpaceOnly:
         self.ctx, self.arch = ctx, arch
 
 
-def check_teacher_stages(teacher: nn.Module, teacher_stages: list[str], n_stages: int) -> None:
-    """Refuse teacher stage names that are not modules of ``teacher`` (with close matches), or fewer names than
-    the ``n_stages`` supernet stages they pair with."""
+def check_teacher_stages(teacher: nn.Module, teacher_stages: list[str]) -> None:
+    """Refuse teacher stage names that are not modules of ``teacher`` (with close matches). How many are needed is
+    said by what pairs them (:func:`require_stages`)."""
     modules = [n for n, _ in teacher.named_modules() if n]
     for name in teacher_stages:
         if name not in modules:
             close = difflib.get_close_matches(name, modules, n=3)
             raise UserError(f"teacher.stages: the teacher has no module {name!r}"
                             + (f" (close: {', '.join(close)})" if close else ""))
-    if len(teacher_stages) < n_stages:
-        raise UserError(f"teacher.stages: the teacher names {len(teacher_stages)} stages ({teacher_stages}); "
-                        f"the supernet has {n_stages}: name at least as many teacher stages")
+
+
+def require_stages(teacher_stages: list[str], n: int, who: str, paired: bool) -> None:
+    """Refuse, naming the component ``who`` that pairs them, fewer than ``n`` teacher stages; a stage-paired
+    evaluator is told that ``pairing: best`` takes a teacher of any depth."""
+    if len(teacher_stages) >= n:
+        return
+    hint = " or give it pairing: best (any number of teacher stages)" if paired else ""
+    raise UserError(f"teacher.stages: {who} compares {n} teacher stage(s) with the student's, and the teacher names "
+                    f"{len(teacher_stages)} ({list(teacher_stages)}): name {n} teacher modules{hint}")

@@ -42,7 +42,12 @@ class RDM(Evaluator):
                  proj_dim: Annotated[int, Range(2)] | None = None, pairing: Pairing = "stage") -> None:
         self.method, self.proj_dim, self.pairing = method, proj_dim, pairing
 
+    def stages_needed(self, n_stages: int) -> int:
+        return n_stages if self.pairing == "stage" else 1
+
     def prepare(self, ctx: EvalContext) -> None:
+        ctx.require_stages(self.stages_needed(len(ctx.space.stages)), f"evaluator {self.name or 'rdm'}",
+                           self.pairing == "stage")
         self.teacher_rdms = ctx.memo(("rdm", self.proj_dim),
                                      lambda: {n: rdm(f, self.proj_dim) for n, f in ctx.teacher_outputs[1].items()})
 
@@ -60,7 +65,12 @@ class CKA(Evaluator):
     def __init__(self, *, pairing: Pairing = "stage") -> None:
         self.pairing = pairing
 
+    def stages_needed(self, n_stages: int) -> int:
+        return n_stages if self.pairing == "stage" else 1
+
     def prepare(self, ctx: EvalContext) -> None:
+        ctx.require_stages(self.stages_needed(len(ctx.space.stages)), f"evaluator {self.name or 'cka'}",
+                           self.pairing == "stage")
         self.teacher_grams = ctx.memo(("cka",), lambda: {n: centred_gram(f) for n, f in ctx.teacher_outputs[1].items()})
 
     def raw(self, view: SubnetView) -> float:

@@ -32,6 +32,9 @@ class PerformanceTeacherGuidance(Evaluator):
         self.wp, self.wtg, self.n, self.seed = performance_weight, guidance_weight, reference_archs, seed
         self.rdm = RDM(method=method)
 
+    def stages_needed(self, n_stages: int) -> int:
+        return self.rdm.stages_needed(n_stages)
+
     def prepare(self, ctx: EvalContext) -> None:
         self.rdm.prepare(ctx)
 

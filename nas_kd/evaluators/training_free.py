@@ -96,7 +96,11 @@ class DisWOT(TrainingFree):
     squared Frobenius distance between their row-normalised sample-relation Gram matrices of the
     pooled last-stage features, divided by the batch size squared (relation similarity)."""
 
+    def stages_needed(self, n_stages: int) -> int:
+        return 1  # the teacher's last stage
+
     def prepare(self, ctx: EvalContext) -> None:
+        ctx.require_stages(1, f"evaluator {self.name or 'diswot'}", False)
         self.teacher_semantics = ctx.memo(("diswot", self.batch), lambda: teacher_semantics(ctx, self.images(ctx)))
 
     def raw(self, view: SubnetView) -> float:

@@ -30,15 +30,14 @@ import dataclasses
 import json
 import statistics
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import search_spaces
 from nas_kd.config import AcceptanceConfig
 from nas_kd.errors import UserError
 from nas_kd.provenance import Stopwatch, origin, write_result
+from nas_kd.search.plan import SearchPlan
 
-if TYPE_CHECKING:
-    from nas_kd.plans import SearchPlan
 from nas_kd.rankcorr.quality import (
     difference_to_population,
     holm,

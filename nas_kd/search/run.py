@@ -19,8 +19,6 @@ from typing import Any
 
 from tqdm import tqdm
 
-from typing import TYPE_CHECKING
-
 from nas_kd.config import SearchConfig
 from nas_kd.device import resolve_device
 from nas_kd.errors import BudgetError, UserError
@@ -31,13 +29,11 @@ from nas_kd.provenance import Stopwatch, origin, write_result
 from nas_kd.job import Job, RunSpec
 from nas_kd.runs import ScalarWriter, write_config
 from nas_kd.search.objective import Objective
+from nas_kd.search.plan import SearchPlan
 from nas_kd.search.strategies import SearchInputs
 from nas_kd.checkpoint import load_checkpoint, load_supernet
 from nas_kd.supernet import Supernet
 from search_spaces import StagedSpace, from_meta
-
-if TYPE_CHECKING:
-    from nas_kd.plans import SearchPlan
 
 
 class _Setting:

@@ -31,7 +31,6 @@ import torch
 
 from nas_kd.errors import UserError
 from nas_kd.losses.functional import kd_loss
-from nas_kd.search.objective import Objective
 from nas_kd.search.strategies import STRATEGIES, SearchInputs, Strategy
 from nas_kd.typecheck import AtLeast1, Range
 

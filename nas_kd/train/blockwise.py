@@ -73,5 +73,8 @@ class Blockwise(SupernetTrainer):
     weight_sharing = False
     num_random: Index = 2
 
+    def stages_needed(self, n_stages: int) -> int:
+        return n_stages + 1  # the input of the first stage and the output of every stage
+
     def train(self, job: Job, cfg: SupernetConfig, **kwargs: Any) -> dict[str, Any]:
         return train_blockwise(job, cfg, self.num_random, **kwargs)

@@ -28,6 +28,10 @@ class SupernetTrainer:
 
     weight_sharing: ClassVar[bool] = True
 
+    def stages_needed(self, n_stages: int) -> int:
+        """How many teacher stages it pairs with a supernet of ``n_stages`` stages. Default: 0."""
+        return 0
+
     def check(self, cfg: SupernetConfig, epochs: int) -> None:
         """The method's checks that need the ``supernet`` section (its space) and the epochs it trains for. Default:
         none."""
