@@ -242,7 +242,9 @@ def test_distill_table_runs_rows_resumably_and_summarises(synthetic_root, teache
     assert all(len(r["seeds"]) == 2 and r["acc_std"] is not None for r in summary["rows"].values())
     ba = json.loads((tmp_path / "out/born_again-s1.json").read_text())
     assert ba["teachers"] == [str(tmp_path / "runs/scratch-s1/student")] and ba["command"] and ba["git_commit"]
-    assert "| born_again |" in (tmp_path / "out.md").read_text()
+    md = (tmp_path / "out.md").read_text()
+    assert "| `born_again` |" in md and "(p " in md and "Welch" in md and "*" not in md.replace("**", "")
+    assert f"made by `{summary['command']}`" in md  # the source line names the record's own command
     stamp = (tmp_path / "out/kd-s0.json").stat().st_mtime
     bench_distill(str(table), show_progress=False)  # everything recorded: nothing retrained
     assert (tmp_path / "out/kd-s0.json").stat().st_mtime == stamp

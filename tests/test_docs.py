@@ -57,6 +57,23 @@ def test_a_stale_page_is_found(tmp_path):
     assert report(tmp_path, build_parser()) == ["docs/results.md"] and report(tmp_path, build_parser(), check=True) == []
 
 
+# comparative words a page may use only inside a generated block (nas_kd.stats decided them) or next to a p-value
+UNBACKED = re.compile(r"\b(ties?|tied|level with|by more than the (?:seed )?spread|summed seed|not separable)\b"
+                      r"|marked `\*`", re.I)
+
+
+def test_comparative_sentences_come_from_the_statistics_module():
+    """Outside generated blocks, a hand-written page compares results only in a sentence that cites its p-value; the
+    old star rule ("more than the summed s.d.") is gone from the pages and the code."""
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = re.sub(r"<!-- report:(\S+) -->.*?<!-- /report:\1 -->", "", page.read_text(), flags=re.S)
+        for sentence in re.split(r"(?<=[.;:])\s+", text):
+            if UNBACKED.search(sentence) and not re.search(r"\bp [<=]?\s?0?\.\d|\bp-values?\b|Holm", sentence):
+                raise AssertionError(f"{page.name}: {sentence.strip()[:200]!r} compares without a test")
+    star = re.compile(r"acc_std\"\] \+ \w+\[\"acc_std|' \*' if")
+    assert not [f for f in (ROOT / "nas_kd").rglob("*.py") if star.search(f.read_text())]
+
+
 def test_the_readme_is_short_and_links_every_guide():
     readme = (ROOT / "README.md").read_text()
     assert len(readme.splitlines()) <= 150

@@ -90,3 +90,14 @@ def test_evaluators_search_and_data_reach_nothing_of_the_trainers():
 
 def test_the_cycle_check_finds_a_cycle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [("a", "b"), ("b", "c"), ("c", "a")]
+
+
+def test_the_renderers_and_statistics_sit_low_and_the_report_reaches_no_producer():
+    """One renderer per result (nas_kd.results) and one statistics module (nas_kd.stats), used by the producers and
+    by ``nas-kd report`` alike: they reach nothing but each other, and the report reaches no bench."""
+    edges = module_graph()
+    low = {m for m in edges if m == "nas_kd.stats" or m.startswith("nas_kd.results")}
+    assert "nas_kd.results.distill" in edges and "nas_kd.stats" in reachable(edges, "nas_kd.results.distill")
+    for m in low:
+        assert reachable(edges, m) <= {"nas_kd.stats", "nas_kd.results"} | low, m
+    assert not [m for m in reachable(edges, "nas_kd.report") if m.startswith("nas_kd.bench")]

@@ -3,15 +3,14 @@ import numpy as np
 import pytest
 
 from nas_kd.rankcorr import fitted
+from nas_kd.stats import holm, pooled_t_test
 from nas_kd.rankcorr.quality import (
     band_metrics,
     difference_to_population,
     repeats_difference_to_population,
-    holm,
     noise_ceiling,
     paired_tau_difference,
     pooled_difference,
-    pooled_t_test,
     precision_at,
     random_regret,
     regret,

@@ -13,9 +13,9 @@ from typing import Any
 
 from nas_kd.bench.table import finished, run_table
 from nas_kd.evaluators import build_evaluators
+from nas_kd.results.supernet_modes import SUBNETS, TAU_EVALUATORS
+from nas_kd.results.supernet_modes import lines as modes_lines
 
-SUBNETS = ("max", "min", "median")
-TAU_EVALUATORS = ["kl", "rdm"]
 
 
 def keeper(taus_study: str | None):
@@ -71,48 +71,10 @@ def summarise(table: dict, table_path: str) -> dict[str, Any]:
             "rows": rows}
 
 
-def tau_bands(summary: dict[str, Any]) -> list[str]:
-    """The budget bands of the summary's taus (none when no row has taus)."""
-    return next((list(r["taus"]) for r in summary["rows"].values() if "taus" in r), [])
-
-
-def tau_cell(row: dict[str, Any], bands: list[str], evaluator: str) -> str:
-    """A row's taus of ``evaluator``, band by band (``-`` for a row without taus)."""
-    return " / ".join(f"{row['taus'][b][evaluator]:+.2f}" for b in bands) if "taus" in row else "-"
-
-
 def write_markdown(summary: dict[str, Any], path: Path, table_path: str) -> None:
-    def pct(r, s):
-        v, sd = r[f"{s}_acc"], r.get(f"{s}_acc_std")
-        return "-" if v is None else f"{100 * v:.2f}" + (f" +- {100 * sd:.2f}" if sd is not None else "")
-
-    def secs(v):
-        return "-" if v is None else f"{v:.1f}"
-
-    bands = tau_bands(summary)
-    tau_cols = [f"tau {ev} ({' / '.join(f'{float(b) * 100:g} %' for b in bands)})" for ev in TAU_EVALUATORS] if bands else []
+    """The table as Markdown (:func:`nas_kd.results.supernet_modes.lines`, as ``docs/results.md`` shows it)."""
     lines = [f"# Supernet training ablation (regenerate: `nas-kd bench supernet-ablation --table {table_path}`)", "",
-             f"Every row: `{summary['base']['recipe']}` with "
-             f"{' '.join(f'`{o}`' for o in summary['base']['set']) or 'no overrides'}, then its own overrides.", "",
-             f"Accuracy: {summary['accuracy']}; mean +- s.d. over seeds {summary['seeds']}.", "",
-             "| row | max | min | median-FLOPs | " + "".join(f"{c} | " for c in tau_cols) + "seeds | s / epoch | device |",
-             "|---|---|---|---|" + "---|" * len(tau_cols) + "---|---|---|"]
-    for name, r in summary["rows"].items():
-        taus = [tau_cell(r, bands, ev) for ev in TAU_EVALUATORS] if bands else []
-        lines.append(f"| {name} | {pct(r, 'max')} | {pct(r, 'min')} | {pct(r, 'median')} | "
-                     + "".join(f"{t} | " for t in taus)
-                     + f"{len(r['seeds'])} | {secs(r['seconds_per_epoch'])} | {', '.join(r['devices'])} |")
-    lines += ["", "s / epoch: wall seconds per epoch, mean over the seeds whose record has one (a record without one "
-                  "says why); runs shared the machine: compare them as ratios."]
-    if bands:
-        study = next(r["taus_study"] for r in summary["rows"].values() if "taus" in r)
-        lines += [f"tau: Kendall tau of the evaluator, scored on each row's supernet, against the ground truth of "
-                      f"`{study}` in each of its budget bands (mean over the row's seeds)."]
-    shared = len(summary["base"]["set"])
-    lines += ["", "Each row's own overrides:", "",
-              *(f"- {name}: " + (" ".join(f"`{o}`" for o in r["overrides"][shared:]) or "none")
-                + (f" (recipe `{r['recipe']}`, trainer {r['trainer']})" if r["trainer"] != "supernet" else "")
-                for name, r in summary["rows"].items())]
+             *modes_lines(summary, str(path.with_suffix(".json")))]
     path.write_text("\n".join(lines) + "\n")
 
 

@@ -135,5 +135,6 @@ def run_table(table_path: str, trainer: str, keep: Callable[[dict], dict], summa
             run_row(table, row, seed, keep, commit=commit, show_progress=show_progress)
     summary = summarise(table, table_path)
     out = Path(table["out"])
-    write_markdown(summary, out.with_suffix(".md"), table_path)
-    return write_result(out.with_suffix(".json"), summary, watch.seconds(), started)
+    record = write_result(out.with_suffix(".json"), summary, watch.seconds(), started)
+    write_markdown(record, out.with_suffix(".md"), table_path)  # after the JSON: it names its command and commit
+    return record

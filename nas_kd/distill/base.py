@@ -96,6 +96,15 @@ class Distiller(nn.Module):
     uses_validation: ClassVar[bool] = False  # fit_validation is called before training (teachers' validation logits)
     uses_validation_batches: ClassVar[bool] = False  # validation_step is called every step on a validation batch
 
+    def validation_use(self) -> str | None:
+        """What the method does with validation data, as the records say it (None: nothing)."""
+        if self.uses_validation_batches:
+            return ("runs a validation batch through the student every step, in train mode (its BatchNorm statistics "
+                    "move on validation data)")
+        if self.uses_validation:
+            return "fits its weights on the validation split's labels before training"
+        return None
+
     def see_teachers(self, teachers: list[nn.Module]) -> None:
         """Read what the method needs of the teachers' structure (e.g. module names) after :meth:`resolve`, before
         the names it asks for are checked. Default: nothing."""

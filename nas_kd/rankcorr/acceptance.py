@@ -38,13 +38,8 @@ from nas_kd.errors import UserError
 from nas_kd.provenance import Stopwatch, origin, write_result
 from nas_kd.search.plan import SearchPlan
 
-from nas_kd.rankcorr.quality import (
-    difference_to_population,
-    holm,
-    pooled_difference,
-    pooled_t_test,
-    repeats_difference_to_population,
-)
+from nas_kd.rankcorr.quality import difference_to_population, pooled_difference, repeats_difference_to_population
+from nas_kd.stats import holm, pooled_t_test, welch
 from nas_kd.rankcorr.ground_truth import (
     Study,
     arch_id,
@@ -141,8 +136,6 @@ def run_acceptance(study: Study, search: SearchPlan, maxflops: SearchPlan, accep
     """Train what is missing (through the job queue; searches and runs under the study job's run directory), then
     write ``result`` (.json and .md). ``search``: the searched student's search (its evaluator and strategy built);
     ``maxflops``: the FLOPs-maximising search; ``acceptance``: the recipe's section of that name."""
-    from scipy.stats import ttest_ind
-
     if seeds < 2:  # before the searches that picking the students may run
         raise UserError(f"--seeds {seeds}: a mean +- std and a t-test need at least 2 seeds")
     if search_repeats < 1:
@@ -178,7 +171,7 @@ def run_acceptance(study: Study, search: SearchPlan, maxflops: SearchPlan, accep
     compared = ["searched", *(n for n in OTHERS if n in chosen)]
     mean = {n: statistics.mean(a) for n, a in accs.items()}
     std = {n: statistics.stdev(a) for n, a in accs.items()}
-    p_values = {n: float(ttest_ind(accs["searched"], accs[n], equal_var=False).pvalue) for n in compared[1:]}
+    p_values = {n: welch(accs["searched"], accs[n]).p for n in compared[1:]}
     repeats = [n for n in chosen if n.startswith("searched")]
     payload = {
         "space": space, "band": band, "budget_mflops": band_budget(sp, float(band)) / 1e6,

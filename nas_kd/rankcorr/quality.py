@@ -76,30 +76,6 @@ def paired_tau_difference(score: Sequence[float], baseline: Sequence[float], tru
     return {"diff": kendall_tau(s, t) - kendall_tau(b, t), "ci95": [float(lo), float(hi)]}
 
 
-def holm(p_values: dict[str, float]) -> dict[str, float]:
-    """Holm's step-down adjustment of a family of p-values (controls the family-wise error rate)."""
-    order = sorted(p_values, key=p_values.get)
-    m, running, out = len(order), 0.0, {}
-    for i, key in enumerate(order):
-        running = max(running, min(1.0, (m - i) * p_values[key]))
-        out[key] = running
-    return out
-
-
-def pooled_t_test(a: Sequence[float], b: Sequence[float], others: Sequence[Sequence[float]] = ()) -> float:
-    """Two-sided p of mean(a) = mean(b), with one seed variance pooled over ``a``, ``b`` and every group in
-    ``others`` (archs trained alike: their variances are the same seed noise), so the test has their degrees of
-    freedom; Welch's test uses only a's and b's."""
-    from scipy.stats import t as t_dist
-
-    groups = [np.asarray(g, dtype=float) for g in (a, b, *others) if len(g) > 1]
-    df = sum(len(g) - 1 for g in groups)
-    sp2 = sum(((g - g.mean()) ** 2).sum() for g in groups) / df
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    t = (a.mean() - b.mean()) / (sp2 * (1 / len(a) + 1 / len(b))) ** 0.5
-    return float(2 * t_dist.sf(abs(t), df))
-
-
 def difference_to_population(picked: Sequence[float], population_means: Sequence[float]) -> dict:
     """mean(picked seeds) - mean(the population's arch means), in points, with its standard error
     sqrt(var(picked) / n + var(population means) / m): how much better than a random arch of the band."""

@@ -1,0 +1,98 @@
+"""The distillation method table (``nas-kd bench distill``): its comparisons and its one rendering, used by the
+bench's ``<out>.md`` and by ``docs/results.md``.
+
+Two families are tested, each with Welch's test and Holm's correction over every row it holds: every row against
+``scratch``, and every row against ``kd`` (:func:`nas_kd.stats.compare_family`). A row whose student is not the
+table's (another MFLOPs count) is named as such; rows that touched validation data say how.
+"""
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+from nas_kd.results import pm, source, table
+from nas_kd.stats import ALPHA, POWER, Comparison, cell, compare_family, detectable_difference
+
+REFERENCES = ("scratch", "kd")
+
+
+def comparisons(rows: dict[str, dict[str, Any]]) -> dict[str, dict[str, Comparison]]:
+    """``{reference: {row: Comparison}}`` for both families (rows with one seed are not tested)."""
+    groups = {name: r["seeds"] for name, r in rows.items()}
+    return {ref: compare_family(groups, ref) for ref in REFERENCES}
+
+
+def detectable(rows: dict[str, dict[str, Any]]) -> tuple[float, int] | None:
+    """The smallest difference (fraction) two rows of the table's usual seed count detect at 80 % power, with the
+    median seed s.d. of the rows; and that seed count."""
+    sds = [r["acc_std"] for r in rows.values() if r.get("acc_std") is not None]
+    if not sds:
+        return None
+    n = statistics.median_low(len(r["seeds"]) for r in rows.values())
+    return detectable_difference(statistics.median(sds), n), n
+
+
+def lines(d: dict[str, Any], name: str) -> list[str]:
+    """The table, what it tests, what differs between its rows, and its source (``name``: the record's path)."""
+    rows = d["rows"]
+    tested = comparisons(rows)
+    student = d.get("student_mflops")
+    ordered = sorted(rows.items(), key=lambda kv: -kv[1]["acc_mean"])
+    body = []
+    for row, r in ordered:
+        mflops = r.get("mflops")
+        other = mflops is not None and student is not None and abs(mflops - student) > 0.005
+        label = f"`{row}`" + (f" ({mflops:.2f} MFLOPs)" if other else "")
+        body.append([label, pm(r["acc_mean"], r["acc_std"]), len(r["seeds"]),
+                     *(cell(tested[ref].get(row)) if row != ref else "-" for ref in REFERENCES),
+                     f"{r['seconds_per_epoch']:.1f}"])
+    s = d["schedule"]
+    found = detectable(rows)
+    others = [f"`{row}` is a {r['mflops']:.2f}-MFLOP, {r['params']:,}-parameter net"
+              for row, r in rows.items() if r.get("mflops") is not None and student is not None
+              and abs(r["mflops"] - student) > 0.005]
+    notes = [f"`{row}`: {r['validation']}" for row, r in rows.items() if r.get("validation")]
+    commits = sorted({c for r in rows.values() for c in r.get("git_commits", [])})
+    out = [f"Student: {student:.2f} MFLOPs, {d['student_params']:,} params (every row unless named otherwise); "
+           f"{s['train_images']:,} training images, {s['epochs']} epochs, batch {s['batch_size']}, "
+           f"{'with' if s.get('augmentation') else 'no'} augmentation; {s['accuracy_kind']}; mean +- s.d. over seeds.",
+           "",
+           "vs scratch / vs kd: the difference in points and its p by Welch's test, Holm-adjusted over every row "
+           f"compared with that reference (two families of {len(tested['scratch'])} and {len(tested['kd'])}); bold: "
+           f"p < {ALPHA:g}. A difference that is not bold is not established, nor shown to be absent."]
+    if found is not None:
+        out[-1] += (f" At {found[1]} seeds and the rows' median seed s.d., a single test detects a difference of "
+                    f"{100 * found[0]:.2f} points with {POWER:.0%} power at p < {ALPHA:g} (before Holm's correction, "
+                    "which asks for more).")
+    out += ["", *table(["method", "test acc. (%)", "seeds", "vs scratch", "vs kd", "s / epoch"], body), ""]
+    if others:
+        out += ["Not the table's student: " + "; ".join(others) + " (compare it as a bigger net, not a method).", ""]
+    if notes:
+        out += ["Validation data: " + "; ".join(notes) + ".", ""]
+    if len(commits) > 1:
+        out += [f"The rows were trained by {len(commits)} code versions ({', '.join(c[:10] for c in commits)}): "
+                "see each row's records for its own.", ""]
+    out += ["Seconds per epoch were measured on 2 shared CPU cores: rough ratios only.", "", source(d, name)]
+    return out
+
+
+def _listed(items: list[tuple[str, Comparison]]) -> str:
+    return ", ".join(f"`{n}` ({100 * c.diff:+.2f}, p {c.p_holm:.2g})" for n, c in items)
+
+
+def verdicts(d: dict[str, Any], reference: str = "kd") -> str:
+    """The comparative sentence pages may print about the table: which rows are higher or lower than
+    ``reference`` after Holm's correction, and that the rest are not separated (never "level": no equivalence
+    margin is tested here)."""
+    tested = comparisons(d["rows"])[reference]
+    higher = sorted(((n, c) for n, c in tested.items() if c.p_holm < ALPHA and c.diff > 0), key=lambda x: -x[1].diff)
+    lower = sorted(((n, c) for n, c in tested.items() if c.p_holm < ALPHA and c.diff < 0), key=lambda x: x[1].diff)
+    rest = len(tested) - len(higher) - len(lower)
+    found = detectable(d["rows"])
+    text = (f"Against `{reference}`, by Welch's test with Holm's correction over the {len(tested)} rows compared with "
+            f"it: higher: {_listed(higher) or 'none'}; lower: {_listed(lower) or 'none'} (points, adjusted p). The "
+            f"other {rest} are not separated from `{reference}`")
+    if found is not None:
+        text += (f" (at {found[1]} seeds a single test detects about {100 * found[0]:.1f} points with {POWER:.0%} "
+                 "power), which does not make them level with it")
+    return text + "."
