@@ -170,6 +170,11 @@ def synthesize(teacher: nn.Module, *, num_classes: int, shape: tuple[int, int, i
     return write_result(out / "synthesis.json", record, watch.seconds(), started)
 
 
+def synthetic_validation_size(n: int) -> int:
+    """How many of ``n`` synthetic images validate (the last tenth, at least one); the rest train."""
+    return max(1, n // 10)
+
+
 def load_synthetic(path: str | Path, mean: torch.Tensor, std: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The inputs and labels of a synthetic dataset, refused when it was made under another normalisation than
     the real data's (``mean``, ``std``): the real test split would not be what the teacher saw."""

@@ -318,31 +318,17 @@ def _latency(root: Path) -> list[str]:
 
 
 def _quantize(root: Path) -> list[str]:
+    from nas_kd.results.quantize import lines
+
     d = _load(root, "results/quantize_fmnist.json")
-    if d is None:
-        return []
-    rows = [[name, pm(r["acc_mean"], r["acc_std"]), f"{r['latency_ms_b1']:.3f}", f"{r['latency_ms_b32']:.3f}",
-             f"{r['speedup_vs_fp32_b1']:.2f}x / {r['speedup_vs_fp32_b32']:.2f}x", f"{r['size_kb']:.0f}"]
-            for name, r in d["rows"].items()]
-    estimator = d.get("latency_estimator", "the median of the samples")  # records before it was stated: the median
-    return [f"Student `{d['student']}`; {d['accuracy_kind']}; latency: ms per batch ({estimator}) on {d['threads']} "
-            "threads (the graphs timed in interleaved rounds of one run: compare the ratios).", "",
-            *table(["model", "test acc. (%)", "ms, batch 1", "ms, batch 32", "speed-up b1 / b32", "size (KB)"], rows),
-            "", source(d, "results/quantize_fmnist.json")]
+    return [] if d is None else lines(d, "results/quantize_fmnist.json")
 
 
 def _datafree(root: Path) -> list[str]:
+    from nas_kd.results.datafree import lines
+
     d = _load(root, "results/datafree_fmnist.json")
-    if d is None:
-        return []
-    rows = [[name, r["num_images"], pm(r["acc_mean"], r["acc_std"]), len(r["seeds"])] for name, r in d["rows"].items()]
-    gap = d.get("synthetic_minus_real_kd_points")
-    return [f"The distillation table's student, {d['schedule']['epochs']} epochs, tested on the real test split; the "
-            f"synthetic images cost {d['seconds_per_1000_images']:.0f} s per 1,000 on this machine "
-            f"(`{d['synthesis']['command']}`).", "",
-            *table(["row", "images", "test acc. (%)", "seeds"], rows), "",
-            *([f"Synthetic minus real KD: {gap:+.2f} points."] if gap is not None else []),
-            "", source(d, "results/datafree_fmnist.json")]
+    return [] if d is None else lines(d, "results/datafree_fmnist.json")
 
 
 def _costs(root: Path) -> list[str]:

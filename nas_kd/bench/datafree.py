@@ -15,7 +15,9 @@ from typing import Any
 from nas_kd.bench.distill import keep
 from nas_kd.bench.distill import summarise as summarise_rows
 from nas_kd.bench.table import row_recipe, run_table
+from nas_kd.datafree import synthetic_validation_size
 from nas_kd.errors import UserError
+from nas_kd.results.datafree import lines as datafree_lines
 
 ROWS = ("synthetic_kd", "real_kd", "real_scratch")
 
@@ -24,6 +26,9 @@ def _synthesis(table: dict) -> dict[str, Any]:
     """The record ``nas-kd synthesize`` wrote beside the synthetic row's inputs."""
     npz = row_recipe(table, "synthetic_kd", table["seeds"][0]).data.synthetic
     path = Path(npz).parent / "synthesis.json"
+    summary = Path(table["out"]).with_suffix(".json")  # an earlier summary keeps a copy (runs/ is not committed)
+    if not path.exists() and summary.exists() and "synthesis" in (kept := json.loads(summary.read_text())):
+        return kept["synthesis"]
     if not path.exists():
         raise UserError(f"{path}: no synthesis record; make the inputs first (the command is in the table's header)")
     return json.loads(path.read_text())
@@ -37,8 +42,9 @@ def summarise(table: dict, table_path: str) -> dict[str, Any]:
     out = summarise_rows(table, table_path)
     synthesis = _synthesis(table)
     recipe = row_recipe(table, "real_kd", table["seeds"][0])
-    for name, row in out["rows"].items():
-        row["num_images"] = synthesis["num_images"] if name == "synthetic_kd" else recipe.data.limit_train
+    for name, row in out["rows"].items():  # the images each row trained on (synthetic: the last tenth validates)
+        n = synthesis["num_images"] if name == "synthetic_kd" else recipe.data.limit_train
+        row["num_images"] = n - synthetic_validation_size(n) if name == "synthetic_kd" else n
         row["command"] = row["command"].replace("bench distill", "bench datafree")
     out["schedule"] |= {"train_images": recipe.data.limit_train, "epochs": recipe.train.epochs}
     out["synthesis"] = {k: synthesis.get(k) for k in ("command", "git_commit", "num_images", "settings",
@@ -52,22 +58,10 @@ def summarise(table: dict, table_path: str) -> dict[str, Any]:
 
 
 def write_markdown(summary: dict[str, Any], path: Path, table_path: str) -> None:
-    """The three rows, the gap and the synthesis' cost."""
-    s = summary["synthesis"]
-    lines = [f"# Data-free distillation on Fashion-MNIST (student {summary['student_mflops']:.2f} MFLOPs)", "",
-             f"Regenerate: `nas-kd bench datafree --table {table_path}` (records: one JSON per row and seed); the "
-             f"synthetic images: `{s['command']}` ({s['num_images']} images, {s['seconds_per_1000_images']:.0f} s per "
-             "1,000 images on this machine, BatchNorm-statistics loss "
-             f"{s['bn_loss_first_mean']:.3g} -> {s['bn_loss_last_mean']:.3g}).", "",
-             "Schedule, the same for every row: " + ", ".join(f"{k} {v}" for k, v in summary["schedule"].items())
-             + "; every row is tested on the real test split.", "",
-             "| row | images | test acc. mean +- s.d. (%) | seeds |", "|---|---|---|---|"]
-    for name, r in summary["rows"].items():
-        std = f"{100 * r['acc_std']:.2f}" if r["acc_std"] is not None else "-"
-        lines.append(f"| {name} | {r['num_images']} | {100 * r['acc_mean']:.2f} +- {std} | {len(r['seeds'])} |")
-    if "synthetic_minus_real_kd_points" in summary:
-        lines += ["", f"Synthetic minus real KD: {summary['synthetic_minus_real_kd_points']:+.2f} points (the "
-                      "ambition: within 3 points)."]
+    """The table as Markdown (:func:`nas_kd.results.datafree.lines`, as ``docs/results.md`` shows it)."""
+    lines = ["# Data-free distillation on Fashion-MNIST", "",
+             f"Regenerate: `nas-kd bench datafree --table {table_path}` (records: one JSON per row and seed).", "",
+             *datafree_lines(summary, str(path.with_suffix(".json")))]
     path.write_text("\n".join(lines) + "\n")
 
 

@@ -171,12 +171,12 @@ def load_data(cfg: DataConfig) -> DataBundle:
                           memory_limit_mb=cfg.memory_limit_mb, workers=cfg.workers)
     if cfg.synthetic is None:
         return bundle
-    from nas_kd.datafree import load_synthetic
+    from nas_kd.datafree import load_synthetic, synthetic_validation_size
 
     x, y = load_synthetic(cfg.synthetic, bundle.mean, bundle.std)
     if tuple(x.shape[1:]) != tuple(bundle.input_shape):
         raise DatasetError(f"data.synthetic: {cfg.synthetic} holds {tuple(x.shape[1:])} inputs, the data "
                            f"{tuple(bundle.input_shape)}")
-    n_val = max(1, len(y) // 10)
+    n_val = synthetic_validation_size(len(y))
     return dataclasses.replace(bundle, train=Split(x[:-n_val], y[:-n_val]), val=Split(x[-n_val:], y[-n_val:]),
                                flip=False)

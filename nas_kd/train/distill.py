@@ -253,7 +253,7 @@ def _finish(job, student, models, metrics, run, loop, started, terms, ce_weight,
     flops = count_flops(models[best], (1, *data.input_shape))
     final = {
         **student.describe,
-        "dataset": job.data.name, "epochs": job.train.epochs, "seed": job.seed,
+        "dataset": job.data.name, "epochs": job.train.epochs, "seed": job.seed, "train_images": len(data.train),
         "ce_weight": ce_weight, "distill": [t.spec() for t in terms],
         "validation_use": {t.name: use for t in terms if (use := build_distiller(t).validation_use())},
         "teachers": teachers,

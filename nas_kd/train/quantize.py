@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from nas_kd.job import Job
+from nas_kd.results.quantize import lines as quantize_lines
 from nas_kd.latency import time_runs
 from nas_kd.quantize import (
     agreement,
@@ -90,21 +91,7 @@ def quantize_student(job: Job, student_dir: str | Path, out: str | Path, *, term
 
 
 def write_markdown(p: dict[str, Any], path: Path) -> None:
-    """The quantisation table."""
-    lines = ["# The student in int8 (onnxruntime, CPU)", "", f"Command: `{p['command']}`  ",
-             f"Git commit: `{p['git_commit']}`  ", "",
-             f"Student `{p['student']}`; {p['accuracy_kind']}; latency: ms per batch on {p['threads']} threads, "
-             f"{p.get('latency_estimator', 'median of 7 rounds')}, the three graphs timed in interleaved rounds of one "
-             "run (compare the ratios, not the times); "
-             f"QAT+KD: {p['qat_epochs']} epochs at lr {p['qat_lr']} with `{p['distill']}`.", "",
-             "| model | test acc. % | ms, batch 1 | ms, batch 32 | speed-up b1 / b32 | size (KB) |",
-             "|---|---|---|---|---|---|"]
-    for name, r in p["rows"].items():
-        acc = f"{100 * r['acc_mean']:.2f}" + (f" +- {100 * r['acc_std']:.2f} ({len(r['accs'])} seeds)" if r["acc_std"] is not None else "")
-        lines.append(f"| {name} | {acc} | {r['latency_ms_b1']:.3f} | {r['latency_ms_b32']:.3f} | "
-                     f"{r['speedup_vs_fp32_b1']:.2f}x / {r['speedup_vs_fp32_b32']:.2f}x | {r['size_kb']:.0f} |")
-    checks = [p["rows"]["ptq_int8"]["check_vs_fake_quant"], *p["rows"]["qat_kd_int8"]["checks"]]
-    lines += ["", "Each int8 graph against the fake-quantised PyTorch model on 1,000 validation images: top-1 agreement "
-              + ", ".join(f"{100 * c['top1_agreement']:.1f} %" for c in checks) + "; mean relative logit error "
-              + ", ".join(f"{c['relative_logit_error']:.3f}" for c in checks) + "."]
-    path.write_text("\n".join(lines) + "\n")
+    """The quantisation table (:func:`nas_kd.results.quantize.lines`, as ``docs/results.md`` shows it)."""
+    text = ["# The student in int8 (onnxruntime, CPU)", "", *quantize_lines(p, str(path.with_suffix(".json")))]
+    path.write_text("\n".join(text) + "\n")
+
