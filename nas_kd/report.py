@@ -262,6 +262,8 @@ def _acceptances(root: Path) -> list[str]:
 
 
 def _strategies(root: Path) -> list[str]:
+    from nas_kd.results.strategies import shared_note
+
     d = _load(root, "results/bench_strategies.json")
     if d is None:
         return []
@@ -271,8 +273,8 @@ def _strategies(root: Path) -> list[str]:
              *(f"{v['strategies'][n]['regret_mean'][last]:.3f} +- {v['strategies'][n]['regret_std'][last]:.3f}"
                for n in names)] for b, v in d["budgets"].items()]
     return [f"Regret (best found - exact optimum, {d['score']}) after {d['trials']} trials, mean +- s.d. over "
-            f"{d['seeds']} seeds, on the DNA tables of the {d['space']} space, where the optimum is known.", "",
-            *table(["budget", *names], rows), "", source(d, "results/bench_strategies.json")]
+            f"{d['seeds']} seeds, on the DNA tables of the {d['space']} space, where the optimum is known. "
+            + shared_note(d), "", *table(["budget", *names], rows), "", source(d, "results/bench_strategies.json")]
 
 
 def _evaluators(root: Path) -> list[str]:

@@ -16,6 +16,7 @@ from typing import Any
 from nas_kd.dna.exact import exact_search
 from nas_kd.dna.score import DnaScorer, load_tables
 from nas_kd.search.objective import Objective
+from nas_kd.results.strategies import shared_note
 from nas_kd.search.strategies import SearchInputs, build_strategy
 from search_spaces import from_meta
 
@@ -80,7 +81,7 @@ def write_report(payload: dict[str, Any], path: Path) -> None:
              f"Command: `{payload['command']}`  ", f"Git commit: `{payload['git_commit']}`  ", "",
              f"Tables: `{payload['tables']}` ({payload['space']} space); score {payload['score']}. Regret = best "
              f"found - exact optimum, mean +- s.d. over {payload['seeds']} seeds (in brackets: seeds that found the "
-             "optimum).", ""]
+             "optimum).", *([shared_note(payload)] if shared_note(payload) else []), ""]
     budgets = payload["budgets"]
     fig, axes = plt.subplots(1, len(budgets), figsize=(4.5 * len(budgets), 3.6), squeeze=False)
     for ax, (f, b) in zip(axes[0], budgets.items()):
