@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from nas_kd.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from nas_kd.provenance import write_json_atomic
 from nas_kd.subnet import StaticNet, spec_cost
 from nas_kd.supernet import Supernet
 
@@ -42,14 +43,15 @@ def export_subnet(supernet: Supernet, arch: dict[str, Any]) -> StaticNet:
 
 def save_subnet(net: StaticNet, directory: str | Path, *, torchscript: bool = False, onnx: bool = False,
                 **info: Any) -> Path:
-    """Write ``arch.json``, ``weights.pt`` and optionally ``model.ts`` and ``model.onnx`` (verified with
-    onnxruntime; its report goes into ``arch.json``) into ``directory``."""
+    """Write ``weights.pt`` and optionally ``model.ts`` and ``model.onnx`` (verified with onnxruntime; its report
+    goes into ``arch.json``) into ``directory``, then ``arch.json`` last and atomically: a directory whose
+    ``arch.json`` exists is complete (a process killed before it leaves a directory that is redone, never trusted)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    (directory / "arch.json").unlink(missing_ok=True)  # overwritten: not complete until written again
     flops, params = spec_cost(net.spec)
     meta = {"space": getattr(net, "space_name", None), "arch": getattr(net, "arch", None), "spec": net.spec,
             "flops": flops, "params": params, **info}
-    (directory / "arch.json").write_text(json.dumps(meta, indent=2) + "\n")
     save_checkpoint({"model": net.state_dict()}, directory / "weights.pt")
     if torchscript:
         shape = (1, *net.input_shape)
@@ -63,7 +65,7 @@ def save_subnet(net: StaticNet, directory: str | Path, *, torchscript: bool = Fa
         was_training = net.training
         meta |= export_onnx(net.eval(), directory / "model.onnx", net.input_shape)
         net.train(was_training)
-        (directory / "arch.json").write_text(json.dumps(meta, indent=2) + "\n")
+    write_json_atomic(directory / "arch.json", meta)
     return directory
 
 

@@ -32,7 +32,7 @@ from nas_kd.evaluators.context import check_teacher_stages, require_stages
 from nas_kd.flops import teacher_fraction_mflops
 from nas_kd.job import Job
 from nas_kd.latency import build_table
-from nas_kd.provenance import Stopwatch, origin, write_result
+from nas_kd.provenance import Stopwatch, origin, write_json_atomic, write_result
 from nas_kd.plans import SupernetPlan
 from nas_kd.search.plan import SearchPlan
 from nas_kd.search.run import run_search
@@ -267,5 +267,6 @@ def _train_searched(job: Job, space, best_arch: str, student: Path, epochs: int,
     arch = resolve_arch(space, best_arch)
     train_students(job.derive(job.run.at(run), train={"epochs": epochs}), arch_student(space.name, arch), terms=terms,
                    ce_weight=ce_weight)
-    for name in ("weights.pt", "arch.json"):  # arch.json last: its presence says the stage is done
-        shutil.copyfile(run / "student" / name, student / name)
+    shutil.copyfile(run / "student" / "weights.pt", student / "weights.pt")
+    # arch.json last and atomically: its presence says the stage is done
+    write_json_atomic(student / "arch.json", json.loads((run / "student" / "arch.json").read_text()))

@@ -75,12 +75,21 @@ def write_result(path: str | Path, payload: dict[str, Any], wall_seconds: float,
     Atomic: the text goes to a temp file beside ``path``, renamed over it once complete, so a process killed
     mid-write leaves either the old file or none, never a truncated one that a re-run would trip on."""
     record = {**payload, **started, "wall_seconds": round(wall_seconds, 2)}
+    write_json_atomic(path, record)
+    return record
+
+
+def write_json_atomic(path: str | Path, payload: Any) -> None:
+    """``payload`` as indented JSON at ``path``, through a temp file beside it renamed over it once complete (a
+    process killed mid-write leaves the old file or none)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, path)
-    return record
+    try:
+        tmp.write_text(json.dumps(payload, indent=2) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def commit_record(path: Path, attempts: int = 5) -> None:

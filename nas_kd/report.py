@@ -142,11 +142,15 @@ def _main_command(root: Path) -> list[str]:
             ["latency, batch 1, CPU (ms)", f"{d['teacher_latency_ms_batch1_cpu']:.2f}",
              f"{d['student_latency_ms_batch1_cpu']:.2f}"],
             ["size on disk (KB)", f"{d['teacher_size_bytes'] / 1024:.0f}", f"{d['student_size_bytes'] / 1024:.0f}"]]
-    stages = ", ".join(f"{k} {v:.0f} s" for k, v in d.get("stage_seconds_this_invocation", {}).items())
+    reused = {"teacher": f"the committed `{d['teacher_checkpoint']}`" if d.get("teacher_checkpoint") else None,
+              "supernet": f"the committed `{d['supernet']['checkpoint']}`" if d["supernet"].get("reused") else None}
+    stages = ", ".join(f"{k} {v:.0f} s" + (f" ({reused[k]})" if reused.get(k) and not v else "")
+                       for k, v in d.get("stage_seconds_this_invocation", {}).items())
     return [*table(["", "teacher", "student"], rows), "",
             f"The student has {100 * d['student_flops_fraction_of_teacher']:.1f} % of the teacher's FLOPs and is "
-            f"{d['accuracy_gap_points']:.2f} points below it. The command took {d['wall_seconds']:.0f} s ({stages}; a stage "
-            "an earlier, interrupted invocation finished counts 0 s); search "
+            f"{d['accuracy_gap_points']:.2f} points below it. The command took {d['wall_seconds']:.0f} s in one "
+            f"invocation on a shared 2-core machine ({stages}; a stage an earlier invocation of the same run "
+            "finished counts 0 s); search "
             f"`{d['search']['evaluator']}` + `{d['search']['strategy']}`, {d['search']['scored']} archs. "
             + source(d, "results/quickstart.json")]
 

@@ -1,5 +1,6 @@
 """``nas-kd run`` survives a kill at any moment: killed with SIGKILL inside each stage (right after the stage's
-first mid-epoch checkpoint, or its first scored candidate) and run again with the same command, it ends with
+first mid-epoch checkpoint, or its first scored candidate; right after the fine-tune finished; between the student's
+weights and its arch.json) and run again with the same command, it ends with
 an uninterrupted run's figures; SIGTERM stops it after the current step with a checkpoint and a line that
 says how to continue. To keep the suite short the stops come in one chain (each run of the command stopped
 inside the next stage); any stage that resumed wrongly would show in the final figures."""
@@ -48,7 +49,8 @@ def uninterrupted(tmp_path_factory, synthetic_root):
 # one run of the same command after another, each interrupted inside a stage; then one that finishes
 CHAIN = [("teacher", "KILL", "teacher/checkpoints/last.pt"), ("supernet", "KILL", "supernet/checkpoints/last.pt"),
          ("supernet", "TERM", "supernet/checkpoints/last.pt"), ("search", "KILL", "search"),
-         ("finetune", "KILL", "student/finetune/checkpoints/last.pt")]
+         ("finetune", "KILL", "student/finetune/checkpoints/last.pt"),
+         ("finetune-done", "KILL", "student/finetune/final.json"), ("student-files", "KILL", "student/weights.pt")]
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +63,7 @@ def interrupted(tmp_path_factory, synthetic_root):
         stopped = nas_kd_run(out, synthetic_root, kill=(stage, sig))
         journal = sorted((base / "search").glob("scored-*.jsonl"))
         seen[(stage, sig)] = {"returncode": stopped.returncode, "stderr": stopped.stderr,
+                              "student_done": (base / "student" / "arch.json").exists(),
                               "partial": (base / partial).exists(), "finished": (base / "pipeline.json").exists(),
                               "scored": len(journal[0].read_text().splitlines()) if journal else 0}
     done = nas_kd_run(out, synthetic_root)
@@ -69,12 +72,13 @@ def interrupted(tmp_path_factory, synthetic_root):
     return seen, figures(out), len(journal.read_text().splitlines())
 
 
-@pytest.mark.parametrize("stage", ["teacher", "supernet", "search", "finetune"])
+@pytest.mark.parametrize("stage", ["teacher", "supernet", "search", "finetune", "finetune-done", "student-files"])
 def test_killed_inside_a_stage_the_same_command_ends_with_the_uninterrupted_figures(stage, interrupted, uninterrupted):
     seen, final, scored = interrupted
     kill = seen[(stage, "KILL")]
     assert kill["returncode"] == -9, kill["stderr"]  # SIGKILL: no clean-up ran
     assert kill["partial"] and not kill["finished"]  # killed inside the stage, after its first checkpoint
+    assert not kill["student_done"]  # a student directory without its arch.json is redone, never trusted
     if stage == "search":
         assert kill["scored"] == 1  # killed after its first scored candidate ...
         assert scored == uninterrupted["search"]["scored"]  # ... which was not scored again

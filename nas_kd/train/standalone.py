@@ -18,6 +18,7 @@ from nas_kd.config import TeacherConfig
 from nas_kd.distill import Term
 from nas_kd.errors import UserError
 from nas_kd.job import Job, RunSpec
+from nas_kd.runs import RunDir
 from nas_kd.students import Student, arch_student, model_student, read_arch_file
 from nas_kd.teacher import build_model
 from nas_kd.train.distill import train_students
@@ -53,6 +54,12 @@ def finetune(job: Job, model: nn.Module, epochs: int, run: RunSpec, **kwargs: An
     return train_students(job.derive(run, train={"epochs": epochs}), model_student(model, describe), **kwargs)
 
 
+def _finished_here(run: RunSpec) -> bool:
+    """``run`` holds a finished run of this very config (its student saved): nothing to redo."""
+    return (run.path / "final.json").exists() and (run.path / "student" / "arch.json").exists() \
+        and not RunDir.of(run).changed_keys(run.config)
+
+
 def export_student(checkpoint: str | Path, arch: str | dict, out: str | Path, *, job: Job | None = None,
                    terms: list[Term] = (), ce_weight: float = 1.0, recalibrate_batches: int = 0,
                    finetune_epochs: int = 0, torchscript: bool = False, onnx: bool = False) -> dict[str, Any]:
@@ -62,8 +69,8 @@ def export_student(checkpoint: str | Path, arch: str | dict, out: str | Path, *,
     the same config continues from its checkpoint). Returns a short report."""
     from nas_kd.bn import recalibrate_bn
     from nas_kd.data import calibration_batches
-    from nas_kd.export import export_subnet, save_subnet
     from nas_kd.checkpoint import load_supernet
+    from nas_kd.export import export_subnet, load_subnet, save_subnet
 
     if (recalibrate_batches or finetune_epochs) and job is None:
         raise UserError("recalibration and fine-tuning need data (--recipe or --run)")
@@ -78,8 +85,12 @@ def export_student(checkpoint: str | Path, arch: str | dict, out: str | Path, *,
     subnet = export_subnet(net.eval(), arch)
     report = {"space": space.name, "mflops": space.flops(arch) / 1e6, "params": space.params(arch)}
     if finetune_epochs:
-        final = finetune(job, subnet, finetune_epochs, job.run.at(Path(out) / "finetune"), terms=terms,
-                         ce_weight=ce_weight)
+        run = job.run.at(Path(out) / "finetune")
+        if _finished_here(run):  # killed after the fine-tune finished, before the student was saved: reuse it
+            final = json.loads((run.path / "final.json").read_text())
+            subnet = load_subnet(run.path / "student")
+        else:
+            final = finetune(job, subnet, finetune_epochs, run, terms=terms, ce_weight=ce_weight)
         report |= {"test_acc": final["test_acc"], "finetune_epochs": finetune_epochs,
                    "distill": final["distill"], "finetune_result": str(Path(out) / "finetune/final.json")}
     saved = save_subnet(subnet.eval(), out, torchscript=torchscript, onnx=onnx, source=str(checkpoint))
