@@ -6,8 +6,8 @@ any moment continues when the same command is run again: an interrupted teacher,
 fine-tune from its last checkpoint, an interrupted search from the candidates it had scored (none is scored
 twice), and a stage that wrote no checkpoint yet starts over; the figures are those of an uninterrupted run.
 The teacher is trained only when asked (``train_teacher``: the command line does when ``teacher.checkpoint`` is
-unset or missing). A trained supernet given as ``supernet_checkpoint`` is used instead of training one (the
-command line checks that it matches the recipe: :func:`nas_kd.recipes.reusable_supernet`), the way once-for-all
+unset; a path that does not exist is an error). A trained supernet given as ``supernet_checkpoint`` is used instead of training one (the
+command line checks that it matches the recipe: :func:`nas_kd.recipes.supernet_mismatches`), the way once-for-all
 users start from a trained once-for-all network. The run ends with a teacher-vs-student summary.
 """
 from __future__ import annotations
@@ -33,6 +33,7 @@ from nas_kd.flops import teacher_fraction_mflops
 from nas_kd.job import Job
 from nas_kd.latency import build_table
 from nas_kd.provenance import Stopwatch, origin, write_json_atomic, write_result
+from nas_kd.runs import RunDir, RunDirError, dir_locked, write_config
 from nas_kd.plans import SupernetPlan
 from nas_kd.search.plan import SearchPlan
 from nas_kd.search.run import run_search
@@ -72,6 +73,19 @@ def _latency_budget(job: Job, search: SearchPlan, fraction: float, teacher: nn.M
                           f"teacher's {teacher_ms:.3f} ms here) is below the fastest {space.name} arch "
                           f"({fastest:.3f} ms predicted): raise the fraction")
     return search.with_settings(budget_ms=budget_ms, latency_table=str(table_path))
+
+
+def _check_latency_budget(job: Job, search: SearchPlan, space, base: Path) -> SearchPlan:
+    """``search`` with its latency table (``search.latency_table``, or one timed here once); ``search.budget_ms``
+    below the space's fastest arch (predicted by that table) is refused naming the key, before any training."""
+    from nas_kd.latency import load_table
+
+    table_path = search.cfg.latency_table or _latency_table_here(job, search, space, base / "latency_table.json")
+    fastest = space.latency(space.min_arch(), load_table(table_path))
+    if search.cfg.budget_ms < fastest:
+        raise BudgetError(f"search.budget_ms {search.cfg.budget_ms:g}: below the fastest {space.name} arch "
+                          f"({fastest:.4g} ms predicted by {table_path}): raise it to at least {fastest:.4g}")
+    return search.with_settings(latency_table=str(table_path))
 
 
 def _teacher_module(job: Job, train_teacher: TeacherConfig | None, data: DataBundle) -> nn.Module:
@@ -147,6 +161,26 @@ def check_teacher_accuracy(job: Job, teacher: nn.Module, pipeline: PipelineConfi
     return acc
 
 
+STAGE_OUTPUTS = ("teacher", "supernet", "dna_tables.json", "search", "student", "quantize", "pipeline.json")
+
+
+def same_recipe(base: Path, config: dict[str, Any]) -> None:
+    """The one rule for a run directory a command made before: only the recipe that made it (its ``config.yaml``,
+    written when the run starts) continues it once a stage has begun (a timed latency table is not one). Any changed key is refused, naming it, before anything is reused
+    or redone: figures of one recipe are never reported under another's command."""
+    started = [d for d in STAGE_OUTPUTS if (base / d).exists()]
+    if not started:  # nothing made yet (or a start refused before its first stage): this recipe owns it
+        base.mkdir(parents=True, exist_ok=True)
+        write_config(config, base / "config.yaml")
+        return
+    changed = RunDir(base).changed_keys(config)
+    if changed:
+        raise RunDirError(f"{base} was made by another recipe ({'; '.join(changed[:4])}"
+                          f"{'; ...' if len(changed) > 4 else ''}): run that recipe to continue it (its keys are in "
+                          f"{base / 'config.yaml'}), or choose another run name (--set run.name=NAME; out= from "
+                          "Python) to run this one")
+
+
 def run_pipeline(job: Job, *, supernet: SupernetPlan, search: SearchPlan, pipeline: PipelineConfig,
                  terms: list[Term] = (), ce_weight: float = 1.0, train_teacher_cfg: TeacherConfig | None = None,
                  supernet_checkpoint: str | None = None) -> dict[str, Any]:
@@ -173,90 +207,93 @@ def run_pipeline(job: Job, *, supernet: SupernetPlan, search: SearchPlan, pipeli
     check = pipeline.teacher_check and train_teacher_cfg is None
     teacher_val = check_teacher_accuracy(job, teacher, pipeline) if check else None
     base = job.run.path
-    base.mkdir(parents=True, exist_ok=True)
-    seconds: dict[str, float] = {}
-    if pipeline.latency_fraction_of_teacher is not None:  # timed before any training: an impossible one stops here
-        search = _latency_budget(job, search, pipeline.latency_fraction_of_teacher, teacher, space, base)
+    with dir_locked(base):  # a second command on this run directory is refused while this one runs
+        same_recipe(base, job.run.config)
+        seconds: dict[str, float] = {}
+        timed_here = search.cfg.budget_ms is not None and search.cfg.latency_table is None
+        if pipeline.latency_fraction_of_teacher is not None:  # timed before any training: an impossible one stops here
+            search = _latency_budget(job, search, pipeline.latency_fraction_of_teacher, teacher, space, base)
+        elif search.cfg.budget_ms is not None:  # so is a budget in ms below what the fastest arch can do
+            search = _check_latency_budget(job, search, space, base)
 
-    t = Stopwatch()
-    if train_teacher_cfg is not None:  # the teacher learns from the labels
-        if not (base / "teacher" / "final.json").exists():
-            train_teacher(job.derive(job.run.child("teacher", {"distill": [], "student.ce_weight": 1.0})),
-                          train_teacher_cfg)
-        trained = dataclasses.replace(train_teacher_cfg, checkpoint=str(base / "teacher" / "model.pt"))
-        job = dataclasses.replace(job, teachers=(teacher_from(trained, data), *job.teachers[1:]))
-        job = job.derive(config={"teacher.checkpoint": trained.checkpoint})
-    seconds["teacher"] = t.seconds()
-
-    t = Stopwatch()
-    if supernet_checkpoint and not (base / "supernet" / "final.json").exists():
-        checkpoint = supernet_checkpoint
-        record = Path(supernet_checkpoint).with_suffix(".json")  # its training's figures, when beside it
-        supernet_final = json.loads(record.read_text()) if record.exists() else {}
-    else:
-        if not (base / "supernet" / "final.json").exists():
-            trainer.train(job.derive(job.run.child("supernet")), supernet.cfg)
-        supernet_final = json.loads((base / "supernet" / "final.json").read_text())
-        checkpoint = str(base / "supernet" / "checkpoints" / "last.pt")
-    seconds["supernet"] = t.seconds()
-
-    t = Stopwatch()
-    changes: dict[str, Any] = {"checkpoint": checkpoint, "budget_mflops": budget}
-    if search.cfg.budget_ms is not None and search.cfg.latency_table is None:
-        changes["latency_table"] = _latency_table_here(job, search, space, base / "latency_table.json")
-    if not trainer.weight_sharing and search.cfg.dna_tables is None:
-        tables = base / "dna_tables.json"
-        if not tables.exists():
-            rank_stages(job, checkpoint, tables, bn_batches=supernet.cfg.bn_batches, probe_size=search.cfg.probe_size)
-        changes["dna_tables"] = str(tables)
-    search = search.with_settings(**changes)
-    searched = base / "search" / "search.json"
-    result = json.loads(searched.read_text()) if searched.exists() else run_search(
-        job.derive(job.run.child("search", {f"search.{k}": v for k, v in changes.items()})), search)
-    seconds["search"] = t.seconds()
-
-    t = Stopwatch()
-    student = base / "student"
-    if not (student / "arch.json").exists():
-        best = str(base / "search" / "best_arch.json")
-        if trainer.weight_sharing:
-            ft = job.derive(train={"lr": pipeline.finetune_lr, "warmup_epochs": 0.0})
-            export_student(checkpoint, best, student, job=ft, terms=terms, ce_weight=ce_weight,
-                           recalibrate_batches=supernet.cfg.bn_batches, finetune_epochs=pipeline.finetune_epochs)
-        else:
-            _train_searched(job, space, best, student, pipeline.finetune_epochs, terms, ce_weight)
-    seconds["export"] = t.seconds()
-    comparison = compare_models(job.teacher, data, student, job.batching.eval_batch_size)
-    quantized = None
-    if pipeline.quantize:  # the int8 student: a run of nas-kd quantize, kept when done
         t = Stopwatch()
-        qdir = base / "quantize"
-        if not (qdir / "quantize.json").exists():
-            from nas_kd.train.quantize import quantize_student
+        if train_teacher_cfg is not None:  # the teacher learns from the labels
+            if not (base / "teacher" / "final.json").exists():
+                train_teacher(job.derive(job.run.child("teacher", {"distill": [], "student.ce_weight": 1.0})),
+                              train_teacher_cfg)
+            trained = dataclasses.replace(train_teacher_cfg, checkpoint=str(base / "teacher" / "model.pt"))
+            job = dataclasses.replace(job, teachers=(teacher_from(trained, data), *job.teachers[1:]))
+            job = job.derive(config={"teacher.checkpoint": trained.checkpoint})
+        seconds["teacher"] = t.seconds()
 
-            qr = quantize_student(job, student, qdir, terms=terms, ce_weight=ce_weight, seeds=1,
-                                  qat_epochs=pipeline.quantize_epochs, qat_lr=pipeline.quantize_lr,
-                                  calibration_batches=8, threads=job.train.threads or 2)
-            qdir.mkdir(parents=True, exist_ok=True)
-            (qdir / "quantize.json").write_text(json.dumps(qr, indent=2) + "\n")
-        quantized = json.loads((qdir / "quantize.json").read_text())["rows"]
-        seconds["quantize"] = t.seconds()
-    payload = {
-        "teacher_checkpoint": job.teacher.source, "teacher_val_acc": teacher_val,
-        "supernet": {"checkpoint": checkpoint, "reused": checkpoint == supernet_checkpoint,
-                     **{k: supernet_final.get(k) for k in ("max_acc", "min_acc", "median_acc", "wall_seconds")}},
-        "search": {k: result.get(k) for k in ("evaluator", "strategy", "budget_mflops", "budget_ms", "scored",
-                                              "best_predicted_latency_ms", "best_measured_latency_ms", "wall_seconds")},
-        **comparison,
-        "student_dir": str(student), "pareto_plot": str(base / "search" / "pareto.png"),
-        **({"int8": {k: {m: v[m] for m in ("acc_mean", "latency_ms_b1", "latency_ms_b32", "speedup_vs_fp32_b1",
-                                            "speedup_vs_fp32_b32", "size_kb", "file")} for k, v in quantized.items()}}
-           if quantized else {}),
-        "stage_seconds_this_invocation": {k: round(v, 1) for k, v in seconds.items()},
-    }
-    out = write_result(base / "pipeline.json", payload, watch.seconds(), started)
-    print_summary(out)
-    return out
+        t = Stopwatch()
+        if supernet_checkpoint and not (base / "supernet" / "final.json").exists():
+            checkpoint = supernet_checkpoint
+            record = Path(supernet_checkpoint).with_suffix(".json")  # its training's figures, when beside it
+            supernet_final = json.loads(record.read_text()) if record.exists() else {}
+        else:
+            if not (base / "supernet" / "final.json").exists():
+                trainer.train(job.derive(job.run.child("supernet")), supernet.cfg)
+            supernet_final = json.loads((base / "supernet" / "final.json").read_text())
+            checkpoint = str(base / "supernet" / "checkpoints" / "last.pt")
+        seconds["supernet"] = t.seconds()
+
+        t = Stopwatch()
+        changes: dict[str, Any] = {"checkpoint": checkpoint, "budget_mflops": budget}
+        if timed_here:  # the table this run timed (above) goes into the search's recorded recipe
+            changes["latency_table"] = search.cfg.latency_table
+        if not trainer.weight_sharing and search.cfg.dna_tables is None:
+            tables = base / "dna_tables.json"
+            if not tables.exists():
+                rank_stages(job, checkpoint, tables, bn_batches=supernet.cfg.bn_batches, probe_size=search.cfg.probe_size)
+            changes["dna_tables"] = str(tables)
+        search = search.with_settings(**changes)
+        searched = base / "search" / "search.json"
+        result = json.loads(searched.read_text()) if searched.exists() else run_search(
+            job.derive(job.run.child("search", {f"search.{k}": v for k, v in changes.items()})), search)
+        seconds["search"] = t.seconds()
+
+        t = Stopwatch()
+        student = base / "student"
+        if not (student / "arch.json").exists():
+            best = str(base / "search" / "best_arch.json")
+            if trainer.weight_sharing:
+                ft = job.derive(train={"lr": pipeline.finetune_lr, "warmup_epochs": 0.0})
+                export_student(checkpoint, best, student, job=ft, terms=terms, ce_weight=ce_weight,
+                               recalibrate_batches=supernet.cfg.bn_batches, finetune_epochs=pipeline.finetune_epochs)
+            else:
+                _train_searched(job, space, best, student, pipeline.finetune_epochs, terms, ce_weight)
+        seconds["export"] = t.seconds()
+        comparison = compare_models(job.teacher, data, student, job.batching.eval_batch_size)
+        quantized = None
+        if pipeline.quantize:  # the int8 student: a run of nas-kd quantize, kept when done
+            t = Stopwatch()
+            qdir = base / "quantize"
+            if not (qdir / "quantize.json").exists():
+                from nas_kd.train.quantize import quantize_student
+
+                qr = quantize_student(job, student, qdir, terms=terms, ce_weight=ce_weight, seeds=1,
+                                      qat_epochs=pipeline.quantize_epochs, qat_lr=pipeline.quantize_lr,
+                                      calibration_batches=8, threads=job.train.threads or 2)
+                write_json_atomic(qdir / "quantize.json", qr)
+            quantized = json.loads((qdir / "quantize.json").read_text())["rows"]
+            seconds["quantize"] = t.seconds()
+        payload = {
+            "teacher_checkpoint": job.teacher.source, "teacher_val_acc": teacher_val,
+            "supernet": {"checkpoint": checkpoint, "reused": checkpoint == supernet_checkpoint,
+                         **{k: supernet_final.get(k) for k in ("max_acc", "min_acc", "median_acc", "wall_seconds")}},
+            "search": {k: result.get(k) for k in ("evaluator", "strategy", "budget_mflops", "budget_ms", "scored",
+                                                  "best_predicted_latency_ms", "best_measured_latency_ms", "wall_seconds")},
+            **comparison,
+            "student_dir": str(student), "pareto_plot": str(base / "search" / "pareto.png"),
+            **({"int8": {k: {m: v[m] for m in ("acc_mean", "latency_ms_b1", "latency_ms_b32", "speedup_vs_fp32_b1",
+                                                "speedup_vs_fp32_b32", "size_kb", "file")} for k, v in quantized.items()}}
+               if quantized else {}),
+            "stage_seconds_this_invocation": {k: round(v, 1) for k, v in seconds.items()},
+        }
+        out = write_result(base / "pipeline.json", payload, watch.seconds(), started)
+        print_summary(out)
+        return out
 
 
 def _train_searched(job: Job, space, best_arch: str, student: Path, epochs: int, terms: list[Term],

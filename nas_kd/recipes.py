@@ -15,6 +15,7 @@ from nas_kd.checkpoint import load_checkpoint
 from nas_kd.config import Recipe
 from nas_kd.data import DataBundle, load_data
 from nas_kd.distill import Term
+from nas_kd.errors import UserError
 from nas_kd.evaluators import build_evaluators
 from nas_kd.job import Job, RunSpec
 from nas_kd.plans import search_plan, supernet_plan, terms
@@ -193,18 +194,20 @@ def _mode_name(spec: str | dict) -> str:
 
 def pipeline(recipe: Recipe, *, train_supernet_anyway: bool = False) -> dict[str, Any]:
     """``nas-kd run`` (:func:`nas_kd.pipeline.run_pipeline`): the teacher is trained first when
-    ``teacher.checkpoint`` is unset or missing, and ``pipeline.supernet_checkpoint`` is searched instead of
+    ``teacher.checkpoint`` is unset (a path that does not exist is an error), and ``pipeline.supernet_checkpoint`` is searched instead of
     training a supernet when it matches the recipe (:func:`supernet_mismatches`; a mismatch is named and a
     supernet trained)."""
     import sys
 
     from nas_kd.pipeline import run_pipeline
 
+    cfg = recipe.teacher
+    if cfg.checkpoint and not cfg.subnet and not cfg.torchscript and not Path(cfg.checkpoint).exists():
+        raise UserError(f"teacher.checkpoint: {cfg.checkpoint} not found (to train the teacher from the labels first, "
+                        "run the same command with --set teacher.checkpoint=null)")
     parsed = terms_of(recipe)
     job = job_of(recipe)
-    cfg = recipe.teacher
-    to_train = cfg if not cfg.subnet and not cfg.torchscript and \
-        (not cfg.checkpoint or not Path(cfg.checkpoint).exists()) else None
+    to_train = cfg if not cfg.subnet and not cfg.torchscript and not cfg.checkpoint else None
     pre, reuse = recipe.pipeline.supernet_checkpoint, None
     if pre and not train_supernet_anyway and not (job.run.path / "supernet" / "final.json").exists():
         why = supernet_mismatches(recipe, pre, job.data.num_classes, job.data.input_shape)

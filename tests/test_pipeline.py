@@ -39,6 +39,13 @@ def test_run_pipeline_end_to_end_then_resume_skips_done_stages(tmp_path, synthet
     assert main(args) == 0  # everything is done: nothing is redone
     assert all((base / p).stat().st_mtime == m for p, m in mtimes.items())
     assert json.loads((base / "pipeline.json").read_text())["student_test_acc"] == first["student_test_acc"]
+    capsys.readouterr()
+    for changed, said in (("search.trials=3", "search.trials: 2 -> 3"), ("train.lr=0.05", "train.lr: 0.1 -> 0.05"),
+                          ("pipeline.finetune_epochs=3", "pipeline.finetune_epochs: 1 -> 3")):
+        assert main([*args, "--set", changed]) == 2  # another recipe on a finished run: refused, naming the key
+        err = capsys.readouterr().err
+        assert said in err and "--set run.name=NAME" in err and len(err.strip().splitlines()) == 1
+    assert all((base / p).stat().st_mtime == m for p, m in mtimes.items())  # and nothing reused under it
 
 
 def _pretrained(tmp_path, space, teacher_checkpoint):
@@ -106,6 +113,9 @@ def test_a_typo_stops_nas_kd_run_before_any_work(key, tmp_path, synthetic_root, 
                                  "(2.847 MFLOPs; the largest has 90.425)"),
     ("pipeline.budget_fraction_of_teacher=0.01", "pipeline.budget_fraction_of_teacher 0.01: budget 0.52"),
     ("teacher.stages=[stem, stage1, stage2, stage3, stag4]", "teacher.stages: the teacher has no module 'stag4'"),
+    ("teacher.checkpoint=results/teachr_fmnist.pt", "teacher.checkpoint: results/teachr_fmnist.pt not found (to train "
+                                                    "the teacher from the labels first, run the same command with "
+                                                    "--set teacher.checkpoint=null)"),
 ])
 def test_facts_known_before_training_stop_nas_kd_run_before_it_trains(override, message, tmp_path, synthetic_root,
                                                                        capsys):
@@ -157,6 +167,9 @@ def test_a_latency_fraction_of_the_teacher_sets_the_budget_or_stops_before_train
                          f"search.latency_table={quick_table}")) == 2
     assert "raise the fraction" in capsys.readouterr().err
     assert not (tmp_path / "quickstart" / "supernet").exists()  # nothing was trained
+    assert main(run_args(tmp_path, synthetic_root, "search.budget_ms=0.00001", f"search.latency_table={quick_table}")) == 2
+    assert "search.budget_ms 1e-05: below the fastest resnet arch" in capsys.readouterr().err  # a budget in ms too
+    assert not (tmp_path / "quickstart" / "supernet").exists()
     assert main(run_args(tmp_path, synthetic_root, "pipeline.latency_fraction_of_teacher=0.5",
                          "search.budget_ms=3")) == 2
     assert "both set a latency budget" in capsys.readouterr().err
@@ -221,3 +234,47 @@ def test_pipeline_quantize_adds_the_int8_student(tmp_path, synthetic_root, monke
     assert calls == [(str(tmp_path / "quickstart" / "student"), 1, 2)]
     assert set(result["int8"]) == {"fp32", "ptq_int8", "qat_kd_int8"}
     assert main(args) == 0 and len(calls) == 1  # done once: a re-run reuses it
+
+
+HOLD = "import sys, time; from nas_kd.runs import lock_dir; lock_dir(sys.argv[1]); print('held', flush=True); time.sleep(60)"
+
+
+def _holder(path):
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(path)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_a_run_directory_in_use_is_refused_naming_its_holder_and_a_dead_holder_is_taken_over(tmp_path):
+    from nas_kd.runs import RunDirError, dir_locked, lock_dir, unlock_dir
+
+    proc = _holder(tmp_path / "run")
+    try:
+        with pytest.raises(RunDirError, match=rf"in use by process {proc.pid} \(`"):
+            lock_dir(tmp_path / "run")
+    finally:
+        proc.kill()
+        proc.wait()
+    with dir_locked(tmp_path / "run"):  # the holder died: its lock went with it
+        with dir_locked(tmp_path / "run"):  # re-entrant within a process
+            pass
+    lock_dir(tmp_path / "run")
+    unlock_dir(tmp_path / "run")
+    other = _holder(tmp_path / "run")  # released with the last unlock: another process takes it
+    other.kill()
+    other.wait()
+
+
+def test_nas_kd_run_on_a_directory_another_command_holds_stops_before_training(tmp_path, synthetic_root, capsys):
+    proc = _holder(tmp_path / "quickstart")
+    try:
+        assert main(run_args(tmp_path, synthetic_root, "pipeline.supernet_checkpoint=null")) == 2
+    finally:
+        proc.kill()
+        proc.wait()
+    err = capsys.readouterr().err
+    assert f"in use by process {proc.pid}" in err and "run the same command again" in err
+    assert not (tmp_path / "quickstart" / "supernet").exists()  # nothing was trained

@@ -14,7 +14,7 @@ from nas_kd.distill import build_distiller, parse_terms
 from nas_kd.results.distill import lines as distill_lines
 
 KEEP = ("test_acc", "val_acc", "students_test_acc", "best_student", "mflops", "params", "seconds_per_epoch", "epochs",
-        "distill", "ce_weight", "teachers", "device")
+        "train_images", "distill", "validation_use", "ce_weight", "teachers", "device")
 
 
 def keep(final: dict[str, Any]) -> dict[str, Any]:
@@ -39,6 +39,7 @@ def summarise(table: dict, table_path: str) -> dict[str, Any]:
         rows[row] = {"acc_mean": mean, "acc_std": std, "seeds": accs, "seed_ids": [r["seed"] for r in recs],
                      "seconds_per_epoch": sum(r["seconds_per_epoch"] for r in recs) / len(recs),
                      "mflops": recs[0]["mflops"], "params": recs[0]["params"],
+                     "train_images": recs[0].get("train_images"),  # records before it was recorded: None
                      "validation": _validation_use(recs[0]["distill"]),
                      "git_commits": sorted({r["git_commit"] for r in recs}),
                      "records_wall_seconds": round(sum(r["wall_seconds"] for r in recs), 2),

@@ -27,7 +27,7 @@ from nas_kd.latency import load_table, measured_ms, require_match
 from nas_kd.plots import pareto_front, pareto_plot
 from nas_kd.provenance import Stopwatch, origin, write_result
 from nas_kd.job import Job, RunSpec
-from nas_kd.runs import ScalarWriter, write_config
+from nas_kd.runs import ScalarWriter, dir_locked, write_config
 from nas_kd.search.objective import Objective
 from nas_kd.search.plan import SearchPlan
 from nas_kd.search.strategies import SearchInputs
@@ -67,14 +67,21 @@ def search_report(plan: SearchPlan, run: RunSpec) -> dict[str, Any]:
     """Score nothing: rewrite the outputs of the search ``plan`` in ``run`` from the rows of its shared Optuna study
     (``search.storage`` and the study name), e.g. after several workers finished; returns ``search.json``."""
     started, watch = origin(), Stopwatch()
-    s = _Setting(plan, run)
-    rows = _study_report(s.strategy, s.storage, s.study_name, s.names[0], s.budget, plan.cfg.budget_ms)
-    return _write_outputs(plan.cfg, rows, s, started, watch)
+    with dir_locked(run.path):
+        s = _Setting(plan, run)
+        rows = _study_report(s.strategy, s.storage, s.study_name, s.names[0], s.budget, plan.cfg.budget_ms)
+        return _write_outputs(plan.cfg, rows, s, started, watch)
 
 
 def run_search(job: Job, plan: SearchPlan, *, show_progress: bool = True) -> dict[str, Any]:
     """Run the search ``plan`` (a ``search`` section with its evaluators and strategy built) with the job's data and
-    teacher, and write its outputs to the job's run directory; returns ``search.json``."""
+    teacher, and write its outputs to the job's run directory (locked while it runs: a second search into it is
+    refused; workers of one shared study on one machine each take their own run name); returns ``search.json``."""
+    with dir_locked(job.run.path):
+        return _run_search(job, plan, show_progress)
+
+
+def _run_search(job: Job, plan: SearchPlan, show_progress: bool) -> dict[str, Any]:
     started, watch = origin(), Stopwatch()
     cfg = plan.cfg
     s = _Setting(plan, job.run)

@@ -17,7 +17,7 @@ from nas_kd.data import BatchIterator
 from nas_kd.device import model_device, to_memory_format
 from nas_kd.errors import Diverged, Stopped
 from nas_kd.provenance import Stopwatch, write_result
-from nas_kd.runs import RunDir
+from nas_kd.runs import RunDir, unlock_dir
 from nas_kd.train import distributed as dist
 from nas_kd.train.common import rng_state, set_rng_state
 
@@ -189,10 +189,13 @@ class TrainLoop:
         return self.run.metrics()
 
     def finish(self, final: dict[str, Any], started: dict[str, str]) -> dict[str, Any]:
-        """The run's ``final.json``: written by rank 0 (with the command, commit and the loop's elapsed time);
-        other ranks get ``final`` back as it is."""
-        return write_result(self.run.path / "final.json", final, self.state.elapsed, started) if dist.is_main() \
-            else final
+        """The run's ``final.json``: written by rank 0 (with the command, commit and the loop's elapsed time; then
+        the run directory's lock is released); other ranks get ``final`` back as it is."""
+        if not dist.is_main():
+            return final
+        record = write_result(self.run.path / "final.json", final, self.state.elapsed, started)
+        unlock_dir(self.run.path)
+        return record
 
 
 class _StopOnSignals:

@@ -18,7 +18,7 @@ from nas_kd.config import TeacherConfig
 from nas_kd.distill import Term
 from nas_kd.errors import UserError
 from nas_kd.job import Job, RunSpec
-from nas_kd.runs import RunDir
+from nas_kd.runs import RunDir, dir_locked
 from nas_kd.students import Student, arch_student, model_student, read_arch_file
 from nas_kd.teacher import build_model
 from nas_kd.train.distill import train_students
@@ -66,10 +66,11 @@ def export_student(checkpoint: str | Path, arch: str | dict, out: str | Path, *,
     """Export ``arch`` of the supernet in ``checkpoint`` to the directory ``out``: BatchNorm recalibrated on
     ``recalibrate_batches`` of the job's training batches, then (optionally) fine-tuned for ``finetune_epochs`` in
     ``out/finetune`` with the job's settings, ``ce_weight`` and the distillation ``terms`` (a killed fine-tune of
-    the same config continues from its checkpoint). Returns a short report."""
+    the same config continues from its checkpoint; one that finished is reused). The inputs are checked first;
+    then ``out`` is locked while it is written (a second export into it is refused). Returns a short report."""
     from nas_kd.bn import recalibrate_bn
-    from nas_kd.data import calibration_batches
     from nas_kd.checkpoint import load_supernet
+    from nas_kd.data import calibration_batches
     from nas_kd.export import export_subnet, load_subnet, save_subnet
 
     if (recalibrate_batches or finetune_epochs) and job is None:
@@ -78,22 +79,23 @@ def export_student(checkpoint: str | Path, arch: str | dict, out: str | Path, *,
     net = load_supernet(checkpoint, data.input_shape if data is not None else None)
     space = net.space
     arch = resolve_arch(space, arch)
-    if recalibrate_batches:
-        net.set_arch(arch)
-        recalibrate_bn(net, calibration_batches(data, job.batching.batch_size, job.seed).epoch(0), recalibrate_batches,
-                       channels_last=job.train.channels_last)
-    subnet = export_subnet(net.eval(), arch)
-    report = {"space": space.name, "mflops": space.flops(arch) / 1e6, "params": space.params(arch)}
-    if finetune_epochs:
-        run = job.run.at(Path(out) / "finetune")
-        if _finished_here(run):  # killed after the fine-tune finished, before the student was saved: reuse it
-            final = json.loads((run.path / "final.json").read_text())
-            subnet = load_subnet(run.path / "student")
-        else:
-            final = finetune(job, subnet, finetune_epochs, run, terms=terms, ce_weight=ce_weight)
-        report |= {"test_acc": final["test_acc"], "finetune_epochs": finetune_epochs,
-                   "distill": final["distill"], "finetune_result": str(Path(out) / "finetune/final.json")}
-    saved = save_subnet(subnet.eval(), out, torchscript=torchscript, onnx=onnx, source=str(checkpoint))
+    with dir_locked(out):
+        if recalibrate_batches:
+            net.set_arch(arch)
+            recalibrate_bn(net, calibration_batches(data, job.batching.batch_size, job.seed).epoch(0),
+                           recalibrate_batches, channels_last=job.train.channels_last)
+        subnet = export_subnet(net.eval(), arch)
+        report = {"space": space.name, "mflops": space.flops(arch) / 1e6, "params": space.params(arch)}
+        if finetune_epochs:
+            run = job.run.at(Path(out) / "finetune")
+            if _finished_here(run):  # killed after the fine-tune finished, before the student was saved: reuse it
+                final = json.loads((run.path / "final.json").read_text())
+                subnet = load_subnet(run.path / "student")
+            else:
+                final = finetune(job, subnet, finetune_epochs, run, terms=terms, ce_weight=ce_weight)
+            report |= {"test_acc": final["test_acc"], "finetune_epochs": finetune_epochs,
+                       "distill": final["distill"], "finetune_result": str(Path(out) / "finetune/final.json")}
+        saved = save_subnet(subnet.eval(), out, torchscript=torchscript, onnx=onnx, source=str(checkpoint))
     if onnx:
         meta = json.loads((saved / "arch.json").read_text())
         report |= {k: meta[k] for k in ("onnx", "onnx_max_abs_diff", "onnx_latency_ms_batch1_cpu")}
