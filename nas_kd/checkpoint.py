@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 import search_spaces
+from nas_kd import crash
 from nas_kd.errors import UserError
 from nas_kd.subnet import shape_text
 
@@ -32,12 +33,15 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*"):  # a temp file of a write killed before its rename
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save({"format": FORMAT, **state}, f)
             f.flush()
             os.fsync(f.fileno())
+        crash.point(path)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -205,7 +205,18 @@ def apply_override(data: dict, assignment: str) -> None:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise RecipeError(f"--set {assignment!r}: {part!r} is not a section")
-    node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+    try:
+        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as e:
+        raise RecipeError(f"--set {assignment!r}: the value is not valid YAML ({yaml_problem(e)}; quote a string, "
+                          "close a [list] or {mapping})") from None
+
+
+def yaml_problem(e: yaml.YAMLError) -> str:
+    """One line saying what is wrong in a YAML text and where."""
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else problem
 
 
 def derive(recipe: Any, changes: dict[str, Any]) -> Any:
@@ -240,9 +251,12 @@ def load_recipe(path: str | Path | None, overrides: list[str] = (), cls: type = 
         except OSError as e:
             raise RecipeError(f"{path}: cannot read recipe ({e.strerror})") from None
         try:
-            data = yaml.safe_load(text) or {}
+            data = yaml.safe_load(text)
         except yaml.YAMLError as e:
-            raise RecipeError(f"{path}: not valid YAML ({e})") from None
+            raise RecipeError(f"{path}: not valid YAML ({yaml_problem(e)})") from None
+        if data is None:
+            raise RecipeError(f"{path}: the recipe is empty (nothing but comments?): start from one of recipes/, "
+                              "e.g. nas-kd run --recipe recipes/quickstart.yaml")
         if not isinstance(data, dict):
             raise RecipeError(f"{path}: a recipe must be a mapping of sections")
     for assignment in overrides:

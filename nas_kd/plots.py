@@ -2,10 +2,13 @@
 process's matplotlib backend alone): search Pareto fronts; the study's figures use :func:`subplots`."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
+
+from nas_kd import crash
 
 
 def subplots(nrows: int = 1, ncols: int = 1, **kwargs: Any):
@@ -21,7 +24,10 @@ def save(fig: Figure, path: str | Path, formats: tuple[str, ...] = ("png",)) -> 
     for fmt in formats:
         p = Path(path).with_suffix(f".{fmt}")
         p.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(p, dpi=120, bbox_inches="tight")
+        tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+        fig.savefig(tmp, dpi=120, bbox_inches="tight", format=fmt)
+        crash.point(p)
+        os.replace(tmp, p)  # a figure is whole or absent
         out.append(p)
     return out
 

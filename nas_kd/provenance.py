@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from nas_kd import crash
+
 
 @functools.cache
 def git_commit() -> str:
@@ -82,11 +84,20 @@ def write_result(path: str | Path, payload: dict[str, Any], wall_seconds: float,
 def write_json_atomic(path: str | Path, payload: Any) -> None:
     """``payload`` as indented JSON at ``path``, through a temp file beside it renamed over it once complete (a
     process killed mid-write leaves the old file or none)."""
+    write_text_atomic(path, json.dumps(payload, indent=2) + "\n")
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """``text`` at ``path`` through a temp file beside it, renamed over it once complete (a temp file a killed
+    write left behind is removed first)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(json.dumps(payload, indent=2) + "\n")
+        tmp.write_text(text)
+        crash.point(path)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -12,15 +12,16 @@ import yaml
 
 from nas_kd.errors import UserError
 from nas_kd.job import RunSpec
-from nas_kd.provenance import command_line
+from nas_kd import crash
+from nas_kd.provenance import command_line, write_text_atomic
 
 LOCK = ".lock"
 _HELD: dict[str, list[int]] = {}  # resolved directory -> [descriptor of its lock file, depth] (this process)
 
 
 def write_config(config: dict[str, Any], path: str | Path) -> None:
-    """Write a run's config (a resolved recipe, or an API call's options) as YAML."""
-    Path(path).write_text(yaml.safe_dump(config, sort_keys=False))
+    """Write a run's config (a resolved recipe, or an API call's options) as YAML, atomically."""
+    write_text_atomic(path, yaml.safe_dump(config, sort_keys=False))
 
 
 class RunDirError(UserError):
@@ -124,7 +125,7 @@ class RunDir:
             changed = run.changed_keys(spec.config)
             if changed:
                 raise RunDirError(f"{run.path} holds a run of another recipe ({'; '.join(changed[:3])}): run its own "
-                                  "recipe to continue it (or pass --resume), or choose another run name "
+                                  "recipe to continue it (a training command: or add --resume), or choose another run name "
                                   "(--set run.name=NAME; out= from Python)")
             if (run.path / "final.json").exists():
                 raise RunDirError(f"{run.path} holds a finished run (its results are in final.json): choose another "
@@ -165,8 +166,10 @@ class RunDir:
 
     def log(self, record: dict[str, Any]) -> None:
         """Append one metrics record (and, with ``tensorboard``, its numbers as scalars at step ``epoch``)."""
+        line = json.dumps(record) + "\n"
+        crash.point(self.metrics_path, torn=(self.metrics_path, line))
         with self.metrics_path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(line)
         if self.tensorboard:
             if self._scalars is None:
                 self._scalars = ScalarWriter(self.path / "tensorboard")
@@ -176,9 +179,11 @@ class RunDir:
         """All metrics records, in order."""
         if not self.metrics_path.exists():
             return []
-        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+        text = self.metrics_path.read_text()
+        whole = text[: text.rfind("\n") + 1]  # a last line cut by a kill mid-append is not a record
+        return [json.loads(line) for line in whole.splitlines() if line.strip()]
 
     def truncate_metrics(self, epoch: int) -> None:
         """Drop records of epochs >= ``epoch`` (they are redone after a resume)."""
         kept = [r for r in self.metrics() if r.get("epoch", -1) < epoch]
-        self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        write_text_atomic(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))

@@ -53,10 +53,29 @@ def test_overrides_and_numbers(tmp_path):
 
 
 def test_invalid_yaml(tmp_path):
-    with pytest.raises(RecipeError, match="not valid YAML"):
+    with pytest.raises(RecipeError, match="not valid YAML") as e:
         load_recipe(write(tmp_path, "train: [unclosed\n"))
+    assert "\n" not in str(e.value) and "at line 2, column 1" in str(e.value)  # one line, saying where
     with pytest.raises(RecipeError, match="cannot read recipe"):
         load_recipe(tmp_path / "missing.yaml")
+    with pytest.raises(RecipeError, match=r"the recipe is empty .*nas-kd run --recipe recipes/quickstart.yaml"):
+        load_recipe(write(tmp_path, "# only a comment\n"))  # never a default run on the full data
+    with pytest.raises(RecipeError, match=r"--set 'train.epochs=\[1': the value is not valid YAML") as e:
+        load_recipe(None, ["train.epochs=[1"])
+    assert "\n" not in str(e.value)
+
+
+def test_the_command_line_says_a_bad_recipe_in_one_line(tmp_path, capsys):
+    from nas_kd.cli import main
+
+    (tmp_path / "bad.yaml").write_text("seed: 0\ndata: {dataset: [\n")
+    (tmp_path / "empty.yaml").write_text("")
+    for args in (["--recipe", "recipes/quickstart.yaml", "--set", "search.trials=[1"],
+                 ["--recipe", str(tmp_path / "bad.yaml")], ["--recipe", str(tmp_path / "empty.yaml")]):
+        assert main(["run", *args, "--set", f"run.out_dir={tmp_path}/runs"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("nas-kd run: error: ") and "\n" not in err
+    assert not (tmp_path / "runs").exists()
 
 
 @pytest.mark.parametrize("override, message", [

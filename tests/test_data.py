@@ -187,6 +187,15 @@ def test_npz_dataset_and_its_errors(tmp_path):
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(DatasetError, match="not a readable npz file"):
         load_dataset("npz", str(tmp_path / "junk.npz"), val_size=8)
+    np.savez(tmp_path / "sizes.npz", **{**arrays, "x_test": rng.integers(0, 255, (10, 14, 14), dtype=np.uint8)})
+    with pytest.raises(DatasetError, match=r"x_train images are \(1, 12, 12\) but x_test \(1, 14, 14\)"):
+        load_dataset("npz", str(tmp_path / "sizes.npz"), val_size=8)
+    np.savez(tmp_path / "labels.npz", **{**arrays, "y_test": np.full(10, 7)})
+    with pytest.raises(DatasetError, match="y_test holds label 7, but y_train's labels stop at 2"):
+        load_dataset("npz", str(tmp_path / "labels.npz"), val_size=8)
+    np.savez(tmp_path / "count.npz", **{**arrays, "y_train": arrays["y_train"][:39]})
+    with pytest.raises(DatasetError, match="x_train holds 40 images but y_train 39 labels"):
+        load_dataset("npz", str(tmp_path / "count.npz"), val_size=8)
 
 
 def test_cifar100_python_files(tmp_path):

@@ -111,3 +111,12 @@ def test_a_diverging_run_stops_with_one_line_and_keeps_its_checkpoint(tmp_path, 
     q = ActivationFakeQuant().train()
     with pytest.raises(Diverged, match="lower the learning rate"):
         q(torch.tensor([1.0, float("nan")]))
+
+
+def test_a_wrong_student_is_refused_before_the_output_directory_is_made(tmp_path, capsys):
+    from nas_kd.cli import main
+
+    assert main(["quantize", "--recipe", "recipes/quickstart.yaml", "--student", str(tmp_path / "nope"),
+                 "--out", str(tmp_path / "q")]) == 2
+    assert "no arch.json (not a saved subnet)" in capsys.readouterr().err
+    assert not (tmp_path / "q").exists()

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 
 def recipe_args(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -19,6 +18,7 @@ def report(final: dict, results: str | None, keys: tuple[str, ...]) -> None:
     if not dist.is_main():
         return
     if results:
-        Path(results).parent.mkdir(parents=True, exist_ok=True)
-        Path(results).write_text(json.dumps(final, indent=2) + "\n")
+        from nas_kd.provenance import write_json_atomic
+
+        write_json_atomic(results, final)
     print(json.dumps({k: final[k] for k in (*keys, "wall_seconds", "checkpoint") if k in final}, indent=2))

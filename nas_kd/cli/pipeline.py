@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 from nas_kd.cli.common import recipe_args
 from nas_kd.recipe_checks import load_checked
@@ -16,8 +14,9 @@ def _cmd_run(args: argparse.Namespace) -> None:
     overrides = list(args.overrides) + ([f"search.budget_ms={args.budget_ms}"] if args.budget_ms is not None else [])
     result = pipeline(load_checked(args.recipe, overrides), train_supernet_anyway=args.train_supernet)
     if args.results:
-        Path(args.results).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.results).write_text(json.dumps(result, indent=2) + "\n")
+        from nas_kd.provenance import write_json_atomic
+
+        write_json_atomic(args.results, result)
 
 
 def add(sub: argparse._SubParsersAction) -> None:

@@ -187,8 +187,18 @@ def load_npz(root: str | Path):
             raise DatasetError(f"{path}: x_{split} must be uint8 images (N, H, W) or (N, C, H, W), got {x.dtype} {x.shape}")
         if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) or (len(y) and y.min() < 0):
             raise DatasetError(f"{path}: y_{split} must be non-negative integer labels (N,), got {y.dtype} {y.shape}")
+        if len(x) != len(y):
+            raise DatasetError(f"{path}: x_{split} holds {len(x)} images but y_{split} {len(y)} labels")
         x = x[:, None] if x.ndim == 3 else x
         out.append(_pair(x, y.astype(np.int64), path, path))
+    (xt, yt), (xs, ys) = ((arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"]))
+    shapes = [a.shape[1:] if a.ndim == 4 else (1, *a.shape[1:]) for a in (xt, xs)]
+    if shapes[0] != shapes[1]:
+        raise DatasetError(f"{path}: x_train images are {tuple(shapes[0])} but x_test {tuple(shapes[1])}: both splits "
+                           "must hold images of one shape")
+    if len(ys) and len(yt) and ys.max() > yt.max():
+        raise DatasetError(f"{path}: y_test holds label {int(ys.max())}, but y_train's labels stop at "
+                           f"{int(yt.max())}: a class the training split never shows")
     return tuple(out)
 
 

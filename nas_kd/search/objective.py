@@ -7,8 +7,10 @@ import random
 from pathlib import Path
 from typing import Any, Callable
 
+from nas_kd import crash
 from nas_kd.errors import BudgetError
 from nas_kd.latency import RUNTIME, require_here, require_match
+from nas_kd.provenance import write_text_atomic
 from search_spaces import StagedSpace
 from search_spaces.sampling import FlopsStratifiedSampler
 
@@ -55,7 +57,7 @@ class Objective:
             text = self.journal.read_text()
             if not text.endswith("\n"):  # a line cut by a kill mid-write: drop it, so appends start a fresh line
                 text = text[: text.rfind("\n") + 1]
-                self.journal.write_text(text)
+                write_text_atomic(self.journal, text)
             for line in text.splitlines():
                 row = json.loads(line)
                 self.cache[arch_key(row["arch"])] = row
@@ -76,8 +78,10 @@ class Objective:
                 row = {**row, "latency_ms": self.latency_ms(arch)}
             self.cache[key] = row
             if self.journal is not None:
+                line = json.dumps(row) + "\n"
+                crash.point(self.journal, torn=(self.journal, line))
                 with self.journal.open("a") as f:
-                    f.write(json.dumps(row) + "\n")
+                    f.write(line)
             if self.progress is not None:
                 self.progress.update(1)
         return self.cache[key]

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ from nas_kd.errors import BudgetError, UserError
 from nas_kd.evaluators import EvalContext, score_archs
 from nas_kd.latency import load_table, measured_ms, require_match
 from nas_kd.plots import pareto_front, pareto_plot
-from nas_kd.provenance import Stopwatch, origin, write_result
+from nas_kd.provenance import Stopwatch, origin, write_result, write_text_atomic
 from nas_kd.job import Job, RunSpec
 from nas_kd.runs import ScalarWriter, dir_locked, write_config
 from nas_kd.search.objective import Objective
@@ -50,6 +52,10 @@ class _Setting:
             space.check_budget(self.budget)
         except BudgetError as e:
             raise BudgetError(f"search.budget_mflops: {e}") from None
+        largest = space.flops(space.max_arch())
+        if cfg.budget_mflops is not None and self.budget > largest:  # allowed, but say it is no budget at all
+            print(f"search.budget_mflops {cfg.budget_mflops:g}: above the largest {space.name} arch "
+                  f"({largest / 1e6:.3f} MFLOPs), so it does not constrain the search", file=sys.stderr)
         self.table = load_table(cfg.latency_table) if cfg.latency_table else None
         if cfg.budget_ms is not None and self.table is None:
             raise UserError("search.budget_ms needs search.latency_table (make one with nas-kd latency-table)")
@@ -226,12 +232,11 @@ def _measured_latency(space, best: dict[str, Any], table_path: str | None) -> di
 
 def write_candidates(rows: list[dict[str, Any]], out: Path) -> None:
     """``candidates.jsonl`` (one row per arch) and ``candidates.csv`` (the arch as a JSON string)."""
-    with (out / "candidates.jsonl").open("w") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
+    write_text_atomic(out / "candidates.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     keys = [k for k in rows[0] if k != "arch"]
-    with (out / "candidates.csv").open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["rank", *keys, "arch"])
-        for i, r in enumerate(rows, start=1):
-            w.writerow([i, *(r[k] for k in keys), json.dumps(r["arch"], sort_keys=True)])
+    table = io.StringIO(newline="")
+    w = csv.writer(table)
+    w.writerow(["rank", *keys, "arch"])
+    for i, r in enumerate(rows, start=1):
+        w.writerow([i, *(r[k] for k in keys), json.dumps(r["arch"], sort_keys=True)])
+    write_text_atomic(out / "candidates.csv", table.getvalue())

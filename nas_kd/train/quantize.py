@@ -41,10 +41,10 @@ def quantize_student(job: Job, student_dir: str | Path, out: str | Path, *, term
     from nas_kd.students import Student, stage_names
     from nas_kd.train.distill import train_students
 
+    student = load_subnet(student_dir).eval()  # a wrong --student is refused before --out is made
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     data = job.data
-    student = load_subnet(student_dir).eval()
     shape = tuple(data.input_shape)
     calib = [x for _, (x, _) in zip(range(calibration_batches), batches_of(data, job.batching.batch_size, job.seed).epoch(0))]
     test_x, test_y = data.test.x, data.test.y
