@@ -15,7 +15,7 @@ PY="$VENV/bin/python"
 stamp="$VENV/.nas_kd_installed"
 want="$(sha256sum pyproject.toml | cut -c1-16)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  "$PY" -m pip install -q -e ".[test,onnx,tensorboard]"
+  "$PY" -m pip install -q -e ".[test,onnx,tensorboard,postgres]"
   echo "$want" > "$stamp"
 fi
 
@@ -29,5 +29,13 @@ if [ ! -e "$data/train-images-idx3-ubyte.gz" ] && [ ! -e "$data/train-images-idx
     echo "(train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte; .gz or raw)" >&2
     echo "in a directory and point NAS_KD_DATA at it." >&2
     exit 1
+  fi
+fi
+
+# PostgreSQL (the OS package) for shared searches and job queues across machines; the tests start a throwaway
+# server with it. Installed when missing and root can; without it those tests say so and are skipped.
+if ! command -v pg_ctl >/dev/null && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq postgresql >/dev/null || echo "PostgreSQL could not be installed" >&2
   fi
 fi

@@ -68,3 +68,67 @@ def teacher_ckpt(tmp_path_factory):
 def run_strategy(name: str, objective, trials: int, options: dict | None = None, **inputs):
     """Strategy ``name`` built with ``options`` (checked, as ``search.strategy``), run on ``objective``."""
     return build_strategy({"name": name, **(options or {})}).search(SearchInputs(objective, trials, **inputs))
+
+
+def _pg_bin(tool: str) -> str | None:
+    import glob
+    import shutil
+
+    return shutil.which(tool) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{tool}"))[::-1]), None)
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory):
+    """A throwaway PostgreSQL server for this test session (the OS package's initdb / pg_ctl; a Unix socket in a temp
+    directory, trust authentication), as an SQLAlchemy URL; skipped, saying why, where it cannot be started."""
+    import subprocess
+
+    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    if not initdb or not pg_ctl:
+        pytest.skip("PostgreSQL is not installed (scripts/setup.sh installs the OS package as root)")
+    pytest.importorskip("psycopg2", reason="psycopg2 missing: pip install -e '.[postgres]'")
+    import shutil
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="nas_kd_pg_"))  # outside pytest's private tree: the server's user reads it
+    data, sock = base / "data", base / "sock"
+    sock.mkdir()
+    run_as: list[str] = []
+    if os.getuid() == 0:  # the server refuses to run as root: run it as the package's user
+        run_as = ["runuser", "-u", "postgres", "--"]
+        for d in (base, sock):
+            shutil.chown(d, "postgres")
+    done = subprocess.run([*run_as, initdb, "-D", str(data), "-A", "trust", "-U", "nas", "--no-sync"],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"initdb failed: {done.stderr.strip()[:200]}")
+    port = str(20000 + os.getpid() % 20000)
+    opts = f"-p {port} -k {sock} -c listen_addresses='' -c fsync=off"
+    done = subprocess.run([*run_as, pg_ctl, "-D", str(data), "-o", opts, "-l", str(base / "log"), "-w", "start"],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"the PostgreSQL server did not start: {done.stderr.strip()[:200]}")
+    try:
+        yield f"postgresql+psycopg2://nas@/{{db}}?host={sock}&port={port}"
+    finally:
+        subprocess.run([*run_as, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def storage(request, tmp_path):
+    """Shared storage for searches and job queues: SQLite in the test's directory, then a PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/shared.db"
+    import psycopg2
+
+    url = request.getfixturevalue("postgres_url")
+    name = f"t{abs(hash(request.node.nodeid)) % 10**9}"  # a fresh database per test
+    host, port = url.split("host=")[1].split("&port=")
+    con = psycopg2.connect(dbname="postgres", user="nas", host=host, port=port)
+    con.autocommit = True
+    with con.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {name}")
+        cur.execute(f"CREATE DATABASE {name}")
+    con.close()
+    return url.format(db=name)

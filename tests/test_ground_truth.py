@@ -74,8 +74,8 @@ def _workers(url, log, n, hold):
     return [subprocess.Popen([sys.executable, "tests/queue_worker.py", url, str(log), str(hold)]) for _ in range(n)]
 
 
-def test_two_workers_never_run_the_same_job(tmp_path):
-    url = f"sqlite:///{tmp_path}/q.db"
+def test_two_workers_never_run_the_same_job(tmp_path, storage):
+    url = storage
     keys = [f"job{i}" for i in range(8)]
     JobQueue(url, "test").enqueue(keys)
     log = tmp_path / "log"
@@ -86,8 +86,8 @@ def test_two_workers_never_run_the_same_job(tmp_path):
     assert JobQueue(url, "test").done() == set(keys)
 
 
-def test_a_killed_workers_job_is_picked_up_again(tmp_path):
-    url = f"sqlite:///{tmp_path}/q.db"
+def test_a_killed_workers_job_is_picked_up_again(tmp_path, storage):
+    url = storage
     q = JobQueue(url, "test", heartbeat_seconds=1, grace_seconds=2)
     q.enqueue(["sleep", "after"])
     log = tmp_path / "log"

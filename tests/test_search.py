@@ -64,10 +64,9 @@ def _worker(storage, out=None):
             json.dump(rows, f)
 
 
-def test_two_workers_share_one_sqlite_study(tmp_path):
+def test_two_workers_share_one_study(tmp_path, storage):
     import optuna
 
-    storage = f"sqlite:///{tmp_path}/shared.db"
     ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=_worker, args=(storage, tmp_path / f"w{i}.json")) for i in range(2)]
     for p in procs:
