@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from nas_kd.errors import UserError
 from nas_kd.provenance import Stopwatch, origin, write_result
+from nas_kd.locks import holding
 
 DATASET_FILE = "synthetic.npz"
 
@@ -128,6 +129,7 @@ def invert_batch(teacher: nn.Module, targets: torch.Tensor, shape: tuple[int, in
     return x.detach(), history
 
 
+@holding("out")
 def synthesize(teacher: nn.Module, *, num_classes: int, shape: tuple[int, int, int], mean: torch.Tensor,
                std: torch.Tensor, out: str | Path, num_images: int, batch_size: int, settings: InversionSettings,
                seed: int = 0, student: nn.Module | None = None, show_progress: bool = True,

@@ -39,3 +39,8 @@ class Stopped(UserError):
 
 
 USER_ERRORS: tuple[type[Exception], ...] = (UserError,)
+
+
+class RunDirError(UserError):
+    """The run directory cannot be used as asked (in use by another command, a finished run, or a run of another
+    recipe)."""

@@ -33,7 +33,9 @@ from nas_kd.flops import teacher_fraction_mflops
 from nas_kd.job import Job
 from nas_kd.latency import build_table
 from nas_kd.provenance import Stopwatch, origin, write_json_atomic, write_result
-from nas_kd.runs import RunDir, RunDirError, dir_locked, write_config
+from nas_kd.errors import RunDirError
+from nas_kd.locks import dir_locked
+from nas_kd.runs import RunDir, write_config
 from nas_kd.plans import SupernetPlan
 from nas_kd.search.plan import SearchPlan
 from nas_kd.search.run import run_search

@@ -1,77 +1,23 @@
 """Run directories: resolved config snapshot, JSONL metrics log, checkpoints, final metrics."""
 from __future__ import annotations
 
-import fcntl
 import json
-import os
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
 
-from nas_kd.errors import UserError
+from nas_kd.errors import RunDirError, UserError
 from nas_kd.job import RunSpec
 from nas_kd import crash
-from nas_kd.provenance import command_line, write_text_atomic
+from nas_kd.locks import lock_dir, unlock_dir
+from nas_kd.provenance import write_text_atomic
 
-LOCK = ".lock"
-_HELD: dict[str, list[int]] = {}  # resolved directory -> [descriptor of its lock file, depth] (this process)
 
 
 def write_config(config: dict[str, Any], path: str | Path) -> None:
     """Write a run's config (a resolved recipe, or an API call's options) as YAML, atomically."""
     write_text_atomic(path, yaml.safe_dump(config, sort_keys=False))
-
-
-class RunDirError(UserError):
-    """The run directory cannot be used as asked (it holds a finished run, or a run of another recipe)."""
-
-
-def lock_dir(path: str | Path) -> None:
-    """Take ``path``'s lock for this process (``<path>/.lock``, an exclusive ``flock``): a second process that asks
-    for it while this one holds it is refused at once, naming this one's PID and command; the kernel drops the lock
-    when the holder dies, so a killed command's lock is taken over by the next. Re-entrant within a process (each
-    call is undone by one :func:`unlock_dir`)."""
-    path = Path(path)
-    key = str(path.resolve())
-    if key in _HELD:
-        _HELD[key][1] += 1
-        return
-    path.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.read(fd, 500).decode(errors="replace").strip() or "another process"
-        os.close(fd)
-        raise RunDirError(f"{path} is in use by {holder}: wait for it to end (or stop it), then run the same "
-                          "command again") from None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"process {os.getpid()} (`{command_line()}`)\n".encode())
-    _HELD[key] = [fd, 1]
-
-
-def unlock_dir(path: str | Path) -> None:
-    """Undo one :func:`lock_dir` of ``path`` by this process (the lock is released with the last)."""
-    key = str(Path(path).resolve())
-    held = _HELD.get(key)
-    if held is None:
-        return
-    held[1] -= 1
-    if held[1] == 0:
-        os.close(held[0])  # releases the flock; the file stays (removing it would race a waiting process)
-        del _HELD[key]
-
-
-@contextmanager
-def dir_locked(path: str | Path) -> Iterator[None]:
-    """``path`` locked (:func:`lock_dir`) for the block."""
-    lock_dir(path)
-    try:
-        yield
-    finally:
-        unlock_dir(path)
 
 
 class ScalarWriter:

@@ -32,6 +32,7 @@ from nas_kd.config import TeacherConfig
 from nas_kd.errors import UserError
 from nas_kd.job import Job
 from nas_kd.models.specialist_ensemble import SpecialistEnsemble, collapse
+from nas_kd.locks import holding
 
 
 def confusion_matrix(logits: torch.Tensor, y: torch.Tensor, num_classes: int) -> np.ndarray:
@@ -68,6 +69,7 @@ def collapse_labels(y: torch.Tensor, classes: list[int]) -> torch.Tensor:
     return out
 
 
+@holding("out")
 def train_specialists(job: Job, teacher_cfg: TeacherConfig, out: str | Path, *, clusters: int, cluster_size: int,
                       epochs: int, kd_weight: float = 1.0, temperature: float = 2.0,
                       show_progress: bool = True) -> dict[str, Any]:

@@ -236,7 +236,7 @@ def test_pipeline_quantize_adds_the_int8_student(tmp_path, synthetic_root, monke
     assert main(args) == 0 and len(calls) == 1  # done once: a re-run reuses it
 
 
-HOLD = "import sys, time; from nas_kd.runs import lock_dir; lock_dir(sys.argv[1]); print('held', flush=True); time.sleep(60)"
+HOLD = "import sys, time; from nas_kd.locks import lock_dir; lock_dir(sys.argv[1]); print('held', flush=True); time.sleep(60)"
 
 
 def _holder(path):
@@ -249,7 +249,8 @@ def _holder(path):
 
 
 def test_a_run_directory_in_use_is_refused_naming_its_holder_and_a_dead_holder_is_taken_over(tmp_path):
-    from nas_kd.runs import RunDirError, dir_locked, lock_dir, unlock_dir
+    from nas_kd.errors import RunDirError
+    from nas_kd.locks import dir_locked, lock_dir, unlock_dir
 
     proc = _holder(tmp_path / "run")
     try:
@@ -278,3 +279,27 @@ def test_nas_kd_run_on_a_directory_another_command_holds_stops_before_training(t
     err = capsys.readouterr().err
     assert f"in use by process {proc.pid}" in err and "run the same command again" in err
     assert not (tmp_path / "quickstart" / "supernet").exists()  # nothing was trained
+
+
+def test_a_commands_out_directory_is_held_while_it_writes(tmp_path):
+    """``--out`` commands (quantize, synthesize, specialists) hold their directory: a second is refused, naming the
+    first; nothing is made by the refused one."""
+    from nas_kd.datafree import synthesize
+    from nas_kd.errors import RunDirError
+    from nas_kd.locks import holding
+    from nas_kd.specialists import train_specialists
+    from nas_kd.train.quantize import quantize_student
+
+    assert all(hasattr(f, "__wrapped__") for f in (synthesize, train_specialists, quantize_student))
+    calls = []
+    write = holding("out")(lambda job, out: calls.append(out))
+    proc = _holder(tmp_path / "q")
+    try:
+        with pytest.raises(RunDirError, match=f"in use by process {proc.pid}"):
+            write(None, out=tmp_path / "q")
+    finally:
+        proc.kill()
+        proc.wait()
+    assert calls == [] and not (tmp_path / "q").exists()
+    write(None, tmp_path / "q")
+    assert calls == [tmp_path / "q"]

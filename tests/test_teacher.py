@@ -11,7 +11,7 @@ from nas_kd.cli import main
 from nas_kd.config import TeacherConfig, load_recipe
 from nas_kd.errors import UserError
 from nas_kd.models.resnet_teacher import ResNetTeacher
-from nas_kd.runs import RunDirError
+from nas_kd.errors import RunDirError
 from nas_kd.teacher import build_model, load_teacher
 from nas_kd.recipes import train_teacher
 

@@ -29,7 +29,8 @@ from nas_kd.latency import load_table, measured_ms, require_match
 from nas_kd.plots import pareto_front, pareto_plot
 from nas_kd.provenance import Stopwatch, origin, write_result, write_text_atomic
 from nas_kd.job import Job, RunSpec
-from nas_kd.runs import ScalarWriter, dir_locked, write_config
+from nas_kd.locks import dir_locked
+from nas_kd.runs import ScalarWriter, write_config
 from nas_kd.search.objective import Objective
 from nas_kd.search.plan import SearchPlan
 from nas_kd.search.strategies import SearchInputs

@@ -17,7 +17,8 @@ from nas_kd.data import BatchIterator
 from nas_kd.device import model_device, to_memory_format
 from nas_kd.errors import Diverged, Stopped
 from nas_kd.provenance import Stopwatch, write_result
-from nas_kd.runs import RunDir, unlock_dir
+from nas_kd.locks import unlock_dir
+from nas_kd.runs import RunDir
 from nas_kd.train import distributed as dist
 from nas_kd.train.common import rng_state, set_rng_state
 

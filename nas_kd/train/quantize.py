@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 
 from nas_kd.job import Job
-from nas_kd.results.quantize import lines as quantize_lines
 from nas_kd.latency import time_runs
 from nas_kd.quantize import (
     agreement,
@@ -24,10 +23,13 @@ from nas_kd.quantize import (
     strip_qat,
     with_minmax_ranges,
 )
+from nas_kd.results.quantize import lines as quantize_lines
+from nas_kd.locks import holding
 
 SAMPLES = 20  # each latency: the fastest of this many samples (nas_kd.latency.time_runs)
 
 
+@holding("out")
 def quantize_student(job: Job, student_dir: str | Path, out: str | Path, *, terms: list = (), ce_weight: float = 1.0,
                      seeds: int, qat_epochs: int, qat_lr: float, calibration_batches: int, threads: int = 2,
                      show_progress: bool = True) -> dict:

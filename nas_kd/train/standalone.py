@@ -18,7 +18,8 @@ from nas_kd.config import TeacherConfig
 from nas_kd.distill import Term
 from nas_kd.errors import UserError
 from nas_kd.job import Job, RunSpec
-from nas_kd.runs import RunDir, dir_locked
+from nas_kd.locks import dir_locked
+from nas_kd.runs import RunDir
 from nas_kd.students import Student, arch_student, model_student, read_arch_file
 from nas_kd.teacher import build_model
 from nas_kd.train.distill import train_students
