@@ -232,6 +232,8 @@ def _studies(root: Path) -> list[str]:
 
 
 def _acceptances(root: Path) -> list[str]:
+    from nas_kd.stats import detectable_difference
+
     out = []
     for study in STUDIES:
         d = _load(root, f"{study}/summary.json")
@@ -248,10 +250,17 @@ def _acceptances(root: Path) -> list[str]:
 
             rows.append([f"`{name}`", stats["method"], stats["seeds"], pm(picks["searched"]["mean"], picks["searched"]["std"]),
                          *(cell(n) for n in ("maxflops", "handcrafted", "random_best", "band_max"))])
+        sds = sorted(pk["std"] for name in acc["files"] for pk in _load(root, f"{study}/{name}.json")["picks"].values()
+                     if pk.get("std"))
+        seeds = sorted(v["seeds"] for v in acc["files"].values())
+        power = (f" At {seeds[len(seeds) // 2]} seeds and the picks' median s.d. ({100 * sds[len(sds) // 2]:.2f} points) "
+                 f"a single test detects {100 * detectable_difference(sds[len(sds) // 2], seeds[len(seeds) // 2]):.2f} "
+                 "points with 80 % power: a difference that is not significant is not shown to be absent."
+                 if sds else "")
         out += [f"### `{study}`", "",
                 "Held-out accuracy (%) of each pick, mean +- s.d. over seeds; p: Welch's test against the searched "
                 "student, Holm-corrected over the budgets of the same method (uncorrected where the method was run at "
-                "one budget only).", "",
+                "one budget only)." + power, "",
                 *table(["acceptance", "method", "seeds", "searched", "max-FLOPs", "hand-designed", "best of 10 random",
                          "band's largest"], rows), ""]
         pooled = [[m, ", ".join(v["budgets"]), f"{v['searched_minus_band_mean']['diff']:+.2f} +- "

@@ -78,3 +78,27 @@ def test_strategies_that_share_their_first_trials_are_said_to_be_one_measurement
     else:
         assert pairs == {("random", "evolution"): same}
         assert f"columns up to {max(c for c in (2, 5, 10) if c <= same)} trials" in strategies.shared_note(d)
+
+
+@pytest.mark.parametrize("study", ["results/search_quality_2k", "results/search_quality"])
+def test_the_search_quality_page_prints_welch_holm_p_values_from_the_acceptance_records(study):
+    summary = json.loads((ROOT / study / "summary.json").read_text())
+    files = summary.get("acceptances", {}).get("files", {})
+    if not files:
+        pytest.skip(f"{study} has no acceptances")
+    section = PAGE.split(f"### `{study}`\n", 1)[1].split("\n### ", 1)[0]
+    by_method: dict[tuple[str, str], dict[str, float]] = {}
+    for name, stats in files.items():
+        picks = json.loads((ROOT / study / f"{name}.json").read_text())["picks"]
+        for other, p in stats["welch_p"].items():  # each stored p is scipy's Welch test on the records' seeds
+            assert p == pytest.approx(sp.ttest_ind(picks["searched"]["accs"], picks[other]["accs"],
+                                                   equal_var=False).pvalue, rel=1e-9), (name, other)
+            if "holm_p" in stats:
+                by_method.setdefault((stats["method"], other), {})[name] = p
+        row = next(line for line in section.splitlines() if line.startswith(f"| `{name}` |"))
+        shown = stats.get("holm_p") or stats["welch_p"]
+        assert all(f"(p {p:.3f})" in row for p in shown.values()), (name, row)
+    for (_, other), family in by_method.items():  # Holm over the budgets of one method, per compared pick
+        for name, adjusted in _holm(family).items():
+            assert files[name]["holm_p"][other] == pytest.approx(adjusted), (name, other)
+    assert "single test detects" in section
