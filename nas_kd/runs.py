@@ -67,15 +67,16 @@ class RunDir:
         """
         run = cls.of(spec)
         lock_dir(run.path)  # held until the run's loop finishes (or this process ends)
+        elsewhere = "choose another run name (--set run.name=NAME; for nas-kd export another --out; out= from Python)"
         if not resume and (run.last_checkpoint.exists() or (run.path / "final.json").exists()):
             changed = run.changed_keys(spec.config)
-            if changed:
-                raise RunDirError(f"{run.path} holds a run of another recipe ({'; '.join(changed[:3])}): run its own "
-                                  "recipe to continue it (a training command: or add --resume), or choose another run name "
-                                  "(--set run.name=NAME; out= from Python)")
-            if (run.path / "final.json").exists():
-                raise RunDirError(f"{run.path} holds a finished run (its results are in final.json): choose another "
-                                  "run name (--set run.name=NAME; out= from Python) to train again")
+            refusal = (f"{run.path} holds a run of another recipe ({'; '.join(changed[:3])}): run its own recipe to "
+                       f"continue it (a training command: or add --resume), or {elsewhere}" if changed else
+                       f"{run.path} holds a finished run (its results are in final.json): {elsewhere} to train again"
+                       if (run.path / "final.json").exists() else None)
+            if refusal is not None:
+                unlock_dir(run.path)
+                raise RunDirError(refusal)
         if not run.last_checkpoint.exists():
             for stale in ("metrics.jsonl", "final.json"):
                 (run.path / stale).unlink(missing_ok=True)
