@@ -102,3 +102,14 @@ def test_the_search_quality_page_prints_welch_holm_p_values_from_the_acceptance_
         for name, adjusted in _holm(family).items():
             assert files[name]["holm_p"][other] == pytest.approx(adjusted), (name, other)
     assert "single test detects" in section
+
+
+def test_the_int8_page_shows_the_records_rows_and_says_how_they_were_timed():
+    d = json.loads((ROOT / "results/quantize_fmnist.json").read_text())
+    section = _section("The student in int8")
+    for name, r in d["rows"].items():
+        row = next(line for line in section.splitlines() if line.startswith(f"| {name} |"))
+        assert f"| {r['latency_ms_b1']:.3f} | {r['latency_ms_b32']:.3f} |" in row
+        assert f"{r['speedup_vs_fp32_b1']:.2f}x / {r['speedup_vs_fp32_b32']:.2f}x" in row
+    # a record without its latency estimator predates the current protocol, and the page says so
+    assert ("latency_estimator" in d) != ("not re-measured since" in section)
