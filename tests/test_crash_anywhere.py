@@ -2,9 +2,9 @@
 before the write is visible, an append left torn) and run again with the same command ends with the figures and
 the student of an uninterrupted run.
 
-Every write point is one case; the suite runs one of each kind (the run's config, an appended metrics line, a
-search journal line, a checkpoint, a stage's final.json, the student's arch.json), and ``NAS_KD_CRASH_ALL=1`` runs
-every one: ``NAS_KD_CRASH_ALL=1 .venv/bin/python -m pytest tests/test_crash_anywhere.py``."""
+Every write point is one case. To stay inside the suite's time the suite runs three (an appended metrics line left
+torn, the fine-tune's final.json, the student's arch.json: the last write of each kind); ``NAS_KD_CRASH_ALL=1`` runs
+every one (31 for this run): ``NAS_KD_CRASH_ALL=1 .venv/bin/python -m pytest tests/test_crash_anywhere.py``."""
 import json
 import os
 import subprocess
@@ -48,12 +48,12 @@ def straight(tmp_path_factory, synthetic_root):
     return outcome(out), log.read_text().splitlines()
 
 
-SAMPLE = ("config.yaml", "metrics.jsonl", "scored-", "last.pt", "final.json", "arch.json")
+SAMPLE = ("metrics.jsonl", "final.json", "arch.json")
 
 
 def chosen(points: list[str]) -> list[int]:
     """Every point with NAS_KD_CRASH_ALL; else, for each kind of file in ``SAMPLE``, its last write (the fine-tune's
-    checkpoint and final.json, the student's arch.json, the last journal line, ...)."""
+    last metrics line and final.json, the student's arch.json)."""
     if os.environ.get("NAS_KD_CRASH_ALL"):
         return list(range(1, len(points) + 1))
     last: dict[str, int] = {}
