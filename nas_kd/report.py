@@ -232,7 +232,7 @@ def _studies(root: Path) -> list[str]:
 
 
 def _acceptances(root: Path) -> list[str]:
-    from nas_kd.stats import detectable_difference
+    from nas_kd.stats import POWER, detectable_difference
 
     out = []
     for study in STUDIES:
@@ -255,7 +255,7 @@ def _acceptances(root: Path) -> list[str]:
         seeds = sorted(v["seeds"] for v in acc["files"].values())
         power = (f" At {seeds[len(seeds) // 2]} seeds and the picks' median s.d. ({100 * sds[len(sds) // 2]:.2f} points) "
                  f"a single test detects {100 * detectable_difference(sds[len(sds) // 2], seeds[len(seeds) // 2]):.2f} "
-                 "points with 80 % power: a difference that is not significant is not shown to be absent."
+                 f"points with {POWER:.0%} power: a difference that is not significant is not shown to be absent."
                  if sds else "")
         out += [f"### `{study}`", "",
                 "Held-out accuracy (%) of each pick, mean +- s.d. over seeds; p: Welch's test against the searched "

@@ -11,7 +11,7 @@ import statistics
 from typing import Any
 
 from nas_kd.results import pm, source, table
-from nas_kd.stats import ALPHA, POWER, Comparison, cell, compare_family, detectable_difference
+from nas_kd.stats import ALPHA, POWER, Comparison, cell, compare_family, detectable_difference, verdict
 
 REFERENCES = ("scratch", "kd")
 
@@ -85,8 +85,8 @@ def verdicts(d: dict[str, Any], reference: str = "kd") -> str:
     ``reference`` after Holm's correction, and that the rest are not separated (never "level": no equivalence
     margin is tested here)."""
     tested = comparisons(d["rows"])[reference]
-    higher = sorted(((n, c) for n, c in tested.items() if c.p_holm < ALPHA and c.diff > 0), key=lambda x: -x[1].diff)
-    lower = sorted(((n, c) for n, c in tested.items() if c.p_holm < ALPHA and c.diff < 0), key=lambda x: x[1].diff)
+    higher = sorted(((n, c) for n, c in tested.items() if verdict(c) == "higher"), key=lambda x: -x[1].diff)
+    lower = sorted(((n, c) for n, c in tested.items() if verdict(c) == "lower"), key=lambda x: x[1].diff)
     rest = len(tested) - len(higher) - len(lower)
     found = detectable(d["rows"])
     text = (f"Against `{reference}`, by Welch's test with Holm's correction over the {len(tested)} rows compared with "

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from nas_kd.results import pm, source, table
-from nas_kd.stats import ALPHA, POWER, Comparison, cell, compare_family, detectable_difference
+from nas_kd.stats import ALPHA, POWER, Comparison, cell, compare_family, detectable_difference, verdict
 
 SUBNETS = ("max", "min", "median")
 TAU_EVALUATORS = ["kl", "rdm"]
@@ -87,12 +87,11 @@ def verdicts(d: dict[str, Any]) -> str:
         return ""
     parts, separated = [], set()
     for s in SUBNETS:
-        hits = sorted(((n, c) for n, c in tested[s].items() if c.p_holm < ALPHA), key=lambda x: x[1].diff)
+        hits = sorted(((n, c) for n, c in tested[s].items() if verdict(c) != "not separable"), key=lambda x: x[1].diff)
         separated |= {n for n, _ in hits}
         if hits:
             parts.append(f"at the {s} subnet " + ", ".join(
-                f"`{n}` {'lower' if c.diff < 0 else 'higher'} ({100 * c.diff:+.2f} points, p {c.p_holm:.2g})"
-                for n, c in hits))
+                f"`{n}` {verdict(c)} ({100 * c.diff:+.2f} points, p {c.p_holm:.2g})" for n, c in hits))
     rows = [n for n in d["rows"] if n != ref and any(n in tested[s] for s in SUBNETS)]
     others = [n for n in rows if n not in separated]
     seeds = len(d["rows"][ref]["seeds"])
