@@ -6,15 +6,14 @@ import os
 import pickle
 import struct
 import zipfile
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 import search_spaces
-from nas_kd import crash
 from nas_kd.errors import UserError
+from nas_kd.provenance import atomic_file
 from nas_kd.subnet import shape_text
 
 
@@ -31,21 +30,10 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     A crash mid-write leaves the previous file intact: the data goes to a temp file in the
     same directory, is flushed to disk, then renamed over ``path``.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}.*"):  # a temp file of a write killed before its rename
-        stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        crash.point(path)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as tmp, open(tmp, "wb") as f:
+        torch.save({"format": FORMAT, **state}, f)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def load_checkpoint(path: str | Path, *, require_format: bool = True) -> dict[str, Any]:

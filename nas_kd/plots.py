@@ -2,13 +2,12 @@
 process's matplotlib backend alone): search Pareto fronts; the study's figures use :func:`subplots`."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
 
-from nas_kd import crash
+from nas_kd.provenance import atomic_file
 
 
 def subplots(nrows: int = 1, ncols: int = 1, **kwargs: Any):
@@ -23,11 +22,8 @@ def save(fig: Figure, path: str | Path, formats: tuple[str, ...] = ("png",)) -> 
     out = []
     for fmt in formats:
         p = Path(path).with_suffix(f".{fmt}")
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-        fig.savefig(tmp, dpi=120, bbox_inches="tight", format=fmt)
-        crash.point(p)
-        os.replace(tmp, p)  # a figure is whole or absent
+        with atomic_file(p) as tmp:  # a figure is whole or absent
+            fig.savefig(tmp, dpi=120, bbox_inches="tight", format=fmt)
         out.append(p)
     return out
 

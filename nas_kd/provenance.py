@@ -8,8 +8,9 @@ import shlex
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from nas_kd import crash
 
@@ -88,15 +89,23 @@ def write_json_atomic(path: str | Path, payload: Any) -> None:
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
-    """``text`` at ``path`` through a temp file beside it, renamed over it once complete (a temp file a killed
-    write left behind is removed first)."""
+    """``text`` at ``path``, atomically (:func:`atomic_file`)."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(text)
+
+
+@contextmanager
+def atomic_file(path: str | Path) -> Iterator[Path]:
+    """A temp file beside ``path`` for the block to write, renamed over ``path`` (a crash point) when the block ends
+    without error: a process killed meanwhile leaves the old file or none. A temp file a killed write left behind
+    is removed first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f".{path.name}.*.tmp"):
         stale.unlink(missing_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(text)
+        yield tmp
         crash.point(path)
         os.replace(tmp, path)
     finally:

@@ -7,12 +7,11 @@ from typing import Any
 
 import yaml
 
+from nas_kd import crash
 from nas_kd.errors import RunDirError, UserError
 from nas_kd.job import RunSpec
-from nas_kd import crash
 from nas_kd.locks import lock_dir, unlock_dir
 from nas_kd.provenance import write_text_atomic
-
 
 
 def write_config(config: dict[str, Any], path: str | Path) -> None:
