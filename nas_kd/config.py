@@ -103,7 +103,7 @@ class SearchConfig:
     budget_ms: float | None = field(default=None, metadata=gt(0))  # latency budget (predicted from latency_table); None: none
     latency_table: str | None = None  # a table from nas-kd latency-table (this machine, batch size, threads)
     measure_top: int = field(default=10, metadata=ge(1))  # with budget_ms: candidates timed, in score order, until one meets it
-    runtime: Literal["torch", "onnxruntime", "onnxruntime-int8"] = "torch"  # what the student is deployed with: the latency table must be timed with it
+    runtime: Literal["torch", "onnxruntime", "onnxruntime-int8", "openvino", "openvino-int8"] = "torch"  # what the student is deployed with: the latency table must be timed with it
     trials: int = field(default=100, metadata=ge(1))  # distinct archs scored
     probe_size: int = field(default=500, metadata=ge(3))
     bn_batches: int = field(default=20, metadata=ge(1))

@@ -30,7 +30,8 @@ from nas_kd.layers import ConvBN
 from nas_kd.subnet import BLOCK_KEYS, StaticNet, shape_text
 
 FORMAT = "nas_kd.latency_table.v1"
-RUNTIMES = ("torch", "onnxruntime", "onnxruntime-int8")  # PyTorch eager; onnxruntime on the CPU, float or int8
+RUNTIMES = ("torch", "onnxruntime", "onnxruntime-int8", "openvino", "openvino-int8")  # PyTorch eager; an engine of
+# nas_kd.inference on the CPU, float or int8
 RUNTIME = "torch"  # a table without a runtime entry (older tables) was timed with PyTorch eager
 MIN_SECONDS = 30.0  # a table's timing session, and each measurement set beside it, lasts at least this (time_runs)
 
@@ -45,15 +46,17 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def runner(model: nn.Module, x: torch.Tensor, runtime: str = RUNTIME) -> Callable[[], Any]:
+def runner(model: nn.Module, x: torch.Tensor, runtime: str = RUNTIME, *, image_input: bool = True) -> Callable[[], Any]:
     """One call of ``model`` on ``x`` with ``runtime``, as a function of no arguments for :func:`time_runs`: PyTorch
-    eager (eval mode; the call waits for a CUDA device), or an onnxruntime CPU session with as many intra-op
-    threads as this process's torch has, of ``model`` exported to ONNX (torch's TorchScript-based
-    exporter: fast enough for hundreds of blocks); ``onnxruntime-int8`` quantises the graph first as ``nas-kd
-    quantize`` ships a student (:func:`nas_kd.quantize.quantise_onnx`, calibrated on random inputs: the ranges do not
-    change the time). The session's idle workers do not spin: timed in rounds, the idle sessions' spinning workers
-    took the cores from the timed one (25 mbv2 archs at batch 1 timed in two fresh processes differed by 20 % with
-    spinning, 5 % without; the median arch ran at the same speed either way, within 5 %)."""
+    eager (eval mode; the call waits for a CUDA device), or an engine of :mod:`nas_kd.inference` (onnxruntime or
+    OpenVINO, as many intra-op threads as this process's torch has) running ``model`` exported to ONNX (torch's
+    TorchScript-based exporter: fast enough for hundreds of blocks). The ``-int8`` runtimes quantise the graph first
+    as ``nas-kd quantize`` ships a student (:func:`nas_kd.quantize.quantise_onnx`, calibrated on random inputs: the
+    ranges do not change the time), its first convolution kept in float when ``x`` is the image
+    (``image_input``; a block of a latency table is fed by another block). onnxruntime's idle workers do not spin:
+    timed in rounds, the idle sessions' spinning workers took the cores from the timed one (25 mbv2 archs at batch 1
+    timed in two fresh processes differed by 20 % with spinning, 5 % without; the median arch ran at the same speed
+    either way, within 5 %)."""
     if runtime not in RUNTIMES:
         raise UserError(f"runtime {runtime!r} is not one of {', '.join(RUNTIMES)}")
     if runtime == "torch":
@@ -65,17 +68,18 @@ def runner(model: nn.Module, x: torch.Tensor, runtime: str = RUNTIME) -> Callabl
         return call
     import tempfile
 
-    from nas_kd.quantize import quantise_onnx, session as ort_session
+    from nas_kd.inference import load
+    from nas_kd.quantize import quantise_onnx
 
+    engine, int8 = runtime.removesuffix("-int8"), runtime.endswith("-int8")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
         torch.onnx.export(model.eval().cpu(), (x.cpu(),), str(path), dynamo=False, input_names=["images"])
-        if runtime == "onnxruntime-int8":
-            path = quantise_onnx(path, Path(tmp) / "int8.onnx", [torch.randn_like(x.cpu()) for _ in range(2)])
+        if int8:
+            path = quantise_onnx(path, Path(tmp) / "int8.onnx", [torch.randn_like(x.cpu()) for _ in range(2)],
+                                 keep_stem_fp32=image_input)
         graph = path.read_bytes()
-    session = ort_session(graph, torch.get_num_threads(), spinning=False)
-    feed = {"images": x.cpu().numpy()}
-    return lambda: session.run(None, feed)
+    return load(graph, engine, torch.get_num_threads()).call(x.cpu().numpy())
 
 
 @torch.no_grad()
@@ -255,14 +259,15 @@ def _time_table(space, device: str, batch_size: int, threads: int | None, repeat
     with torch_threads(threads):
         torch.manual_seed(0)
         variants = block_variants(space)
-        runs = [runner(family.static(b).to(dev), torch.randn(batch_size, b["in"], h, w, device=dev), runtime)
+        runs = [runner(family.static(b).to(dev), torch.randn(batch_size, b["in"], h, w, device=dev), runtime,
+                       image_input=False)
                 for b, (h, w) in tqdm(variants.values(), desc=f"latency {space.name}: building",
                                       disable=None if show_progress else True, leave=False)]
         c, h, w = space.input_shape
         runs.append(runner(ConvBN(c, space.stem_width, 3).to(dev), torch.randn(batch_size, c, h, w, device=dev), runtime))
         lh, lw = space.stage_input_size(len(space.stages) + 1)
         runs += [runner(_Head(width, space.num_classes).to(dev), torch.randn(batch_size, width, lh, lw, device=dev),
-                        runtime) for width in space.stages[-1].widths]
+                        runtime, image_input=False) for width in space.stages[-1].widths]
         return list(variants), time_runs(runs, repeats, warmup, min_seconds=min_seconds), torch.get_num_threads()
 
 
@@ -419,6 +424,38 @@ def measured_ms(space, archs: list[dict[str, Any]], table: dict[str, Any]) -> li
     together in rounds (:func:`time_runs`), to set beside the table's predictions. Called twice, the second call is a
     retest: another fresh process."""
     return in_timing_process(_time_specs, [space.spec(a) for a in archs], tuple(space.input_shape), table)
+
+
+ANCHORS = 4  # archs timed beside a measured-budget search's candidates: the table's calibration set of this size
+
+
+def anchored_ms(space, archs: list[dict[str, Any]], table: dict[str, Any]) -> dict[str, Any]:
+    """``archs`` timed together with the table's anchors (:data:`ANCHORS` archs of its calibration set) in one
+    session (:func:`measured_ms`), so that each can be judged by its time relative to them, which a slow or fast
+    spell of the shared machine does not move (the same archs timed minutes apart ran 1.65-2.10x slower in the
+    second session, while their order held: Spearman 0.98). ``speed`` is the anchors' median measured / predicted
+    ratio in this session; ``at_table_speed_ms`` is each arch's measured time divided by it, its latency at the speed
+    the table predicts for."""
+    import statistics
+
+    anchors = calibration_set(space, ANCHORS, table["calibration"].get("seed", 0))
+    times = measured_ms(space, anchors + archs, table)
+    predicted = [predict_ms(space, a, table) for a in anchors]
+    speed = statistics.median(t / p for t, p in zip(times, predicted))
+    return {"speed": speed, "anchors": [{"predicted_ms": p, "measured_ms": t} for p, t in zip(predicted, times)],
+            "measured_ms": times[len(anchors):], "at_table_speed_ms": [t / speed for t in times[len(anchors):]]}
+
+
+def reanchored(space, table: dict[str, Any]) -> dict[str, Any]:
+    """``table`` rescaled to the speed this machine runs at now: its anchors (:func:`anchored_ms`) timed, the
+    calibration's scale and offset multiplied by their measured / predicted ratio, recorded under ``reanchored``.
+    The table was timed in one session; a search minutes or days later on a shared machine runs at another speed
+    (the resnet table predicted 1.35 ms for a pick that measured 0.65 ms, 2.05-2.11x over every candidate)."""
+    check = anchored_ms(space, [], table)
+    cal = table["calibration"]
+    return table | {"calibration": cal | {"scale": cal["scale"] * check["speed"], "offset": cal["offset"] * check["speed"]},
+                    "reanchored": {"speed": check["speed"], "anchors": check["anchors"],
+                                   "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}}
 
 
 def _time_specs(specs: list[dict[str, Any]], input_shape: tuple[int, ...], table: dict[str, Any]) -> list[float]:

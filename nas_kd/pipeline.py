@@ -274,22 +274,27 @@ def run_pipeline(job: Job, *, supernet: SupernetPlan, search: SearchPlan, pipeli
             if not (qdir / "quantize.json").exists():
                 from nas_kd.train.quantize import quantize_student
 
+                engine = search.cfg.runtime.removesuffix("-int8")  # measured in the runtime searched for, if any
                 qr = quantize_student(job, student, qdir, terms=terms, ce_weight=ce_weight, seeds=1,
                                       qat_epochs=pipeline.quantize_epochs, qat_lr=pipeline.quantize_lr,
-                                      calibration_batches=8, threads=job.train.threads or 2)
+                                      calibration_batches=8, threads=job.train.threads or 2,
+                                      engines=None if engine == "torch" else (engine,))
                 write_json_atomic(qdir / "quantize.json", qr)
-            quantized = json.loads((qdir / "quantize.json").read_text())["rows"]
+            quantized = json.loads((qdir / "quantize.json").read_text())
             seconds["quantize"] = t.seconds()
         payload = {
             "teacher_checkpoint": job.teacher.source, "teacher_val_acc": teacher_val,
             "supernet": {"checkpoint": checkpoint, "reused": checkpoint == supernet_checkpoint,
                          **{k: supernet_final.get(k) for k in ("max_acc", "min_acc", "median_acc", "wall_seconds")}},
             "search": {k: result.get(k) for k in ("evaluator", "strategy", "budget_mflops", "budget_ms", "scored",
-                                                  "best_predicted_latency_ms", "best_measured_latency_ms", "wall_seconds")},
+                                                  "best_predicted_latency_ms", "best_measured_latency_ms",
+                                                  "best_latency_ms_at_table_speed", "wall_seconds")},
             **comparison,
             "student_dir": str(student), "pareto_plot": str(base / "search" / "pareto.png"),
-            **({"int8": {k: {m: v[m] for m in ("acc_mean", "latency_ms_b1", "latency_ms_b32", "speedup_vs_fp32_b1",
-                                                "speedup_vs_fp32_b32", "size_kb", "file")} for k, v in quantized.items()}}
+            **({"int8": {"shipped": quantized["shipped"]["row"],
+                         **{k: {m: v[m] for m in ("acc_mean", "latency_ms_b1", "latency_ms_b32", "speedup_vs_own_fp32_b1",
+                                                  "speedup_vs_own_fp32_b32", "int8_convs", "size_kb", "file")}
+                            for k, v in quantized["rows"].items()}}}
                if quantized else {}),
             "stage_seconds_this_invocation": {k: round(v, 1) for k, v in seconds.items()},
         }

@@ -2,16 +2,17 @@
 student for the CPU, by post-training quantisation and by quantisation-aware distillation.
 
 Which API: the int8 model is an ONNX graph in the QDQ format made by onnxruntime's static quantiser
-(``onnxruntime.quantization.quantize_static``: per-channel symmetric int8 weights, per-tensor int8 activations
-calibrated by min / max on training images) and run by onnxruntime, the maintained CPU path (torch's own eager
-and FX quantisation are deprecated, and the PT2E flow left torch for torchao, which this project does not
-depend on). Quantisation-aware training happens in PyTorch with torch's fake-quantisation ops
-(``torch.fake_quantize_per_channel_affine`` / ``per_tensor_affine``, straight-through gradients) simulating that
-same scheme: BatchNorm folded into the convolutions first (:func:`fold_batchnorm`, as the int8 graph has it),
-weights per output channel symmetric, each conv / linear input per tensor with min / max ranges tracked by an
-exponential moving average. The fine-tuning is an ordinary ``nas_kd.train.distill`` run with the recipe's
-``distill`` terms (KD from the teacher keeps teaching while the student adapts to int8); the trained weights,
-fake quantisers removed, are then quantised by onnxruntime like the post-training model.
+(``onnxruntime.quantization.quantize_static``: per-channel symmetric int8 weights, per-tensor uint8 activations
+calibrated by min / max on training images, the stem convolution left in float: :func:`quantise_onnx`), run by
+onnxruntime or OpenVINO (:mod:`nas_kd.inference`); torch's own eager and FX quantisation are deprecated, and the
+PT2E flow left torch for torchao, which this project does not depend on. Quantisation-aware training happens in
+PyTorch with torch's fake-quantisation ops (``torch.fake_quantize_per_channel_affine`` / ``per_tensor_affine``,
+straight-through gradients) simulating that same graph: BatchNorm folded into the convolutions first
+(:func:`fold_batchnorm`, as the int8 graph has it), weights per output channel symmetric, each conv / linear input
+but the stem's per tensor in uint8, with min / max ranges tracked by an exponential moving average. The fine-tuning
+is an ordinary ``nas_kd.train.distill`` run with the recipe's ``distill`` terms (KD from the teacher keeps teaching
+while the student adapts to int8); the trained weights, fake quantisers removed, are then quantised by onnxruntime
+like the post-training model.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from torch.nn.utils import parametrize
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from nas_kd.errors import Diverged
+from nas_kd.inference import INPUT, Compiled
 from nas_kd.onnx_export import _require, export_onnx
 
 
@@ -50,7 +52,7 @@ class WeightFakeQuant(nn.Module):
 
 
 class ActivationFakeQuant(nn.Module):
-    """Per-tensor asymmetric int8 fake quantisation; in training the range follows the batches' min / max by an
+    """Per-tensor asymmetric uint8 fake quantisation (the int8 graph's activations); in training the range follows the batches' min / max by an
     exponential moving average (``momentum``), or (``minmax``) spans every batch seen, as onnxruntime's min / max
     calibration does; in evaluation it is frozen."""
 
@@ -75,23 +77,36 @@ class ActivationFakeQuant(nn.Module):
                 self.low.lerp_(lo, self.momentum), self.high.lerp_(hi, self.momentum)
         lo, hi = torch.minimum(self.low, torch.tensor(0.0)), torch.maximum(self.high, torch.tensor(0.0))
         scale = float(((hi - lo) / 255).clamp_min(1e-8))
-        zero = int(torch.clamp(torch.round(-128 - lo / scale), -128, 127))
-        return torch.fake_quantize_per_tensor_affine(x, scale, zero, -128, 127)
+        zero = int(torch.clamp(torch.round(-lo / scale), 0, 255))
+        return torch.fake_quantize_per_tensor_affine(x, scale, zero, 0, 255)
 
 
-def _quantised_layers(model: nn.Module) -> list[nn.Module]:
-    return [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+def _quantised_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[nn.Module]:
+    """The conv / linear layers the int8 graph quantises: all but the first convolution the forward pass runs (the
+    stem, fed by the image, which :func:`quantise_onnx` keeps in float)."""
+    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    order: list[nn.Module] = []
+    hooks = [m.register_forward_pre_hook(lambda m, _: order.append(m)) for m in layers]
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, *input_shape))
+    finally:
+        for h in hooks:
+            h.remove()
+    stem = next((m for m in order if isinstance(m, nn.Conv2d)), None)
+    return [m for m in layers if m is not stem]
 
 
 def _quantise_input(module: nn.Module, args: tuple) -> tuple:
     return (module.input_quant(args[0]), *args[1:])
 
 
-def prepare_qat(model: nn.Module) -> nn.Module:
-    """A fake-quantised copy of ``model`` for quantisation-aware training: BatchNorm folded, every conv / linear
-    weight and input fake-quantised (see the module's docstring)."""
+def prepare_qat(model: nn.Module, input_shape: tuple[int, ...]) -> nn.Module:
+    """A fake-quantised copy of ``model`` (inputs of ``input_shape``, C x H x W) for quantisation-aware training:
+    BatchNorm folded, every conv / linear weight and input fake-quantised but the stem's, as :func:`quantise_onnx`
+    makes the graph (see the module's docstring)."""
     model = fold_batchnorm(model)
-    for m in _quantised_layers(model):
+    for m in _quantised_layers(model, input_shape):
         parametrize.register_parametrization(m, "weight", WeightFakeQuant())
         m.input_quant = ActivationFakeQuant()
         m.register_forward_pre_hook(_quantise_input)
@@ -109,48 +124,55 @@ def strip_qat(model: nn.Module, folded: nn.Module) -> nn.Module:
     return plain
 
 
-def quantise_onnx(fp32_path: str | Path, int8_path: str | Path, calibration: list[torch.Tensor]) -> Path:
-    """Static int8 quantisation (QDQ, per-channel weights, min / max calibration on ``calibration`` batches)."""
+def input_convs(path: str | Path) -> list[str]:
+    """Names of the convolutions an ONNX graph applies to its input before any other convolution (the stem's),
+    found by following the graph input through non-convolution nodes."""
+    import onnx
+
+    nodes = onnx.load(str(path)).graph.node
+    reached, found = {INPUT}, []
+    for node in nodes:  # topologically sorted, as ONNX requires
+        if not reached.intersection(node.input):
+            continue
+        if node.op_type == "Conv":
+            found.append(node.name)
+        else:
+            reached.update(node.output)
+    return found
+
+
+def quantise_onnx(fp32_path: str | Path, int8_path: str | Path, calibration: list[torch.Tensor], *,
+                  keep_stem_fp32: bool = True) -> Path:
+    """Static int8 quantisation in QDQ format: weights int8 per output channel (symmetric), activations uint8 per
+    tensor (asymmetric, min / max calibrated on ``calibration`` batches), the U8S8 scheme whose groups onnxruntime
+    on x86 fuses into integer kernels (with int8 activations 9 of the student's 13 convolutions ran in float between
+    Q/DQ pairs, 2.4x slower than fp32). With ``keep_stem_fp32`` the convolutions fed by the image itself
+    (:func:`input_convs`) stay in float: with one input channel they gain nothing in int8 (the student's int8 stem
+    ran 7x slower than its fp32 one). :func:`prepare_qat` simulates exactly this graph."""
     _require()
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self.batches = iter([{"images": x.numpy()} for x in calibration])
+            self.batches = iter([{INPUT: x.numpy()} for x in calibration])
 
         def get_next(self):
             return next(self.batches, None)
 
     quantize_static(str(fp32_path), str(int8_path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    nodes_to_exclude=input_convs(fp32_path) if keep_stem_fp32 else [])
     return Path(int8_path)
 
 
-def session(graph: str | Path | bytes, threads: int = 2, spinning: bool = True):
-    """An onnxruntime CPU session of an ONNX graph (a file, or its bytes) with ``threads`` intra-op threads, whose
-    idle workers spin for new work (onnxruntime's default) unless ``spinning`` is off."""
-    ort = _require()
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-    return ort.InferenceSession(graph if isinstance(graph, bytes) else str(graph), options,
-                                providers=["CPUExecutionProvider"])
+def accuracy(compiled: Compiled, x: torch.Tensor, y: torch.Tensor) -> float:
+    return float((compiled.predict(x.numpy()).argmax(1) == y.numpy()).mean())
 
 
-def run_session(sess, x: torch.Tensor, batch_size: int = 500) -> np.ndarray:
-    return np.concatenate([sess.run(None, {"images": x[i:i + batch_size].numpy()})[0]
-                           for i in range(0, len(x), batch_size)])
-
-
-def onnx_accuracy(sess, x: torch.Tensor, y: torch.Tensor) -> float:
-    return float((run_session(sess, x).argmax(1) == y.numpy()).mean())
-
-
-def agreement(int8_session, fake_quant: nn.Module, x: torch.Tensor) -> dict[str, float]:
+def agreement(int8: Compiled, fake_quant: nn.Module, x: torch.Tensor) -> dict[str, float]:
     """How closely the int8 graph follows the fake-quantised PyTorch model on ``x``: top-1 agreement and the mean
     absolute difference of the logits relative to their mean absolute value."""
-    got = run_session(int8_session, x)
+    got = int8.predict(x.numpy())
     with torch.no_grad():
         want = fake_quant.eval()(x).numpy()
     return {"top1_agreement": float((got.argmax(1) == want.argmax(1)).mean()),

@@ -51,6 +51,19 @@ def compare_models(teacher: Teacher, data: DataBundle, student_dir: Path, eval_b
     return out
 
 
+def _int8_lines(int8: dict[str, Any] | None) -> list[str]:
+    """The shipped int8 student against its engine's fp32 graph (``pipeline.quantize``)."""
+    if not int8:
+        return []
+    key = int8["shipped"]
+    q, fp32 = int8[key], int8[f"{key.split('/')[0]}/fp32"]
+    slow = [min(q[f"speedup_vs_own_fp32_b{b}"]) for b in (1, 32)]
+    return [f"int8 student ({key}, {q['file']}): {100 * q['acc_mean']:.2f} % vs {100 * fp32['acc_mean']:.2f} % in "
+            f"fp32; {slow[0]:.2f}x / {slow[1]:.2f}x the fp32 graph's speed at batch 1 / 32 on that engine (slower pass)"
+            + ("" if min(slow) > 1 else "; where the speed-up is below 1x, ship the fp32 graph: this student's "
+               "layers are too narrow for int8 kernels to pay")]
+
+
 def print_summary(r: dict[str, Any]) -> None:
     """A short table a person reads, and where the files are."""
     rows = [("test accuracy (%)", "test_acc", lambda v: f"{100 * v:.2f}"), ("MFLOPs", "mflops", lambda v: f"{v:.2f}"),
@@ -67,5 +80,6 @@ def print_summary(r: dict[str, Any]) -> None:
                   f"({r['student_latency_ms_batch1_cpu']:.2f} ms vs {r['teacher_latency_ms_batch1_cpu']:.2f} ms): fewer "
                   "FLOPs do not mean less time here. To budget time, search with --budget-ms MS (and a latency "
                   "table) or set pipeline.latency_fraction_of_teacher (e.g. 0.5)."]),
+              *_int8_lines(r.get("int8")),
               f"files: {r['student_dir']} (arch.json, weights.pt), search plot {r['pareto_plot']}", ""]
     print("\n".join(lines))

@@ -15,7 +15,7 @@ PY="$VENV/bin/python"
 stamp="$VENV/.nas_kd_installed"
 want="$(sha256sum pyproject.toml | cut -c1-16)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  "$PY" -m pip install -q -e ".[test,onnx,tensorboard,postgres]"
+  "$PY" -m pip install -q -e ".[test,onnx,openvino,tensorboard,postgres]"
   echo "$want" > "$stamp"
 fi
 

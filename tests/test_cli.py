@@ -118,8 +118,8 @@ def test_user_errors_are_one_line_and_bugs_keep_their_traceback(monkeypatch, cap
 def test_search_under_a_latency_budget(synthetic_root, teacher_ckpt, tmp_path, capsys, monkeypatch):
     import search_spaces
     from nas_kd.checkpoint import save_supernet
-    from nas_kd.search import run as search_run
-    from nas_kd.latency import build_table, load_table
+    from nas_kd import latency
+    from nas_kd.latency import ANCHORS, build_table, calibration_set, load_table, predict_ms
     from nas_kd.provenance import write_result
 
     space = search_spaces.get("resnet")
@@ -130,28 +130,38 @@ def test_search_under_a_latency_budget(synthetic_root, teacher_ckpt, tmp_path, c
     table = load_table(table_path)
     rng = random.Random(0)
     typical = sorted(space.latency(space.sample(rng), table) for _ in range(9))[4]
-    budget = max(space.latency(space.min_arch(), table), typical)  # timings are noisy: the min arch must fit
+    start, later = 1.5, 3.0  # the machine runs 1.5x slower than the table when the search starts, 3x at its end
+    budget = start * max(space.latency(space.min_arch(), table), typical)  # timings are noisy: the min arch must fit
     args = sets(synthetic_root, tmp_path, teacher_ckpt, "run.name=s", "search.probe_size=16", "search.bn_batches=1",
                 "search.trials=4", "search.extra_evaluators=[]")
-    timed = []
+    anchors, timed, speed = calibration_set(space, ANCHORS, 0), [], [start]
+    script = [budget, *[budget / 2 / start] * 3]  # the candidates' times at the table's own speed, in score order
 
-    def fake_timer(space, archs, table, repeats=20):  # the best candidate measures over the budget, the rest under
-        timed.extend(archs)
-        return [2 * budget, *[budget / 2] * (len(archs) - 1)]
+    def fake_timer(space, archs, _table):  # the anchors first, then the candidates (none at the search's start)
+        assert archs[:ANCHORS] == anchors
+        timed.extend(archs[ANCHORS:])
+        times = [predict_ms(space, a, table) * speed[0] for a in anchors] + [t * speed[0] for t in script[:len(archs) - ANCHORS]]
+        speed[0] = later
+        return times
 
-    monkeypatch.setattr(search_run, "measured_ms", fake_timer)
+    monkeypatch.setattr(latency, "measured_ms", fake_timer)
     assert main(["search", "--recipe", "recipes/search_fmnist.yaml", "--evaluator", "params", "--strategy", "random",
                  "--checkpoint", str(tmp_path / "super.pt"), "--budget-ms", str(budget), "--latency-table",
                  str(table_path), *args]) == 0
     result = json.loads((tmp_path / "s/search.json").read_text())
     rows = [json.loads(line) for line in (tmp_path / "s/candidates.jsonl").read_text().splitlines()]
-    assert rows and all(r["latency_ms"] <= budget for r in rows)
+    # the search ran on the table re-anchored to the machine's speed at its start
+    assert result["reanchored"]["speed"] == pytest.approx(start)
+    assert rows and all(r["latency_ms"] <= budget and r["latency_ms"] == pytest.approx(start * space.latency(r["arch"], table))
+                        for r in rows)
     assert result["budget_ms"] == budget and result["best_predicted_latency_ms"] <= budget
-    # the pick that measured over the budget gave way to the next candidate by score
+    # the final check judged the candidates against the anchors timed beside them, so the slow-down since the start
+    # changed no verdict: the pick that measured over the budget gave way to the next candidate by score
+    assert result["final_check_anchors"]["speed"] == pytest.approx(later / start)
     assert result["best_rank_by_score"] == 2 and result["best"]["arch"] == rows[1]["arch"] == timed[1]
-    assert result["best_measured_latency_ms"] == budget / 2 and len(result["measured_checks"]) == 4
-    assert [c["measured_ms"] for c in result["measured_checks"]] == [2 * budget, *[budget / 2] * 3]
-    monkeypatch.setattr(search_run, "measured_ms", lambda space, archs, *a, **k: [3 * budget] * len(archs))
+    assert result["best_latency_ms_at_table_speed"] == pytest.approx(budget / 2) and len(result["measured_checks"]) == 4
+    assert [c["measured_ms"] for c in result["measured_checks"]] == pytest.approx([t * later for t in script])
+    speed[0], script[:] = start, [3 * budget] * 4
     capsys.readouterr()
     assert main(["search", "--recipe", "recipes/search_fmnist.yaml", "--evaluator", "params", "--strategy", "random",
                  "--checkpoint", str(tmp_path / "super.pt"), "--budget-ms", str(budget), "--latency-table",

@@ -8,6 +8,7 @@ import torch
 import search_spaces
 from nas_kd.cli import main
 from nas_kd.errors import BudgetError, UserError
+from nas_kd.inference import installed
 from nas_kd.latency import block_key, block_variants, build_table, load_table, predict_ms, require_match
 from nas_kd.search import Objective
 from conftest import run_strategy
@@ -168,16 +169,16 @@ def test_runs_are_timed_in_shuffled_rounds_and_the_fastest_sample_is_kept(monkey
     assert len(calls) == 1 + 2 * 4  # rounds go on until the session has lasted min_seconds
 
 
-def test_an_int8_table_times_quantised_blocks(tmp_path):
-    pytest.importorskip("onnxruntime")
+@pytest.mark.parametrize("engine", installed())
+def test_an_int8_table_times_quantised_blocks(tmp_path, engine):
     from nas_kd.latency import runner, time_runs
     from nas_kd.layers import ConvBN
 
     x = torch.randn(1, 8, 6, 6)
-    assert time_runs([runner(ConvBN(8, 8, 3), x, "onnxruntime-int8")], repeats=1, warmup=0)[0] > 0
-    table = build_table(search_spaces.get("resnet", input_shape=(1, 6, 6)), repeats=1, warmup=0, min_seconds=0, calibration_archs=0,
-                        show_progress=False, runtime="onnxruntime-int8")
-    assert table["runtime"] == "onnxruntime-int8" and all(v > 0 for v in table["blocks_ms"].values())
+    assert time_runs([runner(ConvBN(8, 8, 3), x, f"{engine}-int8")], repeats=1, warmup=0)[0] > 0
+    table = build_table(search_spaces.get("resnet", input_shape=(1, 6, 6)), repeats=1, warmup=0, min_seconds=0,
+                        calibration_archs=0, show_progress=False, runtime=f"{engine}-int8")
+    assert table["runtime"] == f"{engine}-int8" and all(v > 0 for v in table["blocks_ms"].values())
 
 
 def test_the_recipe_names_every_runtime():

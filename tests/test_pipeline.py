@@ -220,10 +220,12 @@ def test_pipeline_quantize_adds_the_int8_student(tmp_path, synthetic_root, monke
     calls = []
 
     def fake(job, student_dir, out, **kw):
-        calls.append((str(student_dir), kw["seeds"], kw["qat_epochs"]))
-        row = {"acc_mean": 0.5, "latency_ms_b1": 1.0, "latency_ms_b32": 2.0, "speedup_vs_fp32_b1": 1.0,
-               "speedup_vs_fp32_b32": 1.0, "size_kb": 10.0, "file": "x.onnx"}
-        return {"rows": {"fp32": row, "ptq_int8": row, "qat_kd_int8": row}}
+        calls.append((str(student_dir), kw["seeds"], kw["qat_epochs"], kw["engines"]))
+        row = {"acc_mean": 0.5, "latency_ms_b1": [1.0, 1.1], "latency_ms_b32": [2.0, 2.1], "int8_convs": [3, 4],
+               "speedup_vs_own_fp32_b1": [1.0, 1.0], "speedup_vs_own_fp32_b32": [1.0, 1.0], "size_kb": 10.0,
+               "file": "x.onnx"}
+        return {"rows": {"openvino/fp32": row, "openvino/qat_kd_int8": row},
+                "shipped": {"row": "openvino/qat_kd_int8", "rule": "r"}}
 
     monkeypatch.setattr(quantize, "quantize_student", fake)
     ckpt = _pretrained(tmp_path, "resnet", "results/teacher_fmnist.pt")
@@ -231,8 +233,8 @@ def test_pipeline_quantize_adds_the_int8_student(tmp_path, synthetic_root, monke
                     "pipeline.quantize_epochs=2")
     assert main(args) == 0
     result = json.loads((tmp_path / "quickstart" / "pipeline.json").read_text())
-    assert calls == [(str(tmp_path / "quickstart" / "student"), 1, 2)]
-    assert set(result["int8"]) == {"fp32", "ptq_int8", "qat_kd_int8"}
+    assert calls == [(str(tmp_path / "quickstart" / "student"), 1, 2, None)]  # search.runtime torch: every engine
+    assert set(result["int8"]) == {"shipped", "openvino/fp32", "openvino/qat_kd_int8"}
     assert main(args) == 0 and len(calls) == 1  # done once: a re-run reuses it
 
 

@@ -107,9 +107,15 @@ def test_the_search_quality_page_prints_welch_holm_p_values_from_the_acceptance_
 def test_the_int8_page_shows_the_records_rows_and_says_how_they_were_timed():
     d = json.loads((ROOT / "results/quantize_fmnist.json").read_text())
     section = _section("The student in int8")
-    for name, r in d["rows"].items():
-        row = next(line for line in section.splitlines() if line.startswith(f"| {name} |"))
-        assert f"| {r['latency_ms_b1']:.3f} | {r['latency_ms_b32']:.3f} |" in row
-        assert f"{r['speedup_vs_fp32_b1']:.2f}x / {r['speedup_vs_fp32_b32']:.2f}x" in row
-    # a record without its latency estimator predates the current protocol, and the page says so
-    assert ("latency_estimator" in d) != ("not re-measured since" in section)
+    fp32 = {r["engine"]: r for r in d["rows"].values() if r["graph"] == "fp32"}
+    for r in d["rows"].values():
+        row = next(line for line in section.splitlines() if line.startswith(f"| {r['engine']} | {r['graph']} |"))
+        for b in (1, 32):  # every speed-up recomputed from the times, per pass
+            shown = [f / t for f, t in zip(fp32[r["engine"]][f"latency_ms_b{b}"], r[f"latency_ms_b{b}"])]
+            assert r[f"speedup_vs_own_fp32_b{b}"] == pytest.approx(shown)
+            assert " / ".join(f"{t:.3f}" for t in r[f"latency_ms_b{b}"]) in row
+        assert " ; ".join(" / ".join(f"{v:.2f}" for v in r[f"speedup_vs_own_fp32_b{b}"]) for b in (1, 32)) in row
+        assert f"| {r['int8_convs'][0]} / {r['int8_convs'][1]} |" in row
+        assert len(r["accs"]) == (d["qat_seeds"] if r["graph"] == "qat_kd_int8" else 1)
+    assert d["shipped"]["row"] in d["rows"] and f"Shipped: `{d['shipped']['row']}`" in section
+    assert "first pass / retest" in section and d["latency_estimator"] in section

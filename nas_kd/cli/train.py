@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 
 from nas_kd.cli.common import recipe_args, report
+from nas_kd.inference import ENGINES
+from nas_kd.latency import MIN_SECONDS
 from nas_kd.recipe_checks import load_checked
 from nas_kd.train import SUPERNET_TRAINERS
 from nas_kd.typecheck import COUNT, NON_NEGATIVE, POSITIVE
@@ -72,12 +74,14 @@ def _cmd_quantize(args: argparse.Namespace) -> None:
     started, watch = origin(), Stopwatch()
     recipe = load_checked(args.recipe, args.overrides)
     payload = quantize(recipe, args.student, args.out, seeds=args.seeds, qat_epochs=args.qat_epochs,
-                       qat_lr=args.qat_lr, calibration_batches=args.calibration_batches, threads=args.threads)
+                       qat_lr=args.qat_lr, calibration_batches=args.calibration_batches, threads=args.threads,
+                       engines=args.engine, pass_seconds=args.pass_seconds)
     if args.results:
         payload = write_result(Path(f"{args.results}.json"), payload, watch.seconds(), started)
         write_markdown(payload, Path(f"{args.results}.md"))
-    print(json.dumps({k: {m: v[m] for m in ("acc_mean", "latency_ms_b1", "latency_ms_b32", "size_kb")}
-                      for k, v in payload["rows"].items()}, indent=2))
+    print(json.dumps({k: {m: v[m] for m in ("acc_mean", "latency_ms_b1", "latency_ms_b32", "speedup_vs_own_fp32_b32",
+                                            "int8_convs")}
+                      for k, v in payload["rows"].items()} | {"shipped": payload["shipped"]["row"]}, indent=2))
 
 
 def _cmd_specialists(args: argparse.Namespace) -> None:
@@ -141,7 +145,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_specialists)
 
     p = sub.add_parser("quantize", help="int8 for the CPU: post-training and quantisation-aware distillation (the "
-                                        "recipe's distill terms) of an exported student, run by onnxruntime")
+                                        "recipe's distill terms) of an exported student, run by onnxruntime and OpenVINO")
     recipe_args(p)
     p.add_argument("--student", required=True, help="an exported student directory (nas-kd export / run)")
     p.add_argument("--out", required=True, help="directory for the ONNX graphs and the QAT runs")
@@ -150,7 +154,11 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--qat-lr", type=POSITIVE, default=5e-4, help="its learning rate (a fine-tuning of a net whose "
                    "BatchNorm is folded: 5e-3 diverged on the quickstart student, 5e-4 did not)")
     p.add_argument("--calibration-batches", type=COUNT, default=8, help="training batches calibrating the ranges")
-    p.add_argument("--threads", type=COUNT, default=2, help="onnxruntime threads for the latencies")
+    p.add_argument("--threads", type=COUNT, default=2, help="intra-op threads of the engines")
+    p.add_argument("--pass-seconds", type=NON_NEGATIVE, default=MIN_SECONDS, help="each timing pass lasts at least "
+                   "this long (every graph interleaved; two passes per batch size: first and retest)")
+    p.add_argument("--engine", action="append", choices=ENGINES, help="an engine to run the graphs with (repeat for "
+                   "several; default: every installed one of " + ", ".join(ENGINES) + ")")
     p.add_argument("--results", help="also write RESULTS.json and RESULTS.md (e.g. results/quantize_fmnist)")
     p.set_defaults(func=_cmd_quantize)
 

@@ -25,9 +25,9 @@ from nas_kd.config import SearchConfig
 from nas_kd.device import resolve_device
 from nas_kd.errors import BudgetError, UserError
 from nas_kd.evaluators import EvalContext, score_archs
-from nas_kd.latency import load_table, measured_ms, require_match
+from nas_kd.latency import anchored_ms, load_table, measured_ms, reanchored, require_match
 from nas_kd.plots import pareto_front, pareto_plot
-from nas_kd.provenance import Stopwatch, origin, write_result, write_text_atomic
+from nas_kd.provenance import Stopwatch, origin, write_json_atomic, write_result, write_text_atomic
 from nas_kd.job import Job, RunSpec
 from nas_kd.locks import dir_locked
 from nas_kd.runs import ScalarWriter, write_config
@@ -38,6 +38,8 @@ from nas_kd.checkpoint import load_checkpoint, load_supernet
 from nas_kd.supernet import Supernet
 from search_spaces import StagedSpace, from_meta
 
+
+REANCHORED = "latency_table_reanchored.json"  # a measured-budget search's table at the machine's speed (latency.reanchored)
 
 class _Setting:
     """What a search and its report share: the evaluators' names, the searchable supernet (or space), the budget,
@@ -65,6 +67,11 @@ class _Setting:
         self.out = out = run.path
         out.mkdir(parents=True, exist_ok=True)
         write_config(run.config, out / "config.yaml")
+        if cfg.budget_ms is not None:  # the table at this machine's speed now, kept for a resumed search
+            anchored = out / REANCHORED
+            if not anchored.exists():
+                write_json_atomic(anchored, reanchored(space, self.table))
+            self.table = load_table(anchored)
         self.study_name = cfg.study_name or f"{self.names[0]}-{self.strategy}-{self.budget / 1e6:.3f}" + \
             (f"-{cfg.budget_ms:g}ms" if cfg.budget_ms is not None else "")
         self.storage = cfg.storage or f"sqlite:///{(out / 'study.db').resolve()}"
@@ -185,7 +192,7 @@ def _write_outputs(cfg: SearchConfig, rows, s: _Setting, started, watch) -> dict
     if not rows:
         raise UserError(f"search: no arch under {budget / 1e6:.2f} MFLOPs was scored")
     write_candidates(rows, out)
-    measured = _measured_pick(space, rows, cfg) if cfg.budget_ms is not None and cfg.latency_table else None
+    measured = _measured_pick(space, rows, cfg, s.table) if cfg.budget_ms is not None and cfg.latency_table else None
     best = measured["pick"] if measured else rows[0]
     write_result(out / "best_arch.json", {"arch": best["arch"], "mflops": best["mflops"], primary: best[primary]},
                  watch.seconds(), started)
@@ -198,29 +205,34 @@ def _write_outputs(cfg: SearchConfig, rows, s: _Setting, started, watch) -> dict
         **(_measured_latency(space, best, cfg.latency_table) if measured is None else
            {"best_predicted_latency_ms": best["latency_ms"],
             "best_measured_latency_ms": measured["checks"][measured["rank"] - 1]["measured_ms"],
-            "measured_checks": measured["checks"], "best_rank_by_score": measured["rank"]}),
+            "best_latency_ms_at_table_speed": measured["checks"][measured["rank"] - 1]["at_table_speed_ms"],
+            "measured_checks": measured["checks"], "best_rank_by_score": measured["rank"],
+            "final_check_anchors": measured["anchors"], "reanchored": s.table["reanchored"]}),
         "storage": storage if s.strategy.startswith("optuna") else None,
         "study": study_name if s.strategy.startswith("optuna") else None,  # rows are the whole study's
     }
     return write_result(out / "search.json", payload, watch.seconds(), started)
 
 
-def _measured_pick(space, rows: list[dict[str, Any]], cfg: SearchConfig) -> dict[str, Any]:
+def _measured_pick(space, rows: list[dict[str, Any]], cfg: SearchConfig, table: dict[str, Any]) -> dict[str, Any]:
     """Under a latency budget, the budget must hold when measured: the ``search.measure_top`` best candidates are
-    timed here together (as the table was timed) and the first in score order whose measured latency is within
-    ``search.budget_ms`` is the pick; none: a one-line error with the fastest one measured."""
+    timed here together with the table's anchors (:func:`~nas_kd.latency.anchored_ms`; ``table`` is the search's
+    re-anchored table), and the first in score order whose time relative to the anchors puts it within
+    ``search.budget_ms`` at the table's speed is the pick; none: a one-line error with the fastest one measured."""
     top = rows[: cfg.measure_top]
-    checks = [{"rank": rank, "predicted_ms": row["latency_ms"], "measured_ms": ms, "mflops": row["mflops"]}
-              for rank, (row, ms) in enumerate(zip(top, measured_ms(space, [r["arch"] for r in top],
-                                                                    load_table(cfg.latency_table))), start=1)]
+    timed = anchored_ms(space, [r["arch"] for r in top], table)
+    checks = [{"rank": rank, "predicted_ms": row["latency_ms"], "measured_ms": ms, "at_table_speed_ms": at,
+               "predicted_over_measured": row["latency_ms"] / at, "mflops": row["mflops"]}
+              for rank, (row, ms, at) in enumerate(zip(top, timed["measured_ms"], timed["at_table_speed_ms"]), start=1)]
+    anchors = {"speed": timed["speed"], "anchors": timed["anchors"]}
     for check, row in zip(checks, top):
-        if check["measured_ms"] <= cfg.budget_ms:
-            return {"pick": row, "rank": check["rank"], "checks": checks}
-    fastest = min(checks, key=lambda c: c["measured_ms"])
+        if check["at_table_speed_ms"] <= cfg.budget_ms:
+            return {"pick": row, "rank": check["rank"], "checks": checks, "anchors": anchors}
+    fastest = min(checks, key=lambda c: c["at_table_speed_ms"])
     raise UserError(f"search.budget_ms {cfg.budget_ms:g}: none of the {len(checks)} best candidates meets it when "
-                    f"measured here (fastest: rank {fastest['rank']}, {fastest['measured_ms']:.3f} ms measured, "
-                    f"{fastest['predicted_ms']:.3f} ms predicted): rebuild the latency table on this machine, raise "
-                    "the budget or search.measure_top")
+                    f"measured here (fastest: rank {fastest['rank']}, {fastest['at_table_speed_ms']:.3f} ms at the "
+                    f"table's speed, {fastest['predicted_ms']:.3f} ms predicted): rebuild the latency table on this "
+                    "machine, raise the budget or search.measure_top")
 
 
 def _measured_latency(space, best: dict[str, Any], table_path: str | None) -> dict[str, Any]:

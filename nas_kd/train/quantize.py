@@ -3,97 +3,138 @@
 quantisation, onnxruntime's static int8 quantiser, checks and timing) it drives."""
 from __future__ import annotations
 
-import functools
 import statistics
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from nas_kd.inference import installed, int8_share, load, require
 from nas_kd.job import Job
-from nas_kd.latency import time_runs
+from nas_kd.latency import MIN_SECONDS, time_runs
+from nas_kd.locks import holding
 from nas_kd.quantize import (
+    accuracy,
     agreement,
     export_float,
     fold_batchnorm,
-    onnx_accuracy,
     prepare_qat,
     quantise_onnx,
-    session,
     strip_qat,
     with_minmax_ranges,
 )
 from nas_kd.results.quantize import lines as quantize_lines
-from nas_kd.locks import holding
 
-SAMPLES = 20  # each latency: the fastest of this many samples (nas_kd.latency.time_runs)
+SAMPLES = 20  # each latency: the fastest of at least this many samples (nas_kd.latency.time_runs)
+BATCHES = (1, 32)
+GRAPHS = ("fp32", "ptq_int8", "qat_kd_int8")
+
+
+def check_engines(engines: Sequence[str] | None) -> tuple[str, ...]:
+    """The engines to measure: ``engines`` (refused in one line if unknown or not installed), or every installed
+    one."""
+    engines = tuple(engines) if engines else installed()
+    require(engines)
+    return engines
+
+
+def _timings(graphs: dict[str, Path], engines: tuple[str, ...], shape: tuple[int, ...], threads: int,
+             pass_seconds: float) -> dict:
+    """Every (engine, graph) timed at each batch size in one interleaved pass of :func:`time_runs` lasting at least
+    ``pass_seconds``, then again in a second pass (the retest): ``{key: {"b1": [first, retest], "b32": [...]}}``."""
+    keys = [f"{e}/{g}" for e in engines for g in graphs]
+    out: dict[str, dict[str, list[float]]] = {k: {} for k in keys}
+    for repeat in range(2):
+        for b in BATCHES:
+            x = np.random.default_rng(b).standard_normal((b, *shape)).astype(np.float32)
+            runs = [load(graphs[k.split("/")[1]], k.split("/")[0], threads).call(x) for k in keys]
+            for k, ms in zip(keys, time_runs(runs, repeats=SAMPLES, min_seconds=pass_seconds, seed=repeat)):
+                out[k].setdefault(f"b{b}", []).append(ms)
+    return out
 
 
 @holding("out")
 def quantize_student(job: Job, student_dir: str | Path, out: str | Path, *, terms: list = (), ce_weight: float = 1.0,
                      seeds: int, qat_epochs: int, qat_lr: float, calibration_batches: int, threads: int = 2,
+                     engines: Sequence[str] | None = None, pass_seconds: float = MIN_SECONDS,
                      show_progress: bool = True) -> dict:
     """fp32, post-training int8 and QAT+KD int8 (``seeds`` runs of ``qat_epochs`` epochs on the
     :class:`~nas_kd.job.Job`, with ``ce_weight`` x cross-entropy and the distillation ``terms``) of the exported
-    student in ``student_dir``: test accuracy with onnxruntime, batch-1 and
-    batch-32 latency on ``threads`` threads (interleaved in one run), size on disk; the int8 graphs are checked
-    against the fake-quantised PyTorch model. Writes ``<out>/*.onnx``; returns the result's payload."""
+    student in ``student_dir``, each graph run by every engine of ``engines`` (:data:`nas_kd.inference.ENGINES`;
+    default: the installed ones): test accuracy, batch-1 and batch-32 latency on ``threads`` threads (all timed
+    together in interleaved rounds over ``pass_seconds``, then retimed), the kernels each engine actually runs, size on disk; each int8
+    graph is checked against its fake-quantised PyTorch model. The shipped row is the QAT+KD int8 graph on the
+    engine that runs it fastest at batch 32 against onnxruntime fp32 (the slower of the two passes). Writes
+    ``<out>/*.onnx``; returns the result's payload."""
     from nas_kd.data import calibration_batches as batches_of
     from nas_kd.export import load_subnet
     from nas_kd.students import Student, stage_names
     from nas_kd.train.distill import train_students
 
-    student = load_subnet(student_dir).eval()  # a wrong --student is refused before --out is made
+    engines = check_engines(engines)
+    student = load_subnet(student_dir).eval()  # a wrong --student or engine is refused before --out is made
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     data = job.data
     shape = tuple(data.input_shape)
     calib = [x for _, (x, _) in zip(range(calibration_batches), batches_of(data, job.batching.batch_size, job.seed).epoch(0))]
-    test_x, test_y = data.test.x, data.test.y
+    test_x, test_y, check_x = data.test.x, data.test.y, data.val.x[:1000]
     folded = fold_batchnorm(student)  # the float graph, and the template the QAT weights are stripped into
-    fp32 = export_float(folded, out / "fp32.onnx", shape)
-    ptq = quantise_onnx(fp32, out / "ptq_int8.onnx", calib)
-    ptq_check = agreement(session(ptq, threads), with_minmax_ranges(prepare_qat(student), calib), data.val.x[:1000])
-    rows: dict[str, Any] = {
-        "fp32": {"accs": [onnx_accuracy(session(fp32, threads), test_x, test_y)], "file": str(fp32)},
-        "ptq_int8": {"accs": [onnx_accuracy(session(ptq, threads), test_x, test_y)], "file": str(ptq),
-                     "check_vs_fake_quant": ptq_check},
-        "qat_kd_int8": {"accs": [], "seeds": [], "file": None, "checks": []},
-    }
+    graphs = {"fp32": export_float(folded, out / "fp32.onnx", shape)}
+    graphs["ptq_int8"] = quantise_onnx(graphs["fp32"], out / "ptq_int8.onnx", calib)
+    accs: dict[str, list[float]] = {f"{e}/{g}": [] for e in engines for g in GRAPHS}
+    checks: dict[str, list[dict]] = {f"{e}/{g}": [] for e in engines for g in GRAPHS[1:]}
+    ptq_model = with_minmax_ranges(prepare_qat(student, shape), calib)
+    for e in engines:
+        accs[f"{e}/fp32"].append(accuracy(load(graphs["fp32"], e, threads), test_x, test_y))
+        accs[f"{e}/ptq_int8"].append(accuracy(load(graphs["ptq_int8"], e, threads), test_x, test_y))
+        checks[f"{e}/ptq_int8"].append(agreement(load(graphs["ptq_int8"], e, threads), ptq_model, check_x))
+    fake_quant_accs = []
     for seed in range(seeds):
-        model = prepare_qat(student)
+        model = prepare_qat(student, shape)
         run = job.derive(job.run.at(out / f"qat-s{seed}"), seed=seed,
                          train={"epochs": qat_epochs, "lr": qat_lr, "warmup_epochs": 0.0})
         final = train_students(run, Student(lambda *_: model, {"qat_of": str(student_dir)}, stage_names(student), False),
                                terms=terms, ce_weight=ce_weight, show_progress=show_progress)
         path = quantise_onnx(export_float(strip_qat(model, folded), out / f"qat-s{seed}_fp32.onnx", shape),
                              out / f"qat-s{seed}_int8.onnx", calib)
-        q = rows["qat_kd_int8"]
-        q["accs"].append(onnx_accuracy(session(path, threads), test_x, test_y))
-        q["seeds"].append(seed)
-        q["checks"].append(agreement(session(path, threads), model, data.val.x[:1000]))
-        q["fake_quant_test_acc"] = q.get("fake_quant_test_acc", []) + [final["test_acc"]]
-        q["file"] = q["file"] or str(path)
-    sessions = {name: session(r["file"], threads, spinning=False) for name, r in rows.items()}  # as latency.runner
-    latency = {}
-    for b in (1, 32):  # the graphs timed together, in rounds: compare them as ratios
-        feed = {"images": np.random.default_rng(0).standard_normal((b, *shape)).astype(np.float32)}
-        runs = [functools.partial(s.run, None, feed) for s in sessions.values()]
-        latency[b] = dict(zip(sessions, time_runs(runs, repeats=SAMPLES)))
-    for name, r in rows.items():
-        r |= {"acc_mean": statistics.mean(r["accs"]), "acc_std": statistics.stdev(r["accs"]) if len(r["accs"]) > 1 else None,
-              "latency_ms_b1": latency[1][name], "latency_ms_b32": latency[32][name],
-              "speedup_vs_fp32_b1": latency[1]["fp32"] / latency[1][name],
-              "speedup_vs_fp32_b32": latency[32]["fp32"] / latency[32][name],
-              "size_kb": Path(r["file"]).stat().st_size / 1024, "runtime": "onnxruntime CPU"}
-    return {"student": str(student_dir), "threads": threads, "latency_estimator": f"the fastest of {SAMPLES} samples",
-            "qat_epochs": qat_epochs, "qat_lr": qat_lr,
+        graphs.setdefault("qat_kd_int8", path)  # seed 0's graph is timed: the seeds' graphs differ in weights only
+        fake_quant_accs.append(final["test_acc"])
+        for e in engines:
+            accs[f"{e}/qat_kd_int8"].append(accuracy(load(path, e, threads), test_x, test_y))
+            checks[f"{e}/qat_kd_int8"].append(agreement(load(path, e, threads), model, check_x))
+    times = _timings(graphs, engines, shape, threads, pass_seconds)
+    rows: dict[str, dict[str, Any]] = {}
+    for key, a in accs.items():
+        engine, graph = key.split("/")
+        kernels = load(graphs[graph], engine, threads).kernels()
+        rows[key] = {
+            "engine": engine, "graph": graph, "file": str(graphs[graph]), "accs": a, "acc_mean": statistics.mean(a),
+            "acc_std": statistics.stdev(a) if len(a) > 1 else None, "size_kb": graphs[graph].stat().st_size / 1024,
+            "kernels": kernels, "int8_convs": list(int8_share(kernels, engine)), "checks": checks.get(key, []),
+            **{f"latency_ms_b{b}": times[key][f"b{b}"] for b in BATCHES},
+            **{f"speedup_vs_own_fp32_b{b}": [f / t for f, t in zip(times[f"{engine}/fp32"][f"b{b}"], times[key][f"b{b}"])]
+               for b in BATCHES},
+            **({f"speedup_vs_onnxruntime_fp32_b{b}": [f / t for f, t in zip(times["onnxruntime/fp32"][f"b{b}"],
+                                                                            times[key][f"b{b}"])]
+                for b in BATCHES} if "onnxruntime" in engines else {}),
+        }
+    reference = "speedup_vs_onnxruntime_fp32_b32" if "onnxruntime" in engines else "speedup_vs_own_fp32_b32"
+    shipped = max((k for k in rows if rows[k]["graph"] == "qat_kd_int8"), key=lambda k: min(rows[k][reference]))
+    return {"student": str(student_dir), "threads": threads, "engines": list(engines),
+            "latency_estimator": f"the fastest of at least {SAMPLES} samples over a pass of at least {pass_seconds:g} s "
+                                 "(nas_kd.latency.time_runs), every row interleaved in each pass; two passes per "
+                                 "batch size (first, retest)",
+            "qat_epochs": qat_epochs, "qat_lr": qat_lr, "qat_seeds": seeds, "fake_quant_test_accs": fake_quant_accs,
             "calibration_images": sum(len(x) for x in calib), "distill": [t.spec() for t in terms],
-            "accuracy_kind": "test accuracy of the onnxruntime graph", "rows": rows}
+            "test_images": len(test_y), "accuracy_kind": "test accuracy of the graph run by the engine",
+            "rows": rows, "shipped": {"row": shipped, "rule": f"the QAT+KD int8 row with the highest {reference} "
+                                                              "(the slower of its two passes)"}}
 
 
 def write_markdown(p: dict[str, Any], path: Path) -> None:
     """The quantisation table (:func:`nas_kd.results.quantize.lines`, as ``docs/results.md`` shows it)."""
-    text = ["# The student in int8 (onnxruntime, CPU)", "", *quantize_lines(p, str(path.with_suffix(".json")))]
+    text = ["# The student in int8 (CPU: onnxruntime, OpenVINO)", "", *quantize_lines(p, str(path.with_suffix(".json")))]
     path.write_text("\n".join(text) + "\n")
 
