@@ -73,8 +73,9 @@ class _OnnxRuntime(Compiled):
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-        if optimized_path:
+        if optimized_path:  # (its warning that the file holds machine-specific kernels is the point here)
             options.optimized_model_filepath = optimized_path
+            options.log_severity_level = 3
         return ort.InferenceSession(self.graph, options, providers=["CPUExecutionProvider"])
 
     def _run(self, x: np.ndarray) -> np.ndarray:

@@ -17,6 +17,7 @@ like the post-training model.
 from __future__ import annotations
 
 import copy
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -159,10 +160,26 @@ def quantise_onnx(fp32_path: str | Path, int8_path: str | Path, calibration: lis
         def get_next(self):
             return next(self.batches, None)
 
-    quantize_static(str(fp32_path), str(int8_path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    nodes_to_exclude=input_convs(fp32_path) if keep_stem_fp32 else [])
+    advice = _Drop("pre-process")  # its advice to run onnxruntime's pre-processing, twice per graph: not needed here
+    logging.getLogger().addFilter(advice)
+    try:
+        quantize_static(str(fp32_path), str(int8_path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        nodes_to_exclude=input_convs(fp32_path) if keep_stem_fp32 else [])
+    finally:
+        logging.getLogger().removeFilter(advice)
     return Path(int8_path)
+
+
+class _Drop(logging.Filter):
+    """Drops log records whose message contains ``text``."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
 
 
 def accuracy(compiled: Compiled, x: torch.Tensor, y: torch.Tensor) -> float:

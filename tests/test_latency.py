@@ -170,15 +170,27 @@ def test_runs_are_timed_in_shuffled_rounds_and_the_fastest_sample_is_kept(monkey
 
 
 @pytest.mark.parametrize("engine", installed())
-def test_an_int8_table_times_quantised_blocks(tmp_path, engine):
+def test_the_int8_runtimes_time_quantised_graphs_with_the_image_fed_conv_in_float(engine, monkeypatch):
+    from nas_kd import inference
     from nas_kd.latency import runner, time_runs
     from nas_kd.layers import ConvBN
 
-    x = torch.randn(1, 8, 6, 6)
-    assert time_runs([runner(ConvBN(8, 8, 3), x, f"{engine}-int8")], repeats=1, warmup=0)[0] > 0
+    graphs = []
+    real_load = inference.load
+    monkeypatch.setattr(inference, "load", lambda graph, *a, **k: graphs.append(graph) or real_load(graph, *a, **k))
+    net = torch.nn.Sequential(ConvBN(1, 8, 3), ConvBN(8, 8, 3))
+    x = torch.randn(1, 1, 6, 6)
+    runs = [runner(net, x, f"{engine}-int8"), runner(net, x, f"{engine}-int8", image_input=False)]
+    assert all(t > 0 for t in time_runs(runs, repeats=1, warmup=0))
+    kernels = [inference.int8_share(real_load(g, engine, 1).kernels(), engine) for g in graphs]
+    assert kernels == [(1, 2), (2, 2)]  # the stem stays float when fed the image; a block's first conv does not
+
+
+def test_an_int8_table_times_quantised_blocks():
+    pytest.importorskip("onnxruntime")
     table = build_table(search_spaces.get("resnet", input_shape=(1, 6, 6)), repeats=1, warmup=0, min_seconds=0,
-                        calibration_archs=0, show_progress=False, runtime=f"{engine}-int8")
-    assert table["runtime"] == f"{engine}-int8" and all(v > 0 for v in table["blocks_ms"].values())
+                        calibration_archs=0, show_progress=False, runtime="onnxruntime-int8")
+    assert table["runtime"] == "onnxruntime-int8" and all(v > 0 for v in table["blocks_ms"].values())
 
 
 def test_the_recipe_names_every_runtime():

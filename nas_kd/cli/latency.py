@@ -54,8 +54,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-classes", type=COUNT, default=10)
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     p.add_argument("--runtime", choices=RUNTIMES, default=RUNTIMES[0],
-                   help="what runs the model: torch (eager), onnxruntime (CPU; each block exported to ONNX) or "
-                        "onnxruntime-int8 (each block quantised as nas-kd quantize ships a student)")
+                   help="what runs the model: torch (eager), onnxruntime or openvino (CPU; each block exported to "
+                        "ONNX), onnxruntime-int8 or openvino-int8 (each block quantised as nas-kd quantize ships a "
+                        "student)")
     p.add_argument("--batch-size", type=COUNT, default=1)
     p.add_argument("--threads", type=COUNT, help="torch threads (default: torch's choice)")
     p.add_argument("--repeats", type=COUNT, default=20, help="timed samples per block (the fastest is kept)")

@@ -110,7 +110,7 @@ def _run_search(job: Job, plan: SearchPlan, show_progress: bool) -> dict[str, An
                             channels_last=job.train.channels_last, dna_tables=cfg.dna_tables)
     bar = tqdm(total=cfg.trials, desc=f"search {s.strategy}", disable=None if show_progress else True, dynamic_ncols=True)
     objective = Objective(space, lambda arch: score_archs(ctx, [arch], evaluators)[0], primary, budget, progress=bar,
-                          budget_ms=cfg.budget_ms, latency_table=s.table, journal=out / _journal_name(job, cfg, names),
+                          budget_ms=cfg.budget_ms, latency_table=s.table, journal=out / _journal_name(job, cfg, names, s.table),
                           runtime=cfg.runtime)
     if job.run.tensorboard:  # every score as it lands, and the best so far, against the trial number
         bar = _ScoresToTensorBoard(bar, objective, out / "tensorboard", primary)
@@ -164,16 +164,16 @@ def _study_report(strategy: str, storage: str, study_name: str, evaluator: str, 
     return sorted(rows, key=lambda r: r[evaluator], reverse=True)
 
 
-def _journal_name(job: Job, cfg: SearchConfig, names: list[str]) -> str:
+def _journal_name(job: Job, cfg: SearchConfig, names: list[str], table: dict[str, Any] | None) -> str:
     """``scored-<key>.jsonl``: ``key`` changes with anything a candidate's scores depend on (the data and the
-    teacher as the run's config describes them), so a journal is only ever read back by the search that wrote
-    it."""
+    teacher as the run's config describes them, the latency table as the search uses it, re-anchored or not), so a
+    journal is only ever read back by the search that wrote it."""
     with open(cfg.checkpoint, "rb") as f:
         supernet = hashlib.file_digest(f, "sha256").hexdigest()
     what = {"supernet": supernet, "evaluators": names, "probe_size": cfg.probe_size,
             "bn_batches": cfg.bn_batches, "seed": job.seed, "data": job.run.config.get("data"),
             "teacher": job.run.config.get("teacher"), "dna_tables": cfg.dna_tables,
-            "latency_table": cfg.latency_table}
+            "latency_table": hashlib.sha256(json.dumps(table, sort_keys=True).encode()).hexdigest() if table else None}
     return f"scored-{hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]}.jsonl"
 
 
