@@ -1,5 +1,6 @@
 """Every nas-kd command once from the command line, on tiny synthetic data (claims about behaviour, not learning)."""
 import json
+import math
 import random
 
 import pytest
@@ -119,7 +120,7 @@ def test_search_under_a_latency_budget(synthetic_root, teacher_ckpt, tmp_path, c
     import search_spaces
     from nas_kd.checkpoint import save_supernet
     from nas_kd import latency
-    from nas_kd.latency import ANCHORS, build_table, calibration_set, load_table, predict_ms
+    from nas_kd.latency import ANCHOR_POOL, ANCHORS, anchor_archs, build_table, calibration_set, load_table, predict_ms
     from nas_kd.provenance import write_result
 
     space = search_spaces.get("resnet")
@@ -134,7 +135,7 @@ def test_search_under_a_latency_budget(synthetic_root, teacher_ckpt, tmp_path, c
     budget = start * max(space.latency(space.min_arch(), table), typical)  # timings are noisy: the min arch must fit
     args = sets(synthetic_root, tmp_path, teacher_ckpt, "run.name=s", "search.probe_size=16", "search.bn_batches=1",
                 "search.trials=4", "search.extra_evaluators=[]")
-    anchors, timed, speed = calibration_set(space, ANCHORS, 0), [], [start]
+    anchors, timed, speed = anchor_archs(space, table, budget), [], [start]
     script = [budget, *[budget / 2 / start] * 3]  # the candidates' times at the table's own speed, in score order
 
     def fake_timer(space, archs, _table):  # the anchors first, then the candidates (none at the search's start)
@@ -150,8 +151,11 @@ def test_search_under_a_latency_budget(synthetic_root, teacher_ckpt, tmp_path, c
                  str(table_path), *args]) == 0
     result = json.loads((tmp_path / "s/search.json").read_text())
     rows = [json.loads(line) for line in (tmp_path / "s/candidates.jsonl").read_text().splitlines()]
-    # the search ran on the table re-anchored to the machine's speed at its start
-    assert result["reanchored"]["speed"] == pytest.approx(start)
+    # the search ran on the table re-anchored to the machine's speed at its start, by the archs nearest the budget
+    assert result["reanchored"]["speed"] == pytest.approx(start) and result["reanchored"]["archs"] == anchors
+    pool = {json.dumps(a, sort_keys=True): a for a in calibration_set(space, ANCHOR_POOL, 0)}.values()
+    near = sorted(abs(math.log(space.latency(a, table) / budget)) for a in pool)
+    assert max(abs(math.log(space.latency(a, table) / budget)) for a in anchors) <= near[ANCHORS - 1] + 1e-12
     assert rows and all(r["latency_ms"] <= budget and r["latency_ms"] == pytest.approx(start * space.latency(r["arch"], table))
                         for r in rows)
     assert result["budget_ms"] == budget and result["best_predicted_latency_ms"] <= budget

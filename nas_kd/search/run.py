@@ -70,7 +70,7 @@ class _Setting:
         if cfg.budget_ms is not None:  # the table at this machine's speed now, kept for a resumed search
             anchored = out / REANCHORED
             if not anchored.exists():
-                write_json_atomic(anchored, reanchored(space, self.table))
+                write_json_atomic(anchored, reanchored(space, self.table, cfg.budget_ms))
             self.table = load_table(anchored)
         self.study_name = cfg.study_name or f"{self.names[0]}-{self.strategy}-{self.budget / 1e6:.3f}" + \
             (f"-{cfg.budget_ms:g}ms" if cfg.budget_ms is not None else "")
