@@ -433,7 +433,7 @@ ANCHOR_POOL = 64  # ... the ones nearest the budget by prediction among this man
 def anchor_archs(space, table: dict[str, Any], budget_ms: float) -> list[dict[str, Any]]:
     """The :data:`ANCHORS` archs whose predicted latency is nearest ``budget_ms`` (by ratio) among the first
     :data:`ANCHOR_POOL` of the table's calibration set (the max, the min, seeded random archs). Near the budget,
-    because the table's error is not the same everywhere: on the resnet openvino-int8 batch-32 table (MAPE 3.7 % on
+    because the table's error is not the same everywhere: on the resnet openvino-int8 batch-32 table (MAPE 3.5 % on
     20 random archs) the ten ~1 ms candidates of a search ran 6-19 % slower than predicted while the max, the min
     and two random anchors ran as predicted."""
     import math

@@ -107,28 +107,28 @@ def test_a_table_timed_elsewhere_is_refused_for_a_search(table):
         require_here({**table, "runtime": "onnxruntime"})
 
 
-def test_an_onnxruntime_table_predicts_and_measures_with_onnxruntime(tmp_path, capsys):
+def test_an_int8_onnxruntime_table_predicts_and_measures_with_its_runtime(tmp_path, capsys):
     pytest.importorskip("onnxruntime")
     out = tmp_path / "ort.json"
     assert main(["latency-table", "--space", "resnet", "--input-shape", "1", "8", "8", "--repeats", "1", "--min-seconds", "0",
-                 "--calibration-archs", "2", "--threads", "1", "--runtime", "onnxruntime", "--out", str(out)]) == 0
+                 "--calibration-archs", "2", "--threads", "1", "--runtime", "onnxruntime-int8", "--out", str(out)]) == 0
     table = load_table(out)
-    assert table["runtime"] == "onnxruntime" and all(v > 0 for v in table["blocks_ms"].values())
+    assert table["runtime"] == "onnxruntime-int8" and all(v > 0 for v in table["blocks_ms"].values())
     from nas_kd.errors import UserError
     from nas_kd.latency import measured_ms, require_here
 
     space = search_spaces.get("resnet", input_shape=(1, 8, 8))
-    assert measured_ms(space, [space.min_arch()], table)[0] > 0  # timed with onnxruntime, as the table was
-    require_here(table, "onnxruntime")
-    with pytest.raises(UserError, match="timed with onnxruntime .* this search deploys with torch"):
-        require_here(table, "torch")
+    assert measured_ms(space, [space.min_arch()], table)[0] > 0  # timed with onnxruntime-int8, as the table was
+    require_here(table, "onnxruntime-int8")
+    with pytest.raises(UserError, match="timed with onnxruntime-int8 .* this search deploys with onnxruntime"):
+        require_here(table, "onnxruntime")
 
 
-def test_the_calibration_recovers_per_block_costs():
+def test_the_calibration_recovers_per_block_costs(table):
     from nas_kd import latency
 
+    table = dict(table)  # the module's table keeps its identity calibration
     space = search_spaces.get("resnet", input_shape=SHAPE)
-    table = latency.build_table(space, repeats=1, warmup=0, min_seconds=0, calibration_archs=0, show_progress=False)
     truth = (2.0, 0.3, 0.5, 1.0)  # measured = 2 x summed + 0.3 x blocks + 0.5 x activations + 1
 
     def fake(arch):
@@ -184,13 +184,6 @@ def test_the_int8_runtimes_time_quantised_graphs_with_the_image_fed_conv_in_floa
     assert all(t > 0 for t in time_runs(runs, repeats=1, warmup=0))
     kernels = [inference.int8_share(real_load(g, engine, 1).kernels(), engine) for g in graphs]
     assert kernels == [(1, 2), (2, 2)]  # the stem stays float when fed the image; a block's first conv does not
-
-
-def test_an_int8_table_times_quantised_blocks():
-    pytest.importorskip("onnxruntime")
-    table = build_table(search_spaces.get("resnet", input_shape=(1, 6, 6)), repeats=1, warmup=0, min_seconds=0,
-                        calibration_archs=0, show_progress=False, runtime="onnxruntime-int8")
-    assert table["runtime"] == "onnxruntime-int8" and all(v > 0 for v in table["blocks_ms"].values())
 
 
 def test_the_recipe_names_every_runtime():
