@@ -72,6 +72,8 @@ def runner(model: nn.Module, x: torch.Tensor, runtime: str = RUNTIME, *, image_i
     from nas_kd.quantize import quantise_onnx
 
     engine, int8 = runtime.removesuffix("-int8"), runtime.endswith("-int8")
+    if int8:
+        model = _distinct_biases(model)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
         torch.onnx.export(model.eval().cpu(), (x.cpu(),), str(path), dynamo=False, input_names=["images"])
@@ -80,6 +82,23 @@ def runner(model: nn.Module, x: torch.Tensor, runtime: str = RUNTIME, *, image_i
                                  keep_stem_fp32=image_input)
         graph = path.read_bytes()
     return load(graph, engine, torch.get_num_threads()).call(x.cpu().numpy())
+
+
+@torch.no_grad()
+def _distinct_biases(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose BatchNorms have seeded random statistics. Freshly initialised, every BatchNorm of a
+    block folds into the same all-zero bias; the exporter then shares one bias tensor between the convolutions
+    through an ``Identity`` node, which onnxruntime's quantiser cannot quantise, so it left one convolution of each
+    block in float: not the graph a trained student ships as."""
+    import copy
+
+    model = copy.deepcopy(model)
+    g = torch.Generator().manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.rand(m.running_mean.shape, generator=g) - 0.5)
+            m.bias.copy_(torch.rand(m.bias.shape, generator=g) - 0.5)
+    return model
 
 
 @torch.no_grad()
