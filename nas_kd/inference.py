@@ -15,6 +15,7 @@ without arguments (called with a dict each time, the int8 student ran at 0.9x of
 from __future__ import annotations
 
 import collections
+import functools
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -96,12 +97,18 @@ class _OnnxRuntime(Compiled):
         return dict(sorted(collections.Counter(n.op_type for n in nodes).items()))
 
 
+@functools.cache
+def _core() -> Any:
+    """The process's one OpenVINO ``Core``, kept until exit: compiled models and infer requests handed out (a timed
+    call outlives its :class:`Compiled`) never outlive the core and plugin that made them."""
+    return _openvino().Core()
+
+
 class _OpenVINO(Compiled):
     engine = "openvino"
 
     def __init__(self, graph: bytes, threads: int) -> None:
-        ov = _openvino()
-        self.core, self.threads = ov.Core(), threads
+        self.core, self.threads = _core(), threads
         self.model = self.core.read_model(graph if isinstance(graph, bytes) else str(graph))
         self.compiled = self._compile(self.model)
         self.request = self.compiled.create_infer_request()
