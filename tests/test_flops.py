@@ -15,7 +15,7 @@ def test_cost_table_equals_fvcore_exactly(name):
     space = search_spaces.get(name)
     net = Supernet(space)
     rng = random.Random(123)
-    archs = [space.max_arch(), space.min_arch()] + [space.sample(rng) for _ in range(200)]
+    archs = [space.max_arch(), space.min_arch()] + [space.sample(rng) for _ in range(60)]
     for arch in archs:
         sub = export_subnet(net, arch)
         assert space.flops(arch) == count_flops(sub, (1, 1, 28, 28)), arch

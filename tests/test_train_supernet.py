@@ -10,7 +10,7 @@ from nas_kd.recipes import train_supernet
 
 def recipe(tmp_path, fmnist_root, *extra):
     return load_recipe("recipes/supernet_fmnist.yaml", [
-        f"data.root={fmnist_root}", f"run.out_dir={tmp_path}", "run.name=run", "data.limit_train=1200",
+        f"data.root={fmnist_root}", f"run.out_dir={tmp_path}", "run.name=run", "data.limit_train=800",
         "data.limit_test=500", "data.batch_size=64", "supernet.bn_batches=3", "supernet.eval_random_archs=1",
         "train.checkpoint_every_steps=0", "train.lr=0.05", *extra,
     ])
