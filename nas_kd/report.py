@@ -315,12 +315,14 @@ def _latency(root: Path) -> list[str]:
                              f"{v['retest_spearman']:.3f}" if "retest_spearman" in v else "-",
                              pct(v.get("retest_mape"), 1), f"{v['flops_spearman']:.3f}", v.get("num_archs", "-")])
     searches = []
-    for space in ("resnet", "mbv2"):
-        name = f"results/latency_search_{space}/search/search.json"
+    for which in ("resnet", "mbv2", "int8"):
+        name = f"results/latency_search_{which}/search/search.json"
         if (s := _load(root, name)) is not None:
             judged = s.get("best_latency_ms_at_table_speed", s["best_measured_latency_ms"])
             ratios = [c["predicted_over_measured"] for c in s["measured_checks"] if "predicted_over_measured" in c]
-            searches += [[space, f"`{s['evaluator']}` + `{s['strategy']}`", s["budget_ms"],
+            timed = _load(root, s["latency_table"]) or {}  # the table it searched with, if committed
+            searches += [[s["space"], timed.get("runtime", "torch" if timed else "-"), timed.get("batch_size", "-"),
+                          f"`{s['evaluator']}` + `{s['strategy']}`", s["budget_ms"],
                           f"{s['best_predicted_latency_ms']:.2f}", f"{s['best_measured_latency_ms']:.2f}",
                           f"{judged:.2f}" if "reanchored" in s else "-",
                           f"{s['reanchored']['speed']:.2f}" if "reanchored" in s else "not re-anchored",
@@ -331,12 +333,12 @@ def _latency(root: Path) -> list[str]:
             "measurement's own repeatability) and FLOPs' Spearman. Targets: Spearman >= 0.95, MAPE <= 10 %.", "",
             *table(["space", "runtime", "batch", "Spearman", "MAPE (%)", "retest Spearman", "retest error (%)",
                      "FLOPs Spearman", "archs"], rows), "", source(d, "results/latency_cpu.json"),
-            *(["", "Searches under a latency budget (batch 1, 2 threads): the pick's predicted latency and its latency "
+            *(["", "Searches under a latency budget (2 threads): the pick's predicted latency and its latency "
                "timed at the end of the search, as measured and at the table's speed (judged against anchor archs "
                "timed beside it); re-anchor: the machine's speed against the table when the search started "
                "(measured / predicted, by which the search rescaled the table); predicted / measured over every "
                "candidate timed at the end, after re-anchoring (target 0.85-1.15).", "",
-               *table(["space", "search", "budget (ms)", "predicted (ms)", "measured (ms)", "at table speed (ms)",
+               *table(["space", "runtime", "batch", "search", "budget (ms)", "predicted (ms)", "measured (ms)", "at table speed (ms)",
                        "re-anchor", "predicted / measured", "within", "command"], searches)] if searches else [])]
 
 

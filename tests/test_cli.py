@@ -161,7 +161,7 @@ def test_search_under_a_latency_budget(synthetic_root, teacher_ckpt, tmp_path, c
     assert result["budget_ms"] == budget and result["best_predicted_latency_ms"] <= budget
     # the final check judged the candidates against the anchors timed beside them, so the slow-down since the start
     # changed no verdict: the pick that measured over the budget gave way to the next candidate by score
-    assert result["final_check_anchors"]["speed"] == pytest.approx(later / start)
+    assert result["final_check_rounds"][0]["speed"] == pytest.approx(later / start)
     assert result["best_rank_by_score"] == 2 and result["best"]["arch"] == rows[1]["arch"] == timed[1]
     assert result["best_latency_ms_at_table_speed"] == pytest.approx(budget / 2) and len(result["measured_checks"]) == 4
     assert [c["measured_ms"] for c in result["measured_checks"]] == pytest.approx([t * later for t in script])
@@ -175,6 +175,27 @@ def test_search_under_a_latency_budget(synthetic_root, teacher_ckpt, tmp_path, c
     assert main(["search", "--recipe", "recipes/search_fmnist.yaml", "--checkpoint", str(tmp_path / "super.pt"),
                  "--budget-ms", str(budget), *args, "--set", "run.name=t"]) == 2
     assert "needs search.latency_table" in capsys.readouterr().err
+
+
+def test_a_final_check_that_finds_the_table_optimistic_times_the_next_candidates_that_fit(monkeypatch):
+    from types import SimpleNamespace
+
+    from nas_kd.search import run as search_run
+
+    rows = [{"arch": {"i": i}, "latency_ms": p, "mflops": 1.0} for i, p in enumerate([0.95, 0.9, 0.8, 0.7, 0.99])]
+    timed = []
+
+    def slower(space, archs, table):  # these archs run 20 % slower than the table predicts
+        timed.append([a["i"] for a in archs])
+        ms = [1.2 * rows[a["i"]]["latency_ms"] for a in archs]
+        return {"speed": 1.0, "anchors": [], "measured_ms": ms, "at_table_speed_ms": ms}
+
+    monkeypatch.setattr(search_run, "anchored_ms", slower)
+    got = search_run._measured_pick(None, rows, SimpleNamespace(budget_ms=1.0, measure_top=2), {})
+    # round 1: ranks 1-2 measure 1.14 and 1.08 ms; predictions / (1 / 1.2): rank 3 (0.96) and 4 fit, rank 5 does not
+    assert timed == [[0, 1], [2, 3]] and got["rank"] == 3
+    assert [r["prediction_divided_by"] for r in got["rounds"]] == pytest.approx([1.0, 1 / 1.2])
+    assert [c["round"] for c in got["checks"]] == [1, 1, 2, 2]
 
 
 def test_dna_search_under_latency_budgets(tmp_path, capsys):

@@ -207,7 +207,7 @@ def _write_outputs(cfg: SearchConfig, rows, s: _Setting, started, watch) -> dict
             "best_measured_latency_ms": measured["checks"][measured["rank"] - 1]["measured_ms"],
             "best_latency_ms_at_table_speed": measured["checks"][measured["rank"] - 1]["at_table_speed_ms"],
             "measured_checks": measured["checks"], "best_rank_by_score": measured["rank"],
-            "final_check_anchors": measured["anchors"], "reanchored": s.table["reanchored"]}),
+            "final_check_rounds": measured["rounds"], "reanchored": s.table["reanchored"]}),
         "storage": storage if s.strategy.startswith("optuna") else None,
         "study": study_name if s.strategy.startswith("optuna") else None,  # rows are the whole study's
     }
@@ -218,16 +218,32 @@ def _measured_pick(space, rows: list[dict[str, Any]], cfg: SearchConfig, table: 
     """Under a latency budget, the budget must hold when measured: the ``search.measure_top`` best candidates are
     timed here together with the table's anchors (:func:`~nas_kd.latency.anchored_ms`; ``table`` is the search's
     re-anchored table), and the first in score order whose time relative to the anchors puts it within
-    ``search.budget_ms`` at the table's speed is the pick; none: a one-line error with the fastest one measured."""
-    top = rows[: cfg.measure_top]
-    timed = anchored_ms(space, [r["arch"] for r in top], table)
-    checks = [{"rank": rank, "predicted_ms": row["latency_ms"], "measured_ms": ms, "at_table_speed_ms": at,
-               "predicted_over_measured": row["latency_ms"] / at, "mflops": row["mflops"]}
-              for rank, (row, ms, at) in enumerate(zip(top, timed["measured_ms"], timed["at_table_speed_ms"]), start=1)]
-    anchors = {"speed": timed["speed"], "anchors": timed["anchors"]}
-    for check, row in zip(checks, top):
-        if check["at_table_speed_ms"] <= cfg.budget_ms:
-            return {"pick": row, "rank": check["rank"], "checks": checks, "anchors": anchors}
+    ``search.budget_ms`` at the table's speed is the pick. If none is, the table's error on archs like these is
+    measured: every scored candidate's prediction is divided by the timed ones' median predicted / measured ratio
+    and the next ``search.measure_top`` by score that fit by that corrected prediction are timed the same way
+    (once; on the openvino-int8 batch-32 table the ~1 ms archs a search prefers ran 6-19 % slower than predicted
+    while the anchors nearest the budget ran as predicted). None then: a one-line error with the fastest one."""
+    import statistics
+
+    checks: list[dict[str, Any]] = []
+    rounds, factor, todo = [], 1.0, rows[: cfg.measure_top]
+    while todo:
+        timed = anchored_ms(space, [r["arch"] for r in todo], table)
+        rounds.append({"speed": timed["speed"], "anchors": timed["anchors"], "prediction_divided_by": factor})
+        first = len(checks)
+        for row, ms, at in zip(todo, timed["measured_ms"], timed["at_table_speed_ms"]):
+            checks.append({"rank": rows.index(row) + 1, "predicted_ms": row["latency_ms"], "measured_ms": ms,
+                           "at_table_speed_ms": at, "predicted_over_measured": row["latency_ms"] / at,
+                           "round": len(rounds), "mflops": row["mflops"]})
+        for check in checks[first:]:
+            if check["at_table_speed_ms"] <= cfg.budget_ms:
+                return {"pick": rows[check["rank"] - 1], "rank": check["rank"], "checks": checks, "rounds": rounds}
+        if len(rounds) == 2:
+            break
+        factor = statistics.median(c["predicted_over_measured"] for c in checks)
+        timed_ranks = {c["rank"] for c in checks}
+        todo = [r for i, r in enumerate(rows, start=1)
+                if i not in timed_ranks and r["latency_ms"] / factor <= cfg.budget_ms][: cfg.measure_top]
     fastest = min(checks, key=lambda c: c["at_table_speed_ms"])
     raise UserError(f"search.budget_ms {cfg.budget_ms:g}: none of the {len(checks)} best candidates meets it when "
                     f"measured here (fastest: rank {fastest['rank']}, {fastest['at_table_speed_ms']:.3f} ms at the "
