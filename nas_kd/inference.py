@@ -109,7 +109,7 @@ class _OpenVINO(Compiled):
 
     def __init__(self, graph: bytes, threads: int) -> None:
         self.core, self.threads = _core(), threads
-        self.model = self.core.read_model(graph if isinstance(graph, bytes) else str(graph))
+        self.model = self.core.read_model(graph)
         self.compiled = self._compile(self.model)
         self.request = self.compiled.create_infer_request()
 

@@ -86,10 +86,11 @@ def quantize_student(job: Job, student_dir: str | Path, out: str | Path, *, term
     accs: dict[str, list[float]] = {f"{e}/{g}": [] for e in engines for g in GRAPHS}
     checks: dict[str, list[dict]] = {f"{e}/{g}": [] for e in engines for g in GRAPHS[1:]}
     ptq_model = with_minmax_ranges(prepare_qat(student, shape), calib)
+    compiled = {f"{e}/{g}": load(graphs[g], e, threads) for e in engines for g in graphs}  # (+ QAT seed 0's below)
     for e in engines:
-        accs[f"{e}/fp32"].append(accuracy(load(graphs["fp32"], e, threads), test_x, test_y))
-        accs[f"{e}/ptq_int8"].append(accuracy(load(graphs["ptq_int8"], e, threads), test_x, test_y))
-        checks[f"{e}/ptq_int8"].append(agreement(load(graphs["ptq_int8"], e, threads), ptq_model, check_x))
+        accs[f"{e}/fp32"].append(accuracy(compiled[f"{e}/fp32"], test_x, test_y))
+        accs[f"{e}/ptq_int8"].append(accuracy(compiled[f"{e}/ptq_int8"], test_x, test_y))
+        checks[f"{e}/ptq_int8"].append(agreement(compiled[f"{e}/ptq_int8"], ptq_model, check_x))
     fake_quant_accs = []
     for seed in range(seeds):
         model = prepare_qat(student, shape)
@@ -102,13 +103,15 @@ def quantize_student(job: Job, student_dir: str | Path, out: str | Path, *, term
         graphs.setdefault("qat_kd_int8", path)  # seed 0's graph is timed: the seeds' graphs differ in weights only
         fake_quant_accs.append(final["test_acc"])
         for e in engines:
-            accs[f"{e}/qat_kd_int8"].append(accuracy(load(path, e, threads), test_x, test_y))
-            checks[f"{e}/qat_kd_int8"].append(agreement(load(path, e, threads), model, check_x))
+            graph = load(path, e, threads)
+            compiled.setdefault(f"{e}/qat_kd_int8", graph)
+            accs[f"{e}/qat_kd_int8"].append(accuracy(graph, test_x, test_y))
+            checks[f"{e}/qat_kd_int8"].append(agreement(graph, model, check_x))
     times = _timings(graphs, engines, shape, threads, pass_seconds)
     rows: dict[str, dict[str, Any]] = {}
     for key, a in accs.items():
         engine, graph = key.split("/")
-        kernels = load(graphs[graph], engine, threads).kernels()
+        kernels = compiled[key].kernels()
         rows[key] = {
             "engine": engine, "graph": graph, "file": str(graphs[graph]), "accs": a, "acc_mean": statistics.mean(a),
             "acc_std": statistics.stdev(a) if len(a) > 1 else None, "size_kb": graphs[graph].stat().st_size / 1024,
