@@ -53,9 +53,9 @@ class WeightFakeQuant(nn.Module):
 
 
 class ActivationFakeQuant(nn.Module):
-    """Per-tensor asymmetric uint8 fake quantisation (the int8 graph's activations); in training the range follows the batches' min / max by an
-    exponential moving average (``momentum``), or (``minmax``) spans every batch seen, as onnxruntime's min / max
-    calibration does; in evaluation it is frozen."""
+    """Per-tensor asymmetric uint8 fake quantisation (the int8 graph's activations); in training the range follows
+    the batches' min / max by an exponential moving average (``momentum``), or (``minmax``) spans every batch seen,
+    as onnxruntime's min / max calibration does; in evaluation it is frozen."""
 
     def __init__(self, momentum: float = 0.01) -> None:
         super().__init__()

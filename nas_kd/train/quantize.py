@@ -63,10 +63,10 @@ def quantize_student(job: Job, student_dir: str | Path, out: str | Path, *, term
     :class:`~nas_kd.job.Job`, with ``ce_weight`` x cross-entropy and the distillation ``terms``) of the exported
     student in ``student_dir``, each graph run by every engine of ``engines`` (:data:`nas_kd.inference.ENGINES`;
     default: the installed ones): test accuracy, batch-1 and batch-32 latency on ``threads`` threads (all timed
-    together in interleaved rounds over ``pass_seconds``, then retimed), the kernels each engine actually runs, size on disk; each int8
-    graph is checked against its fake-quantised PyTorch model. The shipped row is the QAT+KD int8 graph on the
-    engine that runs it fastest at batch 32 against onnxruntime fp32 (the slower of the two passes). Writes
-    ``<out>/*.onnx``; returns the result's payload."""
+    together in interleaved rounds over ``pass_seconds``, then retimed), the kernels each engine actually runs, size
+    on disk; each int8 graph is checked against its fake-quantised PyTorch model. The shipped row is the QAT+KD int8
+    graph on the engine that runs it fastest at batch 32 against onnxruntime fp32 (the slower of the two passes).
+    Writes ``<out>/*.onnx``; returns the result's payload."""
     from nas_kd.data import calibration_batches as batches_of
     from nas_kd.export import load_subnet
     from nas_kd.students import Student, stage_names
@@ -109,19 +109,21 @@ def quantize_student(job: Job, student_dir: str | Path, out: str | Path, *, term
             checks[f"{e}/qat_kd_int8"].append(agreement(graph, model, check_x))
     times = _timings(graphs, engines, shape, threads, pass_seconds)
     rows: dict[str, dict[str, Any]] = {}
+
+    def speedup(reference: str, key: str, b: int) -> list[float]:  # per pass: the reference's time / the row's
+        return [f / t for f, t in zip(times[reference][f"b{b}"], times[key][f"b{b}"])]
+
     for key, a in accs.items():
         engine, graph = key.split("/")
         kernels = compiled[key].kernels()
+        references = {"own": f"{engine}/fp32", **({"onnxruntime": "onnxruntime/fp32"} if "onnxruntime" in engines else {})}
         rows[key] = {
             "engine": engine, "graph": graph, "file": str(graphs[graph]), "accs": a, "acc_mean": statistics.mean(a),
             "acc_std": statistics.stdev(a) if len(a) > 1 else None, "size_kb": graphs[graph].stat().st_size / 1024,
             "kernels": kernels, "int8_convs": list(int8_share(kernels, engine)), "checks": checks.get(key, []),
             **{f"latency_ms_b{b}": times[key][f"b{b}"] for b in BATCHES},
-            **{f"speedup_vs_own_fp32_b{b}": [f / t for f, t in zip(times[f"{engine}/fp32"][f"b{b}"], times[key][f"b{b}"])]
-               for b in BATCHES},
-            **({f"speedup_vs_onnxruntime_fp32_b{b}": [f / t for f, t in zip(times["onnxruntime/fp32"][f"b{b}"],
-                                                                            times[key][f"b{b}"])]
-                for b in BATCHES} if "onnxruntime" in engines else {}),
+            **{f"speedup_vs_{name}_fp32_b{b}": speedup(reference, key, b)
+               for name, reference in references.items() for b in BATCHES},
         }
     reference = "speedup_vs_onnxruntime_fp32_b32" if "onnxruntime" in engines else "speedup_vs_own_fp32_b32"
     shipped = max((k for k in rows if rows[k]["graph"] == "qat_kd_int8"), key=lambda k: min(rows[k][reference]))
