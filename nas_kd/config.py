@@ -101,6 +101,7 @@ class SearchConfig:
     strategy: str | dict = "evolution"  # a name of nas_kd.search.STRATEGIES, or {name, ...its options}, e.g. {name: evolution, population: 20}
     budget_mflops: float | None = field(default=None, metadata=gt(0))  # None: the max arch's FLOPs
     budget_ms: float | None = field(default=None, metadata=gt(0))  # latency budget (predicted from latency_table); None: none
+    budget_arch: str | dict | None = None  # instead of budget_ms: this arch's latency (a JSON file or mapping), timed beside the table's anchors when the search starts
     latency_table: str | None = None  # a table from nas-kd latency-table (this machine, batch size, threads)
     measure_top: int = field(default=10, metadata=ge(1))  # with budget_ms: candidates timed, in score order, until one meets it
     runtime: Literal["torch", "onnxruntime", "onnxruntime-int8", "openvino", "openvino-int8"] = "torch"  # what the student is deployed with: the latency table must be timed with it

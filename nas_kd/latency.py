@@ -479,18 +479,27 @@ def anchored_ms(space, archs: list[dict[str, Any]], table: dict[str, Any]) -> di
             "measured_ms": times[len(anchors):], "at_table_speed_ms": [t / speed for t in times[len(anchors):]]}
 
 
-def reanchored(space, table: dict[str, Any], budget_ms: float) -> dict[str, Any]:
+def reanchored(space, table: dict[str, Any], budget_ms: float | None, reference: dict[str, Any] | None = None) -> dict[str, Any]:
     """``table`` rescaled to this machine's speed now, near ``budget_ms``: its anchors (:func:`anchor_archs`) timed,
     the calibration's scale and offset multiplied by their median measured / predicted ratio, the anchors and the
     ratio recorded under ``reanchored``. The table was timed in one session; a search minutes or days later on a
     shared machine runs at another speed (the resnet table predicted 1.35 ms for a pick that measured 0.65 ms,
-    2.05-2.11x over every candidate)."""
-    archs = anchor_archs(space, table, budget_ms)
-    check = anchored_ms(space, [], table | {"reanchored": {"archs": archs}})
+    2.05-2.11x over every candidate).
+
+    With a ``reference`` arch (and ``budget_ms`` None) the budget is that arch's latency: it is timed with the
+    anchors nearest its prediction in the same session, and its measured time is the budget, so the budget and the
+    table's speed are taken together (two sessions minutes apart on this machine differ by 10-30 % at batch 1)."""
+    if (budget_ms is None) == (reference is None):
+        raise ValueError("reanchored takes a budget_ms or a reference arch, not both")
+    archs = anchor_archs(space, table, budget_ms if reference is None else predict_ms(space, reference, table))
+    check = anchored_ms(space, [] if reference is None else [reference], table | {"reanchored": {"archs": archs}})
+    if reference is not None:
+        budget_ms = check["measured_ms"][0]
     cal = table["calibration"]
     return table | {"calibration": cal | {"scale": cal["scale"] * check["speed"], "offset": cal["offset"] * check["speed"]},
                     "reanchored": {"speed": check["speed"], "archs": archs, "anchors": check["anchors"],
                                    "budget_ms": budget_ms,
+                                   **({} if reference is None else {"budget_arch": reference}),
                                    "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}}
 
 

@@ -39,11 +39,11 @@ from nas_kd.runs import RunDir, write_config
 from nas_kd.plans import SupernetPlan
 from nas_kd.search.plan import SearchPlan
 from nas_kd.search.run import run_search
-from nas_kd.students import arch_student
+from nas_kd.students import arch_student, resolve_arch
 from nas_kd.summary import compare_models, print_summary
 from nas_kd.teacher import build_model, teacher_from
 from nas_kd.train.distill import train_students
-from nas_kd.train.standalone import export_student, resolve_arch, train_teacher
+from nas_kd.train.standalone import export_student, train_teacher
 from search_spaces import StagedSpace
 
 

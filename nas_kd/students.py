@@ -69,6 +69,15 @@ def read_arch_file(path: str | Path) -> tuple[str | None, dict]:
     return None, data
 
 
+def resolve_arch(space, arch: str | dict) -> dict[str, Any]:
+    """``max``, ``min``, a JSON file (an arch, or ``{"arch": ...}``) or a dict, validated against ``space``."""
+    if isinstance(arch, str) and arch in ("max", "min"):
+        return space.max_arch() if arch == "max" else space.min_arch()
+    if isinstance(arch, str):
+        arch = read_arch_file(arch)[1]
+    return space.validate(arch)
+
+
 def resolve_student(spec: str, default_space: str) -> Student:
     """``space:max|min`` (or ``max|min`` of ``default_space``), an arch JSON file, an exported subnet
     directory (training starts from its weights), or a ``package.module:function`` factory called as

@@ -182,7 +182,7 @@ def test_a_final_check_that_finds_the_table_optimistic_times_the_next_candidates
 
     from nas_kd.search import run as search_run
 
-    rows = [{"arch": {"i": i}, "latency_ms": p, "mflops": 1.0} for i, p in enumerate([0.95, 0.9, 0.8, 0.7, 0.99])]
+    rows = [{"arch": {"i": i}, "latency_ms": p, "mflops": 1.0} for i, p in enumerate([0.95, 0.9, 0.85, 0.8, 0.7, 0.99])]
     timed = []
 
     def slower(space, archs, table):  # these archs run 20 % slower than the table predicts
@@ -192,8 +192,10 @@ def test_a_final_check_that_finds_the_table_optimistic_times_the_next_candidates
 
     monkeypatch.setattr(search_run, "anchored_ms", slower)
     got = search_run._measured_pick(None, rows, SimpleNamespace(budget_ms=1.0, measure_top=2), {})
-    # round 1: ranks 1-2 measure 1.14 and 1.08 ms; predictions / (1 / 1.2): rank 3 (0.96) and 4 fit, rank 5 does not
-    assert timed == [[0, 1], [2, 3]] and got["rank"] == 3
+    # round 1: ranks 1-2 measure 1.14 and 1.08 ms; predictions / (1 / 1.2): rank 3 (1.02) does not fit, ranks 4
+    # (0.96) and 5 do, rank 6 does not; the pick is rank 4 and its own check is reported (not the list's 4th)
+    assert timed == [[0, 1], [3, 4]] and got["check"]["rank"] == 4 and got["pick"] is rows[3]
+    assert got["check"]["at_table_speed_ms"] == pytest.approx(0.96)
     assert [r["prediction_divided_by"] for r in got["rounds"]] == pytest.approx([1.0, 1 / 1.2])
     assert [c["round"] for c in got["checks"]] == [1, 1, 2, 2]
 

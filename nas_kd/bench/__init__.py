@@ -145,6 +145,19 @@ def _datafree(args: argparse.Namespace) -> None:
                                             "num_images": v["num_images"]})
 
 
+def _int8_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--table", required=True, help="the table file, e.g. recipes/int8_table_fmnist.yaml")
+    p.add_argument("--commit", action="store_true", help="git-commit each record as it lands")
+    p.add_argument("--report", action="store_true", help="train nothing, rebuild the table from the records")
+
+
+def _int8(args: argparse.Namespace) -> None:
+    from nas_kd.bench.int8 import bench_int8
+
+    summary = bench_int8(args.table, commit=args.commit, report_only=args.report)
+    print(json.dumps({"budgets": summary["budgets"], "comparisons": summary["comparisons"]}, indent=2))
+
+
 def _supernet_ablation(args: argparse.Namespace) -> None:
     from nas_kd.bench.supernet_ablation import bench_supernet_ablation
 
@@ -174,4 +187,6 @@ BENCHES.register("latency")(Bench("latency tables vs measured latency", _latency
 BENCHES.register("distill")(Bench("the distillation method table", _table_options, _distill))
 BENCHES.register("datafree")(Bench("data-free distillation vs real data at the same image count", _table_options,
                                    _datafree))
+BENCHES.register("int8")(Bench("the int8-latency search against the FLOPs search at equal int8 latency",
+                              _int8_options, _int8))
 BENCHES.register("supernet-ablation")(Bench("supernet training choices", _supernet_ablation_options, _supernet_ablation))

@@ -12,6 +12,7 @@ every evaluator's oriented and raw score, best first), ``best_arch.json``, ``par
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
 import json
@@ -34,6 +35,7 @@ from nas_kd.runs import ScalarWriter, write_config
 from nas_kd.search.objective import Objective
 from nas_kd.search.plan import SearchPlan
 from nas_kd.search.strategies import SearchInputs
+from nas_kd.students import resolve_arch
 from nas_kd.checkpoint import load_checkpoint, load_supernet
 from nas_kd.supernet import Supernet
 from search_spaces import StagedSpace, from_meta
@@ -60,18 +62,24 @@ class _Setting:
             print(f"search.budget_mflops {cfg.budget_mflops:g}: above the largest {space.name} arch "
                   f"({largest / 1e6:.3f} MFLOPs), so it does not constrain the search", file=sys.stderr)
         self.table = load_table(cfg.latency_table) if cfg.latency_table else None
-        if cfg.budget_ms is not None and self.table is None:
-            raise UserError("search.budget_ms needs search.latency_table (make one with nas-kd latency-table)")
+        if cfg.budget_ms is not None and cfg.budget_arch is not None:
+            raise UserError("search.budget_ms and search.budget_arch both set a latency budget: give one")
+        for key in ("budget_ms", "budget_arch"):
+            if getattr(cfg, key) is not None and self.table is None:
+                raise UserError(f"search.{key} needs search.latency_table (make one with nas-kd latency-table)")
+        reference = None if cfg.budget_arch is None else resolve_arch(space, cfg.budget_arch)
         if self.table is not None:
             require_match(space, self.table)
         self.out = out = run.path
         out.mkdir(parents=True, exist_ok=True)
         write_config(run.config, out / "config.yaml")
-        if cfg.budget_ms is not None:  # the table at this machine's speed now, kept for a resumed search
+        if cfg.budget_ms is not None or reference is not None:  # the table at this machine's speed now, kept for a resumed search
             anchored = out / REANCHORED
             if not anchored.exists():
-                write_json_atomic(anchored, reanchored(space, self.table, cfg.budget_ms))
+                write_json_atomic(anchored, reanchored(space, self.table, cfg.budget_ms, reference))
             self.table = load_table(anchored)
+            cfg = dataclasses.replace(cfg, budget_ms=self.table["reanchored"]["budget_ms"])  # budget_arch's, timed
+        self.cfg = cfg
         self.study_name = cfg.study_name or f"{self.names[0]}-{self.strategy}-{self.budget / 1e6:.3f}" + \
             (f"-{cfg.budget_ms:g}ms" if cfg.budget_ms is not None else "")
         self.storage = cfg.storage or f"sqlite:///{(out / 'study.db').resolve()}"
@@ -83,8 +91,8 @@ def search_report(plan: SearchPlan, run: RunSpec) -> dict[str, Any]:
     started, watch = origin(), Stopwatch()
     with dir_locked(run.path):
         s = _Setting(plan, run)
-        rows = _study_report(s.strategy, s.storage, s.study_name, s.names[0], s.budget, plan.cfg.budget_ms)
-        return _write_outputs(plan.cfg, rows, s, started, watch)
+        rows = _study_report(s.strategy, s.storage, s.study_name, s.names[0], s.budget, s.cfg.budget_ms)
+        return _write_outputs(s.cfg, rows, s, started, watch)
 
 
 def run_search(job: Job, plan: SearchPlan, *, show_progress: bool = True) -> dict[str, Any]:
@@ -97,8 +105,8 @@ def run_search(job: Job, plan: SearchPlan, *, show_progress: bool = True) -> dic
 
 def _run_search(job: Job, plan: SearchPlan, show_progress: bool) -> dict[str, Any]:
     started, watch = origin(), Stopwatch()
-    cfg = plan.cfg
     s = _Setting(plan, job.run)
+    cfg = s.cfg
     evaluators, names, net, space, budget, out = s.evaluators, s.names, s.net, s.space, s.budget, s.out
     primary = names[0]
     data = job.data
@@ -204,9 +212,9 @@ def _write_outputs(cfg: SearchConfig, rows, s: _Setting, started, watch) -> dict
         "budget_ms": cfg.budget_ms, "latency_table": cfg.latency_table,
         **(_measured_latency(space, best, cfg.latency_table) if measured is None else
            {"best_predicted_latency_ms": best["latency_ms"],
-            "best_measured_latency_ms": measured["checks"][measured["rank"] - 1]["measured_ms"],
-            "best_latency_ms_at_table_speed": measured["checks"][measured["rank"] - 1]["at_table_speed_ms"],
-            "measured_checks": measured["checks"], "best_rank_by_score": measured["rank"],
+            "best_measured_latency_ms": measured["check"]["measured_ms"],
+            "best_latency_ms_at_table_speed": measured["check"]["at_table_speed_ms"],
+            "measured_checks": measured["checks"], "best_rank_by_score": measured["check"]["rank"],
             "final_check_rounds": measured["rounds"], "reanchored": s.table["reanchored"]}),
         "storage": storage if s.strategy.startswith("optuna") else None,
         "study": study_name if s.strategy.startswith("optuna") else None,  # rows are the whole study's
@@ -237,7 +245,7 @@ def _measured_pick(space, rows: list[dict[str, Any]], cfg: SearchConfig, table: 
                            "round": len(rounds), "mflops": row["mflops"]})
         for check in checks[first:]:
             if check["at_table_speed_ms"] <= cfg.budget_ms:
-                return {"pick": rows[check["rank"] - 1], "rank": check["rank"], "checks": checks, "rounds": rounds}
+                return {"pick": rows[check["rank"] - 1], "check": check, "checks": checks, "rounds": rounds}
         if len(rounds) == 2:
             break
         factor = statistics.median(c["predicted_over_measured"] for c in checks)

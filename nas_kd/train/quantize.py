@@ -39,7 +39,7 @@ def check_engines(engines: Sequence[str] | None) -> tuple[str, ...]:
     return engines
 
 
-def _timings(graphs: dict[str, Path], engines: tuple[str, ...], shape: tuple[int, ...], threads: int,
+def timings(graphs: dict[str, Path], engines: tuple[str, ...], shape: tuple[int, ...], threads: int,
              pass_seconds: float) -> dict:
     """Every (engine, graph) timed at each batch size in one interleaved pass of :func:`time_runs` lasting at least
     ``pass_seconds``, then again in a second pass (the retest): ``{key: {"b1": [first, retest], "b32": [...]}}``."""
@@ -107,7 +107,7 @@ def quantize_student(job: Job, student_dir: str | Path, out: str | Path, *, term
             compiled.setdefault(f"{e}/qat_kd_int8", graph)
             accs[f"{e}/qat_kd_int8"].append(accuracy(graph, test_x, test_y))
             checks[f"{e}/qat_kd_int8"].append(agreement(graph, model, check_x))
-    times = _timings(graphs, engines, shape, threads, pass_seconds)
+    times = timings(graphs, engines, shape, threads, pass_seconds)
     rows: dict[str, dict[str, Any]] = {}
 
     def speedup(reference: str, key: str, b: int) -> list[float]:  # per pass: the reference's time / the row's

@@ -20,7 +20,7 @@ from nas_kd.errors import UserError
 from nas_kd.job import Job, RunSpec
 from nas_kd.locks import dir_locked
 from nas_kd.runs import RunDir
-from nas_kd.students import Student, arch_student, model_student, read_arch_file
+from nas_kd.students import Student, arch_student, model_student, resolve_arch
 from nas_kd.teacher import build_model
 from nas_kd.train.distill import train_students
 
@@ -29,15 +29,6 @@ def train_teacher(job: Job, cfg: TeacherConfig, **kwargs: Any) -> dict[str, Any]
     """Train the model of a ``teacher`` section from its labels; ``model.pt`` is usable as ``teacher.checkpoint``."""
     student = Student(lambda shape, nc: build_model(cfg, nc, shape[0]), {"model": cfg.model}, list(cfg.stages), False)
     return train_students(job, student, **kwargs)
-
-
-def resolve_arch(space, arch: str | dict) -> dict[str, Any]:
-    """``max``, ``min``, a JSON file (an arch, or ``{"arch": ...}``) or a dict, validated against ``space``."""
-    if isinstance(arch, str) and arch in ("max", "min"):
-        return space.max_arch() if arch == "max" else space.min_arch()
-    if isinstance(arch, str):
-        arch = read_arch_file(arch)[1]
-    return space.validate(arch)
 
 
 def train_arch(job: Job, space_name: str, arch: str | dict, **kwargs: Any) -> dict[str, Any]:
