@@ -349,6 +349,13 @@ def _quantize(root: Path) -> list[str]:
     return [] if d is None else lines(d, "results/quantize_fmnist.json")
 
 
+def _int8_search(root: Path) -> list[str]:
+    from nas_kd.results.int8 import lines
+
+    d = _load(root, "results/int8_table.json")
+    return [] if d is None else lines(d, "results/int8_table.json")
+
+
 def _datafree(root: Path) -> list[str]:
     from nas_kd.results.datafree import lines
 
@@ -390,6 +397,7 @@ SECTIONS: list[tuple[str, Callable[[Path], list[str]]]] = [
     ("Evaluator throughput", _evaluators),
     ("Latency prediction", _latency),
     ("The student in int8", _quantize),
+    ("The int8-searched student at the FLOPs-searched student's int8 latency", _int8_search),
     ("Data-free distillation", _datafree),
     ("Costs of the machinery", _costs),
 ]

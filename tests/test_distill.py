@@ -274,3 +274,35 @@ def test_supernet_ablation_table_mixes_supernet_and_standalone_rows(synthetic_ro
                                  "rows": {"bad": {"trainer": "sandwich", "set": []}}}))
     assert main(["bench", "supernet-ablation", "--table", str(table)]) == 2
     assert "trainer 'sandwich' is not one of distill, supernet" in capsys.readouterr().err
+
+
+def test_tf_kd_distils_from_a_virtual_teacher_that_smooths_the_label():
+    d = build_distiller(Term("tf_kd", 1.0, {"correct": 0.7, "temperature": 1.0}, "distill[0] (tf_kd)"))
+    y = torch.tensor([2, 0])
+    virtual = torch.full((2, 4), 0.1)
+    virtual[0, 2], virtual[1, 0] = 0.7, 0.7
+    at_virtual = View(y, virtual.log().requires_grad_(), {})
+    assert d(at_virtual)["tf_kd"].abs().item() < 1e-6  # a student that predicts the virtual teacher: zero
+    logits = torch.zeros(2, 4, requires_grad=True)
+    expected = (virtual * (virtual.log() - torch.log(torch.tensor(0.25)))).sum(1).mean()
+    assert d(View(y, logits, {}))["tf_kd"].item() == pytest.approx(expected.item(), rel=1e-5)
+    with pytest.raises(OptionError, match="strictly between 0 and 1"):
+        parse_terms([{"name": "tf_kd", "correct": 1.0}])
+
+
+def test_cs_kd_pairs_each_sample_with_another_of_its_class_and_teaches_through_it_detached():
+    from nas_kd.distill.cs_kd import same_class_partners
+
+    y = torch.tensor([3, 1, 3, 3, 0, 1])
+    partner = same_class_partners(y)
+    assert all(y[partner[i]] == y[i] for i in range(6)) and partner[4] == 4  # 0 is alone in the batch
+    assert all(partner[i] != i for i in (0, 1, 2, 3, 5)) and sorted(partner[[0, 2, 3]].tolist()) == [0, 2, 3]
+    d = build_distiller(Term("cs_kd", 1.0, {"temperature": 4.0}, "distill[0] (cs_kd)"))
+    same = torch.randn(1, 5).repeat(6, 1).requires_grad_()
+    assert d(View(y, same, {}))["cs_kd"].item() < 1e-6  # equal predictions within each class: zero
+    logits = torch.randn(6, 5, requires_grad=True)
+    d(View(torch.tensor([1, 1]), logits[:2], {}))["cs_kd"].backward()
+    assert logits.grad[:2].abs().sum() > 0  # the student side learns; the partner's side is the detached target
+    only = torch.randn(2, 5, requires_grad=True)
+    d(View(torch.tensor([0, 1]), only, {}))["cs_kd"].backward()
+    assert only.grad is not None and only.grad.abs().sum() == 0  # nobody has a partner: nothing to learn

@@ -193,3 +193,26 @@ def test_the_recipe_names_every_runtime():
     from nas_kd.latency import RUNTIMES
 
     assert typing.get_args(typing.get_type_hints(SearchConfig)["runtime"]) == RUNTIMES
+
+
+def test_a_reference_arch_budget_is_its_time_beside_the_anchors_in_the_same_session(table, monkeypatch):
+    from nas_kd import latency
+    from nas_kd.latency import ANCHORS, anchor_archs, reanchored
+
+    space = search_spaces.get("resnet", input_shape=SHAPE)
+    reference = space.sample(random.Random(3))
+    sessions = []
+
+    def timer(space, archs, _table):  # one session: the machine 1.5x slower than the table, the reference 1.2 ms
+        sessions.append(archs)
+        return [1.5 * predict_ms(space, a, table) for a in archs[:ANCHORS]] + [1.2] * (len(archs) - ANCHORS)
+
+    monkeypatch.setattr(latency, "measured_ms", timer)
+    got = reanchored(space, table, None, reference)
+    # the anchors are those nearest the reference's prediction, timed with it in one session; its time is the budget
+    assert sessions == [anchor_archs(space, table, predict_ms(space, reference, table)) + [reference]]
+    assert got["reanchored"]["budget_ms"] == 1.2 and got["reanchored"]["budget_arch"] == reference
+    assert got["reanchored"]["speed"] == pytest.approx(1.5)
+    assert predict_ms(space, reference, got) == pytest.approx(1.5 * predict_ms(space, reference, table))
+    with pytest.raises(ValueError):
+        reanchored(space, table, 1.0, reference)

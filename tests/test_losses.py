@@ -32,7 +32,8 @@ def inputs(name, scale=1.0, dtype=torch.float32, seed=0):
 
 
 def test_the_pure_losses_are_found():
-    assert {"kd", "alpha_div"} <= set(LOGIT_LOSSES) and {"hint", "at", "sp", "rkd"} <= set(FEATURE_LOSSES)
+    assert {"kd", "alpha_div", "dist", "logit_std"} <= set(LOGIT_LOSSES)
+    assert {"hint", "at", "sp", "rkd", "pkt", "cc", "nst"} <= set(FEATURE_LOSSES)
 
 
 @pytest.mark.parametrize("name", sorted({**LOGIT_LOSSES, **FEATURE_LOSSES}))
@@ -144,3 +145,60 @@ def test_capture_features_by_name():
     with pytest.raises(KeyError, match="no submodule 'stage5'; close matches: stage"):
         with capture(teacher, ["stage5"]):
             pass
+
+
+def test_dkd_with_beta_the_teachers_non_target_mass_is_kd():
+    # Zhao et al.'s eq. (2): KD = TCKD + (1 - p_target of the teacher) NCKD, sample by sample
+    g = torch.Generator().manual_seed(1)
+    for _ in range(5):
+        s, t, y = torch.randn(1, 10, generator=g) * 3, torch.randn(1, 10, generator=g) * 3, torch.randint(10, (1,), generator=g)
+        rest = 1 - F.softmax(t / 4, dim=1)[0, y].item()
+        assert LF.dkd_loss(s, t, y, 1.0, rest, 4.0).item() == pytest.approx(LF.kd_loss(s, t, 4.0).item(), rel=1e-5)
+    s, t, y = torch.randn(8, 10, generator=g), torch.randn(8, 10, generator=g), torch.randint(10, (8,), generator=g)
+    assert LF.dkd_loss(s, s.clone(), y).abs().item() < 1e-6
+    # the decoupled parts: alpha alone sees only the target-vs-rest split, beta alone only the non-target classes
+    t_same_rest = s.clone()
+    t_same_rest[torch.arange(8), y] += 2.0  # changes the target probability, not the non-target distribution
+    assert LF.dkd_loss(s, t_same_rest, y, 0.0, 1.0).abs().item() < 1e-6 and LF.dkd_loss(s, t_same_rest, y, 1.0, 0.0) > 0
+
+
+def test_dist_ignores_a_positive_linear_map_of_the_predictions_per_sample():
+    g = torch.Generator().manual_seed(2)
+    t = torch.randn(6, 10, generator=g)
+    p_t = F.softmax(t / 4, dim=1)
+    s = 4 * torch.log(0.5 * p_t + 0.05)  # softmax(s / 4) = 0.5 p_t + 0.5 / 10: perfectly correlated per sample
+    assert LF.dist_loss(s, t, beta=1.0, gamma=0.0).item() < 1e-5
+    assert LF.dist_loss(torch.randn(6, 10, generator=g), t, beta=1.0, gamma=0.0).item() > 0.1
+
+
+def test_logit_std_ignores_each_samples_logit_shift_and_scale():
+    g = torch.Generator().manual_seed(3)
+    s, t = torch.randn(6, 10, generator=g), torch.randn(6, 10, generator=g)
+    a, b = torch.rand(6, 1, generator=g) * 5 + 0.1, torch.randn(6, 1, generator=g) * 10
+    assert LF.logit_std_kd(a * s + b, t).item() == pytest.approx(LF.logit_std_kd(s, t).item(), rel=1e-4)
+    assert LF.logit_std_kd(s, 7 * t - 3).item() == pytest.approx(LF.logit_std_kd(s, t).item(), rel=1e-4)
+
+
+def test_relational_losses_compare_batches_of_any_width_and_ignore_feature_scale():
+    g = torch.Generator().manual_seed(4)
+    s, t = torch.randn(8, 6, 4, 4, generator=g), torch.randn(8, 12, 2, 2, generator=g)
+    scale = torch.rand(8, 1, 1, 1, generator=g) + 0.5
+    for loss in (LF.pkt_loss, LF.cc_loss):  # per-sample scale: both normalise each embedding
+        assert loss(s * scale, t).item() == pytest.approx(loss(s, t).item(), rel=1e-4)
+    # NST: each channel's spatial pattern is normalised, so a positive scale per channel changes nothing
+    t4 = torch.randn(8, 12, 4, 4, generator=g)
+    assert LF.nst_loss(s * torch.rand(1, 6, 1, 1, generator=g).add(0.5), t4).item() == pytest.approx(LF.nst_loss(s, t4).item(), rel=1e-4)
+    # and two batches whose samples relate alike are at zero for PKT and CC even at different widths
+    rot = torch.linalg.qr(torch.randn(12, 12, generator=g))[0]
+    e = torch.randn(8, 6, generator=g)
+    wide = torch.cat([e, torch.zeros(8, 6)], dim=1) @ rot  # 12 wide, the same inner products
+    for loss in (LF.pkt_loss, LF.cc_loss):
+        assert loss(e, wide).item() < 1e-5
+
+
+def test_pkt_hand_computed_on_two_samples():
+    s = torch.tensor([[1.0, 0.0], [0.0, 1.0]])  # orthogonal: kernel rows (1, 0.5)
+    t = torch.tensor([[1.0, 0.0], [1.0, 0.0]])  # identical: kernel rows (1, 1)
+    ps, pt = torch.tensor([2 / 3, 1 / 3]), torch.tensor([0.5, 0.5])
+    expected = (pt * (pt.log() - ps.log())).sum().item()  # the same for both rows
+    assert LF.pkt_loss(s, t).item() == pytest.approx(expected, rel=1e-4)

@@ -57,6 +57,10 @@ def load_spec(path: str | Path) -> dict[str, Any]:
         raise UserError(f"{path}: runtime {spec['runtime']!r} is not one of {', '.join(RUNTIMES)}")
     if not isinstance(spec["tables"], dict) or not spec["tables"]:
         raise UserError(f"{path}: tables maps a batch size to its latency table, e.g. {{1: t1.json, 32: t32.json}}")
+    try:
+        spec["tables"] = {int(b): table for b, table in spec["tables"].items()}
+    except ValueError:
+        raise UserError(f"{path}: tables maps batch sizes (integers) to latency tables, got {list(spec['tables'])}") from None
     for b, table in spec["tables"].items():
         t = load_table(table)
         if t.get("runtime") != spec["runtime"] or t["batch_size"] != b:

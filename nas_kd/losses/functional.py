@@ -130,3 +130,94 @@ def rkd_loss(student: torch.Tensor, teacher: torch.Tensor, distance_weight: floa
     dist = F.smooth_l1_loss(_pairwise_distances(s), _pairwise_distances(t))
     angle = F.smooth_l1_loss(_angles(s), _angles(t))
     return distance_weight * dist + angle_weight * angle
+
+
+def dkd_loss(student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor, alpha: float = 1.0, beta: float = 8.0,
+             temperature: float = 4.0) -> torch.Tensor:
+    """Decoupled KD (Zhao et al., CVPR 2022): ``T^2 (alpha TCKD + beta NCKD)``, batch mean. TCKD is the KL of the
+    binary (target class, the rest) probabilities, teacher to student; NCKD the KL of the distributions over the
+    non-target classes alone (each a softmax of the non-target logits). Both are zero when student equals teacher."""
+    s, t = student.float() / temperature, teacher.detach().float() / temperature
+    n, c = s.shape
+    mask = F.one_hot(target, c).bool()
+    s_nt, t_nt = s[~mask].view(n, c - 1), t[~mask].view(n, c - 1)
+
+    def binary(z: torch.Tensor, z_nt: torch.Tensor) -> torch.Tensor:  # log [p_target, 1 - p_target]
+        whole = torch.logsumexp(z, dim=1)
+        return torch.stack([z[mask] - whole, torch.logsumexp(z_nt, dim=1) - whole], dim=1)
+
+    tckd = F.kl_div(binary(s, s_nt), binary(t, t_nt), reduction="batchmean", log_target=True)
+    nckd = F.kl_div(F.log_softmax(s_nt, dim=1), F.log_softmax(t_nt, dim=1), reduction="batchmean", log_target=True)
+    return temperature**2 * (alpha * tckd + beta * nckd)
+
+
+def _pearson_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``1 - Pearson correlation`` of the rows of ``a`` and ``b``."""
+    return 1 - F.cosine_similarity(a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True), dim=1, eps=1e-8)
+
+
+def dist_loss(student: torch.Tensor, teacher: torch.Tensor, beta: float = 2.0, gamma: float = 2.0,
+              temperature: float = 4.0) -> torch.Tensor:
+    """DIST (Huang et al., NeurIPS 2022): relations by Pearson correlation of the softened predictions instead of
+    their exact match: ``T^2 (beta inter + gamma intra)``, inter the mean over samples of 1 - the correlation of
+    student and teacher class distributions, intra the mean over classes of 1 - the correlation of their scores
+    across the batch."""
+    s = F.softmax(student.float() / temperature, dim=1)
+    t = F.softmax(teacher.detach().float() / temperature, dim=1)
+    inter = _pearson_distance(s, t).mean()
+    intra = _pearson_distance(s.t(), t.t()).mean()
+    return temperature**2 * (beta * inter + gamma * intra)
+
+
+def standardise(logits: torch.Tensor) -> torch.Tensor:
+    """Each row of logits z-scored: minus its mean, over its standard deviation."""
+    z = logits.float()
+    return (z - z.mean(1, keepdim=True)) / (z.std(1, keepdim=True) + 1e-7)
+
+
+def logit_std_kd(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 2.0) -> torch.Tensor:
+    """Logit standardisation (Sun et al., CVPR 2024): :func:`kd_loss` of the z-scored logits at a base temperature,
+    so the student matches the teacher's logit relations, not their range."""
+    return kd_loss(standardise(student), standardise(teacher.detach()), temperature)
+
+
+def _cosine_probabilities(feat: torch.Tensor) -> torch.Tensor:
+    f = F.normalize(feat.float().flatten(1), dim=1, eps=1e-12)
+    k = (f @ f.t() + 1) / 2  # cosine similarity mapped to [0, 1]
+    return k / k.sum(1, keepdim=True).clamp_min(1e-12)
+
+
+def pkt_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Probabilistic knowledge transfer (Passalis & Tefas, ECCV 2018): each sample's conditional distribution over
+    the batch, from a cosine-similarity kernel of the flattened features, teacher to student by KL (batch mean)."""
+    s, t = _cosine_probabilities(student), _cosine_probabilities(teacher.detach())
+    return (t * ((t + 1e-7).log() - (s + 1e-7).log())).sum(1).mean()
+
+
+def _gaussian_correlation(feat: torch.Tensor, gamma: float, order: int) -> torch.Tensor:
+    """The batch correlation matrix of L2-normalised embeddings by the Taylor expansion of a Gaussian RBF kernel:
+    ``sum_{p <= order} exp(-2 gamma) (2 gamma)^p / p! (x_i . x_j)^p``."""
+    f = F.normalize(feat.float().flatten(1), dim=1, eps=1e-12)
+    dot = f @ f.t()
+    return sum(math.exp(-2 * gamma) * (2 * gamma) ** p / math.factorial(p) * dot.pow(p) for p in range(order + 1))
+
+
+def cc_loss(student: torch.Tensor, teacher: torch.Tensor, gamma: float = 0.4, order: int = 2) -> torch.Tensor:
+    """Correlation congruence (Peng et al., ICCV 2019): ``||C_s - C_t||^2 / B^2`` of the batch correlation matrices
+    (:func:`_gaussian_correlation`) of the student's and the teacher's embeddings."""
+    b = student.shape[0]
+    diff = _gaussian_correlation(student, gamma, order) - _gaussian_correlation(teacher.detach(), gamma, order)
+    return diff.pow(2).sum() / (b * b)
+
+
+def nst_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Neuron selectivity transfer (Huang & Wang, 2017): the squared MMD, polynomial kernel ``(x . y)^2``, between
+    the student's and the teacher's channels, each channel's spatial map L2-normalised and taken as one sample of
+    its network's distribution (the larger map pooled to the smaller's size first); batch mean."""
+    s, t = match_spatial(student.float(), teacher.detach().float())
+    s, t = F.normalize(s.flatten(2), dim=2, eps=1e-12), F.normalize(t.flatten(2), dim=2, eps=1e-12)
+
+    def k(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return (a @ b.transpose(1, 2)).pow(2).mean((1, 2))
+
+    return (k(t, t) + k(s, s) - 2 * k(s, t)).mean()
