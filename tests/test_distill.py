@@ -306,3 +306,44 @@ def test_cs_kd_pairs_each_sample_with_another_of_its_class_and_teaches_through_i
     only = torch.randn(2, 5, requires_grad=True)
     d(View(torch.tensor([0, 1]), only, {}))["cs_kd"].backward()
     assert only.grad is not None and only.grad.abs().sum() == 0  # nobody has a partner: nothing to learn
+
+
+def test_reviewkd_fuses_every_deeper_student_stage_into_each_matched_map():
+    from nas_kd.distill.reviewkd import hcl
+
+    t = torch.randn(2, 3, 8, 8)
+    assert hcl(t.clone(), t).item() == 0  # and pooled levels weigh 1/2, 1/4, 1/8: a constant offset of 1 costs 1
+    assert hcl(t + 1, t).item() == pytest.approx(1.0)
+    d = build_distiller(Term("reviewkd", 1.0, {"mid": 4, "pairs": [["a", "A"], ["b", "B"]]}, "distill[0] (reviewkd)"))
+    d.resolve(None, [[]], 1)
+    d.build([((2, 3, 8, 8), (2, 5, 8, 8)), ((2, 6, 4, 4), (2, 7, 4, 4))])
+    feats = {"a": torch.randn(2, 3, 8, 8, requires_grad=True), "b": torch.randn(2, 6, 4, 4, requires_grad=True)}
+    view = View(torch.zeros(2, dtype=torch.long), torch.zeros(2, 10), feats, [torch.zeros(2, 10)],
+                [{"A": torch.randn(2, 5, 8, 8), "B": torch.randn(2, 7, 4, 4)}])
+    d(view)["reviewkd"].backward()
+    assert feats["b"].grad.abs().sum() > 0 and feats["a"].grad.abs().sum() > 0
+    # the shallow stage's matched map reads the deep stage: its loss alone sends gradient to the deeper features
+    feats["b"].grad = None
+    out, residual = d.fusions[1](feats["b"], None)
+    shallow, _ = d.fusions[0](feats["a"], residual)
+    hcl(shallow, view.teacher_feats[0]["A"]).backward()
+    assert feats["b"].grad.abs().sum() > 0
+
+
+def test_crd_contrasts_against_a_memory_of_past_batches_kept_in_its_state():
+    d = build_distiller(Term("crd", 1.0, {"dim": 8, "negatives": 5, "temperature": 0.1}, "distill[0] (crd)"))
+    d.resolve(["s"], [["t"]], 1)
+    d.build([((4, 6, 2, 2), (4, 3, 2, 2))])
+    x_s, x_t = torch.randn(4, 6, 2, 2), torch.randn(4, 3, 2, 2)
+    view = View(torch.zeros(4, dtype=torch.long), torch.zeros(4, 10), {"s": x_s}, [torch.zeros(4, 10)], [{"t": x_t}])
+    before = d.memory_t.clone()
+    loss = d(view)["crd"]
+    assert torch.isfinite(loss) and loss > 0
+    es = torch.nn.functional.normalize(d.embed_s(x_s.mean((2, 3))), dim=1)
+    assert torch.allclose(d.memory_s[:4], es.detach()) and torch.equal(d.memory_t[4], before[4])
+    d(view)  # the next batch wraps around the 5-row memory: rows 4, 0, 1, 2
+    assert d.position.item() == 3 and torch.allclose(d.memory_s[4], es[0].detach())
+    assert {"memory_s", "memory_t", "position"} <= set(d.state_dict())
+    with torch.no_grad():  # not a training step: the memory does not move
+        d(view)
+    assert d.position.item() == 3
