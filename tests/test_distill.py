@@ -347,3 +347,24 @@ def test_crd_contrasts_against_a_memory_of_past_batches_kept_in_its_state():
     with torch.no_grad():  # not a training step: the memory does not move
         d(view)
     assert d.position.item() == 3
+
+
+def test_ft_paraphraser_learns_only_by_reconstruction_and_the_translator_only_by_the_factors():
+    d = build_distiller(Term("ft", 1.0, {"rate": 0.5}, "distill[0] (ft)"))
+    d.resolve(["s"], [["t"]], 1)
+    d.build([((2, 3, 4, 4), (2, 6, 4, 4))])
+    feats = {"s": torch.randn(2, 3, 4, 4, requires_grad=True)}
+    view = View(torch.zeros(2, dtype=torch.long), torch.zeros(2, 10), feats, [torch.zeros(2, 10)],
+                [{"t": torch.randn(2, 6, 4, 4)}])
+    terms = d(view)
+    assert d.encoder[-1][0].out_channels == 3  # factors: half the teacher's channels
+    terms["ft"].backward(retain_graph=True)
+    assert all(p.grad is None for p in [*d.encoder.parameters(), *d.decoder.parameters()])
+    assert feats["s"].grad.abs().sum() > 0 and all(p.grad is not None for p in d.translator.parameters())
+    d.zero_grad()
+    feats["s"].grad = None
+    terms["ft_paraphraser"].backward()
+    assert feats["s"].grad is None and all(p.grad is None or p.grad.abs().sum() == 0 for p in d.translator.parameters())
+    assert all(p.grad is not None for p in [*d.encoder.parameters(), *d.decoder.parameters()])
+    same = torch.randn(2, 3, 4, 4)
+    assert d.factor_loss(same, 5 * same).item() < 1e-6  # factors are compared after normalisation
