@@ -368,3 +368,13 @@ def test_ft_paraphraser_learns_only_by_reconstruction_and_the_translator_only_by
     assert all(p.grad is not None for p in [*d.encoder.parameters(), *d.decoder.parameters()])
     same = torch.randn(2, 3, 4, 4)
     assert d.factor_loss(same, 5 * same).item() < 1e-6  # factors are compared after normalisation
+
+
+def test_multi_hint_is_the_mean_of_one_connected_hint_per_teacher(synthetic_root, teacher_ckpt, tmp_path):
+    model, teachers, d, _, _, data = setup_one("multi_hint", synthetic_root, teacher_ckpt, tmp_path)
+    assert [p.teacher for p in d.parts] == [0, 1] and d.student_modules() == d.parts[0].student_modules()
+    view = view_of(model, teachers, d, data)
+    each = [part(view)["hint"] for part in d.parts]
+    assert d(view)["multi_hint"].item() == pytest.approx(sum(e.item() for e in each) / 2)
+    with pytest.raises(OptionError, match="two or more distinct teachers"):
+        setup_one("multi_hint", synthetic_root, teacher_ckpt, tmp_path, {"teachers": [1, 1]})
