@@ -378,3 +378,18 @@ def test_multi_hint_is_the_mean_of_one_connected_hint_per_teacher(synthetic_root
     assert d(view)["multi_hint"].item() == pytest.approx(sum(e.item() for e in each) / 2)
     with pytest.raises(OptionError, match="two or more distinct teachers"):
         setup_one("multi_hint", synthetic_root, teacher_ckpt, tmp_path, {"teachers": [1, 1]})
+
+
+def test_info_flow_weighs_the_shallow_pairs_heavily_early_and_fades_them():
+    d = build_distiller(Term("info_flow", 1.0, {"init_weight": 100, "decay": 0.5, "pairs": [["a", "A"], ["b", "B"],
+                                                                                            ["c", "C"]]},
+                             "distill[0] (info_flow)"))
+    d.resolve(None, [[]], 1)
+    assert d.weights(0) == [100, 100, 1] and d.weights(3) == [12.5, 12.5, 1]  # the deepest pair (last) stays at 1
+    f = {k: torch.randn(6, 4, 3, 3) for k in "abc"}
+    t = {k.upper(): v.clone() for k, v in f.items()}
+    view = View(torch.zeros(6, dtype=torch.long), torch.zeros(6, 10), f, [torch.zeros(6, 10)], [t], epoch=2)
+    assert d(view)["info_flow"].item() < 1e-5  # the same flow: nothing to transfer
+    t["A"] = torch.randn(6, 4, 3, 3)
+    early, late = (d(View(view.y, view.logits, f, view.teacher_logits, [t], epoch=e))["info_flow"].item() for e in (0, 4))
+    assert early == pytest.approx(16 * late, rel=1e-4)  # only the shallow pair differs: its weight halves per epoch

@@ -221,3 +221,21 @@ def nst_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         return (a @ b.transpose(1, 2)).pow(2).mean((1, 2))
 
     return (k(t, t) + k(s, s) - 2 * k(s, t)).mean()
+
+
+def _row_probabilities(k: torch.Tensor) -> torch.Tensor:
+    return k / k.sum(1, keepdim=True).clamp_min(1e-12)
+
+
+def _jeffreys(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    return ((p - q) * ((p + 1e-7).log() - (q + 1e-7).log())).mean()
+
+
+def flow_divergence(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """One layer pair's term of information-flow distillation (Passalis et al., CVPR 2020): the batch's conditional
+    distributions from two kernels, cosine similarity mapped to [0, 1] and the Student-t kernel ``1 / (1 + d)`` of
+    Euclidean distances, each matched by Jeffreys' divergence (mean over the B x B entries), summed."""
+    s, t = student.float().flatten(1), teacher.detach().float().flatten(1)
+    cos = _cosine_probabilities(s), _cosine_probabilities(t)
+    heavy = [_row_probabilities(1 / (1 + (torch.cdist(f, f).pow(2) + 1e-6).sqrt())) for f in (s, t)]
+    return _jeffreys(cos[1], cos[0]) + _jeffreys(heavy[1], heavy[0])
