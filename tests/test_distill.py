@@ -393,3 +393,12 @@ def test_info_flow_weighs_the_shallow_pairs_heavily_early_and_fades_them():
     t["A"] = torch.randn(6, 4, 3, 3)
     early, late = (d(View(view.y, view.logits, f, view.teacher_logits, [t], epoch=e))["info_flow"].item() for e in (0, 4))
     assert early == pytest.approx(16 * late, rel=1e-4)  # only the shallow pair differs: its weight halves per epoch
+
+
+def test_frskd_fuses_by_learned_non_negative_normalised_weights_or_by_sums():
+    d = build_distiller(Term("frskd", 1.0, {}, "distill[0] (frskd)"))
+    assert d.fusion == "learned"  # the paper's
+    a, b = torch.randn(2, 3, 4, 4), torch.randn(2, 3, 4, 4)
+    assert torch.allclose(d.fuse([a, b], torch.tensor([1.0, 3.0])), (a + 3 * b) / (4 + 1e-4))
+    assert torch.allclose(d.fuse([a, b], torch.tensor([-1.0, 2.0])), 2 * b / (2 + 1e-4))  # a negative weight is 0
+    assert torch.equal(d.fuse([a, b], None), a + b)  # fusion: sum
