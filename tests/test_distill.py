@@ -402,3 +402,17 @@ def test_frskd_fuses_by_learned_non_negative_normalised_weights_or_by_sums():
     assert torch.allclose(d.fuse([a, b], torch.tensor([1.0, 3.0])), (a + 3 * b) / (4 + 1e-4))
     assert torch.allclose(d.fuse([a, b], torch.tensor([-1.0, 2.0])), 2 * b / (2 + 1e-4))  # a negative weight is 0
     assert torch.equal(d.fuse([a, b], None), a + b)  # fusion: sum
+
+
+def test_irg_transformation_is_how_far_each_instance_moves_between_layers():
+    from nas_kd.distill.irg import instance_moves
+
+    a = torch.randn(4, 6)
+    b = a.clone()
+    b[2] += 3.0  # only instance 2 moves
+    moves = instance_moves(a, b)
+    assert moves[2] == pytest.approx(4.0) and moves[[0, 1, 3]].abs().max() < 1e-6  # divided by the mean (0.75)
+    wide = torch.repeat_interleave(a, 2, dim=1)  # 12 channels that average-pool back to a's 6
+    assert instance_moves(wide, b).tolist() == pytest.approx(moves.tolist(), abs=1e-6)
+    d = build_distiller(Term("irg", 1.0, {}, "distill[0] (irg)"))
+    assert d.transform == "distance"  # the paper's
