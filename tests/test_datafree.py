@@ -1,5 +1,5 @@
-"""Data-free distillation: DeepInversion on a tiny BatchNorm teacher (synthetic images), resumable batch by batch,
-written as a dataset that data.synthetic trains on; a teacher without BatchNorm is refused."""
+"""Data-free distillation: every synthesis method on a tiny BatchNorm teacher (synthetic images), resumable, written
+as a dataset that data.synthetic trains on; what a method needs (BatchNorm, a student) is refused before any work."""
 import json
 
 import numpy as np
@@ -10,9 +10,11 @@ import torch.nn as nn
 from nas_kd.cli import main
 from nas_kd.config import load_recipe
 from nas_kd.data import load_data
-from nas_kd.datafree import InversionSettings, invert_batch, synthesize
+from nas_kd.datafree import synthesize
 from nas_kd.errors import UserError
 from nas_kd.models.resnet_teacher import ResNetTeacher
+from nas_kd.synthesis import SYNTHESIZERS
+from nas_kd.synthesis.deepinversion import DeepInversion
 
 TINY = {"widths": [4, 4, 8, 8]}
 
@@ -35,8 +37,7 @@ def teacher():
 def test_inversion_lowers_the_bn_statistics_loss():
     t = teacher()
     targets = torch.arange(8) % 10
-    x, history = invert_batch(t, targets, (1, 28, 28), InversionSettings(iterations=30, lr=0.1),
-                              torch.Generator().manual_seed(0))
+    x, history = DeepInversion(iterations=30, lr=0.1).invert(t, targets, (1, 28, 28), torch.Generator().manual_seed(0))
     assert x.shape == (8, 1, 28, 28) and history[-1] < 0.3 * history[0]
     assert abs(x.mean().item() - 0.5) < 0.1  # the inputs moved from N(0, 1) noise towards what the teacher saw
 
@@ -49,9 +50,9 @@ def test_synthesize_resumes_by_batch_and_writes_a_dataset_data_synthetic_reads(t
                                                           "data.limit_train=null"])
     data = load_data(recipe.data)
     kwargs = dict(num_classes=10, shape=(1, 28, 28), mean=data.mean, std=data.std, out=tmp_path / "syn", num_images=20,
-                  batch_size=8, settings=InversionSettings(iterations=3), show_progress=False)
+                  batch_size=8, method=DeepInversion(iterations=3), show_progress=False)
     calls, killed = [], []
-    real = datafree.invert_batch
+    real = DeepInversion.make
 
     def flaky(*a, **k):
         calls.append(1)
@@ -60,7 +61,7 @@ def test_synthesize_resumes_by_batch_and_writes_a_dataset_data_synthetic_reads(t
             raise Killed  # killed during the second batch
         return real(*a, **k)
 
-    monkeypatch.setattr(datafree, "invert_batch", flaky)
+    monkeypatch.setattr(DeepInversion, "make", flaky)
     with pytest.raises(Killed):
         synthesize(t, **kwargs)
     assert sorted(p.name for p in (tmp_path / "syn/batches").iterdir()) == ["batch00000.pt"]
@@ -85,7 +86,11 @@ def test_a_teacher_without_batchnorm_is_refused_before_any_work(tmp_path, capsys
     plain = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
     with pytest.raises(UserError, match="no BatchNorm layers"):
         synthesize(plain, num_classes=10, shape=(1, 28, 28), mean=torch.zeros(1), std=torch.ones(1),
-                   out=tmp_path / "x", num_images=4, batch_size=4, settings=InversionSettings(iterations=1),
+                   out=tmp_path / "x", num_images=4, batch_size=4, method=DeepInversion(iterations=1),
+                   show_progress=False)
+    with pytest.raises(UserError, match="--method generator trains a student"):
+        synthesize(teacher(), num_classes=10, shape=(1, 28, 28), mean=torch.zeros(1), std=torch.ones(1),
+                   out=tmp_path / "x", num_images=4, batch_size=4, method=SYNTHESIZERS.build("generator", steps=1),
                    show_progress=False)
     assert not (tmp_path / "x").exists()
 
@@ -97,8 +102,11 @@ def test_synthesize_command(tmp_path, synthetic_root, capsys):
     assert main(["synthesize", "--recipe", "recipes/distill_fmnist.yaml", "--set", f"data.root={synthetic_root}",
                  "--set", "data.val_size=16", "--set", f"teacher.checkpoint={tmp_path / 't.pt'}", "--set",
                  f"teacher.kwargs={json.dumps(TINY)}", "--out", str(tmp_path / "s"), "--num-images", "6",
-                 "--batch-size", "6", "--iterations", "2"]) == 0
+                 "--batch-size", "6", "--method", "{name: deepinversion, iterations: 2}"]) == 0
     assert json.loads(capsys.readouterr().out)["num_images"] == 6
+    assert main(["synthesize", "--recipe", "recipes/distill_fmnist.yaml", "--set", f"data.root={synthetic_root}",
+                 "--out", str(tmp_path / "u"), "--method", "{name: deepinversion, iterationz: 2}"]) == 2
+    assert "iterationz" in capsys.readouterr().err and not (tmp_path / "u").exists()
 
 
 def test_adaptive_inversion_competes_with_a_student():
@@ -106,9 +114,10 @@ def test_adaptive_inversion_competes_with_a_student():
     torch.manual_seed(1)
     student = ResNetTeacher(**TINY).eval()
     targets = torch.arange(8) % 10
-    plain, _ = invert_batch(t, targets, (1, 28, 28), InversionSettings(iterations=5), torch.Generator().manual_seed(0))
-    adaptive, _ = invert_batch(t, targets, (1, 28, 28), InversionSettings(iterations=5, competition_weight=10.0),
-                               torch.Generator().manual_seed(0), student=student)
+    plain, _ = DeepInversion(iterations=5, competition_weight=10.0).invert(t, targets, (1, 28, 28),
+                                                                          torch.Generator().manual_seed(0))
+    adaptive, _ = DeepInversion(iterations=5, competition_weight=10.0).invert(t, targets, (1, 28, 28),
+                                                                             torch.Generator().manual_seed(0), student)
     assert not torch.equal(plain, adaptive)  # the student's disagreement steers the inputs
     assert all(p.grad is None for p in student.parameters())  # and the student is not trained by it
 
@@ -122,7 +131,8 @@ def test_datafree_table_compares_synthetic_and_real_images(tmp_path, synthetic_r
             f"teacher.kwargs={json.dumps(TINY)}"]
     sets.append("data.limit_train=20")  # the synthesis normalises as the table's rows do
     assert main(["synthesize", "--recipe", "recipes/distill_fmnist.yaml", *sum([["--set", s] for s in sets], []),
-                 "--out", str(tmp_path / "s"), "--num-images", "20", "--batch-size", "10", "--iterations", "2"]) == 0
+                 "--out", str(tmp_path / "s"), "--num-images", "20", "--batch-size", "10", "--method",
+                 "{name: deepinversion, iterations: 2}"]) == 0
     kd = ["student.ce_weight=0.1", "distill=[{name: kd, weight: 0.9, temperature: 4}]"]
     table = tmp_path / "table.yaml"
     table.write_text(json.dumps({
@@ -143,3 +153,92 @@ def test_datafree_table_compares_synthetic_and_real_images(tmp_path, synthetic_r
     assert summary["synthetic_minus_real_kd_points"] == pytest.approx(
         100 * (summary["rows"]["synthetic_kd"]["acc_mean"] - summary["rows"]["real_kd"]["acc_mean"]))
     assert "Synthetic minus real KD" in (tmp_path / "out.md").read_text() and summary["command"]
+
+
+def test_data_impressions_follow_dirichlet_targets_from_the_teachers_class_similarities():
+    from nas_kd.synthesis.impressions import Impressions, class_similarity
+
+    t = teacher()
+    sim = class_similarity(t, 10)
+    assert torch.allclose(sim.diagonal(), torch.ones(10)) and sim.min() >= 0 and sim.max() <= 1
+    method = Impressions(iterations=40, lr=0.05, betas=[1.0, 0.1])
+    soft = method.soft_targets(sim, torch.tensor([3] * 400), torch.Generator().manual_seed(0))
+    assert torch.allclose(soft.sum(1), torch.ones(400))
+    # the mean draw follows its concentration (beta x the class's similarities, normalised)
+    peaked = soft[0::2].mean(0)
+    assert torch.allclose(peaked, sim[3].clamp_min(1e-3) / sim[3].clamp_min(1e-3).sum(), atol=0.05)
+    task_targets = torch.arange(8) % 10
+    from nas_kd.synthesis import Task
+
+    task = Task(t, 10, (1, 28, 28), 8, 8, 0, None, None, lambda n: None)
+    x, info = method.make(task, task_targets, torch.Generator().manual_seed(0))
+    assert x.shape == (8, 1, 28, 28) and info["loss_last"] < info["loss_first"]
+    plain = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))  # no BatchNorm: impressions need none
+    assert not Impressions.needs_batchnorm and class_similarity(plain, 10).shape == (10, 10)
+
+
+def test_the_generator_trains_against_a_student_resumes_exactly_and_replays_its_samples(tmp_path, monkeypatch):
+    from nas_kd.synthesis import generator as gen_module
+
+    t = teacher()
+
+    def run(out, steps_before_kill=None):
+        torch.manual_seed(5)
+        student = ResNetTeacher(**TINY)
+        method = SYNTHESIZERS.build("generator", steps=6, student_steps=1, batch_size=8, checkpoint_every=2)
+        if steps_before_kill is not None:
+            real, seen = gen_module.AdversarialGenerator.keep, []
+
+            def dying(self, task, b, *a):
+                real(self, task, b, *a)
+                seen.append(b)
+                if len(seen) == steps_before_kill:
+                    raise Killed
+            monkeypatch.setattr(gen_module.AdversarialGenerator, "keep", dying)
+            with pytest.raises(Killed):
+                synthesize(t, method=method, num_classes=10, shape=(1, 28, 28), mean=torch.zeros(1),
+                           std=torch.ones(1), out=out, num_images=12, batch_size=4, student=student, show_progress=False)
+            monkeypatch.undo()
+            torch.manual_seed(5)
+            student = ResNetTeacher(**TINY)
+        before = [p.detach().clone() for p in student.parameters()]
+        record = synthesize(t, method=method, num_classes=10, shape=(1, 28, 28), mean=torch.zeros(1),
+                            std=torch.ones(1), out=out, num_images=12, batch_size=4, student=student,
+                            show_progress=False)
+        return record, before
+
+    straight, before = run(tmp_path / "a")
+    state = torch.load(tmp_path / "a" / gen_module.STATE_FILE, weights_only=True)
+    assert state["step"] == 6 and any(not torch.equal(b, state["student"][k]) for b, k in
+                                      zip(before, [k for k in state["student"] if "running" not in k and "num_batches" not in k]))
+    assert straight["method"] == "generator" and "teacher_confidence_mean" in straight
+    with np.load(tmp_path / "a" / "synthetic.npz") as z:
+        assert z["x"].shape == (12, 1, 28, 28) and set(z["y"]) <= set(range(10))
+        first = z["x"].copy()
+    resumed, _ = run(tmp_path / "b", steps_before_kill=2)  # killed after the second kept batch, at step 3
+    with np.load(tmp_path / "b" / "synthetic.npz") as z:
+        assert np.allclose(z["x"], first, atol=1e-5)  # the resumed run made the same images
+
+
+@pytest.mark.parametrize("name", SYNTHESIZERS.available())
+def test_contract_every_method_writes_a_dataset_of_the_inputs_shape_and_is_done_when_rerun(name, tmp_path):
+    t = teacher()
+    method = SYNTHESIZERS.build(name, **SYNTHESIZERS.example(name))
+    torch.manual_seed(0)
+    student = ResNetTeacher(**TINY) if method.student else None
+    kwargs = dict(method=method, num_classes=10, shape=(1, 28, 28), mean=torch.zeros(1), std=torch.ones(1),
+                  out=tmp_path / name, num_images=6, batch_size=4, student=student, show_progress=False)
+    record = synthesize(t, **kwargs)
+    with np.load(tmp_path / name / "synthetic.npz") as z:
+        x = z["x"]
+        assert x.shape == (6, 1, 28, 28) and np.isfinite(x).all() and z["y"].min() >= 0 and z["y"].max() < 10
+    assert record["method"] == name and record["settings"] == method.settings() and record["num_images"] == 6
+    calls = []
+    for attr in ("make", "keep"):
+        if hasattr(type(method), attr):
+            real = getattr(type(method), attr)
+            setattr(method, attr, lambda *a, _real=real, **k: calls.append(1) or _real(method, *a, **k))
+    again = synthesize(t, **kwargs)  # every batch is there: nothing is made again
+    assert again["num_images"] == 6 and not calls
+    with np.load(tmp_path / name / "synthetic.npz") as z:
+        assert np.array_equal(z["x"], x)

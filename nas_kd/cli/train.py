@@ -43,24 +43,40 @@ def _cmd_train_arch(args: argparse.Namespace) -> None:
 def _cmd_synthesize(args: argparse.Namespace) -> None:
     import json
 
+    import torch
+    import yaml
+
     from nas_kd.data import load_data
-    from nas_kd.datafree import InversionSettings, synthesize
-    from nas_kd.export import load_subnet
+    from nas_kd.datafree import check_method, synthesize
+    from nas_kd.errors import OptionError
+    from nas_kd.registry import split_component
+    from nas_kd.students import resolve_student
+    from nas_kd.synthesis import SYNTHESIZERS
     from nas_kd.teacher import load_teacher
     from nas_kd.train.common import set_threads
 
     recipe = load_checked(args.recipe, args.overrides)
+    try:
+        spec = yaml.safe_load(args.method)
+    except yaml.YAMLError as e:
+        raise OptionError(f"--method {args.method!r}: not YAML ({str(e).splitlines()[0]})") from None
+    name, options = split_component(spec, "--method", SYNTHESIZERS)
+    method = SYNTHESIZERS.build_checked(name, SYNTHESIZERS.check_options(name, options, "--method"), "--method")
     set_threads(recipe.train.threads)
     data = load_data(recipe.data)
     teacher = load_teacher(recipe.teacher, data.num_classes, data.in_channels)
-    student = load_subnet(args.student) if args.student else None
-    settings = InversionSettings(iterations=args.iterations, lr=args.lr,
-                                 competition_weight=args.competition_weight if student is not None else 0.0)
-    result = synthesize(teacher, num_classes=data.num_classes, shape=data.input_shape, mean=data.mean, std=data.std,
-                        out=args.out, num_images=args.num_images, batch_size=args.batch_size, settings=settings,
-                        seed=recipe.seed, student=student, info={"teacher": recipe.teacher.checkpoint})
-    print(json.dumps({k: result[k] for k in ("dataset", "num_images", "bn_loss_first_mean", "bn_loss_last_mean",
-                                             "seconds_per_1000_images")}, indent=2))
+    student = None
+    if args.student:
+        torch.manual_seed(recipe.seed)  # a student built here starts from the recipe's seed
+        student = resolve_student(args.student, recipe.student.space).make(data.input_shape, data.num_classes)
+    check_method(method, teacher, student)  # before any work
+    result = synthesize(teacher, method=method, num_classes=data.num_classes, shape=data.input_shape, mean=data.mean,
+                        std=data.std, out=args.out, num_images=args.num_images, batch_size=args.batch_size,
+                        seed=recipe.seed, student=student, info={"teacher": recipe.teacher.checkpoint,
+                                                                 "student": args.student})
+    print(json.dumps({k: v for k, v in result.items() if k in ("dataset", "method", "num_images",
+                                                                "seconds_per_1000_images") or k.endswith("_mean")},
+                     indent=2))
 
 
 def _cmd_quantize(args: argparse.Namespace) -> None:
@@ -122,17 +138,19 @@ def add(sub: argparse._SubParsersAction) -> None:
     _run_args(p)
     p.set_defaults(func=_cmd_distill)
 
-    p = sub.add_parser("synthesize", help="data-free: DeepInversion images from the recipe's teacher alone, written as "
-                                          "a dataset (train on it with --set data.synthetic=OUT/synthetic.npz)")
+    p = sub.add_parser("synthesize", help="data-free: images from the recipe's teacher alone, by a synthesis method, "
+                                          "written as a dataset (train on it with --set data.synthetic=OUT/synthetic.npz)")
     recipe_args(p)
     p.add_argument("--out", required=True, help="directory for the batches, synthetic.npz and synthesis.json")
+    p.add_argument("--method", default="deepinversion",
+                   help="the method and its options, {name, ...options} in YAML, e.g. '{name: deepinversion, "
+                        "iterations: 300}', '{name: generator, steps: 2000}', impressions (default: deepinversion)")
     p.add_argument("--num-images", type=COUNT, default=2000, help="images to make (class-balanced)")
-    p.add_argument("--batch-size", type=COUNT, default=256, help="images optimised together")
-    p.add_argument("--iterations", type=COUNT, default=2000, help="Adam steps per batch")
-    p.add_argument("--lr", type=POSITIVE, default=0.1, help="Adam learning rate on the inputs")
-    p.add_argument("--student", help="an exported student directory: Adaptive DeepInversion's competition term")
-    p.add_argument("--competition-weight", type=NON_NEGATIVE, default=1.0,
-                   help="weight of the competition term (with --student)")
+    p.add_argument("--batch-size", type=COUNT, default=256, help="images per batch file (optimised together by the "
+                                                                 "batch-by-batch methods)")
+    p.add_argument("--student", help="the student a method uses: deepinversion's competition term (Adaptive "
+                                     "DeepInversion; an exported student directory), generator's adversary (space:min, "
+                                     "an arch JSON file, ...)")
     p.set_defaults(func=_cmd_synthesize)
 
     p = sub.add_parser("specialists", help="Hinton's specialists: clusters of the classes the recipe's teacher confuses, "
