@@ -1,10 +1,11 @@
 """``nas-kd bench datafree --table T``: data-free distillation against real data at the same number of images.
 
-The table (rows x seeds, run by :mod:`nas_kd.bench.table`) trains one student with KD from the teacher on N
-synthetic images (``nas-kd synthesize``, named by its row's ``data.synthetic``), with KD on N real training images,
-and from scratch on the same N real images; every row is tested on the real test split. The summary adds the
-synthesis' own record (its command, images, seconds per 1,000 images) and the gap between the synthetic and the
-real KD student.
+The table (rows x seeds, run by :mod:`nas_kd.bench.table`) trains one student with KD from the teacher on N real
+training images (row ``real_kd``), from scratch on the same N images (``real_scratch``), and on the synthetic images
+of each data-free method: every row whose recipe sets ``data.synthetic`` (a dataset of ``nas-kd synthesize``) is a
+synthetic row, named freely (``deepinversion``, ``impressions``, ...). Every row is tested on the real test split.
+The summary adds each synthesis' own record (its method, command, images, seconds per 1,000 images) and tests every
+synthetic row against ``real_kd``.
 """
 from __future__ import annotations
 
@@ -19,41 +20,53 @@ from nas_kd.datafree import synthetic_validation_size
 from nas_kd.errors import UserError
 from nas_kd.results.datafree import lines as datafree_lines
 
-ROWS = ("synthetic_kd", "real_kd", "real_scratch")
+REAL = ("real_kd", "real_scratch")
+KEPT = ("command", "git_commit", "method", "num_images", "settings", "seconds_per_1000_images", "wall_seconds",
+        "bn_loss_first_mean", "bn_loss_last_mean", "loss_first_mean", "loss_last_mean", "teacher_confidence_mean")
 
 
-def _synthesis(table: dict) -> dict[str, Any]:
-    """The record ``nas-kd synthesize`` wrote beside the synthetic row's inputs."""
-    npz = row_recipe(table, "synthetic_kd", table["seeds"][0]).data.synthetic
+def synthetic_rows(table: dict) -> dict[str, str]:
+    """``{row: its data.synthetic}`` for the rows that train on synthetic images."""
+    seed = table["seeds"][0]
+    return {row: npz for row in table["rows"] if (npz := row_recipe(table, row, seed).data.synthetic)}
+
+
+def _synthesis(table: dict, row: str, npz: str) -> dict[str, Any]:
+    """The record ``nas-kd synthesize`` wrote beside a synthetic row's inputs (or the copy an earlier summary kept:
+    runs/ is not committed)."""
     path = Path(npz).parent / "synthesis.json"
-    summary = Path(table["out"]).with_suffix(".json")  # an earlier summary keeps a copy (runs/ is not committed)
-    if not path.exists() and summary.exists() and "synthesis" in (kept := json.loads(summary.read_text())):
+    if path.exists():
+        return json.loads(path.read_text())
+    summary = Path(table["out"]).with_suffix(".json")
+    kept = json.loads(summary.read_text()) if summary.exists() else {}
+    if row in kept.get("syntheses", {}):
+        return kept["syntheses"][row]
+    if row == "synthetic_kd" and "synthesis" in kept:  # summaries before several methods kept their one as this
         return kept["synthesis"]
-    if not path.exists():
-        raise UserError(f"{path}: no synthesis record; make the inputs first (the command is in the table's header)")
-    return json.loads(path.read_text())
+    raise UserError(f"{path}: no synthesis record for row {row!r}; make its inputs first (the command is in the "
+                    "table's header)")
 
 
 def summarise(table: dict, table_path: str) -> dict[str, Any]:
-    """The rows' mean +- s.d. (and their image counts), the synthesis' cost and the synthetic - real KD gap."""
-    missing = [r for r in ROWS if r not in table["rows"]]
-    if missing:
-        raise UserError(f"{table_path}: a data-free table has the rows {', '.join(ROWS)} (missing: {', '.join(missing)})")
+    """The rows' mean +- s.d. and the images each trained on, and every synthesis' record."""
+    synthetic = synthetic_rows(table)
+    missing = [r for r in REAL if r not in table["rows"]]
+    if missing or not synthetic:
+        raise UserError(f"{table_path}: a data-free table has the rows {', '.join(REAL)} and at least one row with "
+                        f"data.synthetic (missing: {', '.join(missing) or 'a synthetic row'})")
     out = summarise_rows(table, table_path)
-    synthesis = _synthesis(table)
+    syntheses = {row: {k: v for k, v in _synthesis(table, row, npz).items() if k in KEPT} for row, npz in synthetic.items()}
     recipe = row_recipe(table, "real_kd", table["seeds"][0])
     for name, row in out["rows"].items():  # the images each row trained on (synthetic: the last tenth validates)
-        n = synthesis["num_images"] if name == "synthetic_kd" else recipe.data.limit_train
-        row["num_images"] = n - synthetic_validation_size(n) if name == "synthetic_kd" else n
+        if name in syntheses:
+            n = syntheses[name]["num_images"]
+            row |= {"num_images": n - synthetic_validation_size(n), "synthetic": True,
+                    "method": syntheses[name].get("method", "deepinversion")}
+        else:
+            row |= {"num_images": recipe.data.limit_train, "synthetic": False}
         row["command"] = row["command"].replace("bench distill", "bench datafree")
     out["schedule"] |= {"train_images": recipe.data.limit_train, "epochs": recipe.train.epochs}
-    out["synthesis"] = {k: synthesis.get(k) for k in ("command", "git_commit", "num_images", "settings",
-                                                      "seconds_per_1000_images", "bn_loss_first_mean",
-                                                      "bn_loss_last_mean")}
-    out["seconds_per_1000_images"] = synthesis.get("seconds_per_1000_images")
-    rows = out["rows"]
-    if "synthetic_kd" in rows and "real_kd" in rows:
-        out["synthetic_minus_real_kd_points"] = 100 * (rows["synthetic_kd"]["acc_mean"] - rows["real_kd"]["acc_mean"])
+    out["syntheses"] = {row: s for row, s in syntheses.items() if row in out["rows"]}
     return out
 
 
