@@ -85,3 +85,4 @@ def load_subnet(directory: str | Path) -> StaticNet:
         raise CheckpointError(f"{directory / 'weights.pt'}: weights do not fit arch.json's spec: {e}") from None
     net.arch, net.space_name = meta.get("arch"), meta.get("space")
     return net.eval()
+

@@ -15,7 +15,7 @@ from nas_kd.checkpoint import load_checkpoint
 from nas_kd.config import Recipe
 from nas_kd.data import DataBundle, load_data
 from nas_kd.distill import Term
-from nas_kd.errors import UserError
+from nas_kd.errors import BudgetError, UserError
 from nas_kd.evaluators import build_evaluators
 from nas_kd.job import Job, RunSpec
 from nas_kd.plans import search_plan, supernet_plan, terms
@@ -121,6 +121,44 @@ def quantize(recipe: Recipe, student_dir: str | Path, out: str | Path, **kwargs:
 
     return quantize_student(job_of(recipe), student_dir, out, terms=terms_of(recipe),
                             ce_weight=recipe.student.ce_weight, **kwargs)
+
+
+def prune(recipe: Recipe, pruner: str | dict, out: str | Path, *, budget_mflops: float | None = None,
+          budget_fraction: float | None = None, **kwargs: Any) -> dict[str, Any]:
+    """:func:`nas_kd.train.prune.prune_network` on the recipe's teacher (``teacher.model`` with its
+    ``teacher.checkpoint``), to ``budget_mflops`` or ``budget_fraction`` of its FLOPs, fine-tuned with the recipe's
+    distill terms and ``student.ce_weight`` (``kwargs``: ``finetune_epochs``, ...). Every input is checked before any
+    work."""
+    import torch
+
+    from nas_kd.flops import teacher_fraction_mflops
+    from nas_kd.pruning import PRUNERS
+    from nas_kd.teacher import load_teacher
+    from nas_kd.train.prune import prune_network
+
+    name, options = split_component(pruner, "--pruner", PRUNERS)
+    method = PRUNERS.build_checked(name, PRUNERS.check_options(name, options, "--pruner"), "--pruner")
+    t = recipe.teacher
+    if t.subnet or t.torchscript or t.preprocess != "data":
+        raise UserError("nas-kd prune cuts teacher.model with its teacher.checkpoint, fed the data's normalisation "
+                        "(teacher.preprocess: data); this recipe's teacher is a subnet, TorchScript or differently fed")
+    if (budget_mflops is None) == (budget_fraction is None):
+        raise UserError("nas-kd prune: give one budget, --budget-mflops or --budget-fraction")
+    job = job_of(recipe)
+    data = job.data
+    network = load_teacher(t, data.num_classes, data.in_channels)
+    for p in network.parameters():
+        p.requires_grad_(True)  # it will be trained: a fresh copy, not the job's teacher
+    budget = budget_mflops if budget_mflops is not None else teacher_fraction_mflops(network, data.input_shape,
+                                                                                      budget_fraction)
+    whole = teacher_fraction_mflops(network, data.input_shape, 1.0)
+    if budget >= whole:
+        raise BudgetError(f"budget {budget:g} MFLOPs: the teacher has {whole:.3f} MFLOPs already, nothing to prune")
+    torch.manual_seed(recipe.seed)
+    origin = {"model": t.model, "kwargs": t.kwargs, "num_classes": data.num_classes, "in_channels": data.in_channels,
+              "checkpoint": t.checkpoint}
+    return prune_network(job, network, origin, method, {"name": name, **method.spec()}, budget, out,
+                         terms=terms_of(recipe), ce_weight=recipe.student.ce_weight, **kwargs)
 
 
 def specialists(recipe: Recipe, out: str | Path, **kwargs: Any) -> dict[str, Any]:

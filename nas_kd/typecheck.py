@@ -22,19 +22,22 @@ from nas_kd.errors import OptionError, UserError
 
 @dataclass(frozen=True)
 class Range:
-    """Allowed numbers: ``low`` (excluded when ``low_open``) up to ``high``; ``None``: unbounded on that side."""
+    """Allowed numbers: ``low`` (excluded when ``low_open``) up to ``high`` (excluded when ``high_open``); ``None``:
+    unbounded on that side."""
 
     low: float | None = None
     high: float | None = None
     low_open: bool = False
+    high_open: bool = False
 
     def check(self, value: Any, where: str, error: type[UserError] = OptionError) -> None:
         if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
             return
         lo, hi = self.low, self.high
-        if (lo is not None and (value <= lo if self.low_open else value < lo)) or (hi is not None and value > hi):
+        if (lo is not None and (value <= lo if self.low_open else value < lo)) or \
+                (hi is not None and (value >= hi if self.high_open else value > hi)):
             low = "" if lo is None else f"{'>' if self.low_open else '>='} {lo}"
-            high = "" if hi is None else f"<= {hi}"
+            high = "" if hi is None else f"{'<' if self.high_open else '<='} {hi}"
             raise error(f"{where}: must be {' and '.join(x for x in (low, high) if x)}, got {value!r}")
 
 

@@ -286,7 +286,7 @@ def test_tf_kd_distils_from_a_virtual_teacher_that_smooths_the_label():
     logits = torch.zeros(2, 4, requires_grad=True)
     expected = (virtual * (virtual.log() - torch.log(torch.tensor(0.25)))).sum(1).mean()
     assert d(View(y, logits, {}))["tf_kd"].item() == pytest.approx(expected.item(), rel=1e-5)
-    with pytest.raises(OptionError, match="strictly between 0 and 1"):
+    with pytest.raises(OptionError, match="must be > 0 and < 1"):
         parse_terms([{"name": "tf_kd", "correct": 1.0}])
 
 

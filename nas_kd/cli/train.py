@@ -9,7 +9,7 @@ from nas_kd.inference import ENGINES
 from nas_kd.latency import MIN_SECONDS
 from nas_kd.recipe_checks import load_checked
 from nas_kd.train import SUPERNET_TRAINERS
-from nas_kd.typecheck import COUNT, NON_NEGATIVE, POSITIVE
+from nas_kd.typecheck import COUNT, FRACTION, NATURAL, NON_NEGATIVE, POSITIVE
 
 
 def _cmd_train_teacher(args: argparse.Namespace) -> None:
@@ -100,6 +100,24 @@ def _cmd_quantize(args: argparse.Namespace) -> None:
                       for k, v in payload["rows"].items()} | {"shipped": payload["shipped"]["row"]}, indent=2))
 
 
+def _cmd_prune(args: argparse.Namespace) -> None:
+    import json
+
+    import yaml
+
+    from nas_kd.errors import OptionError
+    from nas_kd.recipes import prune
+
+    try:
+        spec = yaml.safe_load(args.pruner)
+    except yaml.YAMLError as e:
+        raise OptionError(f"--pruner {args.pruner!r}: not YAML ({str(e).splitlines()[0]})") from None
+    record = prune(load_checked(args.recipe, args.overrides), spec, args.out, budget_mflops=args.budget_mflops,
+                   budget_fraction=args.budget_fraction, finetune_epochs=args.finetune_epochs)
+    print(json.dumps({k: record[k] for k in ("pruner", "ratio", "mflops", "params", "cut_test_acc", "test_acc")},
+                     indent=2))
+
+
 def _cmd_specialists(args: argparse.Namespace) -> None:
     import json
 
@@ -152,6 +170,19 @@ def add(sub: argparse._SubParsersAction) -> None:
                                      "DeepInversion; an exported student directory), generator's adversary (space:min, "
                                      "an arch JSON file, ...)")
     p.set_defaults(func=_cmd_synthesize)
+
+    p = sub.add_parser("prune", help="prune the recipe's teacher to a FLOPs budget (a pruning criterion, Torch-Pruning's "
+                                     "dependency graph) and fine-tune it with the recipe's distill terms")
+    recipe_args(p)
+    p.add_argument("--out", required=True, help="directory for the pruned network (pruned.json, weights.pt) and prune.json")
+    p.add_argument("--pruner", default="l1", help="the criterion and its options, {name, ...options} in YAML, e.g. l1, "
+                                                  "fpgm, '{name: taylor, batches: 4}' (default: l1)")
+    budget = p.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--budget-mflops", type=POSITIVE, help="FLOPs budget in MFLOPs")
+    budget.add_argument("--budget-fraction", type=FRACTION, help="FLOPs budget as a fraction of the teacher's")
+    p.add_argument("--finetune-epochs", type=NATURAL, default=0, help="fine-tuning epochs after pruning, with the "
+                                                                     "recipe's distill terms (0: none)")
+    p.set_defaults(func=_cmd_prune)
 
     p = sub.add_parser("specialists", help="Hinton's specialists: clusters of the classes the recipe's teacher confuses, "
                                            "a specialist per cluster, and the ensemble as a teacher")

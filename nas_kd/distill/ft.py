@@ -2,13 +2,15 @@
 Transfer", NeurIPS 2018)."""
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from nas_kd.distill.base import DISTILLERS, View
 from nas_kd.distill.feature import FeaturePairs, Pairs, Which
-from nas_kd.typecheck import Index, Probability
+from nas_kd.typecheck import Index, Range
 
 
 def _conv(cin: int, cout: int, transpose: bool = False) -> nn.Sequential:
@@ -32,11 +34,9 @@ class FT(FeaturePairs):
 
     default_which, key = "last", "ft"
 
-    def __init__(self, *, rate: Probability = 0.5, pairs: Pairs | None = None, which: Which | None = None,
-                 teacher: Index = 0) -> None:
+    def __init__(self, *, rate: Annotated[float, Range(0, 1, low_open=True)] = 0.5, pairs: Pairs | None = None,
+                 which: Which | None = None, teacher: Index = 0) -> None:
         super().__init__(pairs=pairs, which=which, teacher=teacher)
-        if not rate > 0:
-            raise self.error(f"rate must be above 0, got {rate}")
         self.rate = float(rate)
 
     def build(self, shapes) -> None:

@@ -3,12 +3,13 @@ Smoothing Regularization", CVPR 2020)."""
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
 import torch
 
 from nas_kd.distill.base import DISTILLERS, Distiller, View
 from nas_kd.losses import functional as LF
-from nas_kd.typecheck import Positive, Probability
+from nas_kd.typecheck import Positive, Range
 
 
 @DISTILLERS.register("tf_kd")
@@ -26,10 +27,9 @@ class TfKD(Distiller):
     needs_teacher = False
     logits_only = True
 
-    def __init__(self, *, correct: Probability = 0.9, temperature: Positive = 4.0) -> None:
+    def __init__(self, *, correct: Annotated[float, Range(0, 1, low_open=True, high_open=True)] = 0.9,
+                 temperature: Positive = 4.0) -> None:
         super().__init__()
-        if not 0 < correct < 1:
-            raise self.error(f"correct must lie strictly between 0 and 1, got {correct}")
         self.correct, self.temperature = float(correct), float(temperature)
 
     def forward(self, view: View) -> dict[str, torch.Tensor]:

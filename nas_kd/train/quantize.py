@@ -68,12 +68,12 @@ def quantize_student(job: Job, student_dir: str | Path, out: str | Path, *, term
     graph on the engine that runs it fastest at batch 32 against onnxruntime fp32 (the slower of the two passes).
     Writes ``<out>/*.onnx``; returns the result's payload."""
     from nas_kd.data import calibration_batches as batches_of
-    from nas_kd.export import load_subnet
+    from nas_kd.prune import load_network
     from nas_kd.students import Student, stage_names
     from nas_kd.train.distill import train_students
 
     engines = check_engines(engines)
-    student = load_subnet(student_dir).eval()  # a wrong --student or engine is refused before --out is made
+    student = load_network(student_dir).eval()  # a wrong --student or engine is refused before --out is made
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     data = job.data
