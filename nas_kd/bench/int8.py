@@ -18,8 +18,9 @@ Each search runs once, at the first seed, and writes ``search-<arm>.json``. Each
 recalibrates and fine-tunes it as ``nas-kd run`` does (``pipeline.finetune_epochs`` at ``pipeline.finetune_lr``)
 and makes its QAT+KD int8 graph as ``pipeline.quantize`` does (:func:`nas_kd.train.quantize.quantize_student`, one
 QAT run of ``pipeline.quantize_epochs``), both measured on the runtime's engine: one record ``<arm>-s<seed>.json``
-each, committed as it lands with ``--commit``. Last, every arm's int8 graph of the first seed is timed on that
-engine at batch 1 and 32, all interleaved in one pass and a retest (``latency.json``). The summary
+each, committed as it lands with ``--commit``. Once the first seed's are all there, every arm's int8 graph of that
+seed is timed on that engine at batch 1 and 32, all interleaved in one pass and a retest (``latency.json``; before
+the other seeds, as the graphs live in the uncommitted run directory). The summary
 (:mod:`nas_kd.results.int8`) compares the int8-searched arm with the two others of its budget.
 """
 from __future__ import annotations
@@ -300,8 +301,9 @@ def bench_int8(table_path: str, *, commit: bool = False, report_only: bool = Fal
         for seed in spec["seeds"]:
             for arm in arms(spec):
                 _student(spec, arm, seed, searched[arm], commit, show_progress)
-        first = {arm: json.loads((out / f"{arm}-s{spec['seeds'][0]}.json").read_text()) for arm in arms(spec)}
-        _latency(spec, first, commit)
+            if seed == spec["seeds"][0]:  # timed as soon as they exist: the graphs live in the run directory only
+                first = {arm: json.loads((out / f"{arm}-s{seed}.json").read_text()) for arm in arms(spec)}
+                _latency(spec, first, commit)
     records = {p.stem: json.loads(p.read_text()) for p in sorted(out.glob("*.json"))}
     summary = summarise(spec, records, table_path)
     record = write_result(out.with_suffix(".json"), summary, watch.seconds(), started)
