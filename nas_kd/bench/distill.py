@@ -46,13 +46,14 @@ def summarise(table: dict, table_path: str) -> dict[str, Any]:
                      "command": f"nas-kd bench distill --table {table_path} (row {row})",
                      "overrides": table["rows"][row]["set"]}
     base = load_recipe(table["recipe"])
-    student = done.get("scratch", next(iter(done.values()), [{}]))[0]  # the table's student: scratch's
+    first = (table.get("references") or ["scratch"])[0]
+    student = done.get(first, next(iter(done.values()), [{}]))[0]  # the table's student: its first reference's
     schedule = {"train_images": base.data.limit_train, "epochs": base.train.epochs, "batch_size": base.data.batch_size,
                 "augmentation": bool(base.data.augment_pad or base.data.flip), "lr": base.train.lr,
                 "teacher": base.teacher.checkpoint, "student": base.student.arch,
                 "accuracy_kind": "test accuracy (10,000 images), last epoch"}
     return {"student_mflops": student.get("mflops"), "student_params": student.get("params"), "schedule": schedule,
-            "seeds": table["seeds"], "rows": rows}
+            "seeds": table["seeds"], "rows": rows, **({"references": table["references"]} if "references" in table else {})}
 
 
 def write_markdown(summary: dict[str, Any], path: Path, table_path: str) -> None:

@@ -2,8 +2,11 @@
 
 A table file names the base recipe, the seeds, a run directory, where records go, the rows, and optionally
 ``set``: overrides every row starts from (before its own). A row is a
-list of ``--set`` overrides, or a mapping ``{set: [...], recipe: other.yaml, trainer: distill | supernet}``
-for a row that differs in more than overrides (``trainer`` defaults to the table's). ``{runs}`` and
+list of ``--set`` overrides, or a mapping ``{set: [...], recipe: other.yaml, trainer: distill | supernet | prune}``
+for a row that differs in more than overrides (``trainer`` defaults to the table's). A ``prune`` row cuts the recipe's
+teacher with ``pruner`` (``{name, ...options}``) to ``budget_fraction`` of its FLOPs and fine-tunes it for the recipe's
+``train.epochs`` with its distill terms (:func:`nas_kd.recipes.prune`), so pruned teachers and searched students can
+share one table and one schedule. ``{runs}`` and
 ``{seed}`` are substituted, so a row can name another row's run directory (``{runs}/<row>-s{seed}``),
 which is then trained first if missing. Each (row, seed) writes ``<out>/<row>-s<seed>.json`` (with its
 command, commit and wall time) as it finishes; finished records are skipped and an interrupted run
@@ -20,15 +23,15 @@ import yaml
 
 from nas_kd.config import Recipe
 from nas_kd.errors import UserError
-from nas_kd.provenance import Stopwatch, commit_record, origin, write_result
+from nas_kd.provenance import Stopwatch, commit_record, origin, write_json_atomic, write_result
 from nas_kd.recipe_checks import load_checked
-from nas_kd.recipes import distill, train_supernet
+from nas_kd.recipes import distill, prune, train_supernet
 from nas_kd.students import resolve_student
 
 TABLE_KEYS = {"recipe", "seeds", "runs", "out", "rows"}
-OPTIONAL_KEYS = {"set"}  # overrides every row starts from
-TRAINERS = ("distill", "supernet")
-ROW_KEYS = {"set", "recipe", "trainer"}
+OPTIONAL_KEYS = {"set", "references"}  # overrides every row starts from; the rows every row is tested against
+TRAINERS = ("distill", "supernet", "prune")
+ROW_KEYS = {"set", "recipe", "trainer", "pruner", "budget_fraction"}
 
 
 def load_table(path: str | Path, trainer: str) -> dict[str, Any]:
@@ -52,10 +55,20 @@ def load_table(path: str | Path, trainer: str) -> dict[str, Any]:
         if not isinstance(row, dict) or not set(row) <= ROW_KEYS or not isinstance(row.get("set", []), list):
             raise UserError(f"{path}: row {name!r} is a list of KEY=VALUE overrides or a mapping with keys "
                             f"{sorted(ROW_KEYS)} (set: a list)")
+        pruning = {k: row[k] for k in ("pruner", "budget_fraction") if k in row}
         row = {"set": [*table.get("set", []), *row.get("set", [])], "recipe": row.get("recipe", table["recipe"]),
-               "trainer": row.get("trainer", trainer)}
+               "trainer": row.get("trainer", trainer), **pruning}
         if row["trainer"] not in TRAINERS:
             raise UserError(f"{path}: row {name!r}: trainer {row['trainer']!r} is not one of {', '.join(TRAINERS)}")
+        if (row["trainer"] == "prune") != bool(pruning) or (pruning and set(pruning) != {"pruner", "budget_fraction"}):
+            raise UserError(f"{path}: row {name!r}: a prune row, and only one, gives pruner and budget_fraction")
+        if pruning:  # the criterion and its options, checked before any row trains
+            from nas_kd.pruning import PRUNERS
+            from nas_kd.registry import split_component
+
+            where = f"{path}: row {name!r}: pruner"
+            kind, options = split_component(row["pruner"], where, PRUNERS)
+            PRUNERS.build_checked(kind, PRUNERS.check_options(kind, options, where), where)
         rows[name] = row
     return {**table, "rows": rows}
 
@@ -76,9 +89,17 @@ def row_recipe(table: dict, row: str, seed: int) -> Recipe:
                                                        f"run.out_dir={table['runs']}", f"run.name={row}-s{seed}"])
 
 
-def _train(recipe, trainer: str, show_progress: bool) -> dict[str, Any]:
-    if trainer == "supernet":
+def _train(recipe, spec: dict[str, Any], show_progress: bool) -> dict[str, Any]:
+    if spec["trainer"] == "supernet":
         return train_supernet(recipe, show_progress=show_progress)
+    if spec["trainer"] == "prune":  # the fine-tune's final.json, with what the pruning made, as the row's
+        out = Path(recipe.run.out_dir) / recipe.run.name
+        record = prune(recipe, spec["pruner"], out, budget_fraction=spec["budget_fraction"],
+                       finetune_epochs=recipe.train.epochs, show_progress=show_progress)
+        final = json.loads((out / "finetune" / "final.json").read_text()) | {
+            k: record[k] for k in ("pruner", "ratio", "cut_test_acc", "mflops_before", "params_before")}
+        write_json_atomic(out / "final.json", final)
+        return final
     return distill(recipe, resolve_student(recipe.student.arch, recipe.student.space), show_progress=show_progress)
 
 
@@ -96,7 +117,7 @@ def run_row(table: dict, row: str, seed: int, keep: Callable[[dict], dict], *, c
     if (run_dir / "final.json").exists():
         final = json.loads((run_dir / "final.json").read_text())
     else:
-        final = _train(recipe, spec["trainer"], show_progress)
+        final = _train(recipe, spec, show_progress)
     record = {"row": row, "seed": seed, "overrides": spec["set"], "recipe": spec["recipe"], "trainer": spec["trainer"],
               **keep(final)}
     path = Path(table["out"]) / f"{name}.json"

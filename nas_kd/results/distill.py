@@ -2,7 +2,8 @@
 bench's ``<out>.md`` and by ``docs/results.md``.
 
 Two families are tested, each with Welch's test and Holm's correction over every row it holds: every row against
-``scratch``, and every row against ``kd`` (:func:`nas_kd.stats.compare_family`). A row whose student is not the
+``scratch``, and every row against ``kd`` (:func:`nas_kd.stats.compare_family`); a table names other reference rows
+with ``references`` (the pruning table: its searched student). A row whose student is not the
 table's (another MFLOPs count) is named as such; rows that touched validation data say how.
 """
 from __future__ import annotations
@@ -16,10 +17,15 @@ from nas_kd.stats import ALPHA, POWER, Comparison, cell, compare_family, detecta
 REFERENCES = ("scratch", "kd")
 
 
-def comparisons(rows: dict[str, dict[str, Any]]) -> dict[str, dict[str, Comparison]]:
-    """``{reference: {row: Comparison}}`` for both families (rows with one seed are not tested)."""
+def references(d: dict[str, Any]) -> tuple[str, ...]:
+    """The rows every row is tested against (the table's ``references``; default ``scratch`` and ``kd``)."""
+    return tuple(d.get("references") or REFERENCES)
+
+
+def comparisons(rows: dict[str, dict[str, Any]], refs: tuple[str, ...] = REFERENCES) -> dict[str, dict[str, Comparison]]:
+    """``{reference: {row: Comparison}}`` for every family (rows with one seed are not tested)."""
     groups = {name: r["seeds"] for name, r in rows.items()}
-    return {ref: compare_family(groups, ref) for ref in REFERENCES}
+    return {ref: compare_family(groups, ref) for ref in refs}
 
 
 def detectable(rows: dict[str, dict[str, Any]]) -> tuple[float, int] | None:
@@ -35,7 +41,8 @@ def detectable(rows: dict[str, dict[str, Any]]) -> tuple[float, int] | None:
 def lines(d: dict[str, Any], name: str) -> list[str]:
     """The table, what it tests, what differs between its rows, and its source (``name``: the record's path)."""
     rows = d["rows"]
-    tested = comparisons(rows)
+    refs = references(d)
+    tested = comparisons(rows, refs)
     student = d.get("student_mflops")
     ordered = sorted(rows.items(), key=lambda kv: -kv[1]["acc_mean"])
     body = []
@@ -44,7 +51,7 @@ def lines(d: dict[str, Any], name: str) -> list[str]:
         other = mflops is not None and student is not None and abs(mflops - student) > 0.005
         label = f"`{row}`" + (f" ({mflops:.2f} MFLOPs)" if other else "")
         body.append([label, pm(r["acc_mean"], r["acc_std"]), len(r["seeds"]),
-                     *(cell(tested[ref].get(row)) if row != ref else "-" for ref in REFERENCES),
+                     *(cell(tested[ref].get(row)) if row != ref else "-" for ref in refs),
                      f"{r['seconds_per_epoch']:.1f}"])
     s = d["schedule"]
     found = detectable(rows)
@@ -57,14 +64,15 @@ def lines(d: dict[str, Any], name: str) -> list[str]:
            f"{s['train_images']:,} training images, {s['epochs']} epochs, batch {s['batch_size']}, "
            f"{'with' if s.get('augmentation') else 'no'} augmentation; {s['accuracy_kind']}; mean +- s.d. over seeds.",
            "",
-           "vs scratch / vs kd: the difference in points and its p by Welch's test, Holm-adjusted over every row "
-           f"compared with that reference (two families of {len(tested['scratch'])} and {len(tested['kd'])}); bold: "
-           f"p < {ALPHA:g}. A difference that is not bold is not established, nor shown to be absent."]
+           f"{' / '.join(f'vs {r}' for r in refs)}: the difference in points and its p by Welch's test, Holm-adjusted "
+           f"over every row compared with that reference (families of "
+           f"{' and '.join(str(len(tested[r])) for r in refs)}); bold: p < {ALPHA:g}. A difference that is not bold "
+           "is not established, nor shown to be absent."]
     if found is not None:
         out[-1] += (f" At {found[1]} seeds and the rows' median seed s.d., a single test detects a difference of "
                     f"{100 * found[0]:.2f} points with {POWER:.0%} power at p < {ALPHA:g} (before Holm's correction, "
                     "which asks for more).")
-    out += ["", *table(["method", "test acc. (%)", "seeds", "vs scratch", "vs kd", "s / epoch"], body), ""]
+    out += ["", *table(["method", "test acc. (%)", "seeds", *(f"vs {r}" for r in refs), "s / epoch"], body), ""]
     if others:
         out += ["Not the table's student: " + "; ".join(others) + " (compare it as a bigger net, not a method).", ""]
     if notes:
@@ -84,7 +92,7 @@ def verdicts(d: dict[str, Any], reference: str = "kd") -> str:
     """The comparative sentence pages may print about the table: which rows are higher or lower than
     ``reference`` after Holm's correction, and that the rest are not separated (never "level": no equivalence
     margin is tested here)."""
-    tested = comparisons(d["rows"])[reference]
+    tested = comparisons(d["rows"], (reference,))[reference]
     higher = sorted(((n, c) for n, c in tested.items() if verdict(c) == "higher"), key=lambda x: -x[1].diff)
     lower = sorted(((n, c) for n, c in tested.items() if verdict(c) == "lower"), key=lambda x: x[1].diff)
     rest = len(tested) - len(higher) - len(lower)
