@@ -416,3 +416,26 @@ def test_irg_transformation_is_how_far_each_instance_moves_between_layers():
     assert instance_moves(wide, b).tolist() == pytest.approx(moves.tolist(), abs=1e-6)
     d = build_distiller(Term("irg", 1.0, {}, "distill[0] (irg)"))
     assert d.transform == "distance"  # the paper's
+
+
+def test_a_table_row_can_prune_the_teacher_and_fine_tune_it_on_the_tables_schedule(synthetic_root, teacher_ckpt, tmp_path):
+    from nas_kd.bench.distill import bench_distill
+    from nas_kd.errors import UserError
+
+    sets = [f"data.root={synthetic_root}", "data.val_size=32", "data.limit_train=64", "data.limit_test=64",
+            "data.batch_size=32", f"teacher.checkpoint={teacher_ckpt}", f"teacher.kwargs={json.dumps(TEACHER_KW)}",
+            "train.epochs=1", "student.ce_weight=0.1", "distill=[{name: kd, weight: 0.9}]"]
+    table = {"recipe": "recipes/distill_fmnist.yaml", "seeds": [0, 1], "runs": str(tmp_path / "runs"),
+             "out": str(tmp_path / "out"), "set": sets, "references": ["l1"],
+             "rows": {"l1": {"trainer": "prune", "pruner": "l1", "budget_fraction": 0.3}}}
+    path = tmp_path / "t.yaml"
+    path.write_text(json.dumps({**table, "rows": {"l1": {"trainer": "prune", "pruner": {"name": "l1", "x": 1},
+                                                         "budget_fraction": 0.3}}}))
+    with pytest.raises(UserError, match="x"):
+        bench_distill(str(path), show_progress=False)
+    path.write_text(json.dumps(table))
+    summary = bench_distill(str(path), show_progress=False)
+    record = json.loads((tmp_path / "out" / "l1-s0.json").read_text())
+    assert record["trainer"] == "prune" and record["mflops"] <= 0.3 * 2.05 and record["epochs"] == 1
+    assert summary["references"] == ["l1"] and len(summary["rows"]["l1"]["seeds"]) == 2
+    assert "vs l1" in (tmp_path / "out.md").read_text()
