@@ -159,6 +159,7 @@ class PipelineConfig:
     quantize: bool = False  # also make the int8 student (nas-kd quantize: post-training and QAT+KD, one seed)
     quantize_epochs: int = field(default=1, metadata=ge(1))  # its quantisation-aware distillation epochs
     quantize_lr: float = field(default=5e-4, metadata=gt(0))  # their learning rate (BatchNorm folded: far below finetune_lr)
+    baselines: list[str | dict] = field(default_factory=list)  # pruning criteria (nas-kd prune's, e.g. [l1, fpgm]): the teacher pruned by each to the student's FLOPs and fine-tuned alike, beside it in the summary
 
 
 @dataclass

@@ -257,4 +257,5 @@ def pipeline(recipe: Recipe, *, train_supernet_anyway: bool = False) -> dict[str
                   "--train-supernet trains one instead)", file=sys.stderr)
     return run_pipeline(job, supernet=supernet_plan(recipe.supernet, recipe.train.epochs),
                         search=search_plan(recipe.search), pipeline=recipe.pipeline, terms=parsed,
-                        ce_weight=recipe.student.ce_weight, train_teacher_cfg=to_train, supernet_checkpoint=reuse)
+                        ce_weight=recipe.student.ce_weight, train_teacher_cfg=to_train, supernet_checkpoint=reuse,
+                        teacher_cfg=cfg)

@@ -81,5 +81,7 @@ def print_summary(r: dict[str, Any]) -> None:
                   "FLOPs do not mean less time here. To budget time, search with --budget-ms MS (and a latency "
                   "table) or set pipeline.latency_fraction_of_teacher (e.g. 0.5)."]),
               *_int8_lines(r.get("int8")),
+              *(f"baseline: the teacher pruned by {name} to {b['mflops']:.2f} MFLOPs and fine-tuned alike: "
+                f"{100 * b['test_acc']:.2f} % ({b['network']})" for name, b in r.get("baselines", {}).items()),
               f"files: {r['student_dir']} (arch.json, weights.pt), search plot {r['pareto_plot']}", ""]
     print("\n".join(lines))

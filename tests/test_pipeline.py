@@ -238,6 +238,20 @@ def test_pipeline_quantize_adds_the_int8_student(tmp_path, synthetic_root, monke
     assert main(args) == 0 and len(calls) == 1  # done once: a re-run reuses it
 
 
+def test_pipeline_baselines_prune_the_teacher_to_the_students_flops_beside_it(tmp_path, synthetic_root, capsys):
+    ckpt = _pretrained(tmp_path, "resnet", "results/teacher_fmnist.pt")
+    args = run_args(tmp_path, synthetic_root, f"pipeline.supernet_checkpoint={ckpt}", "pipeline.baselines=[l1]")
+    assert main([*args, "--set", "pipeline.baselines=[{name: l1, nope: 1}]"]) == 2  # refused before any training
+    assert "pipeline.baselines[0]" in capsys.readouterr().err and not (tmp_path / "quickstart" / "supernet").exists()
+    assert main(args) == 0
+    result = json.loads((tmp_path / "quickstart" / "pipeline.json").read_text())
+    pruned = result["baselines"]["l1"]
+    assert pruned["mflops"] <= result["student_mflops"] and 0 < pruned["ratio"] < 1
+    assert "the teacher pruned by l1" in capsys.readouterr().out
+    record = json.loads((tmp_path / "quickstart" / "baselines" / "l1" / "prune.json").read_text())
+    assert record["finetune_epochs"] == 1 and record["budget_mflops"] == result["student_mflops"]
+
+
 HOLD = "import sys, time; from nas_kd.locks import lock_dir; lock_dir(sys.argv[1]); print('held', flush=True); time.sleep(60)"
 
 
