@@ -67,6 +67,7 @@ class TrainConfig:
     device: str = "auto"  # auto (CUDA when present, else CPU) | cpu | cuda | cuda:N
     amp: bool = True  # bfloat16 autocast on CUDA (ignored on CPU)
     cache_teacher: bool = True  # without augmentation, compute teachers' logits once per run (nas-kd distill)
+    cache_teacher_features_mb: int = field(default=4096, metadata=ge(0))  # ... and the feature maps feature methods read, stored in float16, when they fit in this many MB (else computed every step)
 
 
 @dataclass

@@ -439,3 +439,15 @@ def test_a_table_row_can_prune_the_teacher_and_fine_tune_it_on_the_tables_schedu
     assert record["trainer"] == "prune" and record["mflops"] <= 0.3 * 2.05 and record["epochs"] == 1
     assert summary["references"] == ["l1"] and len(summary["rows"]["l1"]["seeds"]) == 2
     assert "vs l1" in (tmp_path / "out.md").read_text()
+
+
+def test_cached_teacher_features_give_the_live_loss_to_float16_precision(synthetic_root, teacher_ckpt, tmp_path):
+    args = ("distill=[{name: kd, weight: 0.7}, {name: hint, weight: 1.0}]", "student.ce_weight=0.3",
+            "data.limit_train=96")
+    runs = {"cached": (), "live": ("train.cache_teacher=false",), "too_big": ("train.cache_teacher_features_mb=0",)}
+    for name, extra in runs.items():
+        distill(recipe(tmp_path / name, synthetic_root, teacher_ckpt, *args, *extra), min_student(), show_progress=False)
+    first = {n: json.loads((tmp_path / n / "run/metrics.jsonl").read_text().splitlines()[0]) for n in runs}
+    assert first["cached"]["train_hint"] == pytest.approx(first["live"]["train_hint"], rel=1e-3)
+    assert first["cached"]["train_kd"] == pytest.approx(first["live"]["train_kd"], rel=1e-3)
+    assert first["too_big"]["train_hint"] == first["live"]["train_hint"]  # over the limit: computed every step

@@ -97,16 +97,35 @@ def probe(model: nn.Module, teachers: list[nn.Module], distillers: list[Distille
             d.fit_validation(val_logits, data.val.y)
 
 
-def _teacher_logits_cache(teachers: list[nn.Module], data: DataBundle, batch_size: int, device: torch.device,
-                          channels_last: bool) -> list[torch.Tensor]:
-    """Every teacher's logits for every training row (valid only without augmentation)."""
-    out = []
+def _feature_megabytes(teachers: list[nn.Module], names: list[list[str]], data: DataBundle, device: torch.device,
+                       channels_last: bool) -> float:
+    """What the teachers' maps ``names`` of every training row take in float16, from one row."""
+    total = 0
     with torch.no_grad():
-        for teacher in teachers:
-            rows = [teacher(to_memory_format(data.train.x[i:i + batch_size].to(device), channels_last)).float()
-                    for i in range(0, len(data.train), batch_size)]
-            out.append(torch.cat(rows))
-    return out
+        for teacher, ns in zip(teachers, names):
+            with capture(teacher, ns) as f:
+                teacher(to_memory_format(data.train.x[:1].to(device), channels_last))
+            total += sum(v.numel() for v in f.values())
+    return total * 2 * len(data.train) / 2**20
+
+
+def _teacher_cache(teachers: list[nn.Module], names: list[list[str]], data: DataBundle, batch_size: int,
+                   device: torch.device, channels_last: bool) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
+    """Every teacher's logits for every training row, and its maps ``names`` in float16 on the CPU (a map that
+    float16 cannot hold stays float32); valid only without augmentation."""
+    logits, feats = [], []
+    with torch.no_grad():
+        for teacher, ns in zip(teachers, names):
+            rows, maps = [], {n: [] for n in ns}
+            for i in range(0, len(data.train), batch_size):
+                with capture(teacher, ns) as f:
+                    rows.append(teacher(to_memory_format(data.train.x[i:i + batch_size].to(device), channels_last)).float())
+                for n in ns:
+                    maps[n].append(f[n].float().cpu())
+            logits.append(torch.cat(rows))
+            whole = {n: torch.cat(v) for n, v in maps.items()}
+            feats.append({n: (v.half() if torch.isfinite(v.half()).all() else v) for n, v in whole.items()})
+    return logits, feats
 
 
 def train_students(
@@ -152,14 +171,15 @@ def train_students(
     s_names = sorted({n for d in distillers[0] for n in d.student_modules()})
     t_names = [sorted({n for d in distillers[0] for n in d.teacher_modules(k)}) for k in range(len(teachers))]
     cached = None
-    if teachers and job.train.cache_teacher and not augments(job) and not any(t_names) \
-            and dist.world_size() == 1:
-        cached = _teacher_logits_cache(teachers, data, job.batching.eval_batch_size, device, cl)
+    if teachers and job.train.cache_teacher and not augments(job) and dist.world_size() == 1 and (
+            not any(t_names) or _feature_megabytes(teachers, t_names, data, device, cl) <= job.train.cache_teacher_features_mb):
+        cached = _teacher_cache(teachers, t_names, data, job.batching.eval_batch_size, device, cl)
     loop = build_loop(job, run, bundle, device, on_step=on_step, show_progress=show_progress, with_index=True)
 
     def teacher_outputs(x: torch.Tensor, idx: torch.Tensor | None, cached_ok: bool = True) -> tuple[list[torch.Tensor], list[dict]]:
         if cached is not None and cached_ok:
-            return [c[idx] for c in cached], [{} for _ in cached]
+            return ([c[idx] for c in cached[0]],
+                    [{k: v[idx.cpu()].to(device).float() for k, v in f.items()} for f in cached[1]])
         logits, feats = [], []
         for teacher, names in zip(teachers, t_names):
             with torch.no_grad(), autocast(device, amp), capture(teacher, names) as f:
