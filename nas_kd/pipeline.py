@@ -191,6 +191,54 @@ def same_recipe(base: Path, config: dict[str, Any]) -> None:
                           "Python) to run this one")
 
 
+INPUTS_FILE = "inputs.json"  # what the run's stages were made from, fingerprinted when its first stage began
+
+
+def _sha(path: str | Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def input_fingerprints(job: Job, supernet_checkpoint: str | None, latency_table: str | None) -> dict[str, str]:
+    """sha256 prefixes of what a run reads from files its recipe names (the teacher's weights, the trained supernet
+    it starts from, the latency table) and of the training and validation data as loaded."""
+    import hashlib
+
+    files = {"teacher.checkpoint": job.teacher.source, "pipeline.supernet_checkpoint": supernet_checkpoint,
+             "search.latency_table": latency_table}
+    out = {key: _sha(path) for key, path in files.items() if path and Path(path).is_file()}
+    for split in ("train", "val"):
+        part = getattr(job.data, split)
+        h = hashlib.sha256(part.x.numpy().tobytes())
+        h.update(part.y.numpy().tobytes())
+        out[f"data.{split}"] = h.hexdigest()[:16]
+    return out
+
+
+def same_inputs(base: Path, fingerprints: dict[str, str]) -> None:
+    """The files and data a run directory's stages were made from must be the ones it reads now: ``inputs.json``
+    is written when the run starts; a re-run whose teacher weights, trained supernet, latency table or data differ
+    (same paths, other contents) is refused, naming them, before anything is reused."""
+    from nas_kd.provenance import write_json_atomic
+
+    path = base / INPUTS_FILE
+    started = [d for d in STAGE_OUTPUTS if (base / d).exists()]
+    if not started or not path.exists():
+        write_json_atomic(path, fingerprints)
+        return
+    before = json.loads(path.read_text())
+    changed = [k for k in fingerprints if k in before and before[k] != fingerprints[k]]
+    if changed:
+        raise RunDirError(f"{base}: {', '.join(changed)} changed since this run started (other contents behind the "
+                          "same recipe): its stages were made from the old ones; choose another run name "
+                          "(--set run.name=NAME; out= from Python) to run with these")
+
+
 def run_pipeline(job: Job, *, supernet: SupernetPlan, search: SearchPlan, pipeline: PipelineConfig,
                  terms: list[Term] = (), ce_weight: float = 1.0, train_teacher_cfg: TeacherConfig | None = None,
                  supernet_checkpoint: str | None = None, teacher_cfg: TeacherConfig | None = None) -> dict[str, Any]:
@@ -220,6 +268,7 @@ def run_pipeline(job: Job, *, supernet: SupernetPlan, search: SearchPlan, pipeli
     base = job.run.path
     with dir_locked(base):  # a second command on this run directory is refused while this one runs
         same_recipe(base, job.run.config)
+        same_inputs(base, input_fingerprints(job, supernet_checkpoint, search.cfg.latency_table))
         seconds: dict[str, float] = {}
         timed_here = search.cfg.budget_ms is not None and search.cfg.latency_table is None
         if pipeline.latency_fraction_of_teacher is not None:  # timed before any training: an impossible one stops here

@@ -319,3 +319,24 @@ def test_a_commands_out_directory_is_held_while_it_writes(tmp_path):
     assert calls == [] and not (tmp_path / "q").exists()
     write(None, tmp_path / "q")
     assert calls == [tmp_path / "q"]
+
+
+def test_a_run_whose_teacher_file_changed_since_it_started_is_refused(tmp_path, synthetic_root, capsys):
+    import shutil
+
+    teacher = tmp_path / "teacher.pt"
+    shutil.copyfile("results/teacher_fmnist.pt", teacher)
+    ckpt = _pretrained(tmp_path, "resnet", str(teacher))
+    args = run_args(tmp_path, synthetic_root, f"pipeline.supernet_checkpoint={ckpt}", f"teacher.checkpoint={teacher}")
+    assert main(args) == 0
+    inputs = json.loads((tmp_path / "quickstart" / "inputs.json").read_text())
+    assert {"teacher.checkpoint", "pipeline.supernet_checkpoint", "data.train", "data.val"} <= set(inputs)
+    assert main(args) == 0  # the same files: the finished run is reused
+    state = torch.load(teacher, weights_only=True)
+    weights = state["model"] if "model" in state else state
+    weights[next(k for k in weights if k.endswith("weight"))].mul_(1.01)
+    torch.save(state, teacher)
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "teacher.checkpoint changed since this run started" in err and "run.name" in err
