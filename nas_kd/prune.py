@@ -52,11 +52,12 @@ def _prune_copy(model: nn.Module, input_shape: tuple[int, ...], pruner: Pruner, 
 
 
 def prune_to_budget(model: nn.Module, input_shape: tuple[int, ...], pruner: Pruner, budget_mflops: float, *,
-                    batches: list[tuple[torch.Tensor, torch.Tensor]] = ()) -> tuple[nn.Module, dict[str, Any]]:
+                    batches: list[tuple[torch.Tensor, torch.Tensor]] = (), steps: int = BISECTIONS
+                    ) -> tuple[nn.Module, dict[str, Any]]:
     """``model`` pruned by ``pruner`` to at most ``budget_mflops`` (the least pruning that fits, by bisection of the
     share of channels removed); returns the pruned copy and a report (the share, MFLOPs and parameters before and
     after). ``batches``: training batches, for a criterion that reads data. A budget the most pruned network
-    (:func:`max_ratio`) does not meet is refused, naming it."""
+    (:func:`max_ratio`) does not meet is refused, naming it. ``steps``: bisection steps."""
     if pruner.needs_data and not batches:
         raise UserError(f"pruner {type(pruner).__name__.lower()} ranks channels on training batches: none were given")
     shape = (1, *input_shape)
@@ -70,7 +71,7 @@ def prune_to_budget(model: nn.Module, input_shape: tuple[int, ...], pruner: Prun
                           f"that leaves each layer a channel) leaves {smallest:.3f} MFLOPs; raise the budget to at "
                           f"least {smallest:.3f}")
     lo, hi, best = 0.0, top, None
-    for _ in range(BISECTIONS):
+    for _ in range(steps):
         mid = (lo + hi) / 2
         net = _prune_copy(model, input_shape, pruner, mid, list(batches))
         if count_flops(net, shape) / 1e6 <= budget_mflops:

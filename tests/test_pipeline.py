@@ -238,9 +238,15 @@ def test_pipeline_quantize_adds_the_int8_student(tmp_path, synthetic_root, monke
     assert main(args) == 0 and len(calls) == 1  # done once: a re-run reuses it
 
 
-def test_pipeline_baselines_prune_the_teacher_to_the_students_flops_beside_it(tmp_path, synthetic_root, capsys):
-    ckpt = _pretrained(tmp_path, "resnet", "results/teacher_fmnist.pt")
-    args = run_args(tmp_path, synthetic_root, f"pipeline.supernet_checkpoint={ckpt}", "pipeline.baselines=[l1]")
+def test_pipeline_baselines_prune_the_teacher_beside_the_student_and_a_changed_teacher_file_is_refused(
+        tmp_path, synthetic_root, capsys):
+    import shutil
+
+    teacher = tmp_path / "teacher.pt"
+    shutil.copyfile("results/teacher_fmnist.pt", teacher)
+    ckpt = _pretrained(tmp_path, "resnet", str(teacher))
+    args = run_args(tmp_path, synthetic_root, f"pipeline.supernet_checkpoint={ckpt}", "pipeline.baselines=[l1]",
+                    f"teacher.checkpoint={teacher}")
     assert main([*args, "--set", "pipeline.baselines=[{name: l1, nope: 1}]"]) == 2  # refused before any training
     assert "pipeline.baselines[0]" in capsys.readouterr().err and not (tmp_path / "quickstart" / "supernet").exists()
     assert main(args) == 0
@@ -250,6 +256,18 @@ def test_pipeline_baselines_prune_the_teacher_to_the_students_flops_beside_it(tm
     assert "the teacher pruned by l1" in capsys.readouterr().out
     record = json.loads((tmp_path / "quickstart" / "baselines" / "l1" / "prune.json").read_text())
     assert record["finetune_epochs"] == 1 and record["budget_mflops"] == result["student_mflops"]
+    # the run fingerprinted what its paths point at: the same files reuse it, other contents are refused
+    inputs = json.loads((tmp_path / "quickstart" / "inputs.json").read_text())
+    assert {"teacher.checkpoint", "pipeline.supernet_checkpoint", "data.train", "data.val"} <= set(inputs)
+    assert main(args) == 0
+    state = torch.load(teacher, weights_only=True)
+    weights = state["model"] if "model" in state else state
+    weights[next(k for k in weights if k.endswith("weight"))].mul_(1.01)
+    torch.save(state, teacher)
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "teacher.checkpoint changed since this run started" in err and "run.name" in err
 
 
 HOLD = "import sys, time; from nas_kd.locks import lock_dir; lock_dir(sys.argv[1]); print('held', flush=True); time.sleep(60)"
@@ -319,24 +337,3 @@ def test_a_commands_out_directory_is_held_while_it_writes(tmp_path):
     assert calls == [] and not (tmp_path / "q").exists()
     write(None, tmp_path / "q")
     assert calls == [tmp_path / "q"]
-
-
-def test_a_run_whose_teacher_file_changed_since_it_started_is_refused(tmp_path, synthetic_root, capsys):
-    import shutil
-
-    teacher = tmp_path / "teacher.pt"
-    shutil.copyfile("results/teacher_fmnist.pt", teacher)
-    ckpt = _pretrained(tmp_path, "resnet", str(teacher))
-    args = run_args(tmp_path, synthetic_root, f"pipeline.supernet_checkpoint={ckpt}", f"teacher.checkpoint={teacher}")
-    assert main(args) == 0
-    inputs = json.loads((tmp_path / "quickstart" / "inputs.json").read_text())
-    assert {"teacher.checkpoint", "pipeline.supernet_checkpoint", "data.train", "data.val"} <= set(inputs)
-    assert main(args) == 0  # the same files: the finished run is reused
-    state = torch.load(teacher, weights_only=True)
-    weights = state["model"] if "model" in state else state
-    weights[next(k for k in weights if k.endswith("weight"))].mul_(1.01)
-    torch.save(state, teacher)
-    capsys.readouterr()
-    assert main(args) == 2
-    err = capsys.readouterr().err
-    assert "teacher.checkpoint changed since this run started" in err and "run.name" in err

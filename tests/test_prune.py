@@ -42,10 +42,10 @@ def test_contract_every_pruner_meets_the_budget_with_the_least_pruning_and_saves
     net = network()
     budget = 0.8 * flops(net)  # a global criterion (slim) removes cheap channels too: a mild budget every one meets
     pruner = PRUNERS.build(name, **PRUNERS.example(name))
-    pruned, report = prune_to_budget(net, (1, 28, 28), pruner, budget, batches=batches())
+    pruned, report = prune_to_budget(net, (1, 28, 28), pruner, budget, batches=batches(), steps=5)
     assert flops(pruned) <= budget and report["mflops"] == pytest.approx(flops(pruned))
     assert report["params"] < report["params_before"] and pruned(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
-    assert report["ratio_over_budget"] < report["ratio"] <= report["ratio_over_budget"] + 1 / 2**9
+    assert report["ratio_over_budget"] < report["ratio"] <= report["ratio_over_budget"] + 1 / 2**5
     less = _prune_copy(net, (1, 28, 28), pruner, report["ratio_over_budget"], batches())
     assert flops(less) > budget  # a share a bisection step smaller does not fit: the least pruning that fits
     origin = {"model": "resnet_fmnist", "kwargs": KW, "num_classes": 10, "in_channels": 1}
