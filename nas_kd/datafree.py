@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from nas_kd.errors import UserError
 from nas_kd.locks import holding
-from nas_kd.provenance import Stopwatch, origin, write_result
+from nas_kd.provenance import Stopwatch, atomic_file, origin, write_result
 from nas_kd.synthesis import SYNTHESIZERS, Synthesizer, Task
 from nas_kd.synthesis.base import bn_layers
 
@@ -64,7 +64,8 @@ def synthesize(teacher: nn.Module, *, method: Synthesizer, num_classes: int, sha
     parts = [torch.load(task.batch_file(b), weights_only=True) for b in range(task.num_batches)]
     x = torch.cat([p["x"] for p in parts]).numpy().astype(np.float32)
     y = torch.cat([p["y"] for p in parts]).numpy().astype(np.int64)
-    np.savez(out / DATASET_FILE, x=x, y=y, mean=mean.reshape(-1).numpy(), std=std.reshape(-1).numpy())
+    with atomic_file(out / DATASET_FILE) as tmp, open(tmp, "wb") as f:  # a killed write leaves none: made again
+        np.savez(f, x=x, y=y, mean=mean.reshape(-1).numpy(), std=std.reshape(-1).numpy())
     reported = {k for p in parts for k, v in p.items() if k not in ("x", "y") and isinstance(v, numbers.Number)}
     record = {"num_images": int(len(y)), "batch_size": batch_size, "method": method_name(method),
               "settings": method.settings(), "seed": seed,

@@ -1,10 +1,11 @@
 """Long commands killed at every file write (``nas_kd.crash``: the N-th write ends the process as ``kill -9`` would,
 before the write is visible, an append left torn) and run again the same way end with the figures and the weights
-of an uninterrupted run: ``nas-kd run`` (every stage) and ``nas-kd distill``.
+of an uninterrupted run: ``nas-kd run`` (every stage), ``nas-kd distill``, ``nas-kd prune`` (cut, fine-tune, save) and
+``nas-kd synthesize`` (the generator: its checkpointed state and kept batches).
 
 Every write point is one case. To stay inside the suite's time the suite runs a few per command (the last write of
 each kind it names: an appended metrics line left torn, a final.json, the student's arch.json);
-``NAS_KD_CRASH_ALL=1`` runs every one (31 for this run, 11 for this distill):
+``NAS_KD_CRASH_ALL=1`` runs every one (31 for this run, 11 for this distill), and the prune and synthesize cases:
 ``NAS_KD_CRASH_ALL=1 .venv/bin/python -m pytest tests/test_crash_anywhere.py``."""
 import hashlib
 import json
@@ -51,17 +52,41 @@ def distill_outcome(out: Path) -> dict:
             "student": digest(base / "student" / "weights.pt")}
 
 
-COMMANDS = {  # argv after nas-kd, what the outcome is, the kinds of write the suite samples
+def prune_outcome(out: Path) -> dict:
+    base = out / "p"
+    record = json.loads((base / "prune.json").read_text())
+    return {k: record[k] for k in ("ratio", "mflops", "params", "cut_test_acc", "test_acc")} | {
+        "weights": digest(base / "weights.pt")}
+
+
+def synthesize_outcome(out: Path) -> dict:
+    import numpy as np
+
+    with np.load(out / "s" / "synthetic.npz") as z:
+        return {"x": hashlib.sha256(z["x"].tobytes()).hexdigest(), "y": z["y"].tolist()}
+
+
+TEACHER = [f"teacher.kwargs={json.dumps({'widths': [8, 16, 16, 16]})}"]  # the tests' small teacher (conftest)
+COMMANDS = {  # argv after nas-kd, what the outcome is, the kinds of write the suite samples (None: only with ALL)
     "run": (["run", "--recipe", "recipes/quickstart.yaml", *sum((["--set", s] for s in RUN), [])], run_outcome,
             ("final.json", "arch.json")),  # a torn metrics line: sampled in distill, the same trainer's writer
     "distill": (["distill", "--recipe", "recipes/distill_fmnist.yaml", "--student", "resnet:min",
                  *sum((["--set", s] for s in [*DISTILL, "run.name=d"]), [])], distill_outcome,
                 ("metrics.jsonl", "final.json")),
+    "prune": (["prune", "--recipe", "recipes/distill_fmnist.yaml", "--pruner", "l1", "--budget-fraction", "0.3",
+               "--finetune-epochs", "1", *sum((["--set", s] for s in [*DISTILL, *TEACHER, "run.name=p"]), [])],
+              prune_outcome, None),
+    "synthesize": (["synthesize", "--recipe", "recipes/distill_fmnist.yaml", "--num-images", "12", "--batch-size", "4",
+                    "--method", "{name: generator, steps: 6, student_steps: 1, batch_size: 8, checkpoint_every: 2}",
+                    "--student", "resnet:min", *sum((["--set", s] for s in [*TINY, *TEACHER]), [])],
+                   synthesize_outcome, None),
 }
 
 
-def nas_kd(command: str, out: Path, root: str, **env: str) -> subprocess.CompletedProcess:
+def nas_kd(command: str, out: Path, root: str, teacher: str, **env: str) -> subprocess.CompletedProcess:
     args = [*COMMANDS[command][0], "--set", f"data.root={root}", "--set", f"run.out_dir={out}"]
+    if command in ("prune", "synthesize"):  # the tests' small teacher; they write to --out
+        args += ["--set", f"teacher.checkpoint={teacher}", "--out", str(out / command[0])]
     return subprocess.run([sys.executable, "-m", "nas_kd.cli", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=600, env={**os.environ, **env})
 
@@ -81,17 +106,20 @@ def chosen(points: list[str], kinds: tuple[str, ...]) -> list[int]:
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
-def test_killed_at_a_write_the_same_command_ends_as_an_uninterrupted_run(command, tmp_path, synthetic_root):
+def test_killed_at_a_write_the_same_command_ends_as_an_uninterrupted_run(command, tmp_path, synthetic_root,
+                                                                       teacher_ckpt):
     outcome, kinds = COMMANDS[command][1:]
+    if kinds is None and not os.environ.get("NAS_KD_CRASH_ALL"):
+        pytest.skip("every write point of this command runs with NAS_KD_CRASH_ALL=1 (the suite samples run and distill)")
     log = tmp_path / "points.log"
-    done = nas_kd(command, tmp_path / "straight", synthetic_root, NAS_KD_CRASH_LOG=str(log))
+    done = nas_kd(command, tmp_path / "straight", synthetic_root, teacher_ckpt, NAS_KD_CRASH_LOG=str(log))
     assert done.returncode == 0, done.stderr
     straight, points = outcome(tmp_path / "straight"), log.read_text().splitlines()
     assert len(points) >= 10  # it passed its write points (checkpoints, records, configs, metrics, ...)
     for n in chosen(points, kinds):
         out = tmp_path / f"at{n}"
-        killed = nas_kd(command, out, synthetic_root, NAS_KD_CRASH_AT=str(n))
+        killed = nas_kd(command, out, synthetic_root, teacher_ckpt, NAS_KD_CRASH_AT=str(n))
         assert killed.returncode == 137, (n, points[n - 1], killed.stderr[-2000:])
-        again = nas_kd(command, out, synthetic_root)
+        again = nas_kd(command, out, synthetic_root, teacher_ckpt)
         assert again.returncode == 0, (n, points[n - 1], again.stderr[-2000:])
         assert outcome(out) == straight, (n, points[n - 1])

@@ -51,9 +51,10 @@ class Task:
 
 def save_batch(path: Path, batch: dict[str, Any]) -> None:
     """A finished batch, published by one rename (a killed write leaves no batch file)."""
-    tmp = path.with_suffix(".tmp")
-    torch.save(batch, tmp)
-    tmp.replace(path)
+    from nas_kd.provenance import atomic_file
+
+    with atomic_file(path) as tmp:
+        torch.save(batch, tmp)
 
 
 class Synthesizer:
