@@ -120,13 +120,6 @@ def plan_pipeline(job: Job, teacher: nn.Module, space: StagedSpace, supernet: Su
                               f"supernet's weights, and supernet.mode {supernet.mode!r} trains none: pick "
                               f"from {', '.join(supernet_free())} (e.g. search.evaluator=dna with "
                               "search.strategy=dna-exhaustive)")
-    for i, spec in enumerate(pipeline.baselines):  # each criterion and its options, before any training
-        from nas_kd.pruning import PRUNERS
-        from nas_kd.registry import split_component
-
-        name, options = split_component(spec, f"pipeline.baselines[{i}]", PRUNERS)
-        PRUNERS.build_checked(name, PRUNERS.check_options(name, options, f"pipeline.baselines[{i}]"),
-                              f"pipeline.baselines[{i}]")
     if pipeline.latency_fraction_of_teacher is not None and search.cfg.budget_ms is not None:
         raise OptionError("pipeline.latency_fraction_of_teacher and search.budget_ms both set a latency budget: give one")
     budget = search.cfg.budget_mflops
@@ -241,7 +234,8 @@ def same_inputs(base: Path, fingerprints: dict[str, str]) -> None:
 
 def run_pipeline(job: Job, *, supernet: SupernetPlan, search: SearchPlan, pipeline: PipelineConfig,
                  terms: list[Term] = (), ce_weight: float = 1.0, train_teacher_cfg: TeacherConfig | None = None,
-                 supernet_checkpoint: str | None = None, teacher_cfg: TeacherConfig | None = None) -> dict[str, Any]:
+                 supernet_checkpoint: str | None = None, teacher_cfg: TeacherConfig | None = None,
+                 baselines: list[tuple[str, Any, dict[str, Any]]] = ()) -> dict[str, Any]:
     """Run every stage not yet done in the job's run directory; returns ``pipeline.json`` (per-stage results, wall
     times, the summary).
 
@@ -249,8 +243,8 @@ def run_pipeline(job: Job, *, supernet: SupernetPlan, search: SearchPlan, pipeli
     ``pipeline`` the recipe's section of that name; ``terms`` (with
     ``ce_weight`` x cross-entropy) distil the exported student. ``train_teacher_cfg``: train this teacher model
     from the labels first (else the job's teacher is the trained one). ``supernet_checkpoint``: a trained supernet
-    to search instead of training one. ``teacher_cfg``: the teacher's section, which ``pipeline.baselines`` prune
-    (its ``model``, ``kwargs`` and ``checkpoint``).
+    to search instead of training one. ``baselines``: ``pipeline.baselines`` built (:func:`nas_kd.plans.pruner`:
+    name, pruner, spec), each pruning ``teacher_cfg`` (the teacher's section: ``model``, ``kwargs``, ``checkpoint``).
 
     Everything knowable before training is checked first (:func:`plan_pipeline`), before the run directory
     exists. ``supernet.mode`` picks the supernet trainer (:data:`~nas_kd.train.SUPERNET_TRAINERS`); with a
@@ -340,12 +334,12 @@ def run_pipeline(job: Job, *, supernet: SupernetPlan, search: SearchPlan, pipeli
                 write_json_atomic(qdir / "quantize.json", qr)
             quantized = json.loads((qdir / "quantize.json").read_text())
             seconds["quantize"] = t.seconds()
-        baselines = {}
-        for spec in pipeline.baselines:  # the teacher pruned to the student's FLOPs, fine-tuned as the student was
+        pruned = {}
+        for name, pruner, spec in baselines:  # the teacher pruned to the student's FLOPs, fine-tuned as it was
             t = Stopwatch()
-            name, record = _pruned_baseline(job, teacher_cfg or train_teacher_cfg, spec, comparison["student_mflops"],
-                                            base / "baselines", pipeline, terms, ce_weight)
-            baselines[name] = record
+            pruned[name] = _pruned_baseline(job, teacher_cfg or train_teacher_cfg, name, pruner, spec,
+                                            comparison["student_mflops"], base / "baselines", pipeline, terms,
+                                            ce_weight)
             seconds[f"baseline_{name}"] = t.seconds()
         payload = {
             "teacher_checkpoint": job.teacher.source, "teacher_val_acc": teacher_val,
@@ -361,7 +355,7 @@ def run_pipeline(job: Job, *, supernet: SupernetPlan, search: SearchPlan, pipeli
                                                   "speedup_vs_own_fp32_b32", "int8_convs", "size_kb", "file")}
                             for k, v in quantized["rows"].items()}}}
                if quantized else {}),
-            **({"baselines": baselines} if baselines else {}),
+            **({"baselines": pruned} if pruned else {}),
             "stage_seconds_this_invocation": {k: round(v, 1) for k, v in seconds.items()},
         }
         out = write_result(base / "pipeline.json", payload, watch.seconds(), started)
@@ -369,34 +363,31 @@ def run_pipeline(job: Job, *, supernet: SupernetPlan, search: SearchPlan, pipeli
         return out
 
 
-def _pruned_baseline(job: Job, teacher_cfg: TeacherConfig | None, spec: str | dict, mflops: float, where: Path,
-                     pipeline: PipelineConfig, terms: list[Term], ce_weight: float) -> tuple[str, dict[str, Any]]:
-    """One ``pipeline.baselines`` entry: the teacher pruned by the criterion ``spec`` to ``mflops`` and fine-tuned
-    as the student was (``pipeline.finetune_epochs`` at ``pipeline.finetune_lr``, the same terms) in
-    ``where/<criterion>``, kept once done; returns its name and figures."""
-    from nas_kd.pruning import PRUNERS
-    from nas_kd.registry import split_component
+def _pruned_baseline(job: Job, teacher_cfg: TeacherConfig | None, name: str, pruner: Any, spec: dict[str, Any],
+                     mflops: float, where: Path, pipeline: PipelineConfig, terms: list[Term],
+                     ce_weight: float) -> dict[str, Any]:
+    """One ``pipeline.baselines`` entry: the teacher pruned by ``pruner`` to ``mflops`` and fine-tuned as the student
+    was (``pipeline.finetune_epochs`` at ``pipeline.finetune_lr``, the same terms) in ``where/<name>``, kept once
+    done; returns its figures."""
     from nas_kd.teacher import load_teacher
     from nas_kd.train.prune import prune_network
 
-    name, options = split_component(spec, "pipeline.baselines", PRUNERS)
     out = where / name
     if not (out / "prune.json").exists():
-        if teacher_cfg is None or teacher_cfg.subnet or teacher_cfg.torchscript:
-            raise OptionError("pipeline.baselines prune teacher.model with its weights; this run's teacher is a "
-                              "subnet, TorchScript or a module given in memory: drop pipeline.baselines")
+        if teacher_cfg is None:  # the API's run with a module in memory: no model to rebuild the cut from
+            raise OptionError("pipeline.baselines prune teacher.model with its weights; this run's teacher is a module "
+                              "given in memory: drop pipeline.baselines")
         data = job.data
         if teacher_cfg.checkpoint is None:  # trained by this run
             teacher_cfg = dataclasses.replace(teacher_cfg, checkpoint=str(job.run.path / "teacher" / "model.pt"))
         network = load_teacher(teacher_cfg, data.num_classes, data.in_channels).requires_grad_(True)
         origin = {"model": teacher_cfg.model, "kwargs": teacher_cfg.kwargs, "num_classes": data.num_classes,
                   "in_channels": data.in_channels, "checkpoint": teacher_cfg.checkpoint}
-        pruner = PRUNERS.build_checked(name, options, "pipeline.baselines")
         ft = job.derive(train={"lr": pipeline.finetune_lr, "warmup_epochs": 0.0})
-        prune_network(ft, network, origin, pruner, {"name": name, **pruner.spec()}, mflops, out, terms=terms,
-                      ce_weight=ce_weight, finetune_epochs=pipeline.finetune_epochs)
+        prune_network(ft, network, origin, pruner, spec, mflops, out, terms=terms, ce_weight=ce_weight,
+                      finetune_epochs=pipeline.finetune_epochs)
     record = json.loads((out / "prune.json").read_text())
-    return name, {k: record[k] for k in ("test_acc", "cut_test_acc", "mflops", "params", "ratio", "network")}
+    return {k: record[k] for k in ("test_acc", "cut_test_acc", "mflops", "params", "ratio", "network")}
 
 
 def _train_searched(job: Job, space, best_arch: str, student: Path, epochs: int, terms: list[Term],

@@ -54,3 +54,14 @@ def search_plan(cfg: SearchConfig, where: str = "search") -> SearchPlan:
     unique = [s for i, s in enumerate(specs) if s not in specs[:i]]
     evaluators = build_evaluators(unique, f"{where}.evaluator" if len(unique) == 1 else f"{where}.evaluator(s)")
     return SearchPlan(cfg, tuple(evaluators), build_strategy(cfg.strategy, f"{where}.strategy"))
+
+
+def pruner(spec: Any, where: str = "--pruner") -> tuple[str, Any, dict[str, Any]]:
+    """A pruning criterion ``{name, ...options}`` (:data:`nas_kd.pruning.PRUNERS`) built: its name, the pruner and
+    its spec as records keep it."""
+    from nas_kd.pruning import PRUNERS
+    from nas_kd.registry import split_component
+
+    name, options = split_component(spec, where, PRUNERS)
+    built = PRUNERS.build_checked(name, PRUNERS.check_options(name, options, where), where)
+    return name, built, {"name": name, **built.spec()}

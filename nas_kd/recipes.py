@@ -18,7 +18,7 @@ from nas_kd.distill import Term
 from nas_kd.errors import BudgetError, UserError
 from nas_kd.evaluators import build_evaluators
 from nas_kd.job import Job, RunSpec
-from nas_kd.plans import search_plan, supernet_plan, terms
+from nas_kd.plans import pruner, search_plan, supernet_plan, terms
 from nas_kd.search.plan import SearchPlan
 from nas_kd.registry import split_component
 from nas_kd.search.strategies import STRATEGIES
@@ -123,7 +123,7 @@ def quantize(recipe: Recipe, student_dir: str | Path, out: str | Path, **kwargs:
                             ce_weight=recipe.student.ce_weight, **kwargs)
 
 
-def prune(recipe: Recipe, pruner: str | dict, out: str | Path, *, budget_mflops: float | None = None,
+def prune(recipe: Recipe, criterion: str | dict, out: str | Path, *, budget_mflops: float | None = None,
           budget_fraction: float | None = None, **kwargs: Any) -> dict[str, Any]:
     """:func:`nas_kd.train.prune.prune_network` on the recipe's teacher (``teacher.model`` with its
     ``teacher.checkpoint``), to ``budget_mflops`` or ``budget_fraction`` of its FLOPs, fine-tuned with the recipe's
@@ -132,12 +132,10 @@ def prune(recipe: Recipe, pruner: str | dict, out: str | Path, *, budget_mflops:
     import torch
 
     from nas_kd.flops import teacher_fraction_mflops
-    from nas_kd.pruning import PRUNERS
     from nas_kd.teacher import load_teacher
     from nas_kd.train.prune import prune_network
 
-    name, options = split_component(pruner, "--pruner", PRUNERS)
-    method = PRUNERS.build_checked(name, PRUNERS.check_options(name, options, "--pruner"), "--pruner")
+    name, method, spec = pruner(criterion, "--pruner")
     t = recipe.teacher
     if t.subnet or t.torchscript or t.preprocess != "data":
         raise UserError("nas-kd prune cuts teacher.model with its teacher.checkpoint, fed the data's normalisation "
@@ -157,7 +155,7 @@ def prune(recipe: Recipe, pruner: str | dict, out: str | Path, *, budget_mflops:
     torch.manual_seed(recipe.seed)
     origin = {"model": t.model, "kwargs": t.kwargs, "num_classes": data.num_classes, "in_channels": data.in_channels,
               "checkpoint": t.checkpoint}
-    return prune_network(job, network, origin, method, {"name": name, **method.spec()}, budget, out,
+    return prune_network(job, network, origin, method, spec, budget, out,
                          terms=terms_of(recipe), ce_weight=recipe.student.ce_weight, **kwargs)
 
 
@@ -244,6 +242,10 @@ def pipeline(recipe: Recipe, *, train_supernet_anyway: bool = False) -> dict[str
         raise UserError(f"teacher.checkpoint: {cfg.checkpoint} not found (to train the teacher from the labels first, "
                         "run the same command with --set teacher.checkpoint=null)")
     parsed = terms_of(recipe)
+    baselines = [pruner(spec, f"pipeline.baselines[{i}]") for i, spec in enumerate(recipe.pipeline.baselines)]
+    if baselines and (cfg.subnet or cfg.torchscript):
+        raise UserError("pipeline.baselines prune teacher.model with its weights; this recipe's teacher is a subnet "
+                        "or TorchScript: drop pipeline.baselines (--set pipeline.baselines=[])")
     job = job_of(recipe)
     to_train = cfg if not cfg.subnet and not cfg.torchscript and not cfg.checkpoint else None
     pre, reuse = recipe.pipeline.supernet_checkpoint, None
@@ -258,4 +260,4 @@ def pipeline(recipe: Recipe, *, train_supernet_anyway: bool = False) -> dict[str
     return run_pipeline(job, supernet=supernet_plan(recipe.supernet, recipe.train.epochs),
                         search=search_plan(recipe.search), pipeline=recipe.pipeline, terms=parsed,
                         ce_weight=recipe.student.ce_weight, train_teacher_cfg=to_train, supernet_checkpoint=reuse,
-                        teacher_cfg=cfg)
+                        teacher_cfg=cfg, baselines=baselines)

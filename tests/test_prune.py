@@ -10,7 +10,7 @@ from nas_kd.cli import main
 from nas_kd.errors import BudgetError
 from nas_kd.flops import count_flops
 from nas_kd.models.resnet_teacher import ResNetTeacher
-from nas_kd.prune import _prune_copy, load_pruned, prune_to_budget, save_pruned
+from nas_kd.prune import load_pruned, prune_to_budget, save_pruned
 from nas_kd.pruning import PRUNERS
 
 KW = {"widths": [8, 8, 16, 16]}
@@ -46,7 +46,7 @@ def test_contract_every_pruner_meets_the_budget_with_the_least_pruning_and_saves
     assert flops(pruned) <= budget and report["mflops"] == pytest.approx(flops(pruned))
     assert report["params"] < report["params_before"] and pruned(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
     assert report["ratio_over_budget"] < report["ratio"] <= report["ratio_over_budget"] + 1 / 2**5
-    less = _prune_copy(net, (1, 28, 28), pruner, report["ratio_over_budget"], batches())
+    less = pruner.cut(net, (1, 28, 28), report["ratio_over_budget"], batches())
     assert flops(less) > budget  # a share a bisection step smaller does not fit: the least pruning that fits
     origin = {"model": "resnet_fmnist", "kwargs": KW, "num_classes": 10, "in_channels": 1}
     save_pruned(pruned, tmp_path / name, origin, report)
@@ -89,3 +89,14 @@ def test_prune_command_cuts_fine_tunes_and_resumes_and_the_result_quantizes(tmp_
     rows = json.loads((tmp_path / "qr.json").read_text())["rows"]
     int8, convs = rows["onnxruntime/qat_kd_int8"]["int8_convs"]
     assert convs >= 10 and int8 == convs - 1  # every convolution but the image-fed one runs in int8
+
+
+def test_tucker_keeps_the_function_at_full_rank_and_shrinks_the_convolutions_below_it():
+    from nas_kd.pruning.tucker import tucker2
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(6, 10, 3, stride=2, padding=1, bias=True)
+    x = torch.randn(2, 6, 9, 9)
+    assert torch.allclose(tucker2(conv, 1.0)(x), conv(x), atol=1e-5)  # every rank kept: the same map
+    half = tucker2(conv, 0.5)
+    assert [m.out_channels for m in half] == [3, 5, 10] and half(x).shape == conv(x).shape

@@ -63,12 +63,9 @@ def load_table(path: str | Path, trainer: str) -> dict[str, Any]:
         if (row["trainer"] == "prune") != bool(pruning) or (pruning and set(pruning) != {"pruner", "budget_fraction"}):
             raise UserError(f"{path}: row {name!r}: a prune row, and only one, gives pruner and budget_fraction")
         if pruning:  # the criterion and its options, checked before any row trains
-            from nas_kd.pruning import PRUNERS
-            from nas_kd.registry import split_component
+            from nas_kd.plans import pruner
 
-            where = f"{path}: row {name!r}: pruner"
-            kind, options = split_component(row["pruner"], where, PRUNERS)
-            PRUNERS.build_checked(kind, PRUNERS.check_options(kind, options, where), where)
+            pruner(row["pruner"], f"{path}: row {name!r}: pruner")
         rows[name] = row
     return {**table, "rows": rows}
 

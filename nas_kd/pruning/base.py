@@ -31,6 +31,29 @@ class Pruner:
     def importance(self) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def cut(self, model: nn.Module, input_shape: tuple[int, ...], ratio: float,
+            batches: list[tuple[torch.Tensor, torch.Tensor]]) -> nn.Module:
+        """A copy of ``model`` with ``ratio`` of its channels removed (the classifier's outputs kept), through
+        Torch-Pruning's dependency graph ranked by :meth:`importance`; a method that shrinks otherwise (a
+        factorisation) overrides this, ``ratio`` then the share of what it keeps that it removes."""
+        import copy
+
+        import torch_pruning as tp
+
+        net = copy.deepcopy(model).eval()
+        heads = [m for m in net.modules() if isinstance(m, nn.Linear)][-1:]
+        importance = self.importance()
+        engine = tp.pruner.MetaPruner(net, torch.zeros(2, *input_shape), importance=importance, pruning_ratio=ratio,
+                                      ignored_layers=heads, global_pruning=self.global_pruning,
+                                      max_pruning_ratio=max_ratio(model))
+        with self.observe(net, importance, batches, torch.nn.functional.cross_entropy):
+            engine.step()
+        return net.eval()
+
+    def max_ratio(self, model: nn.Module) -> float:
+        """The largest ``ratio`` :meth:`cut` takes for ``model``."""
+        return max_ratio(model)
+
     @contextmanager
     def observe(self, model: nn.Module, importance: Any, batches: list[tuple[torch.Tensor, torch.Tensor]],
                 loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Iterator[None]:
@@ -44,3 +67,12 @@ class Pruner:
 
 
 PRUNERS: Registry[Pruner] = Registry("pruner")
+
+
+def max_ratio(model: nn.Module) -> float:
+    """The largest share of channels that can be removed from every layer while each keeps one and a half of its
+    narrowest convolution's share (Torch-Pruning keeps floor(n x (1 - share)) of n channels and leaves a layer
+    whole when that is 0, so above this share the FLOPs would rise again, not fall)."""
+    narrowest = min(m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d))
+    return max(0.0, 1 - 1.5 / narrowest)
+
