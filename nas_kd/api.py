@@ -393,6 +393,9 @@ def run(teacher: nn.Module | Teacher, data: DataBundle, *, teacher_stages: Seque
     pipeline_cfg = _section(PipelineConfig, pipeline, "pipeline", {
         "finetune_epochs": finetune_epochs, **({} if fraction is None else {"budget_fraction_of_teacher": fraction})},
         allowed=[f.name for f in dataclasses.fields(PipelineConfig) if f.name != "supernet_checkpoint"])
+    if pipeline_cfg.baselines:
+        raise UserError("pipeline.baselines: a teacher given as a module cannot be rebuilt to be pruned; use nas-kd "
+                        "run with teacher.model, or prune it from Python with nas_kd.prune.prune_to_budget")
     train_cfg, batch_cfg = _train_batching(train, batching, epochs=epochs)
     supernet_p, search_p = supernet_plan(supernet_cfg, train_cfg.epochs), search_plan(search_cfg)
     pre = _checkpoint(supernet_checkpoint) if supernet_checkpoint is not None else None
