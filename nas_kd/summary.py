@@ -47,8 +47,30 @@ def compare_models(teacher: Teacher, data: DataBundle, student_dir: Path, eval_b
     out["accuracy_gap_points"] = 100 * (t["test_acc"] - s["test_acc"])
     out["student_faster_than_teacher"] = s["latency_ms_batch1_cpu"] < t["latency_ms_batch1_cpu"]
     finetune = Path(student_dir) / "finetune" / "final.json"
-    out["student_distill"] = json.loads(finetune.read_text())["distill"] if finetune.exists() else None
+    final = json.loads(finetune.read_text()) if finetune.exists() else {}
+    out["student_distill"] = final.get("distill")
+    out["student_ce_weight"], out["student_finetune_epochs"] = final.get("ce_weight"), final.get("epochs")
     return out
+
+
+def choice_lines(r: dict[str, Any]) -> list[str]:
+    """What the run chose, a line each: how the student was distilled, and how much of the budget it uses."""
+    lines = []
+    if r.get("student_distill") is not None:
+        terms = " + ".join([f"CE x {r['student_ce_weight']:g}", *(
+            f"{t['name']} x {t['weight']:g}" + "".join(f", {k} {v}" for k, v in t.items() if k not in ("name", "weight"))
+            for t in r["student_distill"])])
+        lines.append(f"distilled: {terms}, {r['student_finetune_epochs']} epochs (the recipe's distill, student.ce_weight "
+                     "and pipeline.finetune_epochs)")
+    search = r.get("search") or {}
+    if search.get("budget_ms") is not None and search.get("best_latency_ms_at_table_speed") is not None:
+        used = search["best_latency_ms_at_table_speed"]
+        lines.append(f"budget: {used:.3f} of {search['budget_ms']:.3f} ms used ({100 * used / search['budget_ms']:.1f} %,"
+                     " measured at the latency table's speed)")
+    elif search.get("budget_mflops"):
+        lines.append(f"budget: {r['student_mflops']:.2f} of {search['budget_mflops']:.2f} MFLOPs used "
+                     f"({100 * r['student_mflops'] / search['budget_mflops']:.1f} %)")
+    return lines
 
 
 def _int8_lines(int8: dict[str, Any] | None) -> list[str]:
@@ -80,6 +102,7 @@ def print_summary(r: dict[str, Any]) -> None:
                   f"({r['student_latency_ms_batch1_cpu']:.2f} ms vs {r['teacher_latency_ms_batch1_cpu']:.2f} ms): fewer "
                   "FLOPs do not mean less time here. To budget time, search with --budget-ms MS (and a latency "
                   "table) or set pipeline.latency_fraction_of_teacher (e.g. 0.5)."]),
+              *choice_lines(r),
               *_int8_lines(r.get("int8")),
               *(f"baseline: the teacher pruned by {name} to {b['mflops']:.2f} MFLOPs and fine-tuned alike: "
                 f"{100 * b['test_acc']:.2f} % ({b['network']})" for name, b in r.get("baselines", {}).items()),

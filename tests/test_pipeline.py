@@ -32,7 +32,8 @@ def test_run_pipeline_end_to_end_then_resume_skips_done_stages(tmp_path, synthet
     assert first["student_test_acc"] == finetuned["test_acc"] and first["teacher_latency_ms_batch1_cpu"] > 0
     assert first["student_size_bytes"] > 0 and not first["supernet"]["reused"]
     shown = capsys.readouterr()
-    assert "test accuracy (%)" in shown.out  # the summary a person reads
+    assert "test accuracy (%)" in shown.out  # the summary a person reads, with what was chosen, a line each
+    assert "distilled: CE x 0.3 + kd x 0.7" in shown.out and "MFLOPs used" in shown.out
     assert "\r" not in shown.out + shown.err  # not a terminal: no progress-bar redraws, only per-epoch lines
     assert (base / "student" / "weights.pt").exists() and (base / "search" / "pareto.png").exists()
     mtimes = {p: (base / p).stat().st_mtime for p in ("supernet/final.json", "search/search.json", "student/weights.pt")}
