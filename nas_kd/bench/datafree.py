@@ -55,7 +55,8 @@ def summarise(table: dict, table_path: str) -> dict[str, Any]:
         raise UserError(f"{table_path}: a data-free table has the rows {', '.join(REAL)} and at least one row with "
                         f"data.synthetic (missing: {', '.join(missing) or 'a synthetic row'})")
     out = summarise_rows(table, table_path)
-    syntheses = {row: {k: v for k, v in _synthesis(table, row, npz).items() if k in KEPT} for row, npz in synthetic.items()}
+    syntheses = {row: {k: v for k, v in _synthesis(table, row, npz).items() if k in KEPT}
+                 for row, npz in synthetic.items() if row in out["rows"]}  # the rows with records so far
     recipe = row_recipe(table, "real_kd", table["seeds"][0])
     for name, row in out["rows"].items():  # the images each row trained on (synthetic: the last tenth validates)
         if name in syntheses:
@@ -66,7 +67,7 @@ def summarise(table: dict, table_path: str) -> dict[str, Any]:
             row |= {"num_images": recipe.data.limit_train, "synthetic": False}
         row["command"] = row["command"].replace("bench distill", "bench datafree")
     out["schedule"] |= {"train_images": recipe.data.limit_train, "epochs": recipe.train.epochs}
-    out["syntheses"] = {row: s for row, s in syntheses.items() if row in out["rows"]}
+    out["syntheses"] = syntheses
     return out
 
 
