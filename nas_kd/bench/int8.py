@@ -29,8 +29,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from nas_kd.errors import UserError
 from nas_kd.provenance import Stopwatch, commit_record, origin, write_result
 from nas_kd.results.int8 import lines as int8_lines
@@ -44,14 +42,10 @@ MARGIN = 0.005  # "level" needs equivalence within half a point (TOST)
 
 def load_spec(path: str | Path) -> dict[str, Any]:
     """Read and check a table file (the keys in the module's docstring); every recipe it implies is checked too."""
+    from nas_kd.bench.table import read_table_file
     from nas_kd.latency import load_table
 
-    try:
-        spec = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise UserError(f"{path}: cannot read the table ({e})") from None
-    if not isinstance(spec, dict) or not KEYS <= set(spec) <= KEYS | OPTIONAL:
-        raise UserError(f"{path}: an int8 table has the keys {sorted(KEYS)} (and optionally {sorted(OPTIONAL)})")
+    spec = read_table_file(path, KEYS, OPTIONAL, "an int8 table")
     if not spec["seeds"] or not all(isinstance(s, int) for s in spec["seeds"]) or len(spec["seeds"]) < 2:
         raise UserError(f"{path}: seeds is a list of at least 2 integers (a test needs 2 per arm)")
     if spec["runtime"] not in RUNTIMES:

@@ -34,15 +34,22 @@ TRAINERS = ("distill", "supernet", "prune")
 ROW_KEYS = {"set", "recipe", "trainer", "pruner", "budget_fraction"}
 
 
-def load_table(path: str | Path, trainer: str) -> dict[str, Any]:
-    """Read and check a table file whose rows train with ``trainer`` unless a row says otherwise; rows come
-    back as ``{name: {set, recipe, trainer}}``."""
+def read_table_file(path: str | Path, required: set[str], optional: set[str], kind: str = "a table") -> dict[str, Any]:
+    """A table file's YAML mapping, refused in one line when unreadable or when its keys are not ``required``
+    (plus any of ``optional``)."""
     try:
         table = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as e:
         raise UserError(f"{path}: cannot read the table ({e})") from None
-    if not isinstance(table, dict) or not TABLE_KEYS <= set(table) <= TABLE_KEYS | OPTIONAL_KEYS:
-        raise UserError(f"{path}: a table has the keys {sorted(TABLE_KEYS)} (and optionally {sorted(OPTIONAL_KEYS)})")
+    if not isinstance(table, dict) or not required <= set(table) <= required | optional:
+        raise UserError(f"{path}: {kind} has the keys {sorted(required)} (and optionally {sorted(optional)})")
+    return table
+
+
+def load_table(path: str | Path, trainer: str) -> dict[str, Any]:
+    """Read and check a table file whose rows train with ``trainer`` unless a row says otherwise; rows come
+    back as ``{name: {set, recipe, trainer}}``."""
+    table = read_table_file(path, TABLE_KEYS, OPTIONAL_KEYS)
     if not isinstance(table.get("set", []), list):
         raise UserError(f"{path}: set (the overrides of every row) is a list of KEY=VALUE")
     if not table["seeds"] or not all(isinstance(s, int) for s in table["seeds"]):
