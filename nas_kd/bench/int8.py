@@ -204,11 +204,7 @@ def _latency(spec: dict[str, Any], records: dict[str, dict[str, Any]], commit: b
                         f"the first seed's records in {spec['out']} and run the table again to remake them")
     engine = spec["runtime"].removesuffix("-int8")
     pass_seconds = spec["pass_seconds"] or MIN_SECONDS
-    from nas_kd.search.run import load_searchable  # the input shape the graphs take
-
-    checkpoint = _recipe(spec, spec["seeds"][0], [], "check").pipeline.supernet_checkpoint
-    shape = tuple(load_searchable(checkpoint).space.input_shape)
-    times = timings(graphs, (engine,), shape, spec["threads"], pass_seconds)
+    times = timings(graphs, (engine,), tuple(_space(spec).input_shape), spec["threads"], pass_seconds)
     record = {"engine": engine, "threads": spec["threads"], "seed": spec["seeds"][0], "pass_seconds": pass_seconds,
               "graphs": {arm: str(g) for arm, g in graphs.items()},
               "latency_ms": {arm: times[f"{engine}/{arm}"] for arm in graphs},
