@@ -337,7 +337,7 @@ def run_pipeline(job: Job, *, supernet: SupernetPlan, search: SearchPlan, pipeli
         pruned = {}
         for name, pruner, spec in baselines:  # the teacher pruned to the student's FLOPs, fine-tuned as it was
             t = Stopwatch()
-            pruned[name] = _pruned_baseline(job, teacher_cfg or train_teacher_cfg, name, pruner, spec,
+            pruned[name] = _pruned_baseline(job, teacher_cfg, name, pruner, spec,
                                             comparison["student_mflops"], base / "baselines", pipeline, terms,
                                             ce_weight)
             seconds[f"baseline_{name}"] = t.seconds()
@@ -363,7 +363,7 @@ def run_pipeline(job: Job, *, supernet: SupernetPlan, search: SearchPlan, pipeli
         return out
 
 
-def _pruned_baseline(job: Job, teacher_cfg: TeacherConfig | None, name: str, pruner: Any, spec: dict[str, Any],
+def _pruned_baseline(job: Job, teacher_cfg: TeacherConfig, name: str, pruner: Any, spec: dict[str, Any],
                      mflops: float, where: Path, pipeline: PipelineConfig, terms: list[Term],
                      ce_weight: float) -> dict[str, Any]:
     """One ``pipeline.baselines`` entry: the teacher pruned by ``pruner`` to ``mflops`` and fine-tuned as the student
@@ -374,9 +374,6 @@ def _pruned_baseline(job: Job, teacher_cfg: TeacherConfig | None, name: str, pru
 
     out = where / name
     if not (out / "prune.json").exists():
-        if teacher_cfg is None:  # the API's run with a module in memory: no model to rebuild the cut from
-            raise OptionError("pipeline.baselines prune teacher.model with its weights; this run's teacher is a module "
-                              "given in memory: drop pipeline.baselines")
         data = job.data
         if teacher_cfg.checkpoint is None:  # trained by this run
             teacher_cfg = dataclasses.replace(teacher_cfg, checkpoint=str(job.run.path / "teacher" / "model.pt"))

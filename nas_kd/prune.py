@@ -134,9 +134,3 @@ def load_network(directory: str | Path) -> nn.Module:
     from nas_kd.export import load_subnet
 
     return load_pruned(directory) if is_pruned(directory) else load_subnet(directory)
-
-
-def describe(directory: str | Path) -> dict[str, Any]:
-    """What a pruned directory records (for a student's description)."""
-    return json.loads((Path(directory) / PRUNED_FILE).read_text())
-
