@@ -55,6 +55,14 @@ class RunDir:
         return cls(spec.path, spec.tensorboard)
 
     @classmethod
+    def finished(cls, spec: RunSpec) -> dict[str, Any] | None:
+        """The ``final.json`` of the run at ``spec`` when it finished with ``spec``'s config (a command of several runs,
+        killed after this one finished, continues past it), else None."""
+        run = cls.of(spec)
+        final = run.path / "final.json"
+        return json.loads(final.read_text()) if final.exists() and not run.changed_keys(spec.config) else None
+
+    @classmethod
     def open(cls, spec: RunSpec, resume: bool) -> "RunDir":
         """Create a fresh run directory, or reopen one to continue it; never overwrites a run that holds work.
 

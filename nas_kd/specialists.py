@@ -33,6 +33,8 @@ from nas_kd.errors import UserError
 from nas_kd.job import Job
 from nas_kd.models.specialist_ensemble import SpecialistEnsemble, collapse
 from nas_kd.locks import holding
+from nas_kd.provenance import write_json_atomic
+from nas_kd.runs import RunDir
 
 
 def confusion_matrix(logits: torch.Tensor, y: torch.Tensor, num_classes: int) -> np.ndarray:
@@ -93,6 +95,10 @@ def train_specialists(job: Job, teacher_cfg: TeacherConfig, out: str | Path, *, 
     finals = []
     for i, classes in enumerate(groups):
         r = job.derive(job.run.at(out / f"specialist{i}"), train={"epochs": epochs})
+        done = RunDir.finished(r.run)
+        if done is not None:  # finished before a kill: kept (its weights are read below)
+            finals.append(done)
+            continue
         started, device = prepare(r)
         run = open_run(r, resume=False)
         remapped = dataclasses.replace(data, num_classes=len(classes) + 1,
@@ -133,5 +139,5 @@ def train_specialists(job: Job, teacher_cfg: TeacherConfig, out: str | Path, *, 
               "generalist_test_acc": evaluate(generalist, data.test)["acc"], "ensemble_test_acc": evaluate(ens, data.test)["acc"],
               "teacher": {"model": "specialist_ensemble", "kwargs": {"generalist": general_cfg, "clusters": groups},
                           "checkpoint": str(out / "ensemble.pt"), "stages": []}}
-    (out / "specialists.json").write_text(json.dumps(record, indent=2) + "\n")
+    write_json_atomic(out / "specialists.json", record)
     return record

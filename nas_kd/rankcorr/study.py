@@ -25,7 +25,7 @@ import numpy as np
 import search_spaces
 from nas_kd.errors import UserError
 from nas_kd.evaluators import EvalContext, Evaluator, score_archs
-from nas_kd.provenance import Stopwatch, origin, write_result
+from nas_kd.provenance import Stopwatch, origin, write_result, write_text_atomic
 from nas_kd.rankcorr.acceptance import acceptance_statistics
 from nas_kd.rankcorr.fitted import FOLDS, cross_validated, k_fold
 from nas_kd.rankcorr.ground_truth import Study, arch_id, band_budget, collect_ground_truth, plan, study_bands
@@ -230,7 +230,7 @@ def run_rank_corr(study: Study, show_progress: bool = True) -> dict[str, Any]:
     cache = {k: saved[k] for k in ("scores", "checkpoints") if k in saved}
     evaluators = list(study.evaluators)
     names = [ev.name for ev in evaluators]
-    scores = _score(study, evaluators, bands, cache, lambda: data_path.write_text(json.dumps(cache) + "\n"),
+    scores = _score(study, evaluators, bands, cache, lambda: write_text_atomic(data_path, json.dumps(cache) + "\n"),
                     show_progress)
     columns = {c: _column_metrics(study, names, bands, gt[c], scores, cfg.bootstrap) for c in cfg.columns if c in gt}
     records = collect_ground_truth(study)

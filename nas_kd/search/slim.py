@@ -22,7 +22,6 @@ training's record (losses, threshold, kept channels) goes to ``slim.json`` in th
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -31,6 +30,7 @@ import torch
 
 from nas_kd.errors import UserError
 from nas_kd.losses.functional import kd_loss
+from nas_kd.provenance import write_json_atomic
 from nas_kd.search.strategies import STRATEGIES, SearchInputs, Strategy
 from nas_kd.typecheck import AtLeast1, Range
 
@@ -129,5 +129,5 @@ class Slim(Strategy):
                       "kd_loss_first": losses[0], "kd_loss_last": losses[-1], "threshold": hi, "arch": final,
                       "kept_width": [int((g > hi).sum()) for g in outer],
                       "kept_inner": [[int((g > hi).sum()) for g in s] for s in inner]}
-            Path(run.workdir, "slim.json").write_text(json.dumps(record, indent=2) + "\n")
+            write_json_atomic(Path(run.workdir, "slim.json"), record)
         return objective.rows()

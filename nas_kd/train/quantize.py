@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from nas_kd.inference import installed, int8_share, load, require
 from nas_kd.job import Job
@@ -69,6 +70,7 @@ def quantize_student(job: Job, student_dir: str | Path, out: str | Path, *, term
     Writes ``<out>/*.onnx``; returns the result's payload."""
     from nas_kd.data import calibration_batches as batches_of
     from nas_kd.prune import load_network
+    from nas_kd.runs import RunDir
     from nas_kd.students import Student, stage_names
     from nas_kd.train.distill import train_students
 
@@ -96,8 +98,12 @@ def quantize_student(job: Job, student_dir: str | Path, out: str | Path, *, term
         model = prepare_qat(student, shape)
         run = job.derive(job.run.at(out / f"qat-s{seed}"), seed=seed,
                          train={"epochs": qat_epochs, "lr": qat_lr, "warmup_epochs": 0.0})
-        final = train_students(run, Student(lambda *_: model, {"qat_of": str(student_dir)}, stage_names(student), False),
-                               terms=terms, ce_weight=ce_weight, show_progress=show_progress)
+        final = RunDir.finished(run.run)
+        if final is None:
+            final = train_students(run, Student(lambda *_: model, {"qat_of": str(student_dir)}, stage_names(student),
+                                                False), terms=terms, ce_weight=ce_weight, show_progress=show_progress)
+        else:  # finished before a kill: its weights
+            model.load_state_dict(torch.load(RunDir.of(run.run).path / "model.pt", weights_only=True)["model"])
         path = quantise_onnx(export_float(strip_qat(model, folded), out / f"qat-s{seed}_fp32.onnx", shape),
                              out / f"qat-s{seed}_int8.onnx", calib)
         graphs.setdefault("qat_kd_int8", path)  # seed 0's graph is timed: the seeds' graphs differ in weights only

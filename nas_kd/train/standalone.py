@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import torch
 import torch.nn as nn
 
 import search_spaces
@@ -40,16 +41,16 @@ def train_arch(job: Job, space_name: str, arch: str | dict, **kwargs: Any) -> di
 
 def finetune(job: Job, model: nn.Module, epochs: int, run: RunSpec, **kwargs: Any) -> dict[str, Any]:
     """Fine-tune an exported subnet in place for ``epochs`` in the run directory ``run`` (``kwargs``: those of
-    :func:`~nas_kd.train.distill.train_students`)."""
+    :func:`~nas_kd.train.distill.train_students`). A run there that finished with this config (a command killed after
+    it) is not redone: its weights are loaded into ``model``."""
+    job = job.derive(run, train={"epochs": epochs})
+    final = RunDir.finished(job.run)
+    if final is not None:
+        model.load_state_dict(torch.load(job.run.path / "model.pt", weights_only=True)["model"])
+        return final
     arch, space = getattr(model, "arch", None), getattr(model, "space_name", None)
     describe = {"space": space, "arch": arch, "finetuned_from": "supernet export"}
-    return train_students(job.derive(run, train={"epochs": epochs}), model_student(model, describe), **kwargs)
-
-
-def _finished_here(run: RunSpec) -> bool:
-    """``run`` holds a finished run of this very config (its student saved): nothing to redo."""
-    return (run.path / "final.json").exists() and (run.path / "student" / "arch.json").exists() \
-        and not RunDir.of(run).changed_keys(run.config)
+    return train_students(job, model_student(model, describe), **kwargs)
 
 
 def export_student(checkpoint: str | Path, arch: str | dict, out: str | Path, *, job: Job | None = None,
@@ -63,7 +64,7 @@ def export_student(checkpoint: str | Path, arch: str | dict, out: str | Path, *,
     from nas_kd.bn import recalibrate_bn
     from nas_kd.checkpoint import load_supernet
     from nas_kd.data import calibration_batches
-    from nas_kd.export import export_subnet, load_subnet, save_subnet
+    from nas_kd.export import export_subnet, save_subnet
 
     if (recalibrate_batches or finetune_epochs) and job is None:
         raise UserError("recalibration and fine-tuning need data (--recipe or --run)")
@@ -80,11 +81,7 @@ def export_student(checkpoint: str | Path, arch: str | dict, out: str | Path, *,
         report = {"space": space.name, "mflops": space.flops(arch) / 1e6, "params": space.params(arch)}
         if finetune_epochs:
             run = job.run.at(Path(out) / "finetune")
-            if _finished_here(run):  # killed after the fine-tune finished, before the student was saved: reuse it
-                final = json.loads((run.path / "final.json").read_text())
-                subnet = load_subnet(run.path / "student")
-            else:
-                final = finetune(job, subnet, finetune_epochs, run, terms=terms, ce_weight=ce_weight)
+            final = finetune(job, subnet, finetune_epochs, run, terms=terms, ce_weight=ce_weight)
             report |= {"test_acc": final["test_acc"], "finetune_epochs": finetune_epochs,
                        "distill": final["distill"], "finetune_result": str(Path(out) / "finetune/final.json")}
         saved = save_subnet(subnet.eval(), out, torchscript=torchscript, onnx=onnx, source=str(checkpoint))
