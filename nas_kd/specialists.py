@@ -10,7 +10,9 @@ teacher.
 2. each specialist starts from the generalist's weights with a new head over its classes plus a dustbin class
    (every other class), and trains on the training split with hard targets (labels collapsed to its classes and
    the dustbin) plus the generalist's soft targets collapsed alike (``kd_weight`` x T^2 KL at ``temperature``),
-   which keeps it from overfitting (the paper's enriched batches are left out: every batch is the data's own);
+   which keeps it from overfitting; on the paper's enriched training set (``batches: enriched``, the default:
+   every training image of its classes and as many drawn at random from the rest, so a batch is about half from
+   its special subset; :func:`enriched`) or on the whole training split (``batches: data``);
 3. ``ensemble.pt`` holds the generalist and the specialists, loaded as the teacher
    ``{model: specialist_ensemble, kwargs: {generalist: ..., clusters: ...}, checkpoint: .../ensemble.pt}``
    (written into ``specialists.json``): :class:`SpecialistEnsemble` combines them per input as the paper does,
@@ -22,13 +24,14 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from nas_kd.config import TeacherConfig
+from nas_kd.data import Split
 from nas_kd.errors import UserError
 from nas_kd.job import Job
 from nas_kd.models.specialist_ensemble import SpecialistEnsemble, collapse
@@ -64,6 +67,17 @@ def confusion_clusters(confusion: np.ndarray, clusters: int, size: int) -> list[
     return out
 
 
+def enriched(split: Split, classes: list[int], seed: int) -> Split:
+    """A specialist's enriched training set (Hinton et al., section 5: half its examples from its special subset,
+    half sampled at random from the rest of the training set): every image of ``classes`` and as many others drawn
+    without replacement (seeded), in the split's order. An image folder read lazily is decoded here."""
+    special = torch.isin(split.y, torch.tensor(classes, dtype=split.y.dtype))
+    inside, outside = special.nonzero().flatten(), (~special).nonzero().flatten()
+    drawn = outside[torch.randperm(len(outside), generator=torch.Generator().manual_seed(seed))[:len(inside)]]
+    keep = torch.cat([inside, drawn]).sort().values
+    return Split(split.x[keep], split.y[keep])
+
+
 def collapse_labels(y: torch.Tensor, classes: list[int]) -> torch.Tensor:
     out = torch.full_like(y, len(classes))
     for i, c in enumerate(classes):
@@ -73,13 +87,12 @@ def collapse_labels(y: torch.Tensor, classes: list[int]) -> torch.Tensor:
 
 @holding("out")
 def train_specialists(job: Job, teacher_cfg: TeacherConfig, out: str | Path, *, clusters: int, cluster_size: int,
-                      epochs: int, kd_weight: float = 1.0, temperature: float = 2.0,
-                      show_progress: bool = True) -> dict[str, Any]:
+                      epochs: int, batches: Literal["enriched", "data"] = "enriched", kd_weight: float = 1.0,
+                      temperature: float = 2.0, show_progress: bool = True) -> dict[str, Any]:
     """Cluster, train every specialist (a resumable run each, ``<out>/specialist<i>``, with the
-    :class:`~nas_kd.job.Job`'s settings; the generalist is its teacher, built from the ``teacher`` section
-    ``teacher_cfg``), then write ``<out>/ensemble.pt`` and ``<out>/specialists.json``; returns the latter."""
+    :class:`~nas_kd.job.Job`'s settings and ``batches``, see above; the generalist is its teacher, built from the
+    ``teacher`` section ``teacher_cfg``), then write ``<out>/ensemble.pt`` and ``<out>/specialists.json``; returns the latter."""
     from nas_kd.checkpoint import save_checkpoint
-    from nas_kd.data import Split
     from nas_kd.evaluation import evaluate
     from nas_kd.teacher import build_model, load_teacher
     from nas_kd.train.setup import build_loop, open_run, prepare
@@ -94,15 +107,17 @@ def train_specialists(job: Job, teacher_cfg: TeacherConfig, out: str | Path, *, 
     general_cfg = {"model": teacher_cfg.model, "kwargs": dict(teacher_cfg.kwargs)}
     finals = []
     for i, classes in enumerate(groups):
-        r = job.derive(job.run.at(out / f"specialist{i}"), train={"epochs": epochs})
+        r = job.derive(job.run.at(out / f"specialist{i}"), train={"epochs": epochs},
+                       config={"specialist.classes": classes, "specialist.batches": batches})
         done = RunDir.finished(r.run)
         if done is not None:  # finished before a kill: kept (its weights are read below)
             finals.append(done)
             continue
         started, device = prepare(r)
         run = open_run(r, resume=False)
+        train = enriched(data.train, classes, job.seed + i) if batches == "enriched" else data.train
         remapped = dataclasses.replace(data, num_classes=len(classes) + 1,
-                                       train=Split(data.train.x, collapse_labels(data.train.y, classes)),
+                                       train=Split(train.x, collapse_labels(train.y, classes)),
                                        val=Split(data.val.x, collapse_labels(data.val.y, classes)))
         model = build_model(teacher_cfg, len(classes) + 1, data.in_channels)
         state = {k: v for k, v in generalist.state_dict().items() if model.state_dict()[k].shape == v.shape}
@@ -126,7 +141,8 @@ def train_specialists(job: Job, teacher_cfg: TeacherConfig, out: str | Path, *, 
             return result
 
         loop.fit(step, validate)
-        finals.append(loop.finish({"classes": classes, "val_acc": evaluate(model, remapped.val)["acc"]}, started))
+        finals.append(loop.finish({"classes": classes, "batches": batches, "train_images": len(train),
+                                   "val_acc": evaluate(model, remapped.val)["acc"]}, started))
         generalist = generalist.cpu()
     ensemble = SpecialistEnsemble(data.num_classes, data.in_channels, generalist=general_cfg, clusters=groups)
     ensemble.generalist.load_state_dict(generalist.state_dict())
@@ -135,7 +151,7 @@ def train_specialists(job: Job, teacher_cfg: TeacherConfig, out: str | Path, *, 
     save_checkpoint({"model": ensemble.state_dict()}, out / "ensemble.pt")
     ens = load_teacher(TeacherConfig(model="specialist_ensemble", kwargs={"generalist": general_cfg, "clusters": groups},
                                      checkpoint=str(out / "ensemble.pt")), data.num_classes, data.in_channels)
-    record = {"clusters": groups, "confusion": confusion.tolist(), "specialists": finals,
+    record = {"clusters": groups, "batches": batches, "confusion": confusion.tolist(), "specialists": finals,
               "generalist_test_acc": evaluate(generalist, data.test)["acc"], "ensemble_test_acc": evaluate(ens, data.test)["acc"],
               "teacher": {"model": "specialist_ensemble", "kwargs": {"generalist": general_cfg, "clusters": groups},
                           "checkpoint": str(out / "ensemble.pt"), "stages": []}}

@@ -164,7 +164,7 @@ def test_killed_at_a_write_the_same_command_ends_as_an_uninterrupted_run(command
     done = nas_kd(command, tmp_path / "straight", synthetic_root, inputs, NAS_KD_CRASH_LOG=str(log))
     assert done.returncode == 0, done.stderr
     straight, points = outcome(tmp_path / "straight"), log.read_text().splitlines()
-    assert len(points) >= 10  # it passed its write points (checkpoints, records, configs, metrics, ...)
+    assert len(points) >= 5  # it passed its write points (checkpoints, records, configs, metrics, ...)
     for n in chosen(points, kinds):
         out = tmp_path / f"at{n}"
         killed = nas_kd(command, out, synthetic_root, inputs, NAS_KD_CRASH_AT=str(n))

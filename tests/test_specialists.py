@@ -64,6 +64,21 @@ def test_specialists_command_builds_a_teacher(tmp_path, synthetic_root, capsys):
     record = json.loads((tmp_path / "sp/specialists.json").read_text())
     assert len(record["clusters"]) == 2 and all(len(c) == 3 for c in record["clusters"])
     assert not set(record["clusters"][0]) & set(record["clusters"][1])
+    assert record["batches"] == "enriched" and all(r["train_images"] < 64 for r in record["specialists"])
     teacher = load_teacher(TeacherConfig(**record["teacher"]), 10, 1)  # the ensemble loads as a teacher
     assert teacher(torch.randn(2, 1, 28, 28)).shape == (2, 10)
     assert 0 <= record["ensemble_test_acc"] <= 1
+
+
+def test_enriched_set_is_every_special_image_and_as_many_others():
+    from nas_kd.data import Split
+    from nas_kd.specialists import enriched
+
+    y = torch.arange(10).repeat(20)  # 20 images per class
+    split = Split(torch.arange(200, dtype=torch.float32)[:, None], y)
+    a, b = enriched(split, [2, 5], seed=0), enriched(split, [2, 5], seed=0)
+    special = torch.isin(a.y, torch.tensor([2, 5]))
+    assert special.sum() == 40 and (~special).sum() == 40  # all of its classes, as many from the rest
+    assert torch.equal(a.x[:, 0].long(), torch.arange(200)[torch.isin(torch.arange(200), a.x[:, 0].long())])  # order
+    assert torch.equal(a.x, b.x) and not torch.equal(a.x, enriched(split, [2, 5], seed=1).x)  # seeded
+    assert torch.equal(split.y[a.x[:, 0].long()], a.y)  # images keep their labels

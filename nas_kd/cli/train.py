@@ -124,7 +124,8 @@ def _cmd_specialists(args: argparse.Namespace) -> None:
     from nas_kd.recipes import specialists
 
     recipe = load_checked(args.recipe, args.overrides)
-    record = specialists(recipe, args.out, clusters=args.clusters, cluster_size=args.cluster_size, epochs=args.epochs)
+    record = specialists(recipe, args.out, clusters=args.clusters, cluster_size=args.cluster_size, epochs=args.epochs,
+                         batches=args.batches)
     print(json.dumps({k: record[k] for k in ("clusters", "generalist_test_acc", "ensemble_test_acc", "teacher")},
                      indent=2))
 
@@ -191,6 +192,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--clusters", type=COUNT, default=1, help="specialists (disjoint clusters of confused classes)")
     p.add_argument("--cluster-size", type=COUNT, default=4, help="classes per cluster")
     p.add_argument("--epochs", type=COUNT, default=2, help="epochs of each specialist (from the generalist's weights)")
+    p.add_argument("--batches", choices=("enriched", "data"), default="enriched",
+                   help="each specialist's training set: its classes' images and as many random others (the paper's "
+                        "enriched batches), or the whole training split")
     p.set_defaults(func=_cmd_specialists)
 
     p = sub.add_parser("quantize", help="int8 for the CPU: post-training and quantisation-aware distillation (the "

@@ -47,14 +47,14 @@ def prune_network(job: Job, network: torch.nn.Module, network_origin: dict[str, 
     if finetune_epochs:
         ft = job.derive(job.run.at(out / "finetune"), train={"epochs": finetune_epochs})
         describe = {"pruned_from": network_origin, "pruner": pruner_spec}
-        if (ft.run.path / "final.json").exists() and not RunDir.of(ft.run).changed_keys(ft.run.config):  # done before
-            from nas_kd.checkpoint import load_checkpoint, model_state  # a kill: its weights are the result
-
-            net.load_state_dict(model_state(load_checkpoint(ft.run.path / "model.pt")))
-            final = json.loads((ft.run.path / "final.json").read_text())
-        else:
+        final = RunDir.finished(ft.run)
+        if final is None:
             final = train_students(ft, model_student(net, describe), terms=terms, ce_weight=ce_weight,
                                    show_progress=show_progress)
+        else:  # done before a kill: its weights are the result
+            from nas_kd.checkpoint import load_checkpoint, model_state
+
+            net.load_state_dict(model_state(load_checkpoint(ft.run.path / "model.pt")))
     keys = ("pruner", "ratio", "mflops_before", "mflops", "params_before", "params", "budget_mflops")
     save_pruned(net.cpu().eval(), out, network_origin, {k: cut_report[k] for k in keys})
     payload = {**{k: cut_report[k] for k in keys}, "cut_test_acc": cut_acc,

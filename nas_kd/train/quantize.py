@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from nas_kd.inference import installed, int8_share, load, require
 from nas_kd.job import Job
@@ -69,6 +68,7 @@ def quantize_student(job: Job, student_dir: str | Path, out: str | Path, *, term
     graph on the engine that runs it fastest at batch 32 against onnxruntime fp32 (the slower of the two passes).
     Writes ``<out>/*.onnx``; returns the result's payload."""
     from nas_kd.data import calibration_batches as batches_of
+    from nas_kd.checkpoint import load_checkpoint, model_state
     from nas_kd.prune import load_network
     from nas_kd.runs import RunDir
     from nas_kd.students import Student, stage_names
@@ -103,7 +103,7 @@ def quantize_student(job: Job, student_dir: str | Path, out: str | Path, *, term
             final = train_students(run, Student(lambda *_: model, {"qat_of": str(student_dir)}, stage_names(student),
                                                 False), terms=terms, ce_weight=ce_weight, show_progress=show_progress)
         else:  # finished before a kill: its weights
-            model.load_state_dict(torch.load(RunDir.of(run.run).path / "model.pt", weights_only=True)["model"])
+            model.load_state_dict(model_state(load_checkpoint(run.run.path / "model.pt")))
         path = quantise_onnx(export_float(strip_qat(model, folded), out / f"qat-s{seed}_fp32.onnx", shape),
                              out / f"qat-s{seed}_int8.onnx", calib)
         graphs.setdefault("qat_kd_int8", path)  # seed 0's graph is timed: the seeds' graphs differ in weights only

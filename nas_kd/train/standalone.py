@@ -11,10 +11,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
 import torch.nn as nn
 
 import search_spaces
+from nas_kd.checkpoint import load_checkpoint, model_state
 from nas_kd.config import TeacherConfig
 from nas_kd.distill import Term
 from nas_kd.errors import UserError
@@ -46,7 +46,7 @@ def finetune(job: Job, model: nn.Module, epochs: int, run: RunSpec, **kwargs: An
     job = job.derive(run, train={"epochs": epochs})
     final = RunDir.finished(job.run)
     if final is not None:
-        model.load_state_dict(torch.load(job.run.path / "model.pt", weights_only=True)["model"])
+        model.load_state_dict(model_state(load_checkpoint(job.run.path / "model.pt")))
         return final
     arch, space = getattr(model, "arch", None), getattr(model, "space_name", None)
     describe = {"space": space, "arch": arch, "finetuned_from": "supernet export"}
