@@ -49,3 +49,30 @@ def conv_bn_cost(cin: int, cout: int, kernel: int, stride: int, size: tuple[int,
     h, w = conv_out(size[0], kernel, stride), conv_out(size[1], kernel, stride)
     weights = cout * (cin // groups) * kernel * kernel
     return weights * h * w + 2 * cout * h * w, weights + 2 * cout, (h, w)
+
+
+def prefix_flops(model: nn.Module, input_shape: tuple[int, ...], names: list[str]) -> list[int]:
+    """For each named submodule, fvcore's FLOPs of ``model``'s forward pass up to that submodule's output: the
+    counts of the leaf modules that ran before it returned (one pass on zeros of ``input_shape``, in eval mode)."""
+    leaves = {n: m for n, m in model.named_modules() if not any(m.children())}
+    order: list[str] = []
+    marks: dict[str, int] = {}
+    hooks = [m.register_forward_hook(lambda *_, n=n: order.append(n)) for n, m in leaves.items()]
+    hooks += [model.get_submodule(n).register_forward_hook(lambda *_, n=n: marks.__setitem__(n, len(order)))
+              for n in names]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(input_shape))
+        for h in hooks:
+            h.remove()
+        with torch.no_grad():
+            analysis = FlopCountAnalysis(model, torch.zeros(input_shape))
+            analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+            per_module = analysis.by_module()
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return [int(sum(per_module.get(leaf, 0) for leaf in order[:marks[n]])) for n in names]

@@ -451,3 +451,28 @@ def test_cached_teacher_features_give_the_live_loss_to_float16_precision(synthet
     assert first["cached"]["train_hint"] == pytest.approx(first["live"]["train_hint"], rel=1e-3)
     assert first["cached"]["train_kd"] == pytest.approx(first["live"]["train_kd"], rel=1e-3)
     assert first["too_big"]["train_hint"] == first["live"]["train_hint"]  # over the limit: computed every step
+
+
+def test_byot_reports_its_exits_anytime(synthetic_root, teacher_ckpt, tmp_path):
+    r = recipe(tmp_path, synthetic_root, teacher_ckpt, "distill=[{name: byot}]", "data.limit_train=64")
+    final = distill(r, min_student(), show_progress=False)
+    report = final["method_reports"]["byot"]
+    exits = report["exits"]
+    assert len(exits) == 4 and exits[-1]["after"] == "output"
+    assert exits[-1]["acc"] == pytest.approx(final["test_acc"])  # the last exit is the student itself
+    assert exits[-1]["mflops"] == pytest.approx(final["mflops"])
+    assert all(0 < e["mflops"] for e in exits)  # a head at a wide early stage may cost about the whole net
+    for e in report["early_exit"]:
+        assert sum(e["share_per_exit"]) == pytest.approx(1.0)
+        assert min(x["mflops"] for x in exits) <= e["mean_mflops"] <= max(x["mflops"] for x in exits) + 1e-9
+    assert report["images"] == 64  # the synthetic test split
+
+
+def test_prefix_flops_count_the_layers_run_before_each_module():
+    from nas_kd.flops import count_flops, prefix_flops
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Conv2d(4, 8, 3), torch.nn.Flatten(),
+                              torch.nn.Linear(8 * 24 * 24, 10))
+    first, second, last = prefix_flops(net, (1, 1, 28, 28), ["0", "1", "3"])
+    assert first == 4 * 9 * 26 * 26 and second == first + 8 * 4 * 9 * 24 * 24
+    assert last == count_flops(net, (1, 1, 28, 28))

@@ -117,6 +117,11 @@ class Distiller(nn.Module):
         """Fit what the method learns on the validation split before training, from each teacher's validation
         logits and the labels (only when ``uses_validation``). Default: nothing."""
 
+    def report(self, model: nn.Module, split: Any, batch_size: int) -> dict[str, Any]:
+        """What the method says about the trained student ``model`` besides its accuracy, measured on ``split`` (the
+        test split), recorded in ``final.json`` under ``method_reports``. Default: nothing."""
+        return {}
+
     def forward(self, view: View) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
 

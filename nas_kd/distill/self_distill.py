@@ -1,11 +1,15 @@
 """Self-distillation, no external teacher: ``byot`` (auxiliary heads) and ``sad`` (attention of the next stage)."""
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from nas_kd.distill.base import DISTILLERS, Distiller, Probe, View
+from nas_kd.features import capture
+from nas_kd.flops import count_flops, prefix_flops
 from nas_kd.losses import functional as LF
 from nas_kd.typecheck import AtLeast2, Index, NonNegative, Positive, Probability
 
@@ -43,7 +47,9 @@ class BYOT(_OwnStages):
     last stage's width + BatchNorm + ReLU, global pooling, linear classifier) after every stage but the
     last. Each head i adds :math:`(1-\alpha)\,\mathrm{CE}(q_i, y) + \alpha\,T^2\,\mathrm{KL}(q_C\,\|\,q_i)
     + \lambda\,\|F_i - F_C\|_2^2`, where :math:`q_C` and :math:`F_C` are the student's own (detached)
-    logits and pooled last-stage features. The heads are trained with the student and never exported.
+    logits and pooled last-stage features. The heads are not exported with the student; the paper's anytime use of
+    them is measured after training (:meth:`report`): each exit's test accuracy and MFLOPs, and early exit at
+    confidence thresholds (an image leaves at the first head whose top softmax probability reaches ``exit_at``).
 
     Example: ``{name: byot, weight: 1.0, alpha: 0.3, lam: 0.03, temperature: 3}``.
     """
@@ -60,6 +66,46 @@ class BYOT(_OwnStages):
             nn.Sequential(nn.Conv2d(s[1], width, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
                           nn.AdaptiveAvgPool2d(1), nn.Flatten()) for s in shapes[:-1])
         self.classifiers = nn.ModuleList(nn.Linear(width, probe.num_classes) for _ in shapes[:-1])
+
+    EXITS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)  # the confidence thresholds of the early-exit report
+
+    def report(self, model: nn.Module, split: Any, batch_size: int) -> dict[str, Any]:
+        """Per exit (each head, then the student's own output): test accuracy and MFLOPs (the student up to that
+        stage plus the head, fvcore); per confidence threshold: accuracy and mean MFLOPs when every image leaves at
+        the first exit confident enough (the last exit takes the rest)."""
+        self.cpu().eval()
+        model = model.cpu().eval()
+        shape = tuple(split.x[:1].shape[1:])
+        probs = []
+        with torch.no_grad():
+            with capture(model, self.stages[:-1]) as f:
+                model(torch.zeros(1, *shape))
+            feat_shapes = [tuple(f[n].shape) for n in self.stages[:-1]]
+            for i in range(0, len(split), batch_size):
+                with capture(model, self.stages[:-1]) as f:
+                    out = model(split.x[i:i + batch_size])
+                heads = [clf(head(f[n].float())) for n, head, clf in zip(self.stages[:-1], self.heads, self.classifiers)]
+                probs.append(torch.stack([F.softmax(z.float(), 1) for z in [*heads, out]]))
+        p = torch.cat(probs, 1)  # exits x images x classes
+        y = split.y
+        upto = prefix_flops(model, (1, *shape), self.stages[:-1])
+        mflops = [(a + count_flops(nn.Sequential(head, clf), s)) / 1e6
+                  for a, head, clf, s in zip(upto, self.heads, self.classifiers, feat_shapes)]
+        mflops.append(count_flops(model, (1, *shape)) / 1e6)
+        right = p.argmax(2) == y  # exits x images
+        confident = p.max(2).values
+        early = []
+        for t in self.EXITS:
+            ok = confident >= t
+            ok[-1] = True
+            first = ok.float().argmax(0)  # the first exit confident enough
+            cost = torch.tensor(mflops, dtype=torch.float64)[first]
+            early.append({"exit_at": t, "acc": right[first, torch.arange(len(y))].float().mean().item(),
+                          "mean_mflops": cost.mean().item(),
+                          "share_per_exit": [(first == k).float().mean().item() for k in range(len(mflops))]})
+        return {"exits": [{"after": n, "acc": a.item(), "mflops": m}
+                          for n, a, m in zip([*self.stages[:-1], "output"], right.float().mean(1), mflops)],
+                "early_exit": early, "images": len(y)}
 
     def forward(self, view: View) -> dict[str, torch.Tensor]:
         deep_feat = view.feats[self.stages[-1]].float().mean((2, 3)).detach()

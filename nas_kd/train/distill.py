@@ -249,11 +249,12 @@ def train_students(
         return out
 
     metrics = loop.fit(step, validate)
-    return _finish(job, student, models, metrics, run, loop, started, terms, ce_weight, [t.source for t in used],
-                   device)
+    return _finish(job, student, models, distillers, metrics, run, loop, started, terms, ce_weight,
+                   [t.source for t in used], device)
 
 
-def _finish(job, student, models, metrics, run, loop, started, terms, ce_weight, teachers, device) -> dict[str, Any]:
+def _finish(job, student, models, distillers, metrics, run, loop, started, terms, ce_weight, teachers,
+            device) -> dict[str, Any]:
     """Test every student, save them (rank 0) and write ``final.json``."""
     from nas_kd.export import save_subnet
 
@@ -271,6 +272,8 @@ def _finish(job, student, models, metrics, run, loop, started, terms, ce_weight,
                 saved.append(str(save_subnet(m.eval(), run.path / ("student" if i == 0 else f"student{i}"),
                                              source=str(run.path))))
     flops = count_flops(models[best], (1, *data.input_shape))
+    reports = {t.name: r for t, d in zip(terms, distillers[best])
+               if (r := d.report(models[best], data.test, job.batching.eval_batch_size))}
     final = {
         **student.describe,
         "dataset": job.data.name, "epochs": job.train.epochs, "seed": job.seed, "train_images": len(data.train),
@@ -283,5 +286,6 @@ def _finish(job, student, models, metrics, run, loop, started, terms, ce_weight,
         "seconds_per_epoch": round(loop.state.elapsed / max(1, job.train.epochs), 2),
         "flops": flops, "mflops": flops / 1e6, "params": count_params(models[best]), "input_shape": list(data.input_shape),
         "device": str(device), "checkpoint": str(Path(run.path) / "model.pt"), "students": saved,
+        **({"method_reports": reports} if reports else {}),
     }
     return loop.finish(final, started)
