@@ -170,3 +170,29 @@ def test_sla_aggregates_the_joint_head_over_rotations(synthetic_root, teacher_ck
     want = kd_loss(view.logits, (torch.arange(10.0) + 15.0).expand(len(view.y), 10), 1.0)  # mean over k of c + 10 k
     assert terms["sla_sd"].item() == pytest.approx(want.item(), rel=1e-5)
     assert terms["sla_joint"].item() > 0
+
+
+def test_kdsvd_is_zero_for_the_teachers_twin_and_width_free(synthetic_root):
+    from nas_kd.distill.kdsvd import align, rbf_relation, singular_vectors
+
+    d, view, feats = self_view("kdsvd", {"k": 2}, synthetic_root)
+    assert d(view)["kdsvd"].item() == pytest.approx(0.0, abs=1e-6)  # the student's vectors include the teacher's
+    f = feats["stage3"]
+    wide = torch.cat([f, f[:, :3]], 1)[:, torch.randperm(f.shape[1] + 3)]  # other width: columns added, permuted
+    a, b = singular_vectors(f, 2, (4, 4)), singular_vectors(torch.cat([f, f], 1), 2, (4, 4))
+    assert torch.allclose(a.abs(), b.abs(), atol=1e-4)  # duplicated channels: the same spatial vectors and shares
+    assert singular_vectors(wide, 5, (4, 4)).shape == (16, 5, 16)
+    flipped = torch.cat([-a[:, 1:], a[:, :1], torch.zeros_like(a[:, :1])], 1)  # reordered, one sign flipped, padded
+    assert torch.allclose(align(flipped, a), a, atol=1e-6)
+    r = rbf_relation(torch.tensor([[[0.0, 1.0]]]), torch.tensor([[[1.0, 3.0]]]), gamma=2.0)
+    assert torch.allclose(r[0, 0], torch.exp(-torch.tensor([[1.0, 9.0], [0.0, 4.0]]) / 2))  # hand-computed
+
+
+def test_kdsvd_trains_the_student_with_finite_gradients(synthetic_root):
+    d, view, feats = self_view("kdsvd", {}, synthetic_root)
+    student = {k: (v + 0.3 * torch.randn_like(v)).requires_grad_(True) for k, v in feats.items()}
+    loss = d(View(view.y, view.logits, student, view.teacher_logits, view.teacher_feats))["kdsvd"]
+    loss.backward()
+    grads = [student[n].grad for n in d.s_stages]
+    assert loss.item() > 0 and all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert all(v.grad is None for n, v in student.items() if n not in d.s_stages)

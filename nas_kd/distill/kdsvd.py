@@ -1,0 +1,90 @@
+"""``kdsvd``: knowledge from singular value decomposition (Lee, Kim & Song, "Self-supervised Knowledge Distillation
+Using Singular Value Decomposition", ECCV 2018)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from nas_kd.distill.base import DISTILLERS, Distiller, Probe, View
+from nas_kd.typecheck import AtLeast1, Index, Positive
+
+
+def singular_vectors(f: torch.Tensor, k: int, size: tuple[int, int]) -> torch.Tensor:
+    """The top ``k`` left singular vectors of a feature map ``f`` (batch, channels, h, w) average-pooled to
+    ``size``, read as a (positions x channels) matrix per image: (batch, k, positions), each unit length and
+    scaled by its singular value's share of the ``k`` (unit-normalised singular values)."""
+    x = F.adaptive_avg_pool2d(f.float(), size).flatten(2).transpose(1, 2)  # batch x positions x channels
+    u, s, _ = torch.linalg.svd(x, full_matrices=False)
+    k = min(k, u.shape[-1])
+    return u[..., :k].transpose(1, 2) * F.normalize(s[:, :k], dim=1, eps=1e-12)[..., None]
+
+
+def align(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Singular vectors have no sign: for each teacher vector, the student vector most parallel to it (largest
+    |cosine|), with the sign that makes the cosine positive. ``student``: (batch, k + extra, d); ``teacher``: (batch,
+    k, d); returns (batch, k, d)."""
+    cos = F.normalize(teacher, dim=2, eps=1e-12) @ F.normalize(student, dim=2, eps=1e-12).transpose(1, 2)
+    best = cos.abs().argmax(2)  # batch x k
+    sign = torch.sign(cos.gather(2, best[..., None])).detach()
+    sign = torch.where(sign == 0, torch.ones_like(sign), sign)
+    return student.gather(1, best[..., None].expand(-1, -1, student.shape[2])) * sign
+
+
+def rbf_relation(a: torch.Tensor, b: torch.Tensor, gamma: float) -> torch.Tensor:
+    """exp(-(a_i - b_j)^2 / gamma) between every entry of each singular vector of ``a`` and of the same vector of
+    ``b`` (batch, k, d) -> (batch, k, d, d): how two depths' vectors relate, entry by entry."""
+    return torch.exp(-(a[..., :, None] - b[..., None, :]).pow(2) / gamma)
+
+
+@DISTILLERS.register("kdsvd")
+class KDSVD(Distiller):
+    r"""The knowledge of a depth is its feature map's top singular vectors, compressed by SVD; what is transferred is
+    how the vectors of successive depths relate (a radial-basis kernel between their entries,
+    :func:`rbf_relation`), the student's relations pulled to the teacher's by squared error. The student takes
+    ``k + 3`` vectors and each teacher vector is matched with its most parallel one, sign corrected
+    (:func:`align`), as the paper does. The depths are the deepest ``stages`` of both sides, paired from the end.
+
+    Adaptations, named: the paper's student shares the teacher's widths and compares right (channel) singular
+    vectors; here the widths differ, so the left (spatial) singular vectors are used, which do not depend on the
+    width; every map is first average-pooled to the deepest pair's resolution so that all depths compare over the
+    same positions. The paper's gradient clipping of the SVD is not reproduced; a non-finite relation (degenerate
+    singular values) counts zero.
+
+    Example: ``[{name: kd, weight: 0.9}, {name: kdsvd, weight: 1.0}]``.
+    """
+
+    def __init__(self, *, k: AtLeast1 = 1, gamma: Positive = 8.0, teacher: Index = 0) -> None:
+        super().__init__()
+        self.k, self.gamma, self.teacher = int(k), float(gamma), teacher
+
+    def resolve(self, student_stages, teacher_stages, num_teachers: int) -> None:
+        super().resolve(student_stages, teacher_stages, num_teachers)
+        if self.teacher >= num_teachers:
+            raise self.error(f"teacher={self.teacher} but the recipe gives {num_teachers} teacher(s)")
+        t_stages = teacher_stages[self.teacher]
+        n = min(len(student_stages or []), len(t_stages or []))
+        if n < 2:
+            raise self.error("needs at least two stages on both sides (a relation has two depths)")
+        self.s_stages, self.t_stages = list(student_stages[-n:]), list(t_stages[-n:])
+
+    def student_modules(self) -> list[str]:
+        return self.s_stages
+
+    def teacher_modules(self, teacher: int) -> list[str]:
+        return self.t_stages if teacher == self.teacher else []
+
+    def bind(self, probe: Probe) -> None:
+        shapes = [probe.student_shapes[n] for n in self.s_stages] + \
+                 [probe.teacher_shapes[self.teacher][n] for n in self.t_stages]
+        if any(len(x) != 4 for x in shapes):
+            raise self.error("every stage must output a 4-d feature map")
+        self.size = tuple(min(x[d] for x in shapes) for d in (2, 3))
+
+    def forward(self, view: View) -> dict[str, torch.Tensor]:
+        t = [singular_vectors(view.teacher_feats[self.teacher][n].detach(), self.k, self.size) for n in self.t_stages]
+        s = [align(singular_vectors(view.feats[n], self.k + 3, self.size), v) for n, v in zip(self.s_stages, t)]
+        losses = []
+        for i in range(1, len(s)):
+            gap = (rbf_relation(s[i], s[i - 1], self.gamma) - rbf_relation(t[i], t[i - 1], self.gamma)).pow(2)
+            losses.append(torch.where(torch.isfinite(gap), gap, torch.zeros_like(gap)).mean())
+        return {"kdsvd": torch.stack(losses).mean()}
