@@ -253,6 +253,19 @@ def train_students(
                    [t.source for t in used], device)
 
 
+def finished_student(job: Job, model: nn.Module) -> dict[str, Any] | None:
+    """The ``final.json`` of a :func:`train_students` run at ``job.run`` that finished with this config, its (best)
+    student's weights (``model.pt``) loaded into ``model``; None when there is no such run (a command of several runs,
+    killed after this one finished, continues past it)."""
+    from nas_kd.checkpoint import load_checkpoint, model_state
+    from nas_kd.runs import RunDir
+
+    final = RunDir.finished(job.run)
+    if final is not None:
+        model.load_state_dict(model_state(load_checkpoint(job.run.path / "model.pt")))
+    return final
+
+
 def _finish(job, student, models, distillers, metrics, run, loop, started, terms, ce_weight, teachers,
             device) -> dict[str, Any]:
     """Test every student, save them (rank 0) and write ``final.json``."""

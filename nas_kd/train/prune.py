@@ -29,8 +29,7 @@ def prune_network(job: Job, network: torch.nn.Module, network_origin: dict[str, 
     Each step is kept: a killed run continues with the next one."""
     from nas_kd.data import calibration_batches as batches_of
     from nas_kd.students import model_student
-    from nas_kd.train.distill import train_students
-    from nas_kd.runs import RunDir
+    from nas_kd.train.distill import finished_student, train_students
 
     started, watch = origin(), Stopwatch()
     out = Path(out)
@@ -47,14 +46,8 @@ def prune_network(job: Job, network: torch.nn.Module, network_origin: dict[str, 
     if finetune_epochs:
         ft = job.derive(job.run.at(out / "finetune"), train={"epochs": finetune_epochs})
         describe = {"pruned_from": network_origin, "pruner": pruner_spec}
-        final = RunDir.finished(ft.run)
-        if final is None:
-            final = train_students(ft, model_student(net, describe), terms=terms, ce_weight=ce_weight,
-                                   show_progress=show_progress)
-        else:  # done before a kill: its weights are the result
-            from nas_kd.checkpoint import load_checkpoint, model_state
-
-            net.load_state_dict(model_state(load_checkpoint(ft.run.path / "model.pt")))
+        final = finished_student(ft, net) or train_students(ft, model_student(net, describe), terms=terms,
+                                                           ce_weight=ce_weight, show_progress=show_progress)
     keys = ("pruner", "ratio", "mflops_before", "mflops", "params_before", "params", "budget_mflops")
     save_pruned(net.cpu().eval(), out, network_origin, {k: cut_report[k] for k in keys})
     payload = {**{k: cut_report[k] for k in keys}, "cut_test_acc": cut_acc,

@@ -68,11 +68,9 @@ def quantize_student(job: Job, student_dir: str | Path, out: str | Path, *, term
     graph on the engine that runs it fastest at batch 32 against onnxruntime fp32 (the slower of the two passes).
     Writes ``<out>/*.onnx``; returns the result's payload."""
     from nas_kd.data import calibration_batches as batches_of
-    from nas_kd.checkpoint import load_checkpoint, model_state
     from nas_kd.prune import load_network
-    from nas_kd.runs import RunDir
     from nas_kd.students import Student, stage_names
-    from nas_kd.train.distill import train_students
+    from nas_kd.train.distill import finished_student, train_students
 
     engines = check_engines(engines)
     student = load_network(student_dir).eval()  # a wrong --student or engine is refused before --out is made
@@ -98,12 +96,9 @@ def quantize_student(job: Job, student_dir: str | Path, out: str | Path, *, term
         model = prepare_qat(student, shape)
         run = job.derive(job.run.at(out / f"qat-s{seed}"), seed=seed,
                          train={"epochs": qat_epochs, "lr": qat_lr, "warmup_epochs": 0.0})
-        final = RunDir.finished(run.run)
-        if final is None:
-            final = train_students(run, Student(lambda *_: model, {"qat_of": str(student_dir)}, stage_names(student),
-                                                False), terms=terms, ce_weight=ce_weight, show_progress=show_progress)
-        else:  # finished before a kill: its weights
-            model.load_state_dict(model_state(load_checkpoint(run.run.path / "model.pt")))
+        final = finished_student(run, model) or train_students(
+            run, Student(lambda *_: model, {"qat_of": str(student_dir)}, stage_names(student), False), terms=terms,
+            ce_weight=ce_weight, show_progress=show_progress)
         path = quantise_onnx(export_float(strip_qat(model, folded), out / f"qat-s{seed}_fp32.onnx", shape),
                              out / f"qat-s{seed}_int8.onnx", calib)
         graphs.setdefault("qat_kd_int8", path)  # seed 0's graph is timed: the seeds' graphs differ in weights only

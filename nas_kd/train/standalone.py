@@ -14,16 +14,14 @@ from typing import Any
 import torch.nn as nn
 
 import search_spaces
-from nas_kd.checkpoint import load_checkpoint, model_state
 from nas_kd.config import TeacherConfig
 from nas_kd.distill import Term
 from nas_kd.errors import UserError
 from nas_kd.job import Job, RunSpec
 from nas_kd.locks import dir_locked
-from nas_kd.runs import RunDir
 from nas_kd.students import Student, arch_student, model_student, resolve_arch
 from nas_kd.teacher import build_model
-from nas_kd.train.distill import train_students
+from nas_kd.train.distill import finished_student, train_students
 
 
 def train_teacher(job: Job, cfg: TeacherConfig, **kwargs: Any) -> dict[str, Any]:
@@ -44,13 +42,9 @@ def finetune(job: Job, model: nn.Module, epochs: int, run: RunSpec, **kwargs: An
     :func:`~nas_kd.train.distill.train_students`). A run there that finished with this config (a command killed after
     it) is not redone: its weights are loaded into ``model``."""
     job = job.derive(run, train={"epochs": epochs})
-    final = RunDir.finished(job.run)
-    if final is not None:
-        model.load_state_dict(model_state(load_checkpoint(job.run.path / "model.pt")))
-        return final
     arch, space = getattr(model, "arch", None), getattr(model, "space_name", None)
     describe = {"space": space, "arch": arch, "finetuned_from": "supernet export"}
-    return train_students(job, model_student(model, describe), **kwargs)
+    return finished_student(job, model) or train_students(job, model_student(model, describe), **kwargs)
 
 
 def export_student(checkpoint: str | Path, arch: str | dict, out: str | Path, *, job: Job | None = None,
