@@ -78,6 +78,39 @@ class FeaturePairs(Distiller):
         return {self.key: torch.stack(losses).mean()}
 
 
+class StageChain(Distiller):
+    """Shared part of the methods that relate successive stages of each side (``fsp``, ``kdsvd``): the deepest
+    stages of both, paired from the end, at least two; every one a 4-d feature map (:meth:`stage_shapes`)."""
+
+    def __init__(self, *, teacher: Index = 0) -> None:
+        super().__init__()
+        self.teacher = teacher
+
+    def resolve(self, student_stages, teacher_stages, num_teachers: int) -> None:
+        super().resolve(student_stages, teacher_stages, num_teachers)
+        if self.teacher >= num_teachers:
+            raise self.error(f"teacher={self.teacher} but the recipe gives {num_teachers} teacher(s)")
+        t_stages = teacher_stages[self.teacher]
+        n = min(len(student_stages or []), len(t_stages or []))
+        if n < 2:
+            raise self.error("needs at least two stages on both sides (it relates successive stages)")
+        self.s_stages, self.t_stages = list(student_stages[-n:]), list(t_stages[-n:])
+
+    def student_modules(self) -> list[str]:
+        return self.s_stages
+
+    def teacher_modules(self, teacher: int) -> list[str]:
+        return self.t_stages if teacher == self.teacher else []
+
+    def stage_shapes(self, probe: Probe) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]]]:
+        """The student's and the teacher's stage shapes; refuses any that is not a 4-d feature map."""
+        s = [probe.student_shapes[n] for n in self.s_stages]
+        t = [probe.teacher_shapes[self.teacher][n] for n in self.t_stages]
+        if any(len(x) != 4 for x in s + t):
+            raise self.error("every stage must output a 4-d feature map")
+        return s, t
+
+
 @DISTILLERS.register("hint")
 class Hint(FeaturePairs):
     """FitNets (Romero et al., ICLR 2015): MSE between the teacher's feature map and the student's,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from nas_kd.distill.base import DISTILLERS, Distiller, Probe, View
+from nas_kd.distill.base import DISTILLERS, Probe, View
+from nas_kd.distill.feature import StageChain
 from nas_kd.typecheck import AtLeast1, Index, Positive
 
 
@@ -37,7 +38,7 @@ def rbf_relation(a: torch.Tensor, b: torch.Tensor, gamma: float) -> torch.Tensor
 
 
 @DISTILLERS.register("kdsvd")
-class KDSVD(Distiller):
+class KDSVD(StageChain):
     r"""The knowledge of a depth is its feature map's top singular vectors, compressed by SVD; what is transferred is
     how the vectors of successive depths relate (a radial-basis kernel between their entries,
     :func:`rbf_relation`), the student's relations pulled to the teacher's by squared error. The student takes
@@ -54,31 +55,12 @@ class KDSVD(Distiller):
     """
 
     def __init__(self, *, k: AtLeast1 = 1, gamma: Positive = 8.0, teacher: Index = 0) -> None:
-        super().__init__()
-        self.k, self.gamma, self.teacher = int(k), float(gamma), teacher
-
-    def resolve(self, student_stages, teacher_stages, num_teachers: int) -> None:
-        super().resolve(student_stages, teacher_stages, num_teachers)
-        if self.teacher >= num_teachers:
-            raise self.error(f"teacher={self.teacher} but the recipe gives {num_teachers} teacher(s)")
-        t_stages = teacher_stages[self.teacher]
-        n = min(len(student_stages or []), len(t_stages or []))
-        if n < 2:
-            raise self.error("needs at least two stages on both sides (a relation has two depths)")
-        self.s_stages, self.t_stages = list(student_stages[-n:]), list(t_stages[-n:])
-
-    def student_modules(self) -> list[str]:
-        return self.s_stages
-
-    def teacher_modules(self, teacher: int) -> list[str]:
-        return self.t_stages if teacher == self.teacher else []
+        super().__init__(teacher=teacher)
+        self.k, self.gamma = int(k), float(gamma)
 
     def bind(self, probe: Probe) -> None:
-        shapes = [probe.student_shapes[n] for n in self.s_stages] + \
-                 [probe.teacher_shapes[self.teacher][n] for n in self.t_stages]
-        if any(len(x) != 4 for x in shapes):
-            raise self.error("every stage must output a 4-d feature map")
-        self.size = tuple(min(x[d] for x in shapes) for d in (2, 3))
+        s, t = self.stage_shapes(probe)
+        self.size = tuple(min(x[d] for x in s + t) for d in (2, 3))
 
     def forward(self, view: View) -> dict[str, torch.Tensor]:
         t = [singular_vectors(view.teacher_feats[self.teacher][n].detach(), self.k, self.size) for n in self.t_stages]
