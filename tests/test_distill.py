@@ -113,6 +113,9 @@ def test_bad_terms_are_refused_at_load(spec, match):
     ("{name: hint, pairs: [[stage9, stage4]]}", "the student has no module 'stage9'"),
     ("{name: at, pairs: [[stage3, stage4]]}", "cannot be matched"),
     ("{name: kd, teacher: 1}", "teacher=1 but the recipe gives 1 teacher"),
+    ("{name: hint, teacher: 1}", "teacher=1 but the recipe gives 1 teacher"),
+    ("{name: fsp, teacher: 2}", "teacher=2 but the recipe gives 1 teacher"),
+    ("{name: adversarial, teacher: 1}", "teacher=1 but the recipe gives 1 teacher"),  # checked by the base class
 ])
 def test_bad_pairs_fail_before_the_run_directory_exists(term, match, synthetic_root, teacher_ckpt, tmp_path):
     r = recipe(tmp_path, synthetic_root, teacher_ckpt, f"distill=[{term}]")

@@ -89,6 +89,9 @@ class Distiller(nn.Module):
         """Fill defaults that depend on the models (e.g. stage pairs) before the probe; raise :class:`OptionError`."""
         if self.needs_teacher and num_teachers == 0:
             raise OptionError(f"{self.where}: needs a teacher (set teacher in the recipe)")
+        teacher = getattr(self, "teacher", None)  # the ``teacher`` option of a method that reads one teacher
+        if teacher is not None and teacher >= num_teachers:
+            raise self.error(f"teacher={teacher} but the recipe gives {num_teachers} teacher(s)")
 
     def bind(self, probe: Probe) -> None:
         """Check the probed shapes and build learnable parts; raise :class:`OptionError` naming the term."""

@@ -44,8 +44,6 @@ class FeaturePairs(Distiller):
 
     def resolve(self, student_stages, teacher_stages, num_teachers: int) -> None:
         super().resolve(student_stages, teacher_stages, num_teachers)
-        if self.teacher >= num_teachers:
-            raise self.error(f"teacher={self.teacher} but the recipe gives {num_teachers} teacher(s)")
         if self.pairs is None:
             t_stages = teacher_stages[self.teacher]
             if not student_stages or not t_stages:
@@ -88,8 +86,6 @@ class StageChain(Distiller):
 
     def resolve(self, student_stages, teacher_stages, num_teachers: int) -> None:
         super().resolve(student_stages, teacher_stages, num_teachers)
-        if self.teacher >= num_teachers:
-            raise self.error(f"teacher={self.teacher} but the recipe gives {num_teachers} teacher(s)")
         t_stages = teacher_stages[self.teacher]
         n = min(len(student_stages or []), len(t_stages or []))
         if n < 2:

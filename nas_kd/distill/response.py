@@ -21,11 +21,6 @@ class _OneTeacher(Distiller):
         super().__init__()
         self.teacher = teacher
 
-    def resolve(self, student_stages, teacher_stages, num_teachers: int) -> None:
-        super().resolve(student_stages, teacher_stages, num_teachers)
-        if self.teacher >= num_teachers:
-            raise self.error(f"teacher={self.teacher} but the recipe gives {num_teachers} teacher(s)")
-
 
 @DISTILLERS.register("kd")
 class KD(_OneTeacher):
