@@ -32,8 +32,8 @@ def prune_to_budget(model: nn.Module, input_shape: tuple[int, ...], pruner: Prun
     share of channels removed); returns the pruned copy and a report (the share, MFLOPs and parameters before and
     after). ``batches``: training batches, for a criterion that reads data. A budget the most pruned network
     (:meth:`~nas_kd.pruning.Pruner.max_ratio`) does not meet is refused, naming it. ``steps``: bisection steps."""
-    if pruner.needs_data and not batches:
-        raise UserError(f"pruner {type(pruner).__name__.lower()} ranks channels on training batches: none were given")
+    if pruner.data_batches() and not batches:
+        raise UserError(f"pruner {type(pruner).__name__.lower()} reads training batches: none were given")
     shape = (1, *input_shape)
     before = count_flops(model, shape) / 1e6
     if budget_mflops >= before:

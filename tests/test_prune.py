@@ -100,3 +100,39 @@ def test_tucker_keeps_the_function_at_full_rank_and_shrinks_the_convolutions_bel
     assert torch.allclose(tucker2(conv, 1.0)(x), conv(x), atol=1e-5)  # every rank kept: the same map
     half = tucker2(conv, 0.5)
     assert [m.out_channels for m in half] == [3, 5, 10] and half(x).shape == conv(x).shape
+
+
+def test_a_twin_loses_the_channels_the_ranked_network_loses():
+    import copy
+
+    import torch_pruning as tp
+
+    from nas_kd.pruning.base import remove_channels
+
+    net = network()
+    twin = copy.deepcopy(net)
+    with torch.no_grad():  # other weights: the twin is ranked by net's, not by its own
+        for p in twin.parameters():
+            p.copy_(torch.randn_like(p))
+    alone = copy.deepcopy(twin)
+    remove_channels(net, (1, 28, 28), 0.5, tp.importance.MagnitudeImportance(p=1), twin=twin)
+    remove_channels(alone, (1, 28, 28), 0.5, tp.importance.MagnitudeImportance(p=1))
+    shapes = lambda m: {k: v.shape for k, v in m.state_dict().items()}  # noqa: E731
+    assert shapes(twin) == shapes(net) and flops(twin) < 0.7 * flops(network())
+    first = next(k for k, v in twin.state_dict().items() if v.dim() == 4)
+    assert not torch.equal(twin.state_dict()[first], alone.state_dict()[first])  # its own ranking would differ
+
+
+def test_lottery_rewinds_the_ticket_to_the_weights_pruning_started_from():
+    net = network()
+    first = next(k for k, v in net.state_dict().items() if v.dim() == 4)  # the image-fed conv: no input channel cut
+    original = net.state_dict()[first].flatten(1)
+    ticket = PRUNERS.build("lottery", rounds=2, steps=3, lr=0.5).cut(net, (1, 28, 28), 0.5, batches())
+    tuned = PRUNERS.build("lottery", rounds=2, steps=3, lr=0.5, rewind=False).cut(net, (1, 28, 28), 0.5, batches())
+    assert {k: v.shape for k, v in ticket.state_dict().items()} == {k: v.shape for k, v in tuned.state_dict().items()}
+    for f in ticket.state_dict()[first].flatten(1):  # every surviving filter is one of the network's, unchanged
+        assert (original == f).all(1).any()
+    assert not any((original == f).all(1).any() for f in tuned.state_dict()[first].flatten(1))  # trained on
+    one_round = PRUNERS.build("lottery", rounds=1).cut(net, (1, 28, 28), 0.5, batches())
+    l1 = PRUNERS.build("l1").cut(net, (1, 28, 28), 0.5, batches())
+    assert all(torch.equal(a, b) for a, b in zip(one_round.state_dict().values(), l1.state_dict().values()))

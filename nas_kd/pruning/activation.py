@@ -18,11 +18,12 @@ class Activation(Pruner):
     (Torch-Pruning's activation importance; each layer keeps the statistics of the last of ``batches`` batches). APoZ
     counts zeros instead of averaging magnitudes; both remove the channels that rarely fire."""
 
-    needs_data = True
-
     def __init__(self, *, batches: AtLeast1 = 1, global_pruning: bool = False) -> None:
         super().__init__(global_pruning=global_pruning)
         self.batches = int(batches)
+
+    def data_batches(self) -> int:
+        return self.batches
 
     def importance(self) -> Any:
         return tp.importance.ActivationImportance()

@@ -8,8 +8,9 @@ so nothing becomes dense; Torch-Pruning is the maintained alternative the projec
 """
 from __future__ import annotations
 
+import copy
 from contextlib import contextmanager
-from typing import Any, Callable, ClassVar, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn as nn
@@ -20,10 +21,8 @@ from nas_kd.registry import Registry
 class Pruner:
     """A pruning criterion (registered in :data:`PRUNERS`, one file each). :meth:`importance` gives Torch-Pruning's
     importance object; :meth:`observe` runs what it must see of the data before channels are ranked (nothing by
-    default; ``needs_data``: it reads ``batches``). ``global_pruning``: rank channels across layers instead of
-    removing the same share from every layer."""
-
-    needs_data: ClassVar[bool] = False
+    default; :meth:`data_batches`: how many training batches it reads). ``global_pruning``: rank channels across
+    layers instead of removing the same share from every layer."""
 
     def __init__(self, *, global_pruning: bool = False) -> None:
         self.global_pruning = bool(global_pruning)
@@ -31,23 +30,19 @@ class Pruner:
     def importance(self) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def data_batches(self) -> int:
+        """How many training batches :meth:`cut` reads (0: none; a criterion that reads data overrides this)."""
+        return 0
+
     def cut(self, model: nn.Module, input_shape: tuple[int, ...], ratio: float,
             batches: list[tuple[torch.Tensor, torch.Tensor]]) -> nn.Module:
         """A copy of ``model`` with ``ratio`` of its channels removed (the classifier's outputs kept), through
         Torch-Pruning's dependency graph ranked by :meth:`importance`; a method that shrinks otherwise (a
         factorisation) overrides this, ``ratio`` then the share of what it keeps that it removes."""
-        import copy
-
-        import torch_pruning as tp
-
         net = copy.deepcopy(model).eval()
-        heads = [m for m in net.modules() if isinstance(m, nn.Linear)][-1:]
         importance = self.importance()
-        engine = tp.pruner.MetaPruner(net, torch.zeros(2, *input_shape), importance=importance, pruning_ratio=ratio,
-                                      ignored_layers=heads, global_pruning=self.global_pruning,
-                                      max_pruning_ratio=max_ratio(model))
         with self.observe(net, importance, batches, torch.nn.functional.cross_entropy):
-            engine.step()
+            remove_channels(net, input_shape, ratio, importance, global_pruning=self.global_pruning)
         return net.eval()
 
     def max_ratio(self, model: nn.Module) -> float:
@@ -76,3 +71,29 @@ def max_ratio(model: nn.Module) -> float:
     narrowest = min(m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d))
     return max(0.0, 1 - 1.5 / narrowest)
 
+
+
+def remove_channels(net: nn.Module, input_shape: tuple[int, ...], ratio: float, importance: Any, *,
+                    global_pruning: bool = False, twin: nn.Module | None = None) -> None:
+    """Removes ``ratio`` of ``net``'s channels in place through Torch-Pruning's dependency graph, ranked by
+    ``importance`` (the classifier's outputs kept, no layer cut past :func:`max_ratio`). ``twin``: a network of the
+    same structure (other weights) that loses the same channels, so a ranking made on one set of weights can be
+    applied to another."""
+    import torch_pruning as tp
+
+    example = torch.zeros(2, *input_shape)
+    heads = [m for m in net.modules() if isinstance(m, nn.Linear)][-1:]
+    engine = tp.pruner.MetaPruner(net, example, importance=importance, pruning_ratio=ratio, ignored_layers=heads,
+                                  global_pruning=global_pruning, max_pruning_ratio=max_ratio(net))
+    if twin is not None:
+        graph = tp.DependencyGraph().build_dependency(twin, example)
+        names = {m: n for n, m in net.named_modules()}
+        twins = dict(twin.named_modules())
+    for group in engine.step(interactive=True):
+        if twin is not None:  # the same channels of the same layer, before the group changes the indices
+            root = group[0]
+            same = graph.get_pruning_group(twins[names[root.dep.target.module]], root.dep.handler,
+                                           [int(i) for i in root.idxs])
+        group.prune()
+        if twin is not None:
+            same.prune()

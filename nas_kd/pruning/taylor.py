@@ -17,11 +17,12 @@ class Taylor(Pruner):
     """A channel's importance is the loss change its removal would cause to first order, |weight x gradient| summed
     over its group, the gradient of the training loss accumulated over ``batches`` training batches."""
 
-    needs_data = True
-
     def __init__(self, *, batches: AtLeast1 = 4, global_pruning: bool = False) -> None:
         super().__init__(global_pruning=global_pruning)
         self.batches = int(batches)
+
+    def data_batches(self) -> int:
+        return self.batches
 
     def importance(self) -> Any:
         return tp.importance.TaylorImportance()

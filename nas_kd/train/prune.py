@@ -20,7 +20,7 @@ from nas_kd.pruning import Pruner
 @holding("out")
 def prune_network(job: Job, network: torch.nn.Module, network_origin: dict[str, Any], pruner: Pruner,
                   pruner_spec: dict[str, Any], budget_mflops: float, out: str | Path, *, terms: list[Term] = (),
-                  ce_weight: float = 1.0, finetune_epochs: int = 0, calibration_batches: int = 4,
+                  ce_weight: float = 1.0, finetune_epochs: int = 0,
                   show_progress: bool = True) -> dict[str, Any]:
     """``network`` (its ``network_origin``: ``{model, kwargs, num_classes, in_channels}``) pruned by ``pruner`` to
     ``budget_mflops`` into ``out/cut``, then fine-tuned for ``finetune_epochs`` in ``out/finetune`` with the
@@ -36,8 +36,10 @@ def prune_network(job: Job, network: torch.nn.Module, network_origin: dict[str, 
     data = job.data
     cut_dir = out / "cut"
     if not is_pruned(cut_dir):
-        batches = [b for _, b in zip(range(calibration_batches), batches_of(data, job.batching.batch_size, job.seed).epoch(0))]
+        wanted = pruner.data_batches()  # those a criterion reads (at most one epoch's)
+        batches = [b for _, b in zip(range(wanted), batches_of(data, job.batching.batch_size, job.seed).epoch(0))]
         cut, report = prune_to_budget(network.eval(), tuple(data.input_shape), pruner, budget_mflops, batches=batches)
+        report["data_images"] = sum(len(y) for _, y in batches)
         save_pruned(cut, cut_dir, network_origin, {"pruner": pruner_spec, **report})
     cut_report = json.loads((cut_dir / "pruned.json").read_text())
     net = load_pruned(cut_dir)
@@ -53,6 +55,6 @@ def prune_network(job: Job, network: torch.nn.Module, network_origin: dict[str, 
     payload = {**{k: cut_report[k] for k in keys}, "cut_test_acc": cut_acc,
                "test_acc": final["test_acc"] if final else cut_acc, "finetune_epochs": finetune_epochs,
                "train_images": finetune_epochs * len(data.train), "distill": [t.spec() for t in terms],
-               "ce_weight": ce_weight, "calibration_images": calibration_batches * job.batching.batch_size,
+               "ce_weight": ce_weight, "pruner_images": cut_report["data_images"],
                "network": str(out)}
     return write_result(out / "prune.json", payload, watch.seconds(), started)
