@@ -436,10 +436,19 @@ def test_a_table_row_can_prune_the_teacher_and_fine_tune_it_on_the_tables_schedu
                                                          "budget_fraction": 0.3}}}))
     with pytest.raises(UserError, match="x"):
         bench_distill(str(path), show_progress=False)
+    for bad, match in (({"budget_fraction": 1.5}, "budget_fraction 1.5 is not a fraction"),
+                       ({"budget_mflops": 0}, "budget_mflops 0 is not a positive"),
+                       ({"budget_mflops": 1, "budget_fraction": 0.3}, "one of budget_fraction or budget_mflops")):
+        path.write_text(json.dumps({**table, "rows": {"l1": {"trainer": "prune", "pruner": "l1", **bad}}}))
+        with pytest.raises(UserError, match=match):
+            bench_distill(str(path), show_progress=False)
+    assert not (tmp_path / "runs").exists()  # refused before any row trained
+    table["rows"]["l1_mflops"] = {"trainer": "prune", "pruner": "l1", "budget_mflops": 0.5}
     path.write_text(json.dumps(table))
     summary = bench_distill(str(path), show_progress=False)
     record = json.loads((tmp_path / "out" / "l1-s0.json").read_text())
     assert record["trainer"] == "prune" and record["mflops"] <= 0.3 * 2.05 and record["epochs"] == 1
+    assert json.loads((tmp_path / "out" / "l1_mflops-s0.json").read_text())["mflops"] <= 0.5
     assert summary["references"] == ["l1"] and len(summary["rows"]["l1"]["seeds"]) == 2
     assert "vs l1" in (tmp_path / "out.md").read_text()
 

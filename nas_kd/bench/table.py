@@ -4,7 +4,8 @@ A table file names the base recipe, the seeds, a run directory, where records go
 ``set``: overrides every row starts from (before its own). A row is a
 list of ``--set`` overrides, or a mapping ``{set: [...], recipe: other.yaml, trainer: distill | supernet | prune}``
 for a row that differs in more than overrides (``trainer`` defaults to the table's). A ``prune`` row cuts the recipe's
-teacher with ``pruner`` (``{name, ...options}``) to ``budget_fraction`` of its FLOPs and fine-tunes it for the recipe's
+teacher with ``pruner`` (``{name, ...options}``) to ``budget_fraction`` of its FLOPs (or to ``budget_mflops``, e.g.
+a searched student's) and fine-tunes it for the recipe's
 ``train.epochs`` with its distill terms (:func:`nas_kd.recipes.prune`), so pruned teachers and searched students can
 share one table and one schedule. ``{runs}`` and
 ``{seed}`` are substituted, so a row can name another row's run directory (``{runs}/<row>-s{seed}``),
@@ -31,7 +32,8 @@ from nas_kd.students import resolve_student
 TABLE_KEYS = {"recipe", "seeds", "runs", "out", "rows"}
 OPTIONAL_KEYS = {"set", "references"}  # overrides every row starts from; the rows every row is tested against
 TRAINERS = ("distill", "supernet", "prune")
-ROW_KEYS = {"set", "recipe", "trainer", "pruner", "budget_fraction"}
+BUDGETS = ("budget_fraction", "budget_mflops")
+ROW_KEYS = {"set", "recipe", "trainer", "pruner", *BUDGETS}
 
 
 def read_table_file(path: str | Path, required: set[str], optional: set[str], kind: str = "a table") -> dict[str, Any]:
@@ -62,14 +64,21 @@ def load_table(path: str | Path, trainer: str) -> dict[str, Any]:
         if not isinstance(row, dict) or not set(row) <= ROW_KEYS or not isinstance(row.get("set", []), list):
             raise UserError(f"{path}: row {name!r} is a list of KEY=VALUE overrides or a mapping with keys "
                             f"{sorted(ROW_KEYS)} (set: a list)")
-        pruning = {k: row[k] for k in ("pruner", "budget_fraction") if k in row}
+        pruning = {k: row[k] for k in ("pruner", *BUDGETS) if k in row}
         row = {"set": [*table.get("set", []), *row.get("set", [])], "recipe": row.get("recipe", table["recipe"]),
                "trainer": row.get("trainer", trainer), **pruning}
         if row["trainer"] not in TRAINERS:
             raise UserError(f"{path}: row {name!r}: trainer {row['trainer']!r} is not one of {', '.join(TRAINERS)}")
-        if (row["trainer"] == "prune") != bool(pruning) or (pruning and set(pruning) != {"pruner", "budget_fraction"}):
-            raise UserError(f"{path}: row {name!r}: a prune row, and only one, gives pruner and budget_fraction")
-        if pruning:  # the criterion and its options, checked before any row trains
+        if (row["trainer"] == "prune") != bool(pruning) or (pruning and (len(pruning) != 2 or "pruner" not in pruning)):
+            raise UserError(f"{path}: row {name!r}: a prune row, and only one, gives pruner and one of "
+                            f"{' or '.join(BUDGETS)}")
+        if pruning:  # the criterion, its options and the budget, checked before any row trains
+            budget = next(k for k in BUDGETS if k in pruning)
+            value = pruning[budget]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                    0 < value < 1 if budget == "budget_fraction" else value > 0):
+                raise UserError(f"{path}: row {name!r}: {budget} {value!r} is not "
+                                f"{'a fraction in (0, 1)' if budget == 'budget_fraction' else 'a positive MFLOPs count'}")
             from nas_kd.plans import pruner
 
             pruner(row["pruner"], f"{path}: row {name!r}: pruner")
@@ -98,7 +107,7 @@ def _train(recipe, spec: dict[str, Any], show_progress: bool) -> dict[str, Any]:
         return train_supernet(recipe, show_progress=show_progress)
     if spec["trainer"] == "prune":  # the fine-tune's final.json, with what the pruning made, as the row's
         out = Path(recipe.run.out_dir) / recipe.run.name
-        record = prune(recipe, spec["pruner"], out, budget_fraction=spec["budget_fraction"],
+        record = prune(recipe, spec["pruner"], out, **{k: spec[k] for k in BUDGETS if k in spec},
                        finetune_epochs=recipe.train.epochs, show_progress=show_progress)
         final = json.loads((out / "finetune" / "final.json").read_text()) | {
             k: record[k] for k in ("pruner", "ratio", "cut_test_acc", "mflops_before", "params_before")}
