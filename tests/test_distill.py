@@ -442,8 +442,12 @@ def test_a_table_row_can_prune_the_teacher_and_fine_tune_it_on_the_tables_schedu
         path.write_text(json.dumps({**table, "rows": {"l1": {"trainer": "prune", "pruner": "l1", **bad}}}))
         with pytest.raises(UserError, match=match):
             bench_distill(str(path), show_progress=False)
-    assert not (tmp_path / "runs").exists()  # refused before any row trained
     table["rows"]["l1_mflops"] = {"trainer": "prune", "pruner": "l1", "budget_mflops": 0.5}
+    for refs in ({"l1": ["l1_mflop"]}, ["l1", "l2"], {"l1": "l1_mflops"}):
+        path.write_text(json.dumps({**table, "references": refs}))
+        with pytest.raises(UserError, match="references"):
+            bench_distill(str(path), show_progress=False)
+    assert not (tmp_path / "runs").exists()  # refused before any row trained
     path.write_text(json.dumps(table))
     summary = bench_distill(str(path), show_progress=False)
     record = json.loads((tmp_path / "out" / "l1-s0.json").read_text())
@@ -451,6 +455,11 @@ def test_a_table_row_can_prune_the_teacher_and_fine_tune_it_on_the_tables_schedu
     assert json.loads((tmp_path / "out" / "l1_mflops-s0.json").read_text())["mflops"] <= 0.5
     assert summary["references"] == ["l1"] and len(summary["rows"]["l1"]["seeds"]) == 2
     assert "vs l1" in (tmp_path / "out.md").read_text()
+    table["references"] = {"l1": ["l1_mflops"], "l1_mflops": []}  # a family per reference: l1_mflops vs l1 only
+    path.write_text(json.dumps(table))
+    bench_distill(str(path), show_progress=False)
+    text = (tmp_path / "out.md").read_text()
+    assert "vs l1 / vs l1_mflops" in text and "families of 1 and 0" in text and "`l1` against `l1_mflops`" in text
 
 
 def test_cached_teacher_features_give_the_live_loss_to_float16_precision(synthetic_root, teacher_ckpt, tmp_path):

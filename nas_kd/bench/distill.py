@@ -46,7 +46,7 @@ def summarise(table: dict, table_path: str) -> dict[str, Any]:
                      "command": f"nas-kd bench distill --table {table_path} (row {row})",
                      "overrides": table["rows"][row]["set"]}
     base = load_recipe(table["recipe"])
-    first = (table.get("references") or ["scratch"])[0]
+    first = next(iter(table.get("references") or ["scratch"]))
     student = done.get(first, next(iter(done.values()), [{}]))[0]  # the table's student: its first reference's
     schedule = {"train_images": base.data.limit_train, "epochs": base.train.epochs, "batch_size": base.data.batch_size,
                 "augmentation": bool(base.data.augment_pad or base.data.flip), "lr": base.train.lr,

@@ -83,6 +83,14 @@ def load_table(path: str | Path, trainer: str) -> dict[str, Any]:
 
             pruner(row["pruner"], f"{path}: row {name!r}: pruner")
         rows[name] = row
+    refs = table.get("references", [])
+    named = [*refs, *(n for family in refs.values() for n in family)] if isinstance(refs, dict) else refs
+    if not isinstance(refs, (list, dict)) or (isinstance(refs, dict) and not all(
+            isinstance(f, list) for f in refs.values())) or not all(isinstance(n, str) for n in named):
+        raise UserError(f"{path}: references is a list of rows, or a mapping from each reference row to the rows "
+                        "tested against it")
+    if unknown := sorted({n for n in named if n not in rows}):
+        raise UserError(f"{path}: references name rows the table does not have: {', '.join(unknown)}")
     return {**table, "rows": rows}
 
 

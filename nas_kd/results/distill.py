@@ -3,8 +3,9 @@ bench's ``<out>.md`` and by ``docs/results.md``.
 
 Two families are tested, each with Welch's test and Holm's correction over every row it holds: every row against
 ``scratch``, and every row against ``kd`` (:func:`nas_kd.stats.compare_family`); a table names other reference rows
-with ``references`` (the pruning table: its searched student). A row whose student is not the
-table's (another MFLOPs count) is named as such; rows that touched validation data say how.
+with ``references``: a list (every row tested against each) or a mapping from each reference to the rows of its
+family (the pruning table: each budget's searched student against the rows at that budget). A row whose student is
+not the table's (another MFLOPs count) is named as such; rows that touched validation data say how.
 """
 from __future__ import annotations
 
@@ -17,15 +18,21 @@ from nas_kd.stats import ALPHA, POWER, Comparison, cell, compare_family, detecta
 REFERENCES = ("scratch", "kd")
 
 
-def references(d: dict[str, Any]) -> tuple[str, ...]:
-    """The rows every row is tested against (the table's ``references``; default ``scratch`` and ``kd``)."""
-    return tuple(d.get("references") or REFERENCES)
+def references(d: dict[str, Any]) -> dict[str, list[str] | None]:
+    """Each reference row with the rows tested against it (None: every row), from the table's ``references``
+    (default: ``scratch`` and ``kd``, each against every row)."""
+    refs = d.get("references") or REFERENCES
+    return dict(refs) if isinstance(refs, dict) else {r: None for r in refs}
 
 
-def comparisons(rows: dict[str, dict[str, Any]], refs: tuple[str, ...] = REFERENCES) -> dict[str, dict[str, Comparison]]:
-    """``{reference: {row: Comparison}}`` for every family (rows with one seed are not tested)."""
-    groups = {name: r["seeds"] for name, r in rows.items()}
-    return {ref: compare_family(groups, ref) for ref in refs}
+def comparisons(rows: dict[str, dict[str, Any]], refs: dict[str, list[str] | None] | None = None
+                ) -> dict[str, dict[str, Comparison]]:
+    """``{reference: {row: Comparison}}`` for every family (rows with one seed are not tested); ``refs``: as
+    :func:`references` gives them (default: ``scratch`` and ``kd`` against every row)."""
+    refs = {r: None for r in REFERENCES} if refs is None else refs
+    return {ref: compare_family({name: r["seeds"] for name, r in rows.items()
+                                 if family is None or name == ref or name in family}, ref)
+            for ref, family in refs.items()}
 
 
 def detectable(rows: dict[str, dict[str, Any]]) -> tuple[float, int] | None:
@@ -72,9 +79,13 @@ def lines(d: dict[str, Any], name: str) -> list[str]:
         out[-1] += (f" At {found[1]} seeds and the rows' median seed s.d., a single test detects a difference of "
                     f"{100 * found[0]:.2f} points with {POWER:.0%} power at p < {ALPHA:g} (before Holm's correction, "
                     "which asks for more).")
+    families = [f"`{r}` against {', '.join(f'`{n}`' for n in family)}" for r, family in refs.items() if family]
+    if families:
+        out[-1] += " Families: " + "; ".join(families) + " (\"-\": not in that family)."
     out += ["", *table(["method", "test acc. (%)", "seeds", *(f"vs {r}" for r in refs), "s / epoch"], body), ""]
     if others:
-        out += ["Not the table's student: " + "; ".join(others) + " (compare it as a bigger net, not a method).", ""]
+        out += ["Rows whose net is not the table's student (compare them as other nets, not as methods): "
+                + "; ".join(others) + ".", ""]
     if notes:
         out += ["Validation data: " + "; ".join(notes) + ".", ""]
     if len(commits) > 1:
@@ -92,7 +103,7 @@ def verdicts(d: dict[str, Any], reference: str = "kd") -> str:
     """The comparative sentence pages may print about the table: which rows are higher or lower than
     ``reference`` after Holm's correction, and that the rest are not separated (never "level": no equivalence
     margin is tested here)."""
-    tested = comparisons(d["rows"], (reference,))[reference]
+    tested = comparisons(d["rows"], {reference: None})[reference]
     higher = sorted(((n, c) for n, c in tested.items() if verdict(c) == "higher"), key=lambda x: -x[1].diff)
     lower = sorted(((n, c) for n, c in tested.items() if verdict(c) == "lower"), key=lambda x: x[1].diff)
     rest = len(tested) - len(higher) - len(lower)
