@@ -421,7 +421,8 @@ def test_irg_transformation_is_how_far_each_instance_moves_between_layers():
     assert d.transform == "distance"  # the paper's
 
 
-def test_a_table_row_can_prune_the_teacher_and_fine_tune_it_on_the_tables_schedule(synthetic_root, teacher_ckpt, tmp_path):
+def test_a_table_row_can_prune_the_teacher_and_fine_tune_it_on_the_tables_schedule(synthetic_root, teacher_ckpt, tmp_path,
+                                                                                    monkeypatch):
     from nas_kd.bench.distill import bench_distill
     from nas_kd.errors import UserError
 
@@ -443,9 +444,10 @@ def test_a_table_row_can_prune_the_teacher_and_fine_tune_it_on_the_tables_schedu
         with pytest.raises(UserError, match=match):
             bench_distill(str(path), show_progress=False)
     table["rows"]["l1_mflops"] = {"trainer": "prune", "pruner": "l1", "budget_mflops": 0.5}
-    for refs in ({"l1": ["l1_mflop"]}, ["l1", "l2"], {"l1": "l1_mflops"}):
-        path.write_text(json.dumps({**table, "references": refs}))
-        with pytest.raises(UserError, match="references"):
+    for key, bad in (("references", {"l1": ["l1_mflop"]}), ("references", ["l1", "l2"]),
+                     ("references", {"l1": "l1_mflops"}), ("latency", ["tensorrt"])):
+        path.write_text(json.dumps({**table, key: bad}))
+        with pytest.raises(UserError, match=key):
             bench_distill(str(path), show_progress=False)
     assert not (tmp_path / "runs").exists()  # refused before any row trained
     path.write_text(json.dumps(table))
@@ -456,10 +458,18 @@ def test_a_table_row_can_prune_the_teacher_and_fine_tune_it_on_the_tables_schedu
     assert summary["references"] == ["l1"] and len(summary["rows"]["l1"]["seeds"]) == 2
     assert "vs l1" in (tmp_path / "out.md").read_text()
     table["references"] = {"l1": ["l1_mflops"], "l1_mflops": []}  # a family per reference: l1_mflops vs l1 only
+    table["latency"] = ["torch", "onnxruntime"]  # every row's network timed, once every row has one
+    monkeypatch.setattr("nas_kd.latency.MIN_SECONDS", 0.0)
     path.write_text(json.dumps(table))
-    bench_distill(str(path), show_progress=False)
+    summary = bench_distill(str(path), show_progress=False)
     text = (tmp_path / "out.md").read_text()
     assert "vs l1 / vs l1_mflops" in text and "families of 1 and 0" in text and "`l1` against `l1_mflops`" in text
+    timed = json.loads((tmp_path / "out" / "latency.json").read_text())
+    assert set(timed["latency_ms"]) == {"l1", "l1_mflops"} and timed["command"] and timed["git_commit"]
+    for row in ("l1", "l1_mflops"):
+        ms = summary["rows"][row]["latency_ms"]
+        assert set(ms) == {"torch", "onnxruntime"} and all(0 < v["b1"] < v["b32"] for v in ms.values())
+    assert "ms b1 / b32 (onnxruntime)" in text
 
 
 def test_cached_teacher_features_give_the_live_loss_to_float16_precision(synthetic_root, teacher_ckpt, tmp_path):

@@ -4,11 +4,12 @@ with every row tested against ``scratch`` and ``kd`` (:mod:`nas_kd.results.disti
 """
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
 
-from nas_kd.bench.table import finished, run_table
+from nas_kd.bench.table import LATENCY_FILE, finished, run_table
 from nas_kd.config import load_recipe
 from nas_kd.distill import build_distiller, parse_terms
 from nas_kd.results.distill import lines as distill_lines
@@ -52,8 +53,17 @@ def summarise(table: dict, table_path: str) -> dict[str, Any]:
                 "augmentation": bool(base.data.augment_pad or base.data.flip), "lr": base.train.lr,
                 "teacher": base.teacher.checkpoint, "student": base.student.arch,
                 "accuracy_kind": "test accuracy (10,000 images), last epoch"}
+    timed = Path(table["out"]) / LATENCY_FILE
+    latency = json.loads(timed.read_text()) if timed.exists() else None
+    if latency:  # each row's network timed (the first seed's): a figure per runtime and batch, the slower pass
+        for row, r in rows.items():
+            r["latency_ms"] = {rt: {b: max(v) for b, v in by_batch.items()}
+                               for rt, by_batch in latency["latency_ms"].get(row, {}).items()}
+        latency = {k: latency[k] for k in ("runtimes", "threads", "seed", "pass_seconds", "estimator", "command",
+                                           "git_commit", "wall_seconds")} | {"record": str(timed)}
     return {"student_mflops": student.get("mflops"), "student_params": student.get("params"), "schedule": schedule,
-            "seeds": table["seeds"], "rows": rows, **({"references": table["references"]} if "references" in table else {})}
+            "seeds": table["seeds"], "rows": rows, **({"references": table["references"]} if "references" in table else {}),
+            **({"latency": latency} if latency else {})}
 
 
 def write_markdown(summary: dict[str, Any], path: Path, table_path: str) -> None:

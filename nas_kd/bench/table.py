@@ -9,7 +9,9 @@ a searched student's) and fine-tunes it for the recipe's
 ``train.epochs`` with its distill terms (:func:`nas_kd.recipes.prune`), so pruned teachers and searched students can
 share one table and one schedule. ``{runs}`` and
 ``{seed}`` are substituted, so a row can name another row's run directory (``{runs}/<row>-s{seed}``),
-which is then trained first if missing. Each (row, seed) writes ``<out>/<row>-s<seed>.json`` (with its
+which is then trained first if missing. ``latency``: runtimes of :data:`nas_kd.latency.RUNTIMES` (e.g. ``[torch,
+onnxruntime]``) with which every row's network (its first seed's) is timed once all rows have it
+(:func:`time_rows`, ``<out>/latency.json``). Each (row, seed) writes ``<out>/<row>-s<seed>.json`` (with its
 command, commit and wall time) as it finishes; finished records are skipped and an interrupted run
 resumes from its checkpoint, so a table fills in across sessions and machines.
 """
@@ -20,17 +22,19 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
 import yaml
 
 from nas_kd.config import Recipe
 from nas_kd.errors import UserError
 from nas_kd.provenance import Stopwatch, commit_record, origin, write_json_atomic, write_result
 from nas_kd.recipe_checks import load_checked
-from nas_kd.recipes import distill, prune, train_supernet
+from nas_kd.recipes import distill, job_of, prune, train_supernet
 from nas_kd.students import resolve_student
 
 TABLE_KEYS = {"recipe", "seeds", "runs", "out", "rows"}
-OPTIONAL_KEYS = {"set", "references"}  # overrides every row starts from; the rows every row is tested against
+OPTIONAL_KEYS = {"set", "references", "latency"}  # overrides every row starts from; the rows every row is tested
+# against; the runtimes every row's network is timed with
 TRAINERS = ("distill", "supernet", "prune")
 BUDGETS = ("budget_fraction", "budget_mflops")
 ROW_KEYS = {"set", "recipe", "trainer", "pruner", *BUDGETS}
@@ -83,6 +87,11 @@ def load_table(path: str | Path, trainer: str) -> dict[str, Any]:
 
             pruner(row["pruner"], f"{path}: row {name!r}: pruner")
         rows[name] = row
+    from nas_kd.latency import RUNTIMES
+
+    runtimes = table.get("latency", [])
+    if not isinstance(runtimes, list) or not all(r in RUNTIMES for r in runtimes):
+        raise UserError(f"{path}: latency is a list of runtimes, each one of {', '.join(RUNTIMES)}")
     refs = table.get("references", [])
     named = [*refs, *(n for family in refs.values() for n in family)] if isinstance(refs, dict) else refs
     if not isinstance(refs, (list, dict)) or (isinstance(refs, dict) and not all(
@@ -175,8 +184,71 @@ def run_table(table_path: str, trainer: str, keep: Callable[[dict], dict], summa
     for row, seed in todo:
         if not (Path(table["out"]) / f"{row}-s{seed}.json").exists():  # a dependency of an earlier row may have made it
             run_row(table, row, seed, keep, commit=commit, show_progress=show_progress)
+    if table.get("latency") and not report_only and not rows:
+        time_rows(table, commit=commit)
     summary = summarise(table, table_path)
     out = Path(table["out"])
     record = write_result(out.with_suffix(".json"), summary, watch.seconds(), started)
     write_markdown(record, out.with_suffix(".md"), table_path)  # after the JSON: it names its command and commit
+    return record
+
+
+LATENCY_FILE = "latency.json"
+BATCHES = (1, 32)
+
+
+def network_dir(table: dict, row: str, seed: int) -> Path:
+    """Where (row, seed)'s trained network is saved: the run directory of a pruned network, else its student."""
+    from nas_kd.prune import is_pruned
+
+    run = Path(table["runs"]) / f"{row}-s{seed}"
+    return run if is_pruned(run) else run / "student"
+
+
+def _time_networks(dirs: dict[str, str], runtimes: list[str], input_shape: tuple[int, ...], threads: int,
+                   pass_seconds: float) -> dict[str, dict[str, dict[str, list[float]]]]:
+    """(In a timing process) every network with every runtime, interleaved, at each batch size: a first pass and a
+    retest, ``{row: {runtime: {"b1": [first, retest], "b32": [...]}}}``."""
+    from nas_kd.latency import runner, time_runs, torch_threads
+    from nas_kd.prune import load_network
+
+    nets = {row: load_network(d) for row, d in dirs.items()}
+    keys = [(row, rt) for row in nets for rt in runtimes]
+    out: dict = {row: {rt: {} for rt in runtimes} for row in nets}
+    with torch_threads(threads):
+        for repeat in range(2):
+            for b in BATCHES:
+                x = torch.zeros(b, *input_shape)
+                runs = [runner(nets[row], x, rt) for row, rt in keys]
+                for (row, rt), ms in zip(keys, time_runs(runs, min_seconds=pass_seconds, seed=repeat)):
+                    out[row][rt].setdefault(f"b{b}", []).append(ms)
+    return out
+
+
+def time_rows(table: dict, *, commit: bool = False, threads: int = 2) -> dict[str, Any] | None:
+    """Every row's network (first seed) timed with the table's ``latency`` runtimes on ``threads`` threads, all
+    interleaved in one fresh timing process (:func:`nas_kd.latency.in_timing_process`), at batch 1 and 32, twice
+    (first pass, retest); written to ``<out>/latency.json`` (kept: delete it to time again). Waits (returns None)
+    until every row has its first seed's network. Time it on an otherwise idle machine."""
+    from nas_kd.latency import MIN_SECONDS, in_timing_process
+
+    path = Path(table["out"]) / LATENCY_FILE
+    if path.exists():
+        return json.loads(path.read_text())
+    seed = table["seeds"][0]
+    dirs = {row: str(network_dir(table, row, seed)) for row in table["rows"]}
+    if not all(Path(d).exists() for d in dirs.values()):
+        return None
+    shape = tuple(job_of(row_recipe(table, next(iter(table["rows"])), seed)).data.input_shape)
+    started, watch = origin(), Stopwatch()
+    print(f"timing {len(dirs)} networks x {table['latency']} (keep the machine otherwise idle)", flush=True)
+    ms = in_timing_process(_time_networks, dirs, list(table["latency"]), shape, threads,
+                           MIN_SECONDS)
+    record = {"seed": seed, "threads": threads, "runtimes": table["latency"], "pass_seconds": MIN_SECONDS,
+              "networks": dirs, "latency_ms": ms,
+              "estimator": "the fastest of at least 20 samples per pass (nas_kd.latency.time_runs), every network "
+                           "and runtime interleaved in each pass; two passes per batch size (first, retest)"}
+    record = write_result(path, record, watch.seconds(), started)
+    if commit:
+        commit_record(path)
     return record

@@ -52,13 +52,17 @@ def lines(d: dict[str, Any], name: str) -> list[str]:
     tested = comparisons(rows, refs)
     student = d.get("student_mflops")
     ordered = sorted(rows.items(), key=lambda kv: -kv[1]["acc_mean"])
+    latency = d.get("latency")
+    runtimes = latency["runtimes"] if latency else []
     body = []
     for row, r in ordered:
         mflops = r.get("mflops")
         other = mflops is not None and student is not None and abs(mflops - student) > 0.005
         label = f"`{row}`" + (f" ({mflops:.2f} MFLOPs)" if other else "")
+        timed = [f"{r['latency_ms'][rt]['b1']:.3f} / {r['latency_ms'][rt]['b32']:.2f}"
+                 if rt in r.get("latency_ms", {}) else "-" for rt in runtimes]
         body.append([label, pm(r["acc_mean"], r["acc_std"]), len(r["seeds"]),
-                     *(cell(tested[ref].get(row)) if row != ref else "-" for ref in refs),
+                     *(cell(tested[ref].get(row)) if row != ref else "-" for ref in refs), *timed,
                      f"{r['seconds_per_epoch']:.1f}"])
     s = d["schedule"]
     found = detectable(rows)
@@ -82,7 +86,13 @@ def lines(d: dict[str, Any], name: str) -> list[str]:
     families = [f"`{r}` against {', '.join(f'`{n}`' for n in family)}" for r, family in refs.items() if family]
     if families:
         out[-1] += " Families: " + "; ".join(families) + " (\"-\": not in that family)."
-    out += ["", *table(["method", "test acc. (%)", "seeds", *(f"vs {r}" for r in refs), "s / epoch"], body), ""]
+    if latency:
+        out += ["", f"ms b1 / b32 (runtime): each row's network (seed {latency['seed']}) timed at batch 1 and 32 on "
+                f"{latency['threads']} threads, every network and runtime interleaved in one process "
+                f"({latency['estimator']}); the slower of the two passes, in milliseconds per batch. Record: "
+                f"`{latency['record']}` (`{latency['command']}`, commit {latency['git_commit'][:10]})."]
+    out += ["", *table(["method", "test acc. (%)", "seeds", *(f"vs {r}" for r in refs),
+                        *(f"ms b1 / b32 ({rt})" for rt in runtimes), "s / epoch"], body), ""]
     if others:
         out += ["Rows whose net is not the table's student (compare them as other nets, not as methods): "
                 + "; ".join(others) + ".", ""]
