@@ -507,3 +507,4 @@ def test_prefix_flops_count_the_layers_run_before_each_module():
     first, second, last = prefix_flops(net, (1, 1, 28, 28), ["0", "1", "3"])
     assert first == 4 * 9 * 26 * 26 and second == first + 8 * 4 * 9 * 24 * 24
     assert last == count_flops(net, (1, 1, 28, 28))
+

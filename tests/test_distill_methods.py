@@ -4,11 +4,13 @@ import json
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from nas_kd.data import load_dataset
 from nas_kd.distill import View, build_distiller
 from nas_kd.distill.base import Term
 from nas_kd.distill.kdcl import ensemble_logits
+from nas_kd.errors import OptionError
 from nas_kd.export import load_subnet
 from nas_kd.features import capture
 from nas_kd.models.resnet_teacher import ResNetTeacher
@@ -196,3 +198,36 @@ def test_kdsvd_trains_the_student_with_finite_gradients(synthetic_root):
     grads = [student[n].grad for n in d.s_stages]
     assert loss.item() > 0 and all(g is not None and torch.isfinite(g).all() for g in grads)
     assert all(v.grad is None for n, v in student.items() if n not in d.s_stages)
+
+
+def test_one_is_a_gated_ensemble_of_branches_teaching_each_branch(synthetic_root, teacher_ckpt, tmp_path):
+    model, teachers, d, _, _, data = setup_one("one", synthetic_root, teacher_ckpt, tmp_path,
+                                               {"branches": 3, "temperature": 2.0})
+    assert d.branch_at == "stage3" and len(d.extra) == 2  # the min resnet arch: stem, stage1..4
+    view = view_of(model, teachers, d, data)
+    trunk = view.feats["stage3"].float()
+    z, e = d.outputs(trunk, view.logits)
+    g = F.softmax(d.gate(trunk), 1)
+    assert torch.allclose(e, sum(g[:, i:i + 1] * z[i] for i in range(3)), atol=1e-5)
+    assert torch.allclose(z[1], d.extra[0](trunk)) and torch.equal(z[0], view.logits.float())
+    terms = d(view)
+    p = F.softmax(e.detach() / 2, 1)
+    by_hand = sum(4 * (p * (p.log() - F.log_softmax(zi / 2, 1))).sum(1).mean() for zi in z)
+    assert torch.allclose(terms["one_kd"], by_hand, rtol=1e-5)
+    ce = sum(F.cross_entropy(zi, view.y) for zi in z[1:]) + F.cross_entropy(e, view.y)
+    assert torch.allclose(terms["one_ce"], ce, rtol=1e-5)
+    terms["one_ce"].backward()  # the shared trunk learns from the other branches and the ensemble
+    assert model.stem[0].weight.grad.abs().sum() > 0
+    assert all(p.grad is not None for p in d.gate.parameters())  # the gate learns from the ensemble's CE
+    for branch in d.extra:  # branches that are the student's own tail make the ensemble the student: nothing to teach
+        branch.load_state_dict(torch.nn.Sequential(model.stage4, model.head).state_dict())
+    assert d(view_of(model, teachers, d, data))["one_kd"].item() == pytest.approx(0.0, abs=1e-5)
+    report = d.report(model, data.test, 64)
+    assert len(report["branches_acc"]) == 3 and 0 <= report["ensemble_acc"] <= 1
+
+
+@pytest.mark.parametrize("options, match", [({"branch_at": "stage4"}, "not one of the student's stages before its last"),
+                                            ({"branch_at": "stage9"}, "branch_at 'stage9'")])
+def test_one_refuses_a_branch_point_that_is_not_a_trunk_stage(options, match, synthetic_root, teacher_ckpt, tmp_path):
+    with pytest.raises(OptionError, match=match):
+        setup_one("one", synthetic_root, teacher_ckpt, tmp_path, options)

@@ -112,6 +112,10 @@ class Distiller(nn.Module):
         """Read what the method needs of the teachers' structure (e.g. module names) after :meth:`resolve`, before
         the names it asks for are checked. Default: nothing."""
 
+    def see_student(self, student: nn.Module) -> None:
+        """Read (or copy) what the method needs of the student's structure (e.g. its last stage, to branch it) after
+        :meth:`resolve`, before the names it asks for are checked. Default: nothing."""
+
     def validation_step(self, view: View) -> None:
         """Update what the method learns on validation batches (not the student), from a view of one validation
         batch (only when ``uses_validation_batches``). Default: nothing."""

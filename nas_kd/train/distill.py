@@ -69,6 +69,7 @@ def probe(model: nn.Module, teachers: list[nn.Module], distillers: list[Distille
     for d in distillers:
         d.resolve(student_stages, t_stages, len(teachers))
         d.see_teachers(teachers)
+        d.see_student(model)
         _check_names(model, d.student_modules(), d, "the student")
         for k, teacher in enumerate(teachers):
             _check_names(teacher, d.teacher_modules(k), d, f"teacher {k}")
