@@ -338,3 +338,20 @@ def test_a_commands_out_directory_is_held_while_it_writes(tmp_path):
     assert calls == [] and not (tmp_path / "q").exists()
     write(None, tmp_path / "q")
     assert calls == [tmp_path / "q"]
+
+
+def test_the_whole_pipeline_runs_from_synthetic_images_and_tests_on_the_real_split(tmp_path, synthetic_root, capsys):
+    """Data-free: ``nas-kd synthesize`` from the teacher alone, then ``nas-kd run`` with ``data.synthetic``: the
+    supernet, the search's probe batch, BatchNorm recalibration and the distillation all see synthetic inputs; only
+    the test split is real."""
+    data = [f"data.root={synthetic_root}", "data.limit_train=256", "data.val_size=64", "data.limit_test=128"]
+    assert main(["synthesize", "--recipe", "recipes/quickstart.yaml", "--out", str(tmp_path / "syn"), "--num-images",
+                 "80", "--batch-size", "40", "--method", "{name: impressions, iterations: 2}",
+                 *sum([["--set", s] for s in data], [])]) == 0
+    args = run_args(tmp_path, synthetic_root, "pipeline.supernet_checkpoint=null",
+                    f"data.synthetic={tmp_path / 'syn' / 'synthetic.npz'}")
+    assert main(args) == 0
+    base = tmp_path / "quickstart"
+    trained = json.loads((base / "student" / "finetune" / "final.json").read_text())
+    assert trained["train_images"] == 72 * 1  # the synthetic images less their validating tenth, one epoch
+    assert json.loads((base / "pipeline.json").read_text())["student_test_acc"] == trained["test_acc"]
