@@ -32,7 +32,8 @@ def method_name(method: Synthesizer) -> str:
     return next(n for n in SYNTHESIZERS.available() if type(method) is SYNTHESIZERS.get(n))
 
 
-def check_method(method: Synthesizer, teacher: nn.Module, student: nn.Module | None) -> None:
+def check_method(method: Synthesizer, teacher: nn.Module, student: nn.Module | None,
+                 shape: tuple[int, int, int]) -> None:
     """What the method needs of the teacher and the student, refused in one line before any work."""
     name = method_name(method)
     if method.student == "required" and student is None:
@@ -40,6 +41,7 @@ def check_method(method: Synthesizer, teacher: nn.Module, student: nn.Module | N
                         "an arch JSON file or an exported student directory)")
     if method.needs_batchnorm:
         bn_layers(teacher)
+    method.check(teacher, tuple(shape))
 
 
 @holding("out")
@@ -51,7 +53,7 @@ def synthesize(teacher: nn.Module, *, method: Synthesizer, num_classes: int, sha
     ``out/synthetic.npz`` (``x`` float32 in the normalised space, ``y``, ``mean``, ``std``) and ``out/synthesis.json``
     (the method, its settings, the mean of every number its batches report, seconds per 1,000 images)."""
     started, watch = origin(), Stopwatch()
-    check_method(method, teacher, student)
+    check_method(method, teacher, student, shape)
     out = Path(out)
     (out / "batches").mkdir(parents=True, exist_ok=True)
     task = Task(teacher.eval(), num_classes, tuple(shape), num_images, batch_size, seed, out / "batches",

@@ -42,6 +42,30 @@ def test_inversion_lowers_the_bn_statistics_loss():
     assert abs(x.mean().item() - 0.5) < 0.1  # the inputs moved from N(0, 1) noise towards what the teacher saw
 
 
+def test_the_multi_resolution_warm_up_shows_the_teacher_pooled_inputs_then_full_ones_on_a_cosine_schedule():
+    t = teacher()
+    seen = []
+    hook = t.register_forward_pre_hook(lambda m, a: seen.append(tuple(a[0].shape[2:])))
+    method = DeepInversion(iterations=30, lr=0.1, low_res=2 / 3, schedule="cosine")
+    assert method.phases() == [(2, 20), (1, 10)]
+    x, history = method.invert(t, torch.arange(8) % 10, (1, 28, 28), torch.Generator().manual_seed(0))
+    hook.remove()
+    assert seen == [(14, 14)] * 20 + [(28, 28)] * 10 and x.shape == (8, 1, 28, 28) and len(history) == 30
+    lrs = [method.lr_at(i, 20) for i in range(20)]  # a linear warm-up of a quarter of the phase, then cosine to ~0
+    assert lrs[:5] == pytest.approx([0.02, 0.04, 0.06, 0.08, 0.1]) and lrs[-1] < 0.002
+    assert all(a >= b for a, b in zip(lrs[4:], lrs[5:]))
+    assert DeepInversion(lr=0.1).lr_at(7, 20) == 0.1 and DeepInversion(iterations=9).phases() == [(1, 9)]
+
+
+def test_a_warm_up_at_half_resolution_is_refused_for_a_teacher_that_cannot_take_it(tmp_path):
+    fixed = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 28 * 28, 10))
+    with pytest.raises(UserError, match="does not take half-resolution inputs"):
+        synthesize(fixed, num_classes=10, shape=(1, 28, 28), mean=torch.zeros(1), std=torch.ones(1),
+                   out=tmp_path / "x", num_images=4, batch_size=4, method=DeepInversion(iterations=3, low_res=0.5),
+                   show_progress=False)
+    assert not (tmp_path / "x").exists()
+
+
 def test_synthesize_resumes_by_batch_and_writes_a_dataset_data_synthetic_reads(tmp_path, synthetic_root, monkeypatch):
     from nas_kd import datafree
 

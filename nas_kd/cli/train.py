@@ -69,7 +69,7 @@ def _cmd_synthesize(args: argparse.Namespace) -> None:
     if args.student:
         torch.manual_seed(recipe.seed)  # a student built here starts from the recipe's seed
         student = resolve_student(args.student, recipe.student.space).make(data.input_shape, data.num_classes)
-    check_method(method, teacher, student)  # before any work
+    check_method(method, teacher, student, data.input_shape)  # before any work
     result = synthesize(teacher, method=method, num_classes=data.num_classes, shape=data.input_shape, mean=data.mean,
                         std=data.std, out=args.out, num_images=args.num_images, batch_size=args.batch_size,
                         seed=recipe.seed, student=student, info={"teacher": recipe.teacher.checkpoint,

@@ -71,6 +71,10 @@ class Synthesizer:
     def run(self, task: Task) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def check(self, teacher: nn.Module, shape: tuple[int, int, int]) -> None:
+        """Refuse, in one line before any work, a teacher the method cannot use for inputs of ``shape`` (default:
+        nothing beyond its BatchNorm layers, checked by the caller when ``needs_batchnorm``)."""
+
     def settings(self) -> dict[str, Any]:
         """The options it was built with (its constructor's keywords; recorded with the dataset)."""
         return {k: getattr(self, k) for k in inspect.signature(type(self).__init__).parameters if k != "self"}
