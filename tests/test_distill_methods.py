@@ -1,5 +1,6 @@
 """The distillers of issue 24, each against its own math on tiny synthetic data: zero (or minimal) where the
 student already matches, extra parameters trained only by their own terms, peers all trained."""
+import dataclasses
 import json
 
 import pytest
@@ -108,6 +109,30 @@ def test_kdcl_trains_every_peer(synthetic_root, teacher_ckpt, tmp_path):
     assert len(final["students_test_acc"]) == 3
     assert all(any(not torch.equal(p[k], init.state_dict()[k]) for k in p) for p in peers)
     assert json.loads((tmp_path / "run" / "final.json").read_text())["distill"][0]["name"] == "kdcl"
+
+
+def test_kdcl_gives_each_peer_its_own_augmentation_of_the_batch(synthetic_root, teacher_ckpt, tmp_path):
+    x = torch.randn(6, 1, 28, 28)
+    pad = torch.full((1,), -1.0)
+    same = build_distiller(Term("kdcl", 1.0, {}, "t"))
+    assert same.student_input(x, 1, torch.Generator().manual_seed(0), pad) is x  # the paper's views off: as loaded
+    d = build_distiller(Term("kdcl", 1.0, {"views_pad": 2, "views_flip": True}, "t"))
+    a, b = (d.student_input(x, i, torch.Generator().manual_seed(i), pad) for i in (0, 1))
+    assert a.shape == x.shape and not torch.equal(a, b) and not torch.equal(a, x)
+    assert torch.equal(a, d.student_input(x, 0, torch.Generator().manual_seed(0), pad))  # drawn from the seed only
+    seen: list[list] = []  # through the trainer: each peer trains on its own view of the step's batch
+    base = min_student()
+
+    def make(*shape):
+        net = base.make(*shape)
+        inputs = []
+        net.register_forward_pre_hook(lambda m, args: inputs.append(args[0].clone()) if m.training else None)
+        seen.append(inputs)
+        return net
+    r = recipe(tmp_path, synthetic_root, teacher_ckpt, "distill=[{name: kdcl, students: 2, views_pad: 2}]",
+               "data.limit_train=64")
+    distill(r, dataclasses.replace(base, make=make), show_progress=False)
+    assert len(seen) == 2 and seen[0][0].shape == seen[1][0].shape and not torch.equal(seen[0][0], seen[1][0])
 
 
 def test_sad_pairs_only_the_deepest_stages_by_default():

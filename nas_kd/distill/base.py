@@ -112,6 +112,13 @@ class Distiller(nn.Module):
         """Read what the method needs of the teachers' structure (e.g. module names) after :meth:`resolve`, before
         the names it asks for are checked. Default: nothing."""
 
+    def student_input(self, x: torch.Tensor, student: int, generator: torch.Generator,
+                      pad_value: torch.Tensor) -> torch.Tensor:
+        """The batch student number ``student`` trains on this step (default: the batch as loaded; a method whose
+        students each see their own augmentation draws it from ``generator``, seeded by the step and the student;
+        ``pad_value``: a black pixel, normalised)."""
+        return x
+
     def see_student(self, student: nn.Module) -> None:
         """Read (or copy) what the method needs of the student's structure (e.g. its last stage, to branch it) after
         :meth:`resolve`, before the names it asks for are checked. Default: nothing."""

@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from nas_kd.checkpoint import save_checkpoint
-from nas_kd.data import BatchIterator, DataBundle
+from nas_kd.data import BatchIterator, DataBundle, step_seed
 from nas_kd.device import autocast, to_memory_format
 from nas_kd.distill import Distiller, Probe, Term, View, build_distiller
 from nas_kd.errors import UserError
@@ -217,17 +217,21 @@ def train_students(
         if val_batches is not None:
             validation_steps()
         t_logits, t_feats = teacher_outputs(x, idx)
-        outs = []
-        for model in models:
+        outs, inputs = [], []
+        for i, (model, ds) in enumerate(zip(models, distillers)):
+            xi, gen = x, torch.Generator().manual_seed(step_seed(job.seed, loop.state.epoch, loop.state.step) + i)
+            for d in ds:  # a method may give each student its own view of the batch (kdcl's own augmentation)
+                xi = d.student_input(xi, i, gen, data.pad_value)
             with autocast(device, amp), capture(model, s_names) as f:
-                logits = model(x).float()
+                logits = model(xi).float()
             outs.append((logits, dict(f)))
+            inputs.append(xi)
         n = len(y)
         stats: dict[str, float] = {"count": n}
         total = 0.0
         for i, ((logits, feats), ds) in enumerate(zip(outs, distillers)):
             view = View(y, logits, feats, t_logits, t_feats,
-                        [o[0].detach() for j, o in enumerate(outs) if j != i], loop.state.epoch, x, models[i])
+                        [o[0].detach() for j, o in enumerate(outs) if j != i], loop.state.epoch, inputs[i], models[i])
             loss = ce_weight * F.cross_entropy(logits, y, label_smoothing=job.train.label_smoothing)
             for term, d in zip(terms, ds):
                 for name, value in d(view).items():
