@@ -256,3 +256,22 @@ def test_one_is_a_gated_ensemble_of_branches_teaching_each_branch(synthetic_root
 def test_one_refuses_a_branch_point_that_is_not_a_trunk_stage(options, match, synthetic_root, teacher_ckpt, tmp_path):
     with pytest.raises(OptionError, match=match):
         setup_one("one", synthetic_root, teacher_ckpt, tmp_path, options)
+
+
+def test_rco_is_kd_from_each_anchor_of_the_route_in_turn(synthetic_root, teacher_ckpt, tmp_path):
+    model, teachers, d, _, _, data = setup_one("rco", synthetic_root, teacher_ckpt, tmp_path, {"epochs_per_anchor": 2})
+    assert d.route == [1, 0]  # the extra teacher (an earlier checkpoint), then the teacher
+    assert [d.anchor(e) for e in range(6)] == [1, 1, 0, 0, 0, 0]
+    for epoch, k in ((0, 1), (3, 0)):
+        view = view_of(model, teachers, d, data, epoch=epoch)
+        kd = build_distiller(Term("kd", 1.0, {"temperature": 4.0, "teacher": k}, "kd"))
+        assert torch.allclose(d(view)["rco"], kd(view)["kd"])
+        matched = View(view.y, view.teacher_logits[k], {}, view.teacher_logits, [], epoch=epoch)
+        assert d(matched)["rco"].item() == pytest.approx(0.0, abs=1e-5)  # the student on the anchor's logits
+
+
+@pytest.mark.parametrize("options, match", [({"route": [0]}, "route of at least two"),
+                                            ({"route": [2, 0]}, "route names teacher 2")])
+def test_rco_refuses_a_route_the_recipe_cannot_give(options, match, synthetic_root, teacher_ckpt, tmp_path):
+    with pytest.raises(OptionError, match=match):
+        setup_one("rco", synthetic_root, teacher_ckpt, tmp_path, options)
