@@ -204,6 +204,13 @@ STUDIES = ("results/search_quality_2k", "results/search_quality", "results/searc
            "results/search_quality_2k_epochs")
 
 
+def _pruning(root: Path) -> list[str]:
+    from nas_kd.results.distill import lines
+
+    d = _load(root, "results/pruning_fmnist.json")
+    return [] if d is None else lines(d, "results/pruning_fmnist.json")
+
+
 def _studies(root: Path) -> list[str]:
     out = []
     for study in STUDIES:
@@ -392,6 +399,7 @@ SECTIONS: list[tuple[str, Callable[[Path], list[str]]]] = [
     ("Supernet training modes side by side", _supernet_modes),
     ("Distillation methods", _distill),
     ("Search acceptance: the searched student against the picks made without search", _acceptances),
+    ("Pruning the teacher beside the searched student", _pruning),
     ("Search quality inside equal-cost bands", _studies),
     ("Search strategies where the optimum is known", _strategies),
     ("Evaluator throughput", _evaluators),

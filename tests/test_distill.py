@@ -470,6 +470,8 @@ def test_a_table_row_can_prune_the_teacher_and_fine_tune_it_on_the_tables_schedu
         ms = summary["rows"][row]["latency_ms"]
         assert set(ms) == {"torch", "onnxruntime"} and all(0 < v["b1"] < v["b32"] for v in ms.values())
     assert "ms b1 / b32 (onnxruntime)" in text
+    text = (tmp_path / "out.md").read_text()  # each family's comparison, with latency over its reference's
+    assert "Against `l1`" in text and "latency / l1's, onnxruntime b32" in text and "of the 1 rows" in text
 
 
 def test_cached_teacher_features_give_the_live_loss_to_float16_precision(synthetic_root, teacher_ckpt, tmp_path):

@@ -93,7 +93,7 @@ def lines(d: dict[str, Any], name: str) -> list[str]:
                 f"`{latency['record']}` (`{latency['command']}`, commit {latency['git_commit'][:10]})."]
     out += ["", *table(["method", "test acc. (%)", "seeds", *(f"vs {r}" for r in refs),
                         *(f"ms b1 / b32 ({rt})" for rt in runtimes), "s / epoch"], body), ""]
-    if others:
+    if others and not families:  # a table of families (the pruning table) names each row's MFLOPs below
         out += ["Rows whose net is not the table's student (compare them as other nets, not as methods): "
                 + "; ".join(others) + ".", ""]
     if notes:
@@ -101,7 +101,55 @@ def lines(d: dict[str, Any], name: str) -> list[str]:
     if len(commits) > 1:
         out += [f"The rows were trained by {len(commits)} code versions ({', '.join(c[:10] for c in commits)}): "
                 "see each row's records for its own.", ""]
-    out += ["Seconds per epoch were measured on 2 shared CPU cores: rough ratios only.", "", source(d, name)]
+    out += ["Seconds per epoch were measured on 2 shared CPU cores: rough ratios only.", "", *family_lines(d),
+            source(d, name)]
+    return out
+
+
+def _ratio(row: dict[str, Any], ref: dict[str, Any], runtime: str, batch: str) -> float | None:
+    a, b = row.get("latency_ms", {}).get(runtime, {}), ref.get("latency_ms", {}).get(runtime, {})
+    return a[batch] / b[batch] if batch in a and batch in b else None
+
+
+def _named(names: list[str]) -> str:
+    return ", ".join(f"`{n}`" for n in names) or "none"
+
+
+def family_lines(d: dict[str, Any]) -> list[str]:
+    """For a table whose references each have their own family (the pruning table: a budget's searched student
+    and the rows cut to its FLOPs): per reference, every row of its family with its difference (points, Holm p),
+    the verdict, its MFLOPs and its measured latency over the reference's (each timed runtime and batch size); then
+    the sentence the data support, at equal FLOPs and at measured latency. Nothing for other tables."""
+    rows, refs = d["rows"], references(d)
+    tested = comparisons(rows, refs)
+    runtimes = (d.get("latency") or {}).get("runtimes", [])
+    batches = ("b1", "b32")
+    out: list[str] = []
+    for ref, family in refs.items():
+        members = [n for n in family or [] if n in rows]
+        if ref not in rows or not members:
+            continue
+        body, kinds, faster = [], {"lower": [], "higher": [], "other": []}, []
+        for n in members:
+            c = tested[ref].get(n)
+            v = verdict(c) if c else "one seed"
+            ratios = [_ratio(rows[n], rows[ref], rt, b) for rt in runtimes for b in batches]
+            body.append([f"`{n}`", f"{100 * c.diff:+.2f} (p {c.p_holm:.2g})" if c else "-", v, f"{rows[n]['mflops']:.2f}",
+                         *(f"{r:.2f}x" if r is not None else "-" for r in ratios)])
+            kinds[v if v in ("lower", "higher") else "other"].append(n)
+            if v == "lower" and ratios and all(r is not None and r < 1 for r in ratios):
+                faster.append(n)
+        out += [f"Against `{ref}` ({rows[ref]['mflops']:.2f} MFLOPs, {100 * rows[ref]['acc_mean']:.2f} %):", "",
+                *table(["row", f"vs {ref} (points, Holm p)", "verdict", "MFLOPs",
+                        *(f"latency / {ref}'s, {rt} {b}" for rt in runtimes for b in batches)], body), ""]
+        said = (f"`{ref}` is more accurate than {len(kinds['lower'])} of the {len(members)} rows "
+                f"({_named(kinds['lower'])}) and less accurate than {len(kinds['higher'])} ({_named(kinds['higher'])}); "
+                f"{len(kinds['other'])} are not separated from it ({_named(kinds['other'])}: not shown level either).")
+        if runtimes:
+            said += (f" Of the rows it beats, {len(faster)} run faster than it in every timed runtime and batch size "
+                     f"({_named(faster)}: a trade-off, not a win at equal latency); the others are at least as slow "
+                     "in some runtime or batch size.")
+        out += [said, ""]
     return out
 
 
