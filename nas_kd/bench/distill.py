@@ -63,12 +63,12 @@ def summarise(table: dict, table_path: str) -> dict[str, Any]:
                                            "git_commit", "wall_seconds")} | {"record": str(timed)}
     return {"student_mflops": student.get("mflops"), "student_params": student.get("params"), "schedule": schedule,
             "seeds": table["seeds"], "rows": rows, **({"references": table["references"]} if "references" in table else {}),
-            **({"latency": latency} if latency else {})}
+            **({"latency": latency} if latency else {}), **({"title": table["title"]} if "title" in table else {})}
 
 
 def write_markdown(summary: dict[str, Any], path: Path, table_path: str) -> None:
     """The table as Markdown (:func:`nas_kd.results.distill.lines`, as ``docs/results.md`` shows it)."""
-    lines = ["# Distillation methods on Fashion-MNIST", "",
+    lines = [f"# {summary.get('title', 'Distillation methods on Fashion-MNIST')}", "",
              f"Regenerate: `nas-kd bench distill --table {table_path}` (records: one JSON per row and seed).", "",
              *distill_lines(summary, str(path.with_suffix(".json")))]
     path.write_text("\n".join(lines) + "\n")

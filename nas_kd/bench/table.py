@@ -33,8 +33,8 @@ from nas_kd.recipes import distill, job_of, prune, train_supernet
 from nas_kd.students import resolve_student
 
 TABLE_KEYS = {"recipe", "seeds", "runs", "out", "rows"}
-OPTIONAL_KEYS = {"set", "references", "latency"}  # overrides every row starts from; the rows every row is tested
-# against; the runtimes every row's network is timed with
+OPTIONAL_KEYS = {"set", "references", "latency", "title"}  # overrides every row starts from; the rows every row is
+# tested against; the runtimes every row's network is timed with; the heading of its Markdown page
 TRAINERS = ("distill", "supernet", "prune")
 BUDGETS = ("budget_fraction", "budget_mflops")
 ROW_KEYS = {"set", "recipe", "trainer", "pruner", *BUDGETS}
@@ -58,6 +58,8 @@ def load_table(path: str | Path, trainer: str) -> dict[str, Any]:
     table = read_table_file(path, TABLE_KEYS, OPTIONAL_KEYS)
     if not isinstance(table.get("set", []), list):
         raise UserError(f"{path}: set (the overrides of every row) is a list of KEY=VALUE")
+    if not isinstance(table.get("title", ""), str):
+        raise UserError(f"{path}: title (the heading of the table's page) is a string")
     if not table["seeds"] or not all(isinstance(s, int) for s in table["seeds"]):
         raise UserError(f"{path}: seeds is a non-empty list of integers")
     if not isinstance(table["rows"], dict) or not table["rows"]:
