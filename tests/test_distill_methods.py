@@ -225,6 +225,22 @@ def test_kdsvd_trains_the_student_with_finite_gradients(synthetic_root):
     assert all(v.grad is None for n, v in student.items() if n not in d.s_stages)
 
 
+def test_kdsvd_gradient_through_the_svd_is_safe_per_sample():
+    from nas_kd.distill.kdsvd import singular_vectors, tame
+
+    g = torch.ones(4, 2, 3)
+    g[1] *= 1000.0  # an exploding sample
+    g[2, 0, 0] = float("nan")  # a sample with a non-finite entry
+    out = tame(g, 10.0)
+    norms = out.flatten(1).norm(dim=1)
+    median = torch.tensor(6.0).sqrt()  # the finite samples' norms: sqrt(6) twice and 1000 sqrt(6)
+    assert torch.equal(out[0], g[0]) and torch.equal(out[3], g[3])  # ordinary samples untouched
+    assert norms[1].item() == pytest.approx(10 * median.item(), rel=1e-5) and torch.equal(out[2], torch.zeros(2, 3))
+    f = torch.randn(5, 4, 6, 6, requires_grad=True)  # through singular_vectors: the hook runs, the gradient stays
+    singular_vectors(f, 2, (3, 3), clip=10.0).pow(2).sum().backward()
+    assert torch.isfinite(f.grad).all()
+
+
 def test_one_is_a_gated_ensemble_of_branches_teaching_each_branch(synthetic_root, teacher_ckpt, tmp_path):
     model, teachers, d, _, _, data = setup_one("one", synthetic_root, teacher_ckpt, tmp_path,
                                                {"branches": 3, "temperature": 2.0})

@@ -10,11 +10,28 @@ from nas_kd.distill.feature import StageChain
 from nas_kd.typecheck import AtLeast1, Index, Positive
 
 
-def singular_vectors(f: torch.Tensor, k: int, size: tuple[int, int]) -> torch.Tensor:
+def tame(grad: torch.Tensor, clip: float) -> torch.Tensor:
+    """The gradient reaching a batch through its SVD, made safe per sample as the authors' SVD gradient does: a
+    sample with a non-finite entry gets none (the authors' ``crop_removenan``), and a sample's gradient norm is cut
+    to ``clip`` times the batch's median sample norm (near-equal singular values make ``1 / (s_i^2 - s_j^2)``
+    explode without becoming infinite; the authors truncate the gradient to the leading vectors instead)."""
+    flat = grad.flatten(1)
+    finite = torch.isfinite(flat).all(1)
+    flat = torch.where(finite[:, None], flat, torch.zeros_like(flat))
+    norms = flat.norm(dim=1)
+    cap = clip * norms[finite].median() if finite.any() else norms.new_tensor(0.0)
+    scale = torch.where(norms > cap, cap / norms.clamp_min(1e-30), torch.ones_like(norms))
+    return (flat * scale[:, None]).view_as(grad)
+
+
+def singular_vectors(f: torch.Tensor, k: int, size: tuple[int, int], clip: float | None = None) -> torch.Tensor:
     """The top ``k`` left singular vectors of a feature map ``f`` (batch, channels, h, w) average-pooled to
     ``size``, read as a (positions x channels) matrix per image: (batch, k, positions), each unit length and
-    scaled by its singular value's share of the ``k`` (unit-normalised singular values)."""
+    scaled by its singular value's share of the ``k`` (unit-normalised singular values). ``clip``: the gradient
+    back through the SVD is made safe per sample (:func:`tame`)."""
     x = F.adaptive_avg_pool2d(f.float(), size).flatten(2).transpose(1, 2)  # batch x positions x channels
+    if clip is not None and x.requires_grad:
+        x.register_hook(lambda g: tame(g, clip))
     u, s, _ = torch.linalg.svd(x, full_matrices=False)
     k = min(k, u.shape[-1])
     return u[..., :k].transpose(1, 2) * F.normalize(s[:, :k], dim=1, eps=1e-12)[..., None]
@@ -48,15 +65,18 @@ class KDSVD(StageChain):
     Adaptations, named: the paper's student shares the teacher's widths and compares right (channel) singular
     vectors; here the widths differ, so the left (spatial) singular vectors are used, which do not depend on the
     width; every map is first average-pooled to the deepest pair's resolution so that all depths compare over the
-    same positions. The paper's gradient clipping of the SVD is not reproduced; a non-finite relation (degenerate
-    singular values) counts zero.
+    same positions. The gradient back through the student's SVD is made safe per sample (:func:`tame`, ``clip``:
+    samples with a non-finite gradient get none, as in the authors' SVD gradient; a sample's norm is cut to ``clip``
+    x the batch median, where the authors truncate the gradient to the leading vectors; without it one seed of
+    three diverged at epoch 4 of the distillation table, 74.2 % against 88.9 %); a non-finite relation counts
+    zero.
 
     Example: ``[{name: kd, weight: 0.9}, {name: kdsvd, weight: 1.0}]``.
     """
 
-    def __init__(self, *, k: AtLeast1 = 1, gamma: Positive = 8.0, teacher: Index = 0) -> None:
+    def __init__(self, *, k: AtLeast1 = 1, gamma: Positive = 8.0, clip: Positive = 10.0, teacher: Index = 0) -> None:
         super().__init__(teacher=teacher)
-        self.k, self.gamma = int(k), float(gamma)
+        self.k, self.gamma, self.clip = int(k), float(gamma), float(clip)
 
     def bind(self, probe: Probe) -> None:
         s, t = self.stage_shapes(probe)
@@ -64,7 +84,8 @@ class KDSVD(StageChain):
 
     def forward(self, view: View) -> dict[str, torch.Tensor]:
         t = [singular_vectors(view.teacher_feats[self.teacher][n].detach(), self.k, self.size) for n in self.t_stages]
-        s = [align(singular_vectors(view.feats[n], self.k + 3, self.size), v) for n, v in zip(self.s_stages, t)]
+        s = [align(singular_vectors(view.feats[n], self.k + 3, self.size, self.clip), v)
+             for n, v in zip(self.s_stages, t)]
         losses = []
         for i in range(1, len(s)):
             gap = (rbf_relation(s[i], s[i - 1], self.gamma) - rbf_relation(t[i], t[i - 1], self.gamma)).pow(2)
