@@ -28,32 +28,19 @@ BISECTIONS = 10  # share of channels removed, to 1 / 1024 of its range
 def prune_to_budget(model: nn.Module, input_shape: tuple[int, ...], pruner: Pruner, budget_mflops: float, *,
                     batches: list[tuple[torch.Tensor, torch.Tensor]] = (), steps: int = BISECTIONS
                     ) -> tuple[nn.Module, dict[str, Any]]:
-    """``model`` pruned by ``pruner`` to at most ``budget_mflops`` (the least pruning that fits, by bisection of the
-    share of channels removed); returns the pruned copy and a report (the share, MFLOPs and parameters before and
-    after). ``batches``: training batches, for a criterion that reads data. A budget the most pruned network
-    (:meth:`~nas_kd.pruning.Pruner.max_ratio`) does not meet is refused, naming it. ``steps``: bisection steps."""
+    """``model`` pruned by ``pruner`` to at most ``budget_mflops`` (:meth:`~nas_kd.pruning.Pruner.to_budget`: the
+    least pruning that fits, by bisection of the share of channels removed); returns the pruned copy and a report
+    (the share, MFLOPs and parameters before and after, what the pruner adds). ``batches``: training batches, for a
+    criterion that reads data. A budget the most pruned network (:meth:`~nas_kd.pruning.Pruner.max_ratio`) does not
+    meet is refused, naming it. ``steps``: bisection steps."""
     if pruner.data_batches() and not batches:
         raise UserError(f"pruner {type(pruner).__name__.lower()} reads training batches: none were given")
     shape = (1, *input_shape)
     before = count_flops(model, shape) / 1e6
     if budget_mflops >= before:
         raise BudgetError(f"budget {budget_mflops:g} MFLOPs: the network already has {before:.3f}, nothing to prune")
-    top = pruner.max_ratio(model)
-    smallest = count_flops(pruner.cut(model, input_shape, top, list(batches)), shape) / 1e6
-    if smallest > budget_mflops:
-        raise BudgetError(f"budget {budget_mflops:g} MFLOPs: the most this pruner cuts (a share of {top:.0%}) "
-                          f"leaves {smallest:.3f} MFLOPs; raise the budget to at least {smallest:.3f}")
-    lo, hi, best = 0.0, top, None
-    for _ in range(steps):
-        mid = (lo + hi) / 2
-        net = pruner.cut(model, input_shape, mid, list(batches))
-        if count_flops(net, shape) / 1e6 <= budget_mflops:
-            hi, best = mid, net
-        else:
-            lo = mid
-    if best is None:
-        hi, best = top, pruner.cut(model, input_shape, top, list(batches))
-    report = {"ratio": hi, "ratio_over_budget": lo, "mflops_before": before, "mflops": count_flops(best, shape) / 1e6,
+    best, found = pruner.to_budget(model, input_shape, budget_mflops, list(batches), steps)
+    report = {**found, "mflops_before": before, "mflops": count_flops(best, shape) / 1e6,
               "params_before": count_params(model), "params": count_params(best), "budget_mflops": budget_mflops}
     return best, report
 

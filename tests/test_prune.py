@@ -123,16 +123,23 @@ def test_a_twin_loses_the_channels_the_ranked_network_loses():
     assert not torch.equal(twin.state_dict()[first], alone.state_dict()[first])  # its own ranking would differ
 
 
-def test_lottery_rewinds_the_ticket_to_the_weights_pruning_started_from():
+def test_lottery_prunes_in_rounds_and_rewinds_the_ticket_to_the_weights_pruning_started_from():
     net = network()
     first = next(k for k, v in net.state_dict().items() if v.dim() == 4)  # the image-fed conv: no input channel cut
     original = net.state_dict()[first].flatten(1)
-    ticket = PRUNERS.build("lottery", rounds=2, steps=3, lr=0.5).cut(net, (1, 28, 28), 0.5, batches())
-    tuned = PRUNERS.build("lottery", rounds=2, steps=3, lr=0.5, rewind=False).cut(net, (1, 28, 28), 0.5, batches())
+    budget = 0.5 * flops(net)
+    ticket, report = prune_to_budget(net, (1, 28, 28), PRUNERS.build("lottery", rounds=2, steps=3, lr=0.5), budget,
+                                     batches=batches(), steps=5)
+    tuned, _ = prune_to_budget(net, (1, 28, 28), PRUNERS.build("lottery", rounds=2, steps=3, lr=0.5, rewind=False),
+                               budget, batches=batches(), steps=5)
+    rounds = report["rounds"]  # the first round to the geometric midpoint, the last to the budget
+    assert len(rounds) == 2 and rounds[0]["budget_mflops"] == pytest.approx((flops(net) * budget) ** 0.5)
+    assert budget < rounds[0]["mflops"] <= rounds[0]["budget_mflops"] and rounds[1]["mflops"] <= budget
+    assert flops(ticket) == pytest.approx(rounds[1]["mflops"]) and flops(tuned) <= budget
     assert {k: v.shape for k, v in ticket.state_dict().items()} == {k: v.shape for k, v in tuned.state_dict().items()}
     for f in ticket.state_dict()[first].flatten(1):  # every surviving filter is one of the network's, unchanged
         assert (original == f).all(1).any()
     assert not any((original == f).all(1).any() for f in tuned.state_dict()[first].flatten(1))  # trained on
-    one_round = PRUNERS.build("lottery", rounds=1).cut(net, (1, 28, 28), 0.5, batches())
-    l1 = PRUNERS.build("l1").cut(net, (1, 28, 28), 0.5, batches())
+    one_round, _ = prune_to_budget(net, (1, 28, 28), PRUNERS.build("lottery", rounds=1), budget, steps=5)
+    l1, _ = prune_to_budget(net, (1, 28, 28), PRUNERS.build("l1"), budget, steps=5)
     assert all(torch.equal(a, b) for a, b in zip(one_round.state_dict().values(), l1.state_dict().values()))

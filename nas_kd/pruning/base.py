@@ -15,6 +15,8 @@ from typing import Any, Callable, Iterator
 import torch
 import torch.nn as nn
 
+from nas_kd.errors import BudgetError
+from nas_kd.flops import count_flops
 from nas_kd.registry import Registry
 
 
@@ -44,6 +46,31 @@ class Pruner:
         with self.observe(net, importance, batches, torch.nn.functional.cross_entropy):
             remove_channels(net, input_shape, ratio, importance, global_pruning=self.global_pruning)
         return net.eval()
+
+    def to_budget(self, model: nn.Module, input_shape: tuple[int, ...], budget_mflops: float,
+                  batches: list[tuple[torch.Tensor, torch.Tensor]], steps: int) -> tuple[nn.Module, dict[str, Any]]:
+        """``model`` cut to at most ``budget_mflops`` with the least ``ratio`` that fits, bisected in ``steps`` steps
+        (:meth:`cut`); returns the cut copy and ``{ratio, ratio_over_budget}`` (the bisection's bounds). A budget the
+        most this pruner cuts does not meet is refused, naming the least it reaches."""
+        def mflops(net: nn.Module) -> float:
+            return count_flops(net, (1, *input_shape)) / 1e6
+
+        top = self.max_ratio(model)
+        smallest = mflops(self.cut(model, input_shape, top, batches))
+        if smallest > budget_mflops:
+            raise BudgetError(f"budget {budget_mflops:g} MFLOPs: the most this pruner cuts (a share of {top:.0%}) "
+                              f"leaves {smallest:.3f} MFLOPs; raise the budget to at least {smallest:.3f}")
+        lo, hi, best = 0.0, top, None
+        for _ in range(steps):
+            mid = (lo + hi) / 2
+            net = self.cut(model, input_shape, mid, batches)
+            if mflops(net) <= budget_mflops:
+                hi, best = mid, net
+            else:
+                lo = mid
+        if best is None:
+            hi, best = top, self.cut(model, input_shape, top, batches)
+        return best, {"ratio": hi, "ratio_over_budget": lo}
 
     def max_ratio(self, model: nn.Module) -> float:
         """The largest ``ratio`` :meth:`cut` takes for ``model``."""

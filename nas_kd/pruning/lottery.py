@@ -11,18 +11,21 @@ import torch
 import torch.nn as nn
 import torch_pruning as tp
 
+from nas_kd.flops import count_flops
 from nas_kd.pruning.base import PRUNERS, Pruner, remove_channels
 from nas_kd.typecheck import AtLeast1, Positive, Range
 
 
 @PRUNERS.register("lottery", example={"rounds": 2, "steps": 2})
 class Lottery(Pruner):
-    """``rounds`` rounds, each removing the same share of the remaining channels by the L1 norm of their weights
-    (their product removes ``ratio``); between rounds the network trains ``steps`` SGD steps (cross-entropy, learning
-    rate ``lr``, momentum 0.9) on the training batches, so the next round ranks the magnitudes training gave the
-    survivors. With ``rewind`` (the lottery ticket) every round trains from the rewinding point and the result keeps
-    the weights the surviving channels had there: the rounds only choose the ticket. Without it the training carries
-    on from round to round and the result keeps its weights (iterative pruning with fine-tuning, Han et al. 2015).
+    """``rounds`` rounds of pruning by the L1 norm of the channels' weights, each to a FLOPs budget on the geometric
+    path from the network's FLOPs to the target (the last round's budget is the target; each round bisects its
+    share as every pruner does); between rounds the survivors train ``steps`` SGD steps (cross-entropy, learning rate
+    ``lr``, momentum 0.9) on the training batches, so the next round ranks the magnitudes training gave them. With
+    ``rewind`` (the lottery ticket) each round trains from the rewinding point and the result keeps the weights the
+    surviving channels had there: the rounds only choose the ticket. Without it the training carries on from round
+    to round and the result keeps its weights (iterative pruning with fine-tuning, Han et al. 2015). The report adds
+    each round's share and MFLOPs.
 
     Simplified: the papers' unstructured weight masks become removed channels (a smaller dense network, as every
     pruner here), and the rewinding point is where pruning starts, the trained network: rewinding to an early
@@ -40,18 +43,23 @@ class Lottery(Pruner):
     def importance(self) -> Any:
         return tp.importance.MagnitudeImportance(p=1)
 
-    def cut(self, model: nn.Module, input_shape: tuple[int, ...], ratio: float,
-            batches: list[tuple[torch.Tensor, torch.Tensor]]) -> nn.Module:
-        share = 1 - (1 - ratio) ** (1 / self.rounds)
+    def to_budget(self, model: nn.Module, input_shape: tuple[int, ...], budget_mflops: float,
+                  batches: list[tuple[torch.Tensor, torch.Tensor]], steps: int) -> tuple[nn.Module, dict[str, Any]]:
+        before = count_flops(model, (1, *input_shape)) / 1e6
         start, net = copy.deepcopy(model).eval(), copy.deepcopy(model).eval()
-        for r in range(self.rounds):
-            if r:
+        rounds = []
+        for r in range(1, self.rounds + 1):
+            if r > 1:
                 if self.rewind:
                     net = copy.deepcopy(start)
                 self._train(net, batches)
-            remove_channels(net, input_shape, share, self.importance(), global_pruning=self.global_pruning,
+            target = before * (budget_mflops / before) ** (r / self.rounds)
+            _, found = super().to_budget(net, input_shape, target, batches, steps)  # this round's share, bisected
+            remove_channels(net, input_shape, found["ratio"], self.importance(), global_pruning=self.global_pruning,
                             twin=start if self.rewind else None)
-        return (start if self.rewind else net).eval()
+            rounds.append({"ratio": found["ratio"], "budget_mflops": target,
+                           "mflops": count_flops(net, (1, *input_shape)) / 1e6})
+        return (start if self.rewind else net).eval(), {**found, "rounds": rounds}
 
     def _train(self, net: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
         """``steps`` SGD steps on ``batches`` in turn (no randomness: the same cut for the same inputs)."""
