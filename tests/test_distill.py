@@ -458,10 +458,13 @@ def test_a_table_row_can_prune_the_teacher_and_fine_tune_it_on_the_tables_schedu
     assert summary["references"] == ["l1"] and len(summary["rows"]["l1"]["seeds"]) == 2
     assert "vs l1" in (tmp_path / "out.md").read_text()
     table["references"] = {"l1": ["l1_mflops"], "l1_mflops": []}  # a family per reference: l1_mflops vs l1 only
+    path.write_text(json.dumps(table))
+    with pytest.raises(UserError, match="--time: .* names no runtimes"):
+        bench_distill(str(path), show_progress=False, time_only=True)
     table["latency"] = ["torch", "onnxruntime"]  # every row's network timed, once every row has one
     monkeypatch.setattr("nas_kd.latency.MIN_SECONDS", 0.0)
     path.write_text(json.dumps(table))
-    summary = bench_distill(str(path), show_progress=False)
+    summary = bench_distill(str(path), show_progress=False, time_only=True)  # nothing left to train: timed now
     text = (tmp_path / "out.md").read_text()
     assert "vs l1 / vs l1_mflops" in text and "families of 1 and 0" in text and "`l1` against `l1_mflops`" in text
     timed = json.loads((tmp_path / "out" / "latency.json").read_text())

@@ -125,10 +125,13 @@ def _table_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rows", nargs="*", help="only these rows")
     p.add_argument("--commit", action="store_true", help="git-commit each record as it lands")
     p.add_argument("--report", action="store_true", help="train nothing, rebuild the table from the records")
+    p.add_argument("--time", action="store_true", help="train nothing: time every row's network now (a table with "
+                   "latency runtimes; every row needs its first seed; keep the machine idle), then rebuild the table")
 
 
 def _table(args: argparse.Namespace, run, show, **options: Any) -> None:
-    summary = run(args.table, rows=args.rows, commit=args.commit, report_only=args.report, **options)
+    summary = run(args.table, rows=args.rows, commit=args.commit, report_only=args.report, time_only=args.time,
+                  **options)
     print(json.dumps({k: show(v) for k, v in summary["rows"].items()}, indent=2))
 
 

@@ -171,22 +171,29 @@ def finished(table: dict) -> dict[str, list[dict[str, Any]]]:
 
 def run_table(table_path: str, trainer: str, keep: Callable[[dict], dict], summarise: Callable[[dict, str], dict],
               write_markdown: Callable[[dict, Path, str], None], *, rows: list[str] | None = None, commit: bool = False,
-              report_only: bool = False, show_progress: bool = True) -> dict[str, Any]:
-    """Run every missing (row, seed) of the table (or of ``rows``), then rebuild ``<out>.json`` / ``<out>.md``
-    from the records (``report_only``: only rebuild, from the records there are)."""
+              report_only: bool = False, time_only: bool = False, show_progress: bool = True) -> dict[str, Any]:
+    """Run every missing (row, seed) of the table (or of ``rows``), time the rows' networks when the table asks
+    for it and every row has its first seed (not with ``rows``), then rebuild ``<out>.json`` / ``<out>.md`` from the
+    records (``report_only``: only rebuild, from the records there are; ``time_only``: train nothing, time the
+    networks now (every row needs its first seed), then rebuild)."""
     started, watch = origin(), Stopwatch()
     table = load_table(table_path, trainer)
     unknown = [r for r in rows or [] if r not in table["rows"]]
     if unknown:
         raise UserError(f"--rows {unknown}: not rows of {table_path} ({', '.join(table['rows'])})")
-    todo = [(row, seed) for seed in ([] if report_only else table["seeds"]) for row in rows or table["rows"]
+    if time_only and not table.get("latency"):
+        raise UserError(f"--time: {table_path} names no runtimes to time its rows with (latency: [torch, ...])")
+    if time_only and (missing := [r for r in table["rows"] if not network_dir(table, r, table["seeds"][0]).exists()]):
+        raise UserError(f"--time: rows without their first seed's network yet: {', '.join(missing)} (run the table "
+                        "first)")
+    todo = [(row, seed) for seed in ([] if report_only or time_only else table["seeds"]) for row in rows or table["rows"]
             if not (Path(table["out"]) / f"{row}-s{seed}.json").exists()]
     for row, seed in todo:  # every recipe to train is checked before the first training starts
         row_recipe(table, row, seed)
     for row, seed in todo:
         if not (Path(table["out"]) / f"{row}-s{seed}.json").exists():  # a dependency of an earlier row may have made it
             run_row(table, row, seed, keep, commit=commit, show_progress=show_progress)
-    if table.get("latency") and not report_only and not rows:
+    if table.get("latency") and not report_only and (time_only or not rows):
         time_rows(table, commit=commit)
     summary = summarise(table, table_path)
     out = Path(table["out"])
