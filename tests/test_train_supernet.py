@@ -32,6 +32,6 @@ def test_bad_supernet_options(tmp_path, fmnist_root):
         train_supernet(recipe(tmp_path, fmnist_root, "supernet.mode.soft_labels=both"))
     with pytest.raises(OptionError, match=r"supernet.mode \(sandwich\): distill\[0\] \(alpha\).*Did you mean 'alpha_div'"):
         train_supernet(recipe(tmp_path, fmnist_root, "supernet.mode.distill=[{name: alpha}]"))
-    with pytest.raises(OptionError, match="only logit methods work: alpha_div, cs_kd, dist, dkd, kd, logit_std, multi_teacher, tf_kd"):
+    with pytest.raises(OptionError, match="only logit methods work: alpha_div, cs_kd, dist, dkd, kd, logit_std, multi_teacher, rco, tf_kd"):
         train_supernet(recipe(tmp_path, fmnist_root, "supernet.mode.distill=[{name: hint}]"))
     assert not (tmp_path / "run").exists()
