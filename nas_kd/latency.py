@@ -136,6 +136,21 @@ def time_runs(runs: Sequence[Callable[[], Any]], repeats: int = 20, warmup: int 
     return [1000 * b for b in best]
 
 
+def passes_with_retest(runs_at: Callable[[int], Sequence[Callable[[], Any]]], batches: Sequence[int],
+                       pass_seconds: float, repeats: int = 20) -> list[dict[str, list[float]]]:
+    """The runs ``runs_at(b)`` makes for batch size ``b`` timed together (:func:`time_runs`) in a pass lasting at
+    least ``pass_seconds`` at each batch size, then again in a second pass (the retest): per run, in order,
+    ``{"b1": [first, retest], "b32": [...]}``."""
+    out: list[dict[str, list[float]]] = []
+    for repeat in range(2):
+        for b in batches:
+            times = time_runs(runs_at(b), repeats=repeats, min_seconds=pass_seconds, seed=repeat)
+            out = out or [{} for _ in times]
+            for i, ms in enumerate(times):
+                out[i].setdefault(f"b{b}", []).append(ms)
+    return out
+
+
 @contextmanager
 def torch_threads(threads: int | None):
     """Run the block with ``threads`` torch threads (``None``: as they are), restoring the count after."""

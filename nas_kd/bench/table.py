@@ -218,19 +218,17 @@ def _time_networks(dirs: dict[str, str], runtimes: list[str], input_shape: tuple
                    pass_seconds: float) -> dict[str, dict[str, dict[str, list[float]]]]:
     """(In a timing process) every network with every runtime, interleaved, at each batch size: a first pass and a
     retest, ``{row: {runtime: {"b1": [first, retest], "b32": [...]}}}``."""
-    from nas_kd.latency import runner, time_runs, torch_threads
+    from nas_kd.latency import passes_with_retest, runner, torch_threads
     from nas_kd.prune import load_network
 
     nets = {row: load_network(d) for row, d in dirs.items()}
     keys = [(row, rt) for row in nets for rt in runtimes]
-    out: dict = {row: {rt: {} for rt in runtimes} for row in nets}
+    out: dict = {row: {} for row in nets}
     with torch_threads(threads):
-        for repeat in range(2):
-            for b in BATCHES:
-                x = torch.zeros(b, *input_shape)
-                runs = [runner(nets[row], x, rt) for row, rt in keys]
-                for (row, rt), ms in zip(keys, time_runs(runs, min_seconds=pass_seconds, seed=repeat)):
-                    out[row][rt].setdefault(f"b{b}", []).append(ms)
+        timed = passes_with_retest(lambda b: [runner(nets[row], torch.zeros(b, *input_shape), rt) for row, rt in keys],
+                                   BATCHES, pass_seconds)
+    for (row, rt), t in zip(keys, timed):
+        out[row][rt] = t
     return out
 
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from nas_kd.inference import installed, int8_share, load, require
 from nas_kd.job import Job
-from nas_kd.latency import MIN_SECONDS, time_runs
+from nas_kd.latency import MIN_SECONDS, passes_with_retest
 from nas_kd.locks import holding
 from nas_kd.quantize import (
     accuracy,
@@ -43,15 +43,12 @@ def timings(graphs: dict[str, Path], engines: tuple[str, ...], shape: tuple[int,
              pass_seconds: float) -> dict:
     """Every (engine, graph) timed at each batch size in one interleaved pass of :func:`time_runs` lasting at least
     ``pass_seconds``, then again in a second pass (the retest): ``{key: {"b1": [first, retest], "b32": [...]}}``."""
-    keys = [f"{e}/{g}" for e in engines for g in graphs]
-    out: dict[str, dict[str, list[float]]] = {k: {} for k in keys}
-    for repeat in range(2):
-        for b in BATCHES:
-            x = np.random.default_rng(b).standard_normal((b, *shape)).astype(np.float32)
-            runs = [load(graphs[k.split("/")[1]], k.split("/")[0], threads).call(x) for k in keys]
-            for k, ms in zip(keys, time_runs(runs, repeats=SAMPLES, min_seconds=pass_seconds, seed=repeat)):
-                out[k].setdefault(f"b{b}", []).append(ms)
-    return out
+    keys = [(e, g) for e in engines for g in graphs]
+
+    def runs_at(b: int) -> list:
+        x = np.random.default_rng(b).standard_normal((b, *shape)).astype(np.float32)
+        return [load(graphs[g], e, threads).call(x) for e, g in keys]
+    return {f"{e}/{g}": t for (e, g), t in zip(keys, passes_with_retest(runs_at, BATCHES, pass_seconds, SAMPLES))}
 
 
 @holding("out")
